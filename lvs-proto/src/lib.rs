@@ -1,0 +1,158 @@
+//! Shared vocabulary of lvs: the words that the daemon, the console, the CLI and other
+//! programs use for the same things (protocols, forwarding methods, schedulers, counters).
+//!
+//! The tarpc control API (`LvsControl`) will live here too; until it exists this crate holds
+//! only the types that the daemon's configuration and reports already share. Names follow
+//! ipvsadm and keepalived, so an operator reads the same words everywhere.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Transport protocol of a virtual service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP (ipvsadm `-t`).
+    Tcp,
+    /// UDP (ipvsadm `-u`).
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number (6 or 17).
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+
+    /// The upper-case name ipvsadm prints (`TCP`, `UDP`).
+    pub fn ipvsadm_name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// How packets reach a real server (IPVS "packet forwarding method").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forwarding {
+    /// Masquerading (ipvsadm `-m`): destination rewritten to RIP:port, replies rewritten back.
+    Nat,
+    /// Direct routing / gatewaying (ipvsadm `-g`, the ipvsadm default): only MACs rewritten.
+    Dr,
+}
+
+impl Forwarding {
+    /// The word in ipvsadm's `Forward` column (`Masq`, `Route`).
+    pub fn ipvsadm_name(self) -> &'static str {
+        match self {
+            Forwarding::Nat => "Masq",
+            Forwarding::Dr => "Route",
+        }
+    }
+}
+
+impl fmt::Display for Forwarding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Forwarding::Nat => "nat",
+            Forwarding::Dr => "dr",
+        })
+    }
+}
+
+/// An IPVS scheduler, by its ipvsadm name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedulerKind {
+    /// Round robin.
+    Rr,
+    /// Weighted round robin.
+    Wrr,
+    /// Weighted least connection (the ipvsadm default).
+    Wlc,
+}
+
+impl SchedulerKind {
+    /// Every scheduler this build implements, in ipvsadm's spelling.
+    pub const ALL: &'static [SchedulerKind] =
+        &[SchedulerKind::Rr, SchedulerKind::Wrr, SchedulerKind::Wlc];
+
+    /// The ipvsadm name (`rr`, `wrr`, `wlc`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedulerKind::Rr => "rr",
+            SchedulerKind::Wrr => "wrr",
+            SchedulerKind::Wlc => "wlc",
+        }
+    }
+}
+
+impl fmt::Display for SchedulerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for SchedulerKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SchedulerKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown scheduler `{s}`"))
+    }
+}
+
+/// Cumulative counters of a service or a real server, as ipvsadm `--stats` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Connections scheduled.
+    pub conns: u64,
+    /// Packets from clients (towards real servers).
+    pub inpkts: u64,
+    /// Packets from real servers (towards clients); stays 0 for DR.
+    pub outpkts: u64,
+    /// Bytes from clients, counting IP headers and payload.
+    pub inbytes: u64,
+    /// Bytes from real servers.
+    pub outbytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduler_names_round_trip() {
+        for k in SchedulerKind::ALL {
+            assert_eq!(k.name().parse::<SchedulerKind>(), Ok(*k));
+        }
+        assert!("lblcr".parse::<SchedulerKind>().is_err());
+    }
+
+    #[test]
+    fn ipvsadm_words() {
+        assert_eq!(Forwarding::Nat.ipvsadm_name(), "Masq");
+        assert_eq!(Forwarding::Dr.ipvsadm_name(), "Route");
+        assert_eq!(Protocol::Udp.ipvsadm_name(), "UDP");
+        assert_eq!(Protocol::Tcp.number(), 6);
+    }
+}

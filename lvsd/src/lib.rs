@@ -1,0 +1,19 @@
+//! lvsd: a userspace Linux Virtual Server director.
+//!
+//! Layout (see `docs/architecture.md`):
+//! - [`wire`], [`sched`], [`conn`], [`dataplane`]: the pure forwarding core. No clock reads,
+//!   no sockets; time is passed in.
+//! - [`io`]: the only module with raw sockets and `unsafe`.
+//! - [`kernel`]: netlink (links, addresses, routes) and the nftables guard rules.
+//! - [`config`]: the TOML configuration, validated with file/line/key errors.
+//! - [`daemon`]: wires config, kernel, io and the core into a running director.
+
+pub mod config;
+pub mod conn;
+pub mod daemon;
+pub mod dataplane;
+#[allow(unsafe_code)]
+pub mod io;
+pub mod kernel;
+pub mod sched;
+pub mod wire;
