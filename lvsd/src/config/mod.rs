@@ -1,1 +1,422 @@
-//! (being written)
+//! The lvsd configuration file (TOML).
+//!
+//! Contract: the keys documented in README.md are stable; keys may be added, never renamed.
+//! Unknown keys are errors. Every error names the file, the line and the key, so
+//! `lvsd check --config FILE` can point an operator at the exact spot.
+//!
+//! Parsing happens in two steps: serde reads the file into `raw` structs that keep the
+//! source span of every value, then [`Config::from_raw`] validates and turns them into the
+//! typed [`Config`]. Nothing outside this module sees an unvalidated value.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lvs_proto::{Forwarding, Protocol, SchedulerKind};
+
+mod raw;
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Virtual services in file order.
+    pub services: Vec<VirtualService>,
+    /// Connection timeouts (ipvsadm `--set tcp tcpfin udp`).
+    pub timeouts: TimeoutSettings,
+}
+
+/// One virtual service (ipvsadm `-A`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualService {
+    /// Transport protocol.
+    pub protocol: Protocol,
+    /// The virtual IP.
+    pub vip: Ipv4Addr,
+    /// The virtual port.
+    pub port: u16,
+    /// Scheduler.
+    pub scheduler: SchedulerKind,
+    /// Default forwarding method of this service's real servers.
+    pub forwarding: Forwarding,
+    /// Real servers in file order (lvsd adds them to the scheduling list one by one at the
+    /// head, as keepalived does with IPVS, so the list order is the reverse of this).
+    pub real_servers: Vec<RealServer>,
+}
+
+/// One real server (ipvsadm `-a`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RealServer {
+    /// Real server IP (RIP).
+    pub addr: Ipv4Addr,
+    /// Real server port; equals the virtual port for DR.
+    pub port: u16,
+    /// Weight 0..=65535; 0 means quiesced (no new connections).
+    pub weight: u32,
+    /// Forwarding method (the service default unless overridden).
+    pub forwarding: Forwarding,
+}
+
+/// Connection timeouts that ipvsadm `--set` controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutSettings {
+    /// TCP ESTABLISHED (default 900 s).
+    pub tcp: Duration,
+    /// TCP FIN_WAIT (default 120 s).
+    pub tcp_fin: Duration,
+    /// UDP (default 300 s).
+    pub udp: Duration,
+}
+
+impl Default for TimeoutSettings {
+    fn default() -> Self {
+        TimeoutSettings {
+            tcp: Duration::from_secs(900),
+            tcp_fin: Duration::from_secs(120),
+            udp: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A configuration error that points at a file, a line and a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file read.
+    pub file: PathBuf,
+    /// 1-based line, 0 if the error is not about one place (e.g. the file cannot be read).
+    pub line: usize,
+    /// The key, as a dotted path where known (`virtual_server[0].real_server[1].weight`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
+        match (self.line, self.key.is_empty()) {
+            (0, _) => write!(f, "{file}: {}", self.message),
+            (line, true) => write!(f, "{file}:{line}: {}", self.message),
+            (line, false) => write!(f, "{file}:{line}: {}: {}", self.key, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates configuration text; `path` is only used in error messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let src = Source { path, text };
+        let raw: raw::File = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+        Config::from_raw(&src, raw)
+    }
+
+    fn from_raw(src: &Source<'_>, raw: raw::File) -> Result<Config, ConfigError> {
+        let mut services = Vec::with_capacity(raw.virtual_server.len());
+        let mut seen = HashSet::new();
+        for (i, vs) in raw.virtual_server.into_iter().enumerate() {
+            let key = format!("virtual_server[{i}]");
+            let address_span = vs.address.span();
+            let service = virtual_service(src, &key, vs)?;
+            if !seen.insert((service.protocol, service.vip, service.port)) {
+                return Err(src.error(
+                    &address_span,
+                    &format!("{key}.address"),
+                    format!(
+                        "duplicate virtual service {} {}:{}",
+                        service.protocol, service.vip, service.port
+                    ),
+                ));
+            }
+            services.push(service);
+        }
+        let timeouts = match raw.timeouts {
+            None => TimeoutSettings::default(),
+            Some(t) => {
+                let d = TimeoutSettings::default();
+                TimeoutSettings {
+                    tcp: timeout(src, "timeouts.tcp", t.tcp)?.unwrap_or(d.tcp),
+                    tcp_fin: timeout(src, "timeouts.tcpfin", t.tcpfin)?.unwrap_or(d.tcp_fin),
+                    udp: timeout(src, "timeouts.udp", t.udp)?.unwrap_or(d.udp),
+                }
+            }
+        };
+        Ok(Config { services, timeouts })
+    }
+}
+
+/// The text being parsed, for turning byte spans into line numbers.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    }
+
+    fn error(&self, span: &Range<usize>, key: &str, message: String) -> ConfigError {
+        ConfigError {
+            file: self.path.to_path_buf(),
+            line: self.line_of(span.start),
+            key: key.to_string(),
+            message,
+        }
+    }
+
+    /// Turns a serde/TOML error into one that names the line and the key written there.
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+        let message = e.message().trim().to_string();
+        let Some(span) = e.span() else {
+            return ConfigError {
+                file: self.path.to_path_buf(),
+                line: 0,
+                key: String::new(),
+                message,
+            };
+        };
+        let line = self.line_of(span.start);
+        let key = self
+            .text
+            .lines()
+            .nth(line - 1)
+            .map(key_on_line)
+            .unwrap_or_default();
+        ConfigError {
+            file: self.path.to_path_buf(),
+            line,
+            key,
+            message,
+        }
+    }
+}
+
+/// The key a TOML line sets (`weight = 3` -> `weight`), or the table a header opens.
+fn key_on_line(line: &str) -> String {
+    let t = line.trim();
+    if t.starts_with('[') {
+        return t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+    }
+    match t.split_once('=') {
+        Some((k, _)) => k.trim().trim_matches('"').to_string(),
+        None => String::new(),
+    }
+}
+
+fn virtual_service(
+    src: &Source<'_>,
+    key: &str,
+    vs: raw::VirtualServer,
+) -> Result<VirtualService, ConfigError> {
+    let (vip, port) = endpoint(src, &format!("{key}.address"), &vs.address, None)?;
+    let Some(port) = port else {
+        return Err(src.error(
+            &vs.address.span(),
+            &format!("{key}.address"),
+            "needs a port: write VIP:PORT, e.g. \"203.0.113.10:80\" (port-zero services need \
+             persistence, which this version does not have yet)"
+                .into(),
+        ));
+    };
+    let protocol = match vs.protocol {
+        None => Protocol::Tcp,
+        Some(p) => match p.get_ref().as_str() {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            other => {
+                return Err(src.error(
+                    &p.span(),
+                    &format!("{key}.protocol"),
+                    format!("unknown protocol `{other}`: expected \"tcp\" or \"udp\""),
+                ));
+            }
+        },
+    };
+    let scheduler = match vs.scheduler {
+        None => SchedulerKind::Wlc,
+        Some(s) => s.get_ref().parse::<SchedulerKind>().map_err(|_| {
+            let names: Vec<&str> = SchedulerKind::ALL.iter().map(|k| k.name()).collect();
+            src.error(
+                &s.span(),
+                &format!("{key}.scheduler"),
+                format!(
+                    "unknown scheduler `{}`: this version implements {}",
+                    s.get_ref(),
+                    names.join(", ")
+                ),
+            )
+        })?,
+    };
+    let default_fwd = match vs.forwarding {
+        None => Forwarding::Dr,
+        Some(f) => forwarding(src, &format!("{key}.forwarding"), &f)?,
+    };
+    let mut real_servers = Vec::with_capacity(vs.real_server.len());
+    let mut seen = HashSet::new();
+    for (j, rs) in vs.real_server.into_iter().enumerate() {
+        let rkey = format!("{key}.real_server[{j}]");
+        let (addr, rport) = endpoint(src, &format!("{rkey}.address"), &rs.address, Some(port))?;
+        let rport = rport.unwrap_or(port);
+        let weight = match rs.weight {
+            None => 1,
+            Some(w) => {
+                let v = *w.get_ref();
+                u32::try_from(v)
+                    .ok()
+                    .filter(|&v| v <= 65535)
+                    .ok_or_else(|| {
+                        src.error(
+                            &w.span(),
+                            &format!("{rkey}.weight"),
+                            format!("{v} is out of range: weights are 0..=65535 (0 = quiesced)"),
+                        )
+                    })?
+            }
+        };
+        let fwd = match &rs.forwarding {
+            None => default_fwd,
+            Some(f) => forwarding(src, &format!("{rkey}.forwarding"), f)?,
+        };
+        if fwd == Forwarding::Dr && rport != port {
+            return Err(src.error(
+                &rs.address.span(),
+                &format!("{rkey}.address"),
+                format!(
+                    "direct routing cannot change the port: the real server port must be the \
+                     virtual port {port} (or use forwarding = \"nat\")"
+                ),
+            ));
+        }
+        if !seen.insert((addr, rport)) {
+            return Err(src.error(
+                &rs.address.span(),
+                &format!("{rkey}.address"),
+                format!("duplicate real server {addr}:{rport} in this virtual service"),
+            ));
+        }
+        real_servers.push(RealServer {
+            addr,
+            port: rport,
+            weight,
+            forwarding: fwd,
+        });
+    }
+    Ok(VirtualService {
+        protocol,
+        vip,
+        port,
+        scheduler,
+        forwarding: default_fwd,
+        real_servers,
+    })
+}
+
+fn forwarding(
+    src: &Source<'_>,
+    key: &str,
+    f: &toml::Spanned<String>,
+) -> Result<Forwarding, ConfigError> {
+    match f.get_ref().as_str() {
+        "nat" => Ok(Forwarding::Nat),
+        "dr" => Ok(Forwarding::Dr),
+        "tun" => Err(src.error(
+            &f.span(),
+            key,
+            "tunnelling (\"tun\") is not implemented in this version; use \"nat\" or \"dr\"".into(),
+        )),
+        other => Err(src.error(
+            &f.span(),
+            key,
+            format!("unknown forwarding method `{other}`: expected \"nat\" or \"dr\""),
+        )),
+    }
+}
+
+/// Parses `A.B.C.D:PORT` or (when `default_port` is given) a bare `A.B.C.D`.
+fn endpoint(
+    src: &Source<'_>,
+    key: &str,
+    value: &toml::Spanned<String>,
+    default_port: Option<u16>,
+) -> Result<(Ipv4Addr, Option<u16>), ConfigError> {
+    let text = value.get_ref().trim();
+    let err = |message: String| src.error(&value.span(), key, message);
+    let (ip, port) = if let Ok(sa) = text.parse::<SocketAddr>() {
+        (sa.ip(), Some(sa.port()))
+    } else if let Ok(ip) = text.parse::<IpAddr>() {
+        (ip, None)
+    } else {
+        return Err(err(format!(
+            "`{text}` is not an address: expected IP:PORT, e.g. \"192.0.2.11:80\""
+        )));
+    };
+    let IpAddr::V4(ip) = ip else {
+        return Err(err(format!(
+            "`{text}` is IPv6: this version forwards IPv4 only (IPv6 is planned)"
+        )));
+    };
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || ip.is_loopback() {
+        return Err(err(format!("`{ip}` cannot be used as a service or server address")));
+    }
+    if port == Some(0) {
+        return Err(err("port 0 is not allowed here".into()));
+    }
+    if port.is_none() && default_port.is_none() {
+        return Ok((ip, None));
+    }
+    Ok((ip, port.or(default_port)))
+}
+
+fn timeout(
+    src: &Source<'_>,
+    key: &str,
+    value: Option<toml::Spanned<raw::Seconds>>,
+) -> Result<Option<Duration>, ConfigError> {
+    let Some(v) = value else { return Ok(None) };
+    let d = v
+        .get_ref()
+        .to_duration()
+        .map_err(|m| src.error(&v.span(), key, m))?;
+    if d.is_zero() {
+        return Err(src.error(&v.span(), key, "must be greater than zero".into()));
+    }
+    Ok(Some(d))
+}
+
+/// Parses a duration: an integer number of seconds, or a string with a unit
+/// (`"500ms"`, `"90s"`, `"15m"`, `"1h"`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: expected e.g. \"90s\", \"500ms\", \"15m\""))?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        other => return Err(format!("unknown duration unit `{other}` in `{text}`: use ms, s, m or h")),
+    };
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests;

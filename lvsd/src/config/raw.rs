@@ -1,0 +1,60 @@
+//! The file as serde reads it: every value keeps its source span, unknown keys are errors.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct File {
+    #[serde(default)]
+    pub virtual_server: Vec<VirtualServer>,
+    pub timeouts: Option<Timeouts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VirtualServer {
+    pub address: Spanned<String>,
+    pub protocol: Option<Spanned<String>>,
+    pub scheduler: Option<Spanned<String>>,
+    pub forwarding: Option<Spanned<String>>,
+    #[serde(default)]
+    pub real_server: Vec<RealServer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RealServer {
+    pub address: Spanned<String>,
+    pub weight: Option<Spanned<i64>>,
+    pub forwarding: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Timeouts {
+    pub tcp: Option<Spanned<Seconds>>,
+    pub tcpfin: Option<Spanned<Seconds>>,
+    pub udp: Option<Spanned<Seconds>>,
+}
+
+/// A duration written as integer seconds or as a string with a unit.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum Seconds {
+    Int(i64),
+    Text(String),
+}
+
+impl Seconds {
+    pub(super) fn to_duration(&self) -> Result<Duration, String> {
+        match self {
+            Seconds::Int(n) => u64::try_from(*n)
+                .map(Duration::from_secs)
+                .map_err(|_| format!("{n} is negative: expected seconds ≥ 1")),
+            Seconds::Text(t) => super::parse_duration(t),
+        }
+    }
+}

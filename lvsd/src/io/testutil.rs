@@ -1,0 +1,116 @@
+//! Test helpers for privileged tests (compiled only for `cargo test`): root detection with
+//! a loud SKIP, and throw-away network namespaces that are deleted even when a test fails.
+//!
+//! Namespaces are created with `ip netns add` (tests may run tools; lvsd itself never
+//! does) under unique names (`lvsdt-<tag>-<pid>-<n>`); code runs inside one on a fresh
+//! thread that has `setns(2)`-ed into it, so the test thread itself never changes
+//! namespace.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Whether the test runs as root. If not, prints a loud SKIP line naming `test`.
+pub(crate) fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("!!!!!! SKIP {test}: needs root (network namespaces, raw sockets) !!!!!!");
+    }
+    root
+}
+
+/// Index of interface `name` in the calling thread's network namespace.
+pub(crate) fn ifindex(name: &str) -> u32 {
+    let c = std::ffi::CString::new(name).expect("interface name");
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    assert_ne!(idx, 0, "no interface {name}: {}", std::io::Error::last_os_error());
+    idx
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A named network namespace, deleted on drop.
+#[derive(Debug)]
+pub(crate) struct Netns {
+    pub(crate) name: String,
+}
+
+impl Netns {
+    pub(crate) fn new(tag: &str) -> Netns {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("lvsdt-{tag}-{}-{n}", std::process::id());
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip netns add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ns = Netns { name };
+        ns.ip("link set lo up");
+        ns
+    }
+
+    /// Runs `ip -n <ns> <args>` and panics if it fails.
+    pub(crate) fn ip(&self, args: &str) {
+        let mut cmd = Command::new("ip");
+        cmd.args(["-n", &self.name]).args(args.split_whitespace());
+        let out = cmd.output().expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip -n {} {args}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs a program inside the namespace (`ip netns exec`) and returns its output.
+    pub(crate) fn exec(&self, argv: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(argv)
+            .output()
+            .expect("run ip netns exec")
+    }
+
+    /// Runs `f` on a new thread that has entered the namespace; panics propagate.
+    pub(crate) fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|s| {
+            let h = s.spawn(move || {
+                let file = File::open(&path).expect("open netns file");
+                // SAFETY: `file` is an open namespace file; setns only changes the calling
+                // thread's network namespace.
+                let ret = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(ret, 0, "setns {path}: {}", std::io::Error::last_os_error());
+                f()
+            });
+            match h.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let out = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "warning: ip netns del {}: {}",
+                self.name,
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("warning: ip netns del {}: {e}", self.name),
+        }
+    }
+}

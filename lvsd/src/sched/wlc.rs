@@ -1,0 +1,149 @@
+//! wlc — weighted least connection, the ipvsadm default (kernel
+//! `net/netfilter/ipvs/ip_vs_wlc.c`, spec b.5).
+//!
+//! Stateless. Invariants:
+//! - The first destination in list order with weight > 0 and not OVERLOAD becomes `least`;
+//!   if there is none the result is None.
+//! - Each later destination that is not OVERLOAD replaces `least` when
+//!   `overhead(least) × weight(d) > overhead(d) × weight(least)`, i.e. it has strictly less
+//!   overhead per unit of weight. Strict, so ties keep the earlier destination. Later ones
+//!   are only checked for OVERLOAD: a weight-0 one can never win, its left side being 0.
+//! - `overhead = active × 256 + inactive`; products in `u128`, which cannot overflow.
+
+use lvs_proto::SchedulerKind;
+
+use super::{Dest, ListChange, Scheduler, overhead};
+
+/// Weighted least-connection scheduler (no state).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WeightedLeastConnection;
+
+impl WeightedLeastConnection {
+    /// wlc keeps no state; `dests` is unused.
+    pub fn new(_dests: &[Dest]) -> Self {
+        WeightedLeastConnection
+    }
+
+    /// The wlc comparison: does `d` beat the current `least`?
+    fn beats(d: &Dest, least: &Dest) -> bool {
+        let lhs = u128::from(overhead(least)) * u128::from(d.weight);
+        let rhs = u128::from(overhead(d)) * u128::from(least.weight);
+        lhs > rhs
+    }
+}
+
+impl Scheduler for WeightedLeastConnection {
+    fn kind(&self) -> SchedulerKind {
+        SchedulerKind::Wlc
+    }
+
+    fn schedule(&mut self, dests: &[Dest]) -> Option<usize> {
+        let first = dests.iter().position(|d| d.weight > 0 && !d.overloaded)?;
+        let mut least = first;
+        for (i, d) in dests.iter().enumerate().skip(first + 1) {
+            if !d.overloaded && Self::beats(d, &dests[least]) {
+                least = i;
+            }
+        }
+        Some(least)
+    }
+
+    fn update(&mut self, _dests: &[Dest], _change: ListChange) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(weight: u32, active: u32, inactive: u32) -> Dest {
+        Dest {
+            weight,
+            active,
+            inactive,
+            overloaded: false,
+        }
+    }
+
+    fn pick(dests: &[Dest]) -> Option<usize> {
+        WeightedLeastConnection::new(dests).schedule(dests)
+    }
+
+    #[test]
+    fn ties_go_to_the_earlier_destination() {
+        // All idle: 0 × w > 0 × w never holds, so the first eligible stays.
+        assert_eq!(pick(&[d(1, 0, 0), d(5, 0, 0), d(3, 0, 0)]), Some(0));
+        // Equal load per weight: A 2/1 vs B 4/2 → 2×2 > 4×1 is false, A stays.
+        assert_eq!(pick(&[d(1, 0, 2), d(2, 0, 4)]), Some(0));
+    }
+
+    #[test]
+    fn active_weighs_256_inactive() {
+        // A: 1 active = 256; B: 255 inactive = 255 → B is lighter.
+        assert_eq!(pick(&[d(1, 1, 0), d(1, 0, 255)]), Some(1));
+        // B: 256 inactive = 256 ties A → A stays.
+        assert_eq!(pick(&[d(1, 1, 0), d(1, 0, 256)]), Some(0));
+        // B: 257 inactive is heavier → A.
+        assert_eq!(pick(&[d(1, 1, 0), d(1, 0, 257)]), Some(0));
+    }
+
+    #[test]
+    fn weights_3_2_1_with_held_connections() {
+        // A3 B2 C1 holding 3, 2, 1 established connections: 768/3 = 512/2 = 256/1,
+        // a three-way tie, so A (first) wins.
+        let mut list = vec![d(3, 3, 0), d(2, 2, 0), d(1, 1, 0)];
+        assert_eq!(pick(&list), Some(0));
+        // A holds 9: 2304/3 = 768 per weight; B 512/2 = 256 and C 256/1 = 256 tie → B.
+        list[0].active = 9;
+        assert_eq!(pick(&list), Some(1));
+        // C's connections go inactive (1 × 1): 1/1 < 256 → C.
+        list[2] = d(1, 0, 1);
+        assert_eq!(pick(&list), Some(2));
+        // Fill from empty with long-lived connections, each pick taking one more active
+        // connection. Each step picks the least active/weight, ties to the earliest:
+        // 0/3 0/2 0/1 → A | 1/3 0/2 0/1 → B | 1/3 1/2 0/1 → C | 1/3 1/2 1/1 → A |
+        // 2/3 1/2 1/1 → B | 2/3 2/2 1/1 → A | 3/3 2/2 1/1 tie → A | ... settling at 6:4:2.
+        for d in &mut list {
+            d.active = 0;
+        }
+        let mut order = String::new();
+        for _ in 0..12 {
+            let i = pick(&list).unwrap_or(usize::MAX);
+            list[i].active += 1;
+            order.push(char::from(b'A' + i as u8));
+        }
+        assert_eq!(order, "ABCABAABCABA");
+        assert_eq!([list[0].active, list[1].active, list[2].active], [6, 4, 2]);
+    }
+
+    #[test]
+    fn first_candidate_needs_weight_and_no_overload() {
+        // A (weight 0) and B (OVERLOAD) cannot start; C does, D is heavier per weight.
+        let mut list = vec![d(0, 0, 0), d(1, 0, 0), d(1, 0, 5), d(1, 0, 9)];
+        list[1].overloaded = true;
+        assert_eq!(pick(&list), Some(2));
+    }
+
+    #[test]
+    fn later_overloaded_and_weight_zero_never_win() {
+        // B is idle but OVERLOAD; C is idle but weight 0: 10 × 0 > 0 × 1 is false.
+        let mut list = vec![d(1, 0, 10), d(1, 0, 0), d(0, 0, 0)];
+        list[1].overloaded = true;
+        assert_eq!(pick(&list), Some(0));
+    }
+
+    #[test]
+    fn nothing_eligible_is_none() {
+        let mut list = vec![d(0, 0, 0), d(3, 0, 0)];
+        list[1].overloaded = true;
+        assert_eq!(pick(&list), None);
+    }
+
+    #[test]
+    fn no_overflow_at_extremes() {
+        // overhead ≈ 2^40 × weight 2^32 would overflow u64; u128 keeps it exact.
+        let heavy = d(u32::MAX, u32::MAX, u32::MAX);
+        let lighter = d(u32::MAX, u32::MAX, u32::MAX - 1);
+        assert_eq!(pick(&[heavy, lighter]), Some(1));
+        assert_eq!(pick(&[lighter, heavy]), Some(0));
+    }
+}

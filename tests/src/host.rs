@@ -1,0 +1,227 @@
+//! [`Host`]: a handle to one namespace of a lab (client, router, directorN, rsK, switch).
+//!
+//! Invariants: a `Host` never changes the namespace of the caller's thread — everything that
+//! must happen "inside" runs on a fresh thread ([`Host::run`]) or in a child that `setns`es
+//! before `exec` ([`Host::command`]). Clones share the namespace and the lab's process
+//! registry; once the lab is dropped, [`Host::spawn`] fails with [`LabError::LabGone`], while
+//! [`Host::run`] keeps working as long as the handle holds the namespace.
+
+use std::ffi::OsStr;
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use rtnetlink::Handle;
+
+use crate::error::Result;
+use crate::netlink::{self, IfAddr};
+use crate::netns::{self, Netns};
+use crate::process::{Process, Registry};
+use crate::sys;
+
+/// An address the lab configured on an interface of a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Iface {
+    /// Interface name inside the host's namespace (`eth0`, `ext0`, ...).
+    pub name: String,
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+/// One network namespace of a lab.
+#[derive(Debug, Clone)]
+pub struct Host {
+    name: String,
+    netns: Arc<Netns>,
+    ifaces: Vec<Iface>,
+    registry: Arc<Registry>,
+}
+
+impl Host {
+    pub(crate) fn new(
+        name: String,
+        netns: Arc<Netns>,
+        ifaces: Vec<Iface>,
+        registry: Arc<Registry>,
+    ) -> Self {
+        Self {
+            name,
+            netns,
+            ifaces,
+            registry,
+        }
+    }
+
+    /// The host's name in the lab: `client`, `router`, `switch`, `director1`, `rs3`, ...
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The first address the lab configured (client: 198.51.100.10, router: 198.51.100.1,
+    /// directorN: its `ext0` address, rsK: its RIP).
+    ///
+    /// # Panics
+    /// On the `switch` host, which has no addresses.
+    pub fn addr(&self) -> Ipv4Addr {
+        match self.ifaces.first() {
+            Some(iface) => iface.addr,
+            None => panic!("lab host {} has no IPv4 address", self.name),
+        }
+    }
+
+    /// The address the lab configured on `ifname`, if any.
+    pub fn addr_of(&self, ifname: &str) -> Option<Ipv4Addr> {
+        self.ifaces
+            .iter()
+            .find(|i| i.name == ifname)
+            .map(|i| i.addr)
+    }
+
+    /// Every interface address the lab configured, in configuration order (not DR VIPs).
+    pub fn ifaces(&self) -> &[Iface] {
+        &self.ifaces
+    }
+
+    /// The namespace itself (for its inode, or to `setns` a thread of your own).
+    pub fn netns(&self) -> &Arc<Netns> {
+        &self.netns
+    }
+
+    /// The namespace file descriptor, valid while this handle lives.
+    pub fn netns_fd(&self) -> BorrowedFd<'_> {
+        self.netns.as_fd()
+    }
+
+    /// Run `f` on a fresh thread inside this namespace and return its result. Panics in `f`
+    /// propagate to the caller; `f` may borrow from the caller's stack.
+    ///
+    /// # Panics
+    /// If the thread cannot be created or cannot enter the namespace (use [`Host::try_run`] to
+    /// get that as an error).
+    pub fn run<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send,
+        T: Send,
+    {
+        match self.netns.run(f) {
+            Ok(value) => value,
+            Err(e) => panic!("cannot run in lab host {}: {e}", self.name),
+        }
+    }
+
+    /// [`Host::run`] with thread/namespace failures reported as errors.
+    pub fn try_run<F, T>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce() -> T + Send,
+        T: Send,
+    {
+        self.netns.run(f)
+    }
+
+    /// A `Command` that runs `program` inside this namespace, with `PR_SET_PDEATHSIG=SIGKILL`,
+    /// in its own process group, stdin from /dev/null.
+    ///
+    /// Start it with [`Host::spawn`] so the lab tracks and kills it. (If you call
+    /// `Command::spawn` yourself, the death signal is tied to *your* thread: the child is
+    /// SIGKILLed as soon as that thread exits.)
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(program);
+        cmd.stdin(Stdio::null()).process_group(0);
+        sys::enter_netns_on_exec(&mut cmd, Arc::clone(&self.netns));
+        cmd
+    }
+
+    /// Spawn `cmd` (normally from [`Host::command`]) on the lab's spawner thread and register
+    /// it: the lab SIGTERMs it (SIGKILL after 2 s) when dropped. The process is named after the
+    /// host.
+    pub fn spawn(&self, cmd: Command) -> Result<Process> {
+        self.registry.spawn(self.name.clone(), cmd)
+    }
+
+    /// [`Host::spawn`] with an explicit process name (shown in errors and logs).
+    pub fn spawn_named(&self, name: impl Into<String>, cmd: Command) -> Result<Process> {
+        self.registry.spawn(name.into(), cmd)
+    }
+
+    /// Drive rtnetlink requests in this namespace: `f` gets a handle whose route socket was
+    /// opened inside the namespace, on a current-thread runtime (bounded by 20 s overall).
+    pub fn netlink<F, Fut, T>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(Handle) -> Fut + Send,
+        Fut: Future<Output = Result<T>>,
+        T: Send,
+    {
+        self.netns.run_try(move || netlink::block_on(f))
+    }
+
+    /// Write a network sysctl of this namespace (`net.ipv4.ip_forward` or
+    /// `net/ipv4/conf/eth0/rp_filter`).
+    pub fn sysctl_write(&self, key: &str, value: &str) -> Result<()> {
+        self.netns.run_try(|| netns::write_sysctl(key, value))
+    }
+
+    /// Read a network sysctl of this namespace.
+    pub fn sysctl_read(&self, key: &str) -> Result<String> {
+        self.netns.run_try(|| netns::read_sysctl(key))
+    }
+
+    /// Set an interface administratively up or down (e.g. to cut a director off).
+    pub fn set_link_up(&self, ifname: &str, up: bool) -> Result<()> {
+        self.netlink(|h| async move { netlink::set_link_up(&h, ifname, up).await })
+    }
+
+    /// Add `addr/prefix` to `ifname` (no error if already present).
+    pub fn add_address(&self, ifname: &str, addr: Ipv4Addr, prefix: u8) -> Result<()> {
+        self.netlink(|h| async move { netlink::add_address(&h, ifname, addr, prefix).await })
+    }
+
+    /// Remove `addr` from `ifname` (no error if absent).
+    pub fn del_address(&self, ifname: &str, addr: Ipv4Addr) -> Result<()> {
+        self.netlink(|h| async move { netlink::del_address(&h, ifname, addr).await })
+    }
+
+    /// Every IPv4 address currently configured in the namespace (as the kernel reports it).
+    pub fn addresses(&self) -> Result<Vec<IfAddr>> {
+        self.netlink(|h| async move { netlink::addresses(&h).await })
+    }
+
+    /// Whether `addr` is currently configured on any interface of the namespace.
+    pub fn has_address(&self, addr: Ipv4Addr) -> Result<bool> {
+        Ok(self.addresses()?.iter().any(|a| a.addr == addr))
+    }
+
+    /// Replace the default route with one via `gateway`.
+    pub fn replace_default_route(&self, gateway: Ipv4Addr) -> Result<()> {
+        self.netlink(|h| async move { netlink::replace_default_route(&h, gateway).await })
+    }
+
+    /// Add or replace a route to `dst/prefix` via `gateway`.
+    pub fn replace_route(&self, dst: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Result<()> {
+        self.netlink(|h| async move { netlink::replace_route(&h, dst, prefix, gateway).await })
+    }
+
+    /// Remove the route to `dst/prefix`.
+    pub fn del_route(&self, dst: Ipv4Addr, prefix: u8) -> Result<()> {
+        self.netlink(|h| async move { netlink::del_route(&h, dst, prefix).await })
+    }
+
+    /// Interface index of `ifname` in this namespace.
+    pub fn ifindex(&self, ifname: &str) -> Result<u32> {
+        self.netlink(|h| async move { netlink::link_index(&h, ifname).await })
+    }
+
+    /// MAC address of `ifname` in this namespace.
+    pub fn mac(&self, ifname: &str) -> Result<[u8; 6]> {
+        self.netlink(|h| async move { netlink::link_mac(&h, ifname).await })
+    }
+
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+}
+

@@ -1,0 +1,196 @@
+//! Every `unsafe` line of the crate lives here, behind safe functions.
+//!
+//! - [`enter_netns_on_exec`]: a `pre_exec` hook that moves a forked child into a namespace and
+//!   ties its life to the forking thread (`PR_SET_PDEATHSIG = SIGKILL`).
+//! - [`enable_pktinfo`], [`recv_with_dst`], [`send_from`]: UDP with `IP_PKTINFO`, so a server
+//!   bound to `0.0.0.0` answers from the address the datagram was sent to (a DR real server
+//!   must answer from the VIP on `lo`, not from its RIP).
+//! - [`set_listen_backlog`]: re-`listen()` a std listener with a larger backlog.
+//!
+//! Invariant: no function here keeps a raw pointer or fd beyond the call; the pre-exec hook
+//! only makes async-signal-safe system calls and never allocates.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::ptr;
+use std::sync::Arc;
+
+use crate::netns::Netns;
+
+/// Make `cmd`'s child `setns` into `ns` and die with SIGKILL when the thread that spawns it
+/// exits (`PR_SET_PDEATHSIG` follows the forking *thread*, not the process: spawn from a thread
+/// that lives as long as the child should — the lab's spawner thread does).
+///
+/// The spawn fails (instead of leaving an orphan) if the parent died between fork and prctl.
+pub(crate) fn enter_netns_on_exec(cmd: &mut Command, ns: Arc<Netns>) {
+    let parent = std::process::id();
+    let hook = move || -> io::Result<()> {
+        // SAFETY: `setns` on an fd owned by `ns`, which this closure keeps alive (the Arc is
+        // moved in), so the descriptor is open in the child (O_CLOEXEC closes it only at exec).
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) }
+            != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() };
+        if u32::try_from(ppid).ok() != Some(parent) {
+            // The parent died before PDEATHSIG was armed; do not become an orphan.
+            // `from_raw_os_error` does not allocate.
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs between fork and exec in the child. It only calls async-signal-safe
+    // functions (setns, prctl, getppid), takes no locks and performs no allocation (the error
+    // values above are plain OS codes).
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// Ask the kernel for the destination address of each datagram (`IP_PKTINFO`).
+pub(crate) fn enable_pktinfo(sock: &UdpSocket) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: valid socket fd; optval points to a c_int and optlen is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            ptr::from_ref(&one).cast(),
+            socklen_of::<libc::c_int>(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A received datagram: payload length, sender, and the local address it was sent to (if the
+/// kernel reported one; it does once [`enable_pktinfo`] succeeded).
+pub(crate) struct Received {
+    pub len: usize,
+    pub from: SocketAddrV4,
+    pub to: Option<Ipv4Addr>,
+}
+
+/// `recvmsg` with an `IP_PKTINFO` control buffer.
+pub(crate) fn recv_with_dst(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
+    // SAFETY: sockaddr_in and msghdr are plain C structs for which all-zero is valid.
+    let mut src: libc::sockaddr_in = unsafe { mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = [0u64; 16];
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_name = ptr::from_mut(&mut src).cast();
+    msg.msg_namelen = socklen_of::<libc::sockaddr_in>();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = mem::size_of_val(&control) as _;
+    // SAFETY: every pointer in `msg` refers to a live local buffer of the advertised length.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
+    let len = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+
+    let mut to = None;
+    // SAFETY: `msg` was filled by recvmsg; CMSG_FIRSTHDR/NXTHDR stay within msg_controllen and
+    // return null at the end. The payload is read unaligned into an owned in_pktinfo.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            let hdr = &*cmsg;
+            if hdr.cmsg_level == libc::IPPROTO_IP && hdr.cmsg_type == libc::IP_PKTINFO {
+                let info: libc::in_pktinfo =
+                    ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::in_pktinfo>());
+                to = Some(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr)));
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    let from = SocketAddrV4::new(
+        Ipv4Addr::from(u32::from_be(src.sin_addr.s_addr)),
+        u16::from_be(src.sin_port),
+    );
+    Ok(Received { len, from, to })
+}
+
+/// `sendmsg` to `dst` with source address `src` (`IP_PKTINFO.ipi_spec_dst`).
+pub(crate) fn send_from(
+    sock: &UdpSocket,
+    payload: &[u8],
+    dst: SocketAddrV4,
+    src: Ipv4Addr,
+) -> io::Result<usize> {
+    // SAFETY: plain C structs, all-zero is valid.
+    let mut addr: libc::sockaddr_in = unsafe { mem::zeroed() };
+    addr.sin_family = libc::AF_INET as libc::sa_family_t;
+    addr.sin_port = dst.port().to_be();
+    addr.sin_addr.s_addr = u32::from(*dst.ip()).to_be();
+    let mut iov = libc::iovec {
+        // sendmsg never writes through iov_base.
+        iov_base: payload.as_ptr().cast_mut().cast(),
+        iov_len: payload.len(),
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: plain C struct, all-zero is valid.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_name = ptr::from_mut(&mut addr).cast();
+    msg.msg_namelen = socklen_of::<libc::sockaddr_in>();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(socklen_of::<libc::in_pktinfo>()) };
+    msg.msg_controllen = space as _;
+    // SAFETY: `control` (64 bytes, u64-aligned) holds CMSG_SPACE(12) = 32 bytes, so the first
+    // header and its data fit; CMSG_FIRSTHDR is non-null because msg_controllen >= header size.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        (*cmsg).cmsg_level = libc::IPPROTO_IP;
+        (*cmsg).cmsg_type = libc::IP_PKTINFO;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(socklen_of::<libc::in_pktinfo>()) as _;
+        let info = libc::in_pktinfo {
+            ipi_ifindex: 0,
+            ipi_spec_dst: libc::in_addr {
+                s_addr: u32::from(src).to_be(),
+            },
+            ipi_addr: libc::in_addr { s_addr: 0 },
+        };
+        ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::in_pktinfo>(), info);
+    }
+    // SAFETY: every pointer in `msg` refers to a live local buffer of the advertised length.
+    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, 0) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Raise the accept backlog of an already listening socket (Linux re-applies `listen`).
+pub(crate) fn set_listen_backlog(listener: &TcpListener, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen on a valid, owned socket fd.
+    if unsafe { libc::listen(listener.as_raw_fd(), backlog) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn socklen_of<T>() -> libc::socklen_t {
+    // The structs passed here are a few bytes long; the cast cannot truncate.
+    mem::size_of::<T>() as libc::socklen_t
+}
