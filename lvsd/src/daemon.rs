@@ -1,1 +1,618 @@
-//! (being written)
+//! The running director: turns a [`Config`] into kernel state and a forwarding loop.
+//!
+//! Lifecycle, in this order so that no packet for a VIP ever reaches the kernel's own stack
+//! unguarded:
+//! 1. plan: read interfaces and routes through netlink and resolve every VIP to an interface
+//!    and every real server to (interface, next hop, source address). Any error stops here
+//!    with nothing installed;
+//! 2. install the nftables guard (drops VIP:port and NAT-reply tuples at ingress, after the
+//!    packet taps, so lvsd still sees them);
+//! 3. open one packet socket per interface, with the socket filter for the owned tuples;
+//! 4. add the VIPs that are not already local (remembering which ones lvsd added);
+//! 5. forward until SIGINT/SIGTERM; SIGHUP reloads (a bad config keeps the old one
+//!    running); SIGUSR1 prints the counters;
+//! 6. on the way out remove the VIPs lvsd added and the guard, print the counters, exit 0.
+//!
+//! Invariant: everything lvsd installs is recorded in [`Director`] and undone by
+//! [`Director::shutdown`]; the guard table is also owned by lvsd's netlink socket, so the
+//! kernel removes it even if lvsd is killed.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use lvs_proto::{Forwarding, Protocol};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::conn::tcp::{TcpState, Timeouts};
+use crate::dataplane::{
+    Dataplane, DataplaneConfig, DestSpec, Interface, RxFrame, ServiceSpec, Stats, Verdict,
+};
+use crate::io::filter::{Filter, FilterSpec};
+use crate::io::{PacketSocket, VnetHdr};
+use crate::kernel::{GuardDevice, GuardSpec, Kernel, LinkInfo, NftGuard};
+
+/// How long startup waits for real servers' MAC addresses before declaring itself ready.
+const NEIGHBOUR_WAIT: Duration = Duration::from_secs(3);
+/// Upper bound on one wait, so signals are noticed promptly even without traffic.
+const MAX_WAIT: Duration = Duration::from_millis(100);
+/// Frames read from one socket before looking at the others.
+const BATCH: usize = 64;
+/// Receive/transmit buffers hold a full GSO frame.
+const FRAME_BUF: usize = crate::io::MAX_FRAME_LEN;
+
+/// Sets up logging to stderr (`RUST_LOG` overrides the default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Checks for root or CAP_NET_RAW + CAP_NET_ADMIN, with one sentence saying what is missing.
+pub fn check_privileges() -> Result<(), String> {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_NET_RAW: u32 = 13;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |cap: u32| eff & (1 << cap) != 0;
+    if has(CAP_NET_ADMIN) && has(CAP_NET_RAW) {
+        Ok(())
+    } else {
+        Err("lvsd needs root, or the capabilities CAP_NET_RAW and CAP_NET_ADMIN \
+             (for example `setcap cap_net_raw,cap_net_admin+ep lvsd`)"
+            .into())
+    }
+}
+
+/// `lvsd --config FILE`: runs until SIGINT/SIGTERM.
+pub fn run_from_file(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lvsd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = check_privileges() {
+        eprintln!("lvsd: {e}");
+        return ExitCode::from(3);
+    }
+    let signals = match Signals::register() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("lvsd: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut director = match Director::start(path.to_path_buf(), &config) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("lvsd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = director.run(&signals);
+    let stats = director.dataplane.stats();
+    let cleanup = director.shutdown();
+    println!("{}", format_stats(&stats));
+    match (result, cleanup) {
+        (Ok(()), Ok(())) => {
+            info!("stopped; everything lvsd installed is removed");
+            ExitCode::SUCCESS
+        }
+        (Err(e), _) | (Ok(()), Err(e)) => {
+            error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Signal flags, set from the handlers and read by the loop.
+#[derive(Debug)]
+struct Signals {
+    stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+    dump: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Signals> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+        let s = Signals {
+            stop: Arc::new(AtomicBool::new(false)),
+            reload: Arc::new(AtomicBool::new(false)),
+            dump: Arc::new(AtomicBool::new(false)),
+        };
+        signal_hook::flag::register(SIGINT, Arc::clone(&s.stop))?;
+        signal_hook::flag::register(SIGTERM, Arc::clone(&s.stop))?;
+        signal_hook::flag::register(SIGHUP, Arc::clone(&s.reload))?;
+        signal_hook::flag::register(SIGUSR1, Arc::clone(&s.dump))?;
+        Ok(s)
+    }
+}
+
+/// What a configuration means on this host: the result of the netlink lookups.
+#[derive(Debug)]
+struct Plan {
+    dataplane: DataplaneConfig,
+    filter: FilterSpec,
+    guard: GuardSpec,
+    /// VIPs and the interface each must live on.
+    vips: Vec<(Ipv4Addr, u32)>,
+}
+
+impl Plan {
+    fn build(config: &Config, kernel: &Kernel) -> Result<Plan, String> {
+        let links: Vec<LinkInfo> = kernel
+            .interfaces()
+            .map_err(|e| format!("reading interfaces: {e}"))?
+            .into_iter()
+            .filter(|l| l.up && l.mac != [0; 6] && l.name != "lo")
+            .collect();
+        if links.is_empty() {
+            return Err("no usable network interface (up, with an Ethernet address)".into());
+        }
+        let name_of = |ifindex: u32| {
+            links
+                .iter()
+                .find(|l| l.ifindex == ifindex)
+                .map(|l| l.name.clone())
+                .unwrap_or_else(|| format!("ifindex {ifindex}"))
+        };
+
+        let mut vips: Vec<(Ipv4Addr, u32)> = Vec::new();
+        let mut services = Vec::with_capacity(config.services.len());
+        let mut inbound = Vec::new();
+        let mut replies = Vec::new();
+        for vs in &config.services {
+            if !vips.iter().any(|(v, _)| *v == vs.vip) {
+                vips.push((vs.vip, vip_interface(vs.vip, &links, kernel)?));
+            }
+            inbound.push((vs.protocol, vs.vip, vs.port));
+            let mut dests = Vec::with_capacity(vs.real_servers.len());
+            for rs in &vs.real_servers {
+                let route = kernel.route_to(rs.addr).map_err(|e| {
+                    format!("real server {}: no route: {e}", rs.addr)
+                })?;
+                let Some(link) = links.iter().find(|l| l.ifindex == route.ifindex) else {
+                    return Err(format!(
+                        "real server {} is reached through {}, which is this director itself or \
+                         an interface lvsd cannot use (down, or without an Ethernet address)",
+                        rs.addr,
+                        name_of(route.ifindex)
+                    ));
+                };
+                if rs.forwarding == Forwarding::Dr {
+                    if let Some(gw) = route.gateway {
+                        return Err(format!(
+                            "real server {} is behind the router {gw}: direct routing needs it on a \
+                             network attached to this director (or use forwarding = \"nat\")",
+                            rs.addr
+                        ));
+                    }
+                }
+                let source = route
+                    .prefsrc
+                    .or_else(|| link.ipv4.first().map(|(a, _)| *a))
+                    .ok_or_else(|| {
+                        format!(
+                            "real server {}: interface {} has no IPv4 address to resolve it from",
+                            rs.addr, link.name
+                        )
+                    })?;
+                if rs.forwarding == Forwarding::Nat {
+                    replies.push((vs.protocol, rs.addr, rs.port));
+                }
+                dests.push(DestSpec {
+                    addr: rs.addr,
+                    port: rs.port,
+                    weight: rs.weight,
+                    forwarding: rs.forwarding,
+                    ifindex: link.ifindex,
+                    next_hop: route.gateway.unwrap_or(rs.addr),
+                    source,
+                });
+            }
+            services.push(ServiceSpec {
+                vip: vs.vip,
+                port: vs.port,
+                protocol: vs.protocol,
+                scheduler: vs.scheduler,
+                dests,
+            });
+        }
+        dedup(&mut inbound);
+        dedup(&mut replies);
+
+        // The guard and the filter apply on every interface: a client's packet may arrive
+        // on any of them, and the kernel must not answer it on any of them.
+        let guard = GuardSpec {
+            devices: links
+                .iter()
+                .map(|l| GuardDevice {
+                    name: l.name.clone(),
+                    drop_dst: inbound.clone(),
+                    drop_src: replies.clone(),
+                })
+                .collect(),
+        };
+        let interfaces = links
+            .iter()
+            .map(|l| Interface {
+                ifindex: l.ifindex,
+                name: l.name.clone(),
+                mac: l.mac,
+                ipv4: l.ipv4.iter().map(|(a, _)| *a).collect(),
+                mtu: l.mtu,
+            })
+            .collect();
+        let mut timeouts = Timeouts::default();
+        timeouts.set_tcp(TcpState::Established, config.timeouts.tcp);
+        timeouts.set_tcp(TcpState::FinWait, config.timeouts.tcp_fin);
+        timeouts.set_udp(config.timeouts.udp);
+        Ok(Plan {
+            dataplane: DataplaneConfig {
+                interfaces,
+                services,
+                timeouts,
+            },
+            filter: FilterSpec {
+                inbound,
+                replies,
+                arp: true,
+            },
+            guard,
+            vips,
+        })
+    }
+}
+
+fn dedup(v: &mut Vec<(Protocol, Ipv4Addr, u16)>) {
+    let set: BTreeSet<_> = v.iter().copied().collect();
+    *v = set.into_iter().collect();
+}
+
+/// The interface a VIP lives on: where it already is, else the interface whose network
+/// contains it, else the interface of the route towards it.
+fn vip_interface(vip: Ipv4Addr, links: &[LinkInfo], kernel: &Kernel) -> Result<u32, String> {
+    if let Some(l) = links.iter().find(|l| l.ipv4.iter().any(|(a, _)| *a == vip)) {
+        return Ok(l.ifindex);
+    }
+    let contains = |(net, prefix): &(Ipv4Addr, u8)| {
+        let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
+        u32::from(*net) & mask == u32::from(vip) & mask && *prefix < 32
+    };
+    if let Some(l) = links.iter().find(|l| l.ipv4.iter().any(contains)) {
+        return Ok(l.ifindex);
+    }
+    match kernel.route_to(vip) {
+        Ok(r) if links.iter().any(|l| l.ifindex == r.ifindex) => Ok(r.ifindex),
+        _ => Err(format!(
+            "cannot tell which interface receives VIP {vip}: no attached network contains it and \
+             no route leads to it; add the VIP to an interface yourself"
+        )),
+    }
+}
+
+/// A running director.
+#[derive(Debug)]
+struct Director {
+    config_path: PathBuf,
+    kernel: Kernel,
+    guard: Option<NftGuard>,
+    sockets: Vec<(u32, PacketSocket)>,
+    /// VIPs lvsd added (ifindex, address); removed on shutdown.
+    added_vips: Vec<(u32, Ipv4Addr)>,
+    dataplane: Dataplane,
+    /// The interfaces of the running plan (for names in messages).
+    interfaces: Vec<Interface>,
+    tx_errors: u64,
+}
+
+impl Director {
+    fn start(config_path: PathBuf, config: &Config) -> Result<Director, String> {
+        let kernel = Kernel::connect().map_err(|e| e.to_string())?;
+        let plan = Plan::build(config, &kernel)?;
+        let guard = NftGuard::install(&plan.guard).map_err(|e| e.to_string())?;
+        let filter = Filter::build(&plan.filter).map_err(|e| e.to_string())?;
+        let mut director = Director {
+            config_path,
+            kernel,
+            guard: Some(guard),
+            sockets: Vec::new(),
+            added_vips: Vec::new(),
+            dataplane: Dataplane::new(plan.dataplane.clone(), Instant::now()),
+            interfaces: plan.dataplane.interfaces.clone(),
+            tx_errors: 0,
+        };
+        if let Err(e) = director.open_sockets(&plan, &filter) {
+            let _ = director.shutdown();
+            return Err(e);
+        }
+        if let Err(e) = director.sync_vips(&plan.vips) {
+            let _ = director.shutdown();
+            return Err(e);
+        }
+        info!(
+            services = config.services.len(),
+            interfaces = %director.sockets.iter().map(|(i, _)| director.if_name(*i)).collect::<Vec<_>>().join(","),
+            "forwarding"
+        );
+        Ok(director)
+    }
+
+    fn if_name(&self, ifindex: u32) -> String {
+        self.interfaces
+            .iter()
+            .find(|i| i.ifindex == ifindex)
+            .map(|i| i.name.clone())
+            .unwrap_or_else(|| format!("ifindex {ifindex}"))
+    }
+
+    fn open_sockets(&mut self, plan: &Plan, filter: &Filter) -> Result<(), String> {
+        for iface in &plan.dataplane.interfaces {
+            if self.sockets.iter().any(|(i, _)| *i == iface.ifindex) {
+                continue;
+            }
+            let sock = PacketSocket::open(iface.ifindex, filter)
+                .map_err(|e| format!("opening a packet socket on {}: {e}", iface.name))?;
+            self.sockets.push((iface.ifindex, sock));
+        }
+        Ok(())
+    }
+
+    /// Adds the VIPs that are not yet local; removes the ones lvsd added that are no longer
+    /// wanted.
+    fn sync_vips(&mut self, wanted: &[(Ipv4Addr, u32)]) -> Result<(), String> {
+        let mut keep = Vec::new();
+        for &(ifindex, addr) in &self.added_vips {
+            if wanted.iter().any(|(v, _)| *v == addr) {
+                keep.push((ifindex, addr));
+            } else if let Err(e) = self.kernel.del_address(ifindex, addr, 32) {
+                warn!("removing VIP {addr}: {e}");
+            } else {
+                info!("removed VIP {addr}/32 from {}", self.if_name(ifindex));
+            }
+        }
+        self.added_vips = keep;
+        for &(vip, ifindex) in wanted {
+            let local = self.kernel.has_address(vip).map_err(|e| e.to_string())?;
+            if local.is_some() {
+                continue;
+            }
+            self.kernel
+                .add_address(ifindex, vip, 32)
+                .map_err(|e| e.to_string())?;
+            info!("added VIP {vip}/32 to {}", self.if_name(ifindex));
+            self.added_vips.push((ifindex, vip));
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, signals: &Signals) -> Result<(), String> {
+        let mut rx = vec![0u8; FRAME_BUF];
+        let mut tx = vec![0u8; FRAME_BUF];
+        let started = Instant::now();
+        let mut ready = false;
+        loop {
+            if signals.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            if signals.reload.swap(false, Ordering::Relaxed) {
+                self.reload();
+            }
+            if signals.dump.swap(false, Ordering::Relaxed) {
+                println!("{}", format_stats(&self.dataplane.stats()));
+            }
+            let now = Instant::now();
+            if self.dataplane.poll_timeout().is_some_and(|t| t <= now) {
+                self.dataplane.handle_timeout(now);
+            }
+            while let Some((ifindex, len)) = self.dataplane.poll_transmit(now, &mut tx) {
+                self.send(ifindex, &VnetHdr::NONE, &tx[..len]);
+            }
+            if !ready
+                && (self.dataplane.unresolved_neighbours() == 0
+                    || now.duration_since(started) >= NEIGHBOUR_WAIT)
+            {
+                ready = true;
+                let unresolved = self.dataplane.unresolved_neighbours();
+                if unresolved > 0 {
+                    warn!("{unresolved} real server next hops did not answer ARP yet; retrying");
+                }
+                println!("lvsd: ready");
+                info!("ready");
+            }
+            let wait = self
+                .dataplane
+                .poll_timeout()
+                .map(|t| t.saturating_duration_since(now))
+                .unwrap_or(MAX_WAIT)
+                .min(MAX_WAIT);
+            let socks: Vec<&PacketSocket> = self.sockets.iter().map(|(_, s)| s).collect();
+            let readable = crate::io::wait_readable(&socks, Some(wait))
+                .map_err(|e| format!("waiting for packets: {e}"))?;
+            for (i, is_ready) in readable.into_iter().enumerate() {
+                if is_ready {
+                    self.drain(i, &mut rx, &mut tx)?;
+                }
+            }
+        }
+    }
+
+    /// Reads up to [`BATCH`] frames from socket `i` and acts on each verdict.
+    fn drain(&mut self, i: usize, rx: &mut [u8], tx: &mut [u8]) -> Result<(), String> {
+        let ifindex = self.sockets[i].0;
+        for _ in 0..BATCH {
+            let got = self.sockets[i]
+                .1
+                .recv(rx)
+                .map_err(|e| format!("reading from {}: {e}", self.if_name(ifindex)))?;
+            let Some((vnet, len)) = got else { break };
+            let frame = RxFrame {
+                ifindex,
+                data: &rx[..len],
+                csum_partial: vnet.csum_partial(),
+                gso: vnet.gso(),
+            };
+            let now = Instant::now();
+            match self.dataplane.process(now, frame, tx) {
+                Verdict::Transmit { ifindex: out, len } => {
+                    let hdr = vnet.for_transmit();
+                    self.send(out, &hdr, &tx[..len]);
+                }
+                Verdict::Drop(_) | Verdict::Pass => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, ifindex: u32, vnet: &VnetHdr, frame: &[u8]) {
+        let Some((_, sock)) = self.sockets.iter().find(|(i, _)| *i == ifindex) else {
+            self.tx_errors += 1;
+            return;
+        };
+        if let Err(e) = sock.send(vnet, frame) {
+            self.tx_errors += 1;
+            if self.tx_errors.is_power_of_two() {
+                warn!(
+                    "sending on {}: {e} ({} send errors so far)",
+                    self.if_name(ifindex),
+                    self.tx_errors
+                );
+            }
+        }
+    }
+
+    /// SIGHUP: re-read the file; on any error keep running the old configuration.
+    fn reload(&mut self) {
+        info!("reloading {}", self.config_path.display());
+        let config = match Config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(e) => {
+                error!("reload failed, keeping the running configuration: {e}");
+                return;
+            }
+        };
+        let plan = match Plan::build(&config, &self.kernel) {
+            Ok(p) => p,
+            Err(e) => {
+                error!("reload failed, keeping the running configuration: {e}");
+                return;
+            }
+        };
+        let filter = match Filter::build(&plan.filter) {
+            Ok(f) => f,
+            Err(e) => {
+                error!("reload failed, keeping the running configuration: {e}");
+                return;
+            }
+        };
+        if let Some(guard) = self.guard.as_mut() {
+            if let Err(e) = guard.replace(&plan.guard) {
+                error!("reload failed, keeping the running configuration: {e}");
+                return;
+            }
+        }
+        if let Err(e) = self.open_sockets(&plan, &filter) {
+            error!("reload: {e}");
+        }
+        for (_, sock) in &self.sockets {
+            if let Err(e) = sock.set_filter(&filter) {
+                error!("reload: updating a socket filter: {e}");
+            }
+        }
+        self.interfaces = plan.dataplane.interfaces.clone();
+        self.dataplane.reconfigure(plan.dataplane, Instant::now());
+        if let Err(e) = self.sync_vips(&plan.vips) {
+            error!("reload: {e}");
+        }
+        info!(services = config.services.len(), "reloaded");
+    }
+
+    /// Removes everything lvsd installed. Safe to call more than once.
+    fn shutdown(&mut self) -> Result<(), String> {
+        let mut failures = Vec::new();
+        for (ifindex, addr) in std::mem::take(&mut self.added_vips) {
+            match self.kernel.del_address(ifindex, addr, 32) {
+                Ok(()) => info!("removed VIP {addr}/32"),
+                Err(e) => failures.push(format!("removing VIP {addr}: {e}")),
+            }
+        }
+        self.sockets.clear();
+        if let Some(guard) = self.guard.take() {
+            if let Err(e) = guard.remove() {
+                failures.push(format!("removing the nftables guard: {e}"));
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures.join("; "))
+        }
+    }
+}
+
+/// The counters as text: one `lvsd stats:` line with the accounting identity, then the
+/// services and real servers in ipvsadm's vocabulary (list order = scheduling order).
+pub fn format_stats(stats: &Stats) -> String {
+    let dropped = stats.dropped.total();
+    let mut s = format!(
+        "lvsd stats: received={} forwarded={} dropped={} passed={} connections={}",
+        stats.received, stats.forwarded, dropped, stats.passed, stats.conns
+    );
+    for (reason, n) in stats.dropped.iter() {
+        if n > 0 {
+            let _ = write!(s, " drop.{}={n}", reason.name());
+        }
+    }
+    for svc in &stats.services {
+        let c = &svc.counters;
+        let _ = write!(
+            s,
+            "\n{} {}:{} {} conns={} inpkts={} outpkts={} inbytes={} outbytes={}",
+            svc.protocol.ipvsadm_name(),
+            svc.vip,
+            svc.port,
+            svc.scheduler,
+            c.conns,
+            c.inpkts,
+            c.outpkts,
+            c.inbytes,
+            c.outbytes
+        );
+        for d in &svc.dests {
+            let c = &d.counters;
+            let _ = write!(
+                s,
+                "\n  -> {}:{} {} weight={} active={} inactive={} conns={} inpkts={} outpkts={} inbytes={} outbytes={}",
+                d.addr,
+                d.port,
+                d.forwarding.ipvsadm_name(),
+                d.weight,
+                d.active,
+                d.inactive,
+                c.conns,
+                c.inpkts,
+                c.outpkts,
+                c.inbytes,
+                c.outbytes
+            );
+        }
+    }
+    s
+}

@@ -12,6 +12,7 @@ pub mod config;
 pub mod conn;
 pub mod daemon;
 pub mod dataplane;
+pub mod demo;
 #[allow(unsafe_code)]
 pub mod io;
 pub mod kernel;

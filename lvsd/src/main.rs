@@ -1,1 +1,96 @@
-fn main() {}
+//! The `lvsd` command: run the director, check a configuration, or run the demo lab.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Userspace Linux Virtual Server director.
+#[derive(Debug, Parser)]
+#[command(name = "lvsd", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// Configuration file; runs the director in the foreground until SIGINT/SIGTERM.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the director (same as `lvsd --config FILE`).
+    Run {
+        /// Configuration file.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file: exit 0 if it is good, else name file, line and key.
+    Check {
+        /// Configuration file.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Build a lab of network namespaces (client, router, director, 3 real servers), run
+    /// lvsd on it and show live how requests to the VIP spread over the real servers.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long, value_name = "SECS")]
+        duration: Option<u64>,
+        /// Scheduler for the demo service.
+        #[arg(long, default_value = "wrr")]
+        scheduler: String,
+        /// Forwarding method for the demo's real servers (nat or dr).
+        #[arg(long, default_value = "nat")]
+        forwarding: String,
+    },
+    /// Lab node roles (backends) used by the demo and the integration tests.
+    #[command(hide = true)]
+    LabNode {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = match (cli.command, cli.config) {
+        (Some(c), _) => c,
+        (None, Some(config)) => Command::Run { config },
+        (None, None) => {
+            eprintln!("lvsd: nothing to do: give --config FILE (or see `lvsd --help`)");
+            return ExitCode::from(2);
+        }
+    };
+    if !matches!(command, Command::LabNode { .. }) {
+        lvsd::daemon::init_logging();
+    }
+    match command {
+        Command::Run { config } => lvsd::daemon::run_from_file(&config),
+        Command::Check { config } => match lvsd::config::Config::load(&config) {
+            Ok(c) => {
+                let servers: usize = c.services.iter().map(|s| s.real_servers.len()).sum();
+                println!(
+                    "{}: ok ({} virtual services, {} real servers)",
+                    config.display(),
+                    c.services.len(),
+                    servers
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("lvsd: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Demo {
+            duration,
+            scheduler,
+            forwarding,
+        } => lvsd::demo::run(duration, &scheduler, &forwarding),
+        Command::LabNode { args } => {
+            let code = lvs_lab::node::run(&args);
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! Invariants: a `Host` never changes the namespace of the caller's thread — everything that
 //! must happen "inside" runs on a fresh thread ([`Host::run`]) or in a child that `setns`es
 //! before `exec` ([`Host::command`]). Clones share the namespace and the lab's process
-//! registry; once the lab is dropped, [`Host::spawn`] fails with [`LabError::LabGone`], while
+//! registry; once the lab is dropped, [`Host::spawn`] fails with [`crate::LabError::LabGone`], while
 //! [`Host::run`] keeps working as long as the handle holds the namespace.
 
 use std::ffi::OsStr;
@@ -205,6 +205,13 @@ impl Host {
         self.netlink(|h| async move { netlink::replace_route(&h, dst, prefix, gateway).await })
     }
 
+    /// Add or replace an on-link route to `dst/prefix` out of `ifname` (no gateway).
+    pub fn replace_device_route(&self, dst: Ipv4Addr, prefix: u8, ifname: &str) -> Result<()> {
+        self.netlink(
+            |h| async move { netlink::replace_device_route(&h, dst, prefix, ifname).await },
+        )
+    }
+
     /// Remove the route to `dst/prefix`.
     pub fn del_route(&self, dst: Ipv4Addr, prefix: u8) -> Result<()> {
         self.netlink(|h| async move { netlink::del_route(&h, dst, prefix).await })
@@ -219,9 +226,4 @@ impl Host {
     pub fn mac(&self, ifname: &str) -> Result<[u8; 6]> {
         self.netlink(|h| async move { netlink::link_mac(&h, ifname).await })
     }
-
-    pub(crate) fn registry(&self) -> &Arc<Registry> {
-        &self.registry
-    }
 }
-

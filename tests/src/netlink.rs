@@ -297,6 +297,29 @@ pub(crate) async fn replace_route(
         .with_ctx(|| format!("adding the route {dst}/{prefix} via {gateway}"))
 }
 
+/// Install (or replace) an on-link route to `dst/prefix` out of `ifname` (no gateway: the
+/// kernel ARPs for each destination on that link).
+pub(crate) async fn replace_device_route(
+    handle: &Handle,
+    dst: Ipv4Addr,
+    prefix: u8,
+    ifname: &str,
+) -> Result<()> {
+    let index = link_index(handle, ifname).await?;
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(dst, prefix)
+        .output_interface(index)
+        .scope(rtnetlink::packet_route::route::RouteScope::Link)
+        .build();
+    handle
+        .route()
+        .add(route)
+        .replace()
+        .execute()
+        .await
+        .with_ctx(|| format!("adding the route {dst}/{prefix} dev {ifname}"))
+}
+
 /// Remove the route to `dst/prefix` (main table). Absent routes are an error from the kernel.
 pub(crate) async fn del_route(handle: &Handle, dst: Ipv4Addr, prefix: u8) -> Result<()> {
     let route = RouteMessageBuilder::<Ipv4Addr>::new()

@@ -8,7 +8,7 @@
 //!   the group so helpers it forked die too.
 //! - A child's pid is only signalled while its [`std::process::Child`] is not yet reaped (the
 //!   check and the `kill` happen under one lock), so a recycled pid is never hit.
-//! - [`Registry::shutdown`] SIGTERMs every live child at once, waits up to
+//! - Shutdown (`Lab` drop, `Lab::stop_all`) SIGTERMs every live child at once, waits up to
 //!   [`SHUTDOWN_GRACE`] for all of them together, SIGKILLs the rest and reaps everything.
 
 use std::fmt;
@@ -24,7 +24,7 @@ use nix::unistd::Pid;
 
 use crate::error::{Context, LabError, Result};
 
-/// How long [`Registry::shutdown`] (and so `Lab`'s `Drop`) waits after SIGTERM.
+/// How long lab shutdown (`Lab` drop, `Lab::stop_all`) waits after SIGTERM.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 const POLL: Duration = Duration::from_millis(10);

@@ -36,8 +36,15 @@ pub(crate) fn enter_netns_on_exec(cmd: &mut Command, ns: Arc<Netns>) {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) }
-            != 0
+        if unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        } != 0
         {
             return Err(io::Error::last_os_error());
         }

@@ -1,1 +1,791 @@
-//! (being written)
+//! The sans-I/O forwarding core: classify → connection lookup → schedule → rewrite →
+//! [`Verdict`]. IPv4 only for now.
+//!
+//! Contract (docs/contracts.md): [`Dataplane::process`] takes one received frame and a
+//! caller-owned output buffer and says what to do: transmit `out[..len]` on an interface,
+//! drop (with a reason), or pass (not ours: leave it to the kernel). No clock reads (time is
+//! an argument), no sockets, and no allocation on the forwarding path except when a
+//! connection is created. No input can make it panic.
+//!
+//! Invariants:
+//! - After every call, `received == forwarded + Σ dropped[reason] + passed` (each
+//!   [`Dataplane::process`] call bumps `received` once and exactly one of the others).
+//! - Destination lists are in IPVS order (newest first): a fresh build inserts the dests of
+//!   a [`ServiceSpec`] one by one at the head, so the list is the config order reversed,
+//!   and [`Dataplane::reconfigure`] keeps it exactly as a sequence of ipvsadm edits would.
+//! - Every connection holds one reference on its destination, which counts it in `active`
+//!   or `inactive` (spec b.1). A destination removed from the config leaves the list (the
+//!   scheduler never sees it again) but stays, with its counters, until its last
+//!   connection expires (IPVS trash); re-adding it before then restores it.
+//! - A connection keeps its forwarding method for life; a destination's route (ifindex,
+//!   next hop) and weight are read live, so edits apply to existing connections.
+//! - Every destination's `(ifindex, next_hop)` is a tracked neighbour, resolved by ARP
+//!   ([`Dataplane::poll_transmit`]) and learned from any ARP frame whose sender is that
+//!   neighbour; a learned MAC is kept until a newer one is learned.
+//!
+//! Classification, in order (first match wins):
+//! 1. Frame shorter than an Ethernet header: `Drop(Truncated)`.
+//! 2. ARP: learn, then `Pass`. Any other non-IPv4 EtherType (including 802.1Q): `Pass`.
+//! 3. IPv4 header: too short → `Drop(Truncated)`; version ≠ 4, IHL < 5, total length
+//!    outside `IHL×4 ..= captured` → `Drop(BadIpHeader)`. Ethernet padding after the total
+//!    length is ignored (and not forwarded). IP options are kept and skipped.
+//! 4. Not TCP/UDP, or neither to a VIP address of a service of that protocol nor from a
+//!    real server address of one: `Pass`.
+//! 5. IPv4 header checksum wrong: `Drop(BadChecksum)`. (L4 checksums are not verified, as
+//!    in IPVS; incremental updates keep a bad one bad, so the receiver still drops it.)
+//! 6. Fragments (policy, to be refined): a first fragment whose ports name a service, or a
+//!    NAT real server's RIP:port, and any non-first fragment to a VIP address:
+//!    `Drop(Fragment)`; other fragments `Pass`.
+//! 7. L4 header: too short for the fixed header → `Drop(Truncated)`; TCP data offset < 5 or
+//!    past the packet, UDP length < 8 or past the packet → `Drop(BadL4Header)`.
+//! 8. To a service's VIP:port → inbound (below). From a NAT connection's RIP:rport to its
+//!    client → reply. From a NAT destination's RIP:rport without a connection →
+//!    `Drop(NoConnection)`. Otherwise `Pass`.
+//!
+//! Inbound: look up `(proto, cip, cport, vip, vport)`. A TCP SYN hitting an entry in
+//! TIME_WAIT or CLOSE expires it first (IPVS `conn_reuse_mode` 1, `is_new_conn` /
+//! `is_new_conn_expected`). Without an entry, TCP needs SYN and not RST (kernel
+//! `tcp_conn_schedule`, `sloppy_tcp` 0) else `Drop(NoConnection)`; UDP always schedules.
+//! The scheduler returning none is `Drop(NoDestination)`. Then (as `ip_vs_in` does):
+//! in-counters, state transition, forward. NAT rewrites dst to RIP:rport; DR rewrites only
+//! MACs. The frame goes to the destination's ifindex, to the next hop's MAC, from that
+//! interface's MAC.
+//!
+//! Replies (NAT): src RIP:rport → VIP:vport, out of the interface the client's last packet
+//! came in on, to the MAC it came from (both stored in the entry and refreshed by each
+//! inbound packet), from that interface's MAC. No route lookup per packet.
+//!
+//! TTL is not decremented (IPVS does not either: the director is a hop that keeps the TTL).
+//! A frame longer than the outgoing interface's MTU + 14 (unless `gso`), or longer than
+//! `out`, is `Drop(TooBig)` (no ICMP yet). An unknown outgoing interface is
+//! `Drop(NoInterface)`; an unresolved next hop `Drop(NeighbourUnresolved)` (the connection
+//! stays, so a retransmission after resolution goes to the same server).
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use lvs_proto::{Counters, Forwarding, Protocol, SchedulerKind};
+
+use crate::conn::table::{Activity, Conn, ConnId, ConnState, ConnTable, FlowKey, NewConn};
+use crate::conn::{Direction, TcpFlags, TcpState, Timeouts};
+use crate::sched::{self, Scheduler};
+use crate::wire::Error as WireError;
+use crate::wire::arp::{self, ArpOperation, ArpPacket, ArpRepr};
+use crate::wire::ethernet::{self, EtherType, EthernetFrame, MacAddr};
+use crate::wire::ipv4::{IpProtocol, Ipv4Packet};
+use crate::wire::tcp::TcpPacket;
+use crate::wire::udp::UdpPacket;
+
+mod reconfig;
+mod rewrite;
+mod stats;
+
+pub use stats::{ConnInfo, DestStats, DropCounts, DropReason, ServiceStats, Stats};
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod tests;
+
+/// How often an unresolved neighbour is asked for again.
+pub const ARP_RETRY: Duration = Duration::from_secs(1);
+/// How often a resolved neighbour is asked again (its old MAC stays in use meanwhile).
+pub const ARP_REFRESH: Duration = Duration::from_secs(30);
+
+/// A network interface the core may send on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Kernel interface index.
+    pub ifindex: u32,
+    /// Name (for reports).
+    pub name: String,
+    /// MAC address: the source of every frame sent on it.
+    pub mac: [u8; 6],
+    /// IPv4 addresses (informational here).
+    pub ipv4: Vec<Ipv4Addr>,
+    /// MTU: the largest IP packet sent on it unless the frame is GSO.
+    pub mtu: u32,
+}
+
+/// A real server of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DestSpec {
+    /// Real server address (RIP).
+    pub addr: Ipv4Addr,
+    /// Real server port (NAT may translate the port; DR must use the virtual port).
+    pub port: u16,
+    /// IPVS weight; 0 = quiesced (no new connections).
+    pub weight: u32,
+    /// Forwarding method.
+    pub forwarding: Forwarding,
+    /// Interface towards the real server.
+    pub ifindex: u32,
+    /// Next hop towards the real server (the RIP itself when on-link).
+    pub next_hop: Ipv4Addr,
+    /// Our address on that link: the sender of ARP requests for `next_hop`.
+    pub source: Ipv4Addr,
+}
+
+/// A virtual service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Virtual address.
+    pub vip: Ipv4Addr,
+    /// Virtual port.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Scheduler.
+    pub scheduler: SchedulerKind,
+    /// Real servers, in config order (the IPVS list is the reverse).
+    pub dests: Vec<DestSpec>,
+}
+
+/// Everything the core needs to know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// Interfaces the core may send on.
+    pub interfaces: Vec<Interface>,
+    /// Virtual services.
+    pub services: Vec<ServiceSpec>,
+    /// Connection timeouts.
+    pub timeouts: Timeouts,
+}
+
+/// One received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxFrame<'a> {
+    /// Interface it came in on.
+    pub ifindex: u32,
+    /// The frame, from the Ethernet header on.
+    pub data: &'a [u8],
+    /// The L4 checksum field holds a partial (pseudo-header) sum: virtio `NEEDS_CSUM`.
+    pub csum_partial: bool,
+    /// A GSO/GRO super-frame: may exceed the MTU (the device segments it on transmit).
+    pub gso: bool,
+}
+
+/// What to do with a frame.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Send `out[..len]` on `ifindex`.
+    Transmit {
+        /// Outgoing interface.
+        ifindex: u32,
+        /// Frame length in `out`.
+        len: usize,
+    },
+    /// Ours, but not forwarded.
+    Drop(DropReason),
+    /// Not ours: the kernel handles the original.
+    Pass,
+}
+
+#[derive(Debug)]
+struct Service {
+    protocol: Protocol,
+    vip: Ipv4Addr,
+    port: u16,
+    scheduler: Box<dyn Scheduler>,
+    /// Destination ids in IPVS list order.
+    list: Vec<u32>,
+    /// Scratch: what the scheduler sees of `list` (reused, so no per-packet allocation).
+    view: Vec<sched::Dest>,
+    counters: Counters,
+}
+
+#[derive(Debug, Clone)]
+struct DestEntry {
+    service: u32,
+    spec: DestSpec,
+    active: u32,
+    inactive: u32,
+    /// Connections bound to it.
+    refs: u32,
+    /// In the service's list (else in the trash, draining).
+    in_list: bool,
+    counters: Counters,
+    /// Index into `neighbours`.
+    neighbour: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Neighbour {
+    ifindex: u32,
+    addr: Ipv4Addr,
+    source: Ipv4Addr,
+    mac: Option<MacAddr>,
+    next_probe: Instant,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Global {
+    received: u64,
+    forwarded: u64,
+    passed: u64,
+    dropped: DropCounts,
+}
+
+/// What `classify` learned about an IPv4 TCP/UDP packet.
+#[derive(Debug, Clone, Copy)]
+struct Parsed {
+    protocol: Protocol,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    src_port: u16,
+    dst_port: u16,
+    tcp: Option<TcpFlags>,
+    /// IPv4 total length.
+    ip_len: usize,
+    src_mac: MacAddr,
+}
+
+impl Parsed {
+    fn key(&self) -> FlowKey {
+        FlowKey {
+            protocol: self.protocol,
+            src: self.src,
+            src_port: self.src_port,
+            dst: self.dst,
+            dst_port: self.dst_port,
+        }
+    }
+}
+
+/// The forwarding core. See the module documentation.
+#[derive(Debug)]
+pub struct Dataplane {
+    interfaces: Vec<Interface>,
+    timeouts: Timeouts,
+    services: Vec<Option<Service>>,
+    /// Service ids in config order.
+    order: Vec<u32>,
+    dests: Vec<Option<DestEntry>>,
+    free_dests: Vec<u32>,
+    service_index: HashMap<(Protocol, Ipv4Addr, u16), u32>,
+    vip_addrs: HashSet<(Protocol, Ipv4Addr)>,
+    rip_addrs: HashSet<(Protocol, Ipv4Addr)>,
+    nat_rips: HashSet<(Protocol, Ipv4Addr, u16)>,
+    neighbours: Vec<Neighbour>,
+    neighbour_index: HashMap<(u32, Ipv4Addr), usize>,
+    /// Where the next `poll_transmit` scan starts.
+    probe_cursor: usize,
+    /// A lower bound of every neighbour's `next_probe`.
+    earliest_probe: Option<Instant>,
+    conns: ConnTable,
+    global: Global,
+}
+
+impl Dataplane {
+    /// A core for `config`; `now` starts its clock.
+    pub fn new(config: DataplaneConfig, now: Instant) -> Self {
+        let mut dp = Dataplane {
+            interfaces: Vec::new(),
+            timeouts: config.timeouts,
+            services: Vec::new(),
+            order: Vec::new(),
+            dests: Vec::new(),
+            free_dests: Vec::new(),
+            service_index: HashMap::new(),
+            vip_addrs: HashSet::new(),
+            rip_addrs: HashSet::new(),
+            nat_rips: HashSet::new(),
+            neighbours: Vec::new(),
+            neighbour_index: HashMap::new(),
+            probe_cursor: 0,
+            earliest_probe: None,
+            conns: ConnTable::new(now),
+            global: Global::default(),
+        };
+        dp.reconfigure(config, now);
+        dp
+    }
+
+    fn interface(&self, ifindex: u32) -> Option<&Interface> {
+        self.interfaces.iter().find(|i| i.ifindex == ifindex)
+    }
+
+    /// Processes one received frame (module doc); a `Transmit` verdict refers to `out`.
+    pub fn process(&mut self, now: Instant, rx: RxFrame<'_>, out: &mut [u8]) -> Verdict {
+        self.global.received += 1;
+        let v = self.classify(now, rx, out);
+        match v {
+            Verdict::Transmit { .. } => self.global.forwarded += 1,
+            Verdict::Drop(r) => self.global.dropped.bump(r),
+            Verdict::Pass => self.global.passed += 1,
+        }
+        v
+    }
+
+    fn classify(&mut self, now: Instant, rx: RxFrame<'_>, out: &mut [u8]) -> Verdict {
+        use DropReason as R;
+        let Ok(eth) = EthernetFrame::new_checked(rx.data) else {
+            return Verdict::Drop(R::Truncated);
+        };
+        match eth.ethertype() {
+            EtherType::ARP => {
+                self.learn(now, rx.ifindex, eth.payload());
+                return Verdict::Pass;
+            }
+            EtherType::IPV4 => {}
+            _ => return Verdict::Pass,
+        }
+        let ip = match Ipv4Packet::new_checked(eth.payload()) {
+            Ok(ip) => ip,
+            Err(WireError::Truncated) => return Verdict::Drop(R::Truncated),
+            Err(WireError::Malformed) => return Verdict::Drop(R::BadIpHeader),
+        };
+        let protocol = match ip.protocol() {
+            IpProtocol::TCP => Protocol::Tcp,
+            IpProtocol::UDP => Protocol::Udp,
+            _ => return Verdict::Pass,
+        };
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let to_vip = self.vip_addrs.contains(&(protocol, dst));
+        let from_rip = self.rip_addrs.contains(&(protocol, src));
+        if !to_vip && !from_rip {
+            return Verdict::Pass;
+        }
+        if !ip.verify_checksum() {
+            return Verdict::Drop(R::BadChecksum);
+        }
+        let l4 = ip.payload();
+        if ip.is_fragment() {
+            return self.fragment(protocol, src, dst, ip.frag_offset(), l4, to_vip);
+        }
+        let (src_port, dst_port, tcp) = match protocol {
+            Protocol::Tcp => match TcpPacket::new_checked(l4) {
+                Ok(t) => {
+                    let flags = TcpFlags {
+                        syn: t.syn(),
+                        fin: t.fin(),
+                        ack: t.ack(),
+                        rst: t.rst(),
+                    };
+                    (t.src_port(), t.dst_port(), Some(flags))
+                }
+                Err(WireError::Truncated) => return Verdict::Drop(R::Truncated),
+                Err(WireError::Malformed) => return Verdict::Drop(R::BadL4Header),
+            },
+            Protocol::Udp => match UdpPacket::new_checked(l4) {
+                Ok(u) => (u.src_port(), u.dst_port(), None),
+                Err(WireError::Truncated) => return Verdict::Drop(R::Truncated),
+                Err(WireError::Malformed) => return Verdict::Drop(R::BadL4Header),
+            },
+        };
+        let p = Parsed {
+            protocol,
+            src,
+            dst,
+            src_port,
+            dst_port,
+            tcp,
+            ip_len: usize::from(ip.total_len()),
+            src_mac: eth.src_addr(),
+        };
+        if to_vip {
+            if let Some(&sid) = self.service_index.get(&(protocol, dst, dst_port)) {
+                return self.inbound(now, rx, sid, &p, out);
+            }
+        }
+        if from_rip {
+            if let Some(id) = self.conns.find_reply(&p.key()) {
+                return self.reply(now, rx, id, &p, out);
+            }
+            if self.nat_rips.contains(&(protocol, src, src_port)) {
+                return Verdict::Drop(R::NoConnection);
+            }
+        }
+        Verdict::Pass
+    }
+
+    fn fragment(
+        &self,
+        protocol: Protocol,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        offset: u16,
+        l4: &[u8],
+        to_vip: bool,
+    ) -> Verdict {
+        if offset == 0 {
+            if let Some(ports) = l4.get(..4) {
+                let sport = u16::from_be_bytes([ports[0], ports[1]]);
+                let dport = u16::from_be_bytes([ports[2], ports[3]]);
+                let ours = (to_vip && self.service_index.contains_key(&(protocol, dst, dport)))
+                    || self.nat_rips.contains(&(protocol, src, sport));
+                return if ours {
+                    Verdict::Drop(DropReason::Fragment)
+                } else {
+                    Verdict::Pass
+                };
+            }
+        }
+        if to_vip {
+            Verdict::Drop(DropReason::Fragment)
+        } else {
+            Verdict::Pass
+        }
+    }
+
+    fn inbound(
+        &mut self,
+        now: Instant,
+        rx: RxFrame<'_>,
+        sid: u32,
+        p: &Parsed,
+        out: &mut [u8],
+    ) -> Verdict {
+        let key = p.key();
+        let mut found = self.conns.find_inbound(&key);
+        if let (Some(id), Some(flags)) = (found, p.tcp) {
+            let reusable = matches!(
+                self.conns.get(id).map(Conn::state),
+                Some(ConnState::Tcp(TcpState::TimeWait | TcpState::Close))
+            );
+            if flags.syn && reusable {
+                if let Some(c) = self.conns.remove(id) {
+                    self.settle(&c, now);
+                }
+                found = None;
+            }
+        }
+        let id = match found {
+            Some(id) => id,
+            None => {
+                if let Some(f) = p.tcp {
+                    if !f.syn || f.rst {
+                        return Verdict::Drop(DropReason::NoConnection);
+                    }
+                }
+                let Some(did) = self.schedule(sid) else {
+                    return Verdict::Drop(DropReason::NoDestination);
+                };
+                let Some(Some(dest)) = self.dests.get_mut(did as usize) else {
+                    return Verdict::Drop(DropReason::NoDestination);
+                };
+                let new = NewConn {
+                    protocol: p.protocol,
+                    forwarding: dest.spec.forwarding,
+                    client: (p.src, p.src_port),
+                    virt: (p.dst, p.dst_port),
+                    real: (dest.spec.addr, dest.spec.port),
+                    service: sid,
+                    dest: did,
+                    client_mac: p.src_mac,
+                    in_ifindex: rx.ifindex,
+                };
+                dest.inactive += 1;
+                dest.refs += 1;
+                dest.counters.conns += 1;
+                if let Some(Some(svc)) = self.services.get_mut(sid as usize) {
+                    svc.counters.conns += 1;
+                }
+                self.conns.insert(new, now, &self.timeouts)
+            }
+        };
+        self.conns.set_client_path(id, p.src_mac, rx.ifindex);
+        let Some(conn) = self.conns.get(id) else {
+            return Verdict::Drop(DropReason::NoConnection);
+        };
+        let (did, forwarding, real) = (conn.dest(), conn.forwarding(), conn.real());
+        let bytes = p.ip_len as u64;
+        if let Some(Some(svc)) = self.services.get_mut(sid as usize) {
+            svc.counters.inpkts += 1;
+            svc.counters.inbytes += bytes;
+        }
+        if let Some(Some(d)) = self.dests.get_mut(did as usize) {
+            d.counters.inpkts += 1;
+            d.counters.inbytes += bytes;
+        }
+        let activity = self
+            .conns
+            .on_packet(id, now, &self.timeouts, Direction::Input, p.tcp);
+        self.apply_activity(did, activity);
+
+        let Some(Some(dest)) = self.dests.get(did as usize) else {
+            return Verdict::Drop(DropReason::NoDestination);
+        };
+        let ifindex = dest.spec.ifindex;
+        let Some(iface) = self.interface(ifindex) else {
+            return Verdict::Drop(DropReason::NoInterface);
+        };
+        let Some(mac) = self.neighbours.get(dest.neighbour).and_then(|n| n.mac) else {
+            return Verdict::Drop(DropReason::NeighbourUnresolved);
+        };
+        let len = match copy_out(rx, p.ip_len, iface.mtu, out) {
+            Ok(len) => len,
+            Err(v) => return v,
+        };
+        let frame = &mut out[..len];
+        rewrite::macs(frame, iface.mac, mac);
+        if forwarding == Forwarding::Nat {
+            rewrite::nat(
+                frame,
+                p.protocol,
+                rewrite::Side::Dst,
+                real.0,
+                real.1,
+                rx.csum_partial,
+            );
+        }
+        Verdict::Transmit { ifindex, len }
+    }
+
+    fn reply(
+        &mut self,
+        now: Instant,
+        rx: RxFrame<'_>,
+        id: ConnId,
+        p: &Parsed,
+        out: &mut [u8],
+    ) -> Verdict {
+        let Some(conn) = self.conns.get(id) else {
+            return Verdict::Drop(DropReason::NoConnection);
+        };
+        let (sid, did, virt) = (conn.service(), conn.dest(), conn.virt());
+        let (client_mac, ifindex) = (conn.client_mac(), conn.in_ifindex());
+        let bytes = p.ip_len as u64;
+        if let Some(Some(svc)) = self.services.get_mut(sid as usize) {
+            svc.counters.outpkts += 1;
+            svc.counters.outbytes += bytes;
+        }
+        if let Some(Some(d)) = self.dests.get_mut(did as usize) {
+            d.counters.outpkts += 1;
+            d.counters.outbytes += bytes;
+        }
+        let activity = self
+            .conns
+            .on_packet(id, now, &self.timeouts, Direction::Output, p.tcp);
+        self.apply_activity(did, activity);
+
+        let Some(iface) = self.interface(ifindex) else {
+            return Verdict::Drop(DropReason::NoInterface);
+        };
+        let len = match copy_out(rx, p.ip_len, iface.mtu, out) {
+            Ok(len) => len,
+            Err(v) => return v,
+        };
+        let frame = &mut out[..len];
+        rewrite::macs(frame, iface.mac, client_mac);
+        rewrite::nat(
+            frame,
+            p.protocol,
+            rewrite::Side::Src,
+            virt.0,
+            virt.1,
+            rx.csum_partial,
+        );
+        Verdict::Transmit { ifindex, len }
+    }
+
+    /// Runs the service's scheduler over its list; returns the destination id.
+    fn schedule(&mut self, sid: u32) -> Option<u32> {
+        let svc = self.services.get_mut(sid as usize)?.as_mut()?;
+        reconfig::fill_view(&svc.list, &self.dests, &mut svc.view);
+        let i = svc.scheduler.schedule(&svc.view)?;
+        svc.list.get(i).copied()
+    }
+
+    fn apply_activity(&mut self, did: u32, activity: Option<Activity>) {
+        let Some(Some(d)) = self.dests.get_mut(did as usize) else {
+            return;
+        };
+        match activity {
+            Some(Activity::BecameActive) => {
+                d.inactive = d.inactive.saturating_sub(1);
+                d.active += 1;
+            }
+            Some(Activity::BecameInactive) => {
+                d.active = d.active.saturating_sub(1);
+                d.inactive += 1;
+            }
+            None => {}
+        }
+    }
+
+    /// Releases a removed connection's hold on its destination; frees a drained one.
+    fn settle(&mut self, c: &Conn, now: Instant) {
+        if settle_dest(&mut self.dests, c) {
+            self.free_dest(c.dest());
+            self.rebuild_indexes(now);
+        }
+    }
+
+    fn learn(&mut self, now: Instant, ifindex: u32, payload: &[u8]) {
+        let Ok(p) = ArpPacket::new_checked(payload) else {
+            return;
+        };
+        let Ok(repr) = ArpRepr::parse(&p) else { return };
+        if !matches!(repr.operation, ArpOperation::Request | ArpOperation::Reply)
+            || !ethernet::is_unicast(&repr.source_hardware_addr)
+        {
+            return;
+        }
+        let Some(&i) = self
+            .neighbour_index
+            .get(&(ifindex, repr.source_protocol_addr))
+        else {
+            return;
+        };
+        let Some(n) = self.neighbours.get_mut(i) else {
+            return;
+        };
+        if n.mac.is_none() {
+            n.next_probe = now + ARP_REFRESH;
+        }
+        n.mac = Some(repr.source_hardware_addr);
+    }
+
+    /// The next ARP request due at `now`, written into `out`: `(ifindex, len)`. Call until
+    /// `None` after [`Dataplane::handle_timeout`] (or whenever convenient). Unresolved next
+    /// hops are asked every [`ARP_RETRY`], resolved ones every [`ARP_REFRESH`].
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<(u32, usize)> {
+        let n = self.neighbours.len();
+        for step in 0..n {
+            let i = (self.probe_cursor + step) % n;
+            let nb = &self.neighbours[i];
+            if nb.next_probe > now {
+                continue;
+            }
+            let (ifindex, source, target, resolved) =
+                (nb.ifindex, nb.source, nb.addr, nb.mac.is_some());
+            let mac = self.interface(ifindex).map(|i| i.mac);
+            let nb = &mut self.neighbours[i];
+            nb.next_probe = now + if resolved { ARP_REFRESH } else { ARP_RETRY };
+            self.probe_cursor = (i + 1) % n;
+            let Some(mac) = mac else { continue };
+            if let Some(len) = arp::emit_request(out, mac, source, target) {
+                return Some((ifindex, len));
+            }
+        }
+        self.earliest_probe = self.neighbours.iter().map(|n| n.next_probe).min();
+        None
+    }
+
+    /// When [`Dataplane::handle_timeout`] or [`Dataplane::poll_transmit`] next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.earliest_probe, self.conns.next_sweep()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Expires idle connections (1 s grain) and settles their destinations' counters.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let dests = &mut self.dests;
+        let mut drained = Vec::new();
+        self.conns.expire(now, |c| {
+            if settle_dest(dests, &c) {
+                drained.push(c.dest());
+            }
+        });
+        if !drained.is_empty() {
+            for id in drained {
+                self.free_dest(id);
+            }
+            self.rebuild_indexes(now);
+        }
+    }
+
+    /// Tracked next hops whose MAC is not known.
+    pub fn unresolved_neighbours(&self) -> usize {
+        self.neighbours.iter().filter(|n| n.mac.is_none()).count()
+    }
+
+    /// Number of connection entries.
+    pub fn conn_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Every connection entry (ipvsadm `-Lnc`), in table order.
+    pub fn connections(&self, now: Instant) -> Vec<ConnInfo> {
+        self.conns
+            .iter()
+            .map(|(id, c)| {
+                let sa = |(a, p): (Ipv4Addr, u16)| SocketAddrV4::new(a, p);
+                ConnInfo {
+                    protocol: c.protocol(),
+                    client: sa(c.client()),
+                    virt: sa(c.virt()),
+                    real: sa(c.real()),
+                    forwarding: c.forwarding(),
+                    state: c.state().name(),
+                    active: c.is_active(),
+                    expires_in: self.conns.expires_in(id, now).unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
+    /// A snapshot of all counters (module doc for the invariant they keep).
+    pub fn stats(&self) -> Stats {
+        let services = self
+            .order
+            .iter()
+            .filter_map(|&sid| self.services.get(sid as usize)?.as_ref())
+            .map(|svc| ServiceStats {
+                protocol: svc.protocol,
+                vip: svc.vip,
+                port: svc.port,
+                scheduler: svc.scheduler.kind(),
+                counters: svc.counters,
+                dests: svc
+                    .list
+                    .iter()
+                    .filter_map(|&id| self.dests.get(id as usize)?.as_ref())
+                    .map(|e| DestStats {
+                        addr: e.spec.addr,
+                        port: e.spec.port,
+                        weight: e.spec.weight,
+                        forwarding: e.spec.forwarding,
+                        active: e.active,
+                        inactive: e.inactive,
+                        counters: e.counters,
+                        neighbour_mac: self.neighbours.get(e.neighbour).and_then(|n| n.mac),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Stats {
+            services,
+            received: self.global.received,
+            forwarded: self.global.forwarded,
+            passed: self.global.passed,
+            dropped: self.global.dropped,
+            conns: self.conns.len(),
+            unresolved_neighbours: self.unresolved_neighbours(),
+        }
+    }
+}
+
+/// Drops a removed connection's counts from its destination; true if the destination is
+/// drained trash that should now be freed.
+fn settle_dest(dests: &mut [Option<DestEntry>], c: &Conn) -> bool {
+    let Some(Some(d)) = dests.get_mut(c.dest() as usize) else {
+        return false;
+    };
+    if c.is_active() {
+        d.active = d.active.saturating_sub(1);
+    } else {
+        d.inactive = d.inactive.saturating_sub(1);
+    }
+    d.refs = d.refs.saturating_sub(1);
+    !d.in_list && d.refs == 0
+}
+
+/// Copies the IP packet (without Ethernet padding) to `out` after the size checks.
+fn copy_out(rx: RxFrame<'_>, ip_len: usize, mtu: u32, out: &mut [u8]) -> Result<usize, Verdict> {
+    let len = ethernet::HEADER_LEN + ip_len;
+    let too_big = !rx.gso && u64::try_from(ip_len).unwrap_or(u64::MAX) > u64::from(mtu);
+    let (Some(src), Some(dst)) = (rx.data.get(..len), out.get_mut(..len)) else {
+        return Err(Verdict::Drop(DropReason::TooBig));
+    };
+    if too_big {
+        return Err(Verdict::Drop(DropReason::TooBig));
+    }
+    dst.copy_from_slice(src);
+    Ok(len)
+}

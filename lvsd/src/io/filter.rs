@@ -129,7 +129,9 @@ pub struct Filter(Vec<SockFilter>);
 
 impl fmt::Debug for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Filter").field("insns", &self.0.len()).finish()
+        f.debug_struct("Filter")
+            .field("insns", &self.0.len())
+            .finish()
     }
 }
 
@@ -506,7 +508,10 @@ pub(crate) mod tests {
         assert!(!accepts(&f, &u(CIP, 40000, VIP, 80)));
         assert!(!accepts(&f, &t(CIP, 40000, VIP, 53)));
         assert!(!accepts(&f, &t(CIP, 40000, VIP2, 443)));
-        assert!(!accepts(&f, &t(CIP, 40000, Ipv4Addr::new(203, 0, 113, 12), 80)));
+        assert!(!accepts(
+            &f,
+            &t(CIP, 40000, Ipv4Addr::new(203, 0, 113, 12), 80)
+        ));
         assert!(!accepts(&f, &t(RIP, 8081, CIP, 40000)));
         assert!(!accepts(&f, &u(RIP, 8080, CIP, 40000)));
         assert!(!accepts(&f, &t(CIP, 8080, RIP, 40000)));
@@ -561,7 +566,10 @@ pub(crate) mod tests {
         let f = Filter::build(&spec()).expect("build");
         // Later fragments (offset != 0) to/from listed addresses: accepted.
         assert!(accepts(&f, &ipv4_frame(6, CIP, 0, VIP, 0, 0, 185)));
-        assert!(accepts(&f, &ipv4_frame(17, CIP, 0, VIP2, 0, 0, 0x2000 | 185)));
+        assert!(accepts(
+            &f,
+            &ipv4_frame(17, CIP, 0, VIP2, 0, 0, 0x2000 | 185)
+        ));
         assert!(accepts(&f, &ipv4_frame(6, RIP, 0, CIP, 0, 0, 1)));
         // ... but not for unlisted addresses.
         assert!(!accepts(&f, &ipv4_frame(6, CIP, 0, RIP, 0, 0, 185)));

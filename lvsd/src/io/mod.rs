@@ -62,7 +62,9 @@ pub struct VnetHdr {
     pub flags: u8,
     /// `VIRTIO_NET_HDR_GSO_*` (plus the ECN bit).
     pub gso_type: u8,
-    /// Length of the headers (Ethernet + IP + transport) for GSO; a hint.
+    /// Length of the headers (Ethernet + IP + transport) for GSO; only a hint. On receive
+    /// the kernel reports the length of the frame's linear part here, which may be the
+    /// whole frame (seen on veth); on transmit the kernel raises it as needed.
     pub hdr_len: u16,
     /// Payload bytes per segment for GSO.
     pub gso_size: u16,
@@ -349,9 +351,10 @@ impl PacketSocket {
             };
             if ret < 0 {
                 let err = io::Error::last_os_error();
-                match err.kind() {
-                    io::ErrorKind::WouldBlock => return Ok(()),
-                    io::ErrorKind::Interrupted => continue,
+                match err.raw_os_error() {
+                    Some(libc::EAGAIN) => return Ok(()),
+                    // Per-frame or one-shot errors: the frame (if any) is gone, go on.
+                    Some(libc::EINTR | libc::EINVAL | libc::ENETDOWN) => continue,
                     _ => return Err(err),
                 }
             }
@@ -359,7 +362,8 @@ impl PacketSocket {
         Ok(())
     }
 
-    /// Replaces the socket filter (atomically, in the kernel).
+    /// Replaces the socket filter (atomically, in the kernel). Frames already queued
+    /// under the previous filter stay queued and are still returned by `recv`.
     pub fn set_filter(&self, filter: &Filter) -> io::Result<()> {
         attach_filter(self.fd.as_fd(), filter)
     }
@@ -554,14 +558,25 @@ pub fn poll_readable(
         ));
     }
     ready.iter_mut().for_each(|r| *r = false);
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|fd| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    // No allocation for the usual handful of fds.
+    const INLINE: usize = 16;
+    let empty = libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    };
+    let mut inline = [empty; INLINE];
+    let mut heap = Vec::new();
+    let pfds: &mut [libc::pollfd] = if fds.len() <= INLINE {
+        &mut inline[..fds.len()]
+    } else {
+        heap.resize(fds.len(), empty);
+        &mut heap
+    };
+    for (p, fd) in pfds.iter_mut().zip(fds) {
+        p.fd = fd.as_raw_fd();
+        p.events = libc::POLLIN;
+    }
     let nfds = libc::nfds_t::try_from(pfds.len())
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: `pfds` is a valid array of `nfds` pollfd structs, writable for the call;

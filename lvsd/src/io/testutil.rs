@@ -16,7 +16,13 @@ pub(crate) fn root_or_skip(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     if !root {
-        eprintln!("!!!!!! SKIP {test}: needs root (network namespaces, raw sockets) !!!!!!");
+        // Written to the stderr handle directly, not with eprintln!, so libtest's output
+        // capture does not swallow it.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "!!!!!! SKIP {test}: needs root (network namespaces, raw sockets) !!!!!!"
+        );
     }
     root
 }
@@ -26,7 +32,12 @@ pub(crate) fn ifindex(name: &str) -> u32 {
     let c = std::ffi::CString::new(name).expect("interface name");
     // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    assert_ne!(idx, 0, "no interface {name}: {}", std::io::Error::last_os_error());
+    assert_ne!(
+        idx,
+        0,
+        "no interface {name}: {}",
+        std::io::Error::last_os_error()
+    );
     idx
 }
 
@@ -80,22 +91,28 @@ impl Netns {
 
     /// Runs `f` on a new thread that has entered the namespace; panics propagate.
     pub(crate) fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|s| {
-            let h = s.spawn(move || {
-                let file = File::open(&path).expect("open netns file");
-                // SAFETY: `file` is an open namespace file; setns only changes the calling
-                // thread's network namespace.
-                let ret = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(ret, 0, "setns {path}: {}", std::io::Error::last_os_error());
-                f()
-            });
-            match h.join() {
-                Ok(r) => r,
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        })
+        run_in_netns(&self.name, f)
     }
+}
+
+/// Runs `f` on a new thread that has entered the named namespace (`/run/netns/<name>`);
+/// panics propagate.
+pub(crate) fn run_in_netns<R: Send>(name: &str, f: impl FnOnce() -> R + Send) -> R {
+    let path = format!("/run/netns/{name}");
+    std::thread::scope(|s| {
+        let h = s.spawn(move || {
+            let file = File::open(&path).expect("open netns file");
+            // SAFETY: `file` is an open namespace file; setns only changes the calling
+            // thread's network namespace.
+            let ret = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(ret, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        });
+        match h.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
 impl Drop for Netns {
@@ -113,4 +130,38 @@ impl Drop for Netns {
             Err(e) => eprintln!("warning: ip netns del {}: {e}", self.name),
         }
     }
+}
+
+/// Drops CAP_NET_ADMIN (effective and permitted) from the calling thread only
+/// (capabilities are per thread), so a test can see what an unprivileged lvsd sees.
+pub(crate) fn drop_cap_net_admin_in_this_thread() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    const CAP_NET_ADMIN: u32 = 12;
+    let mut hdr = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget writes two Data structs (version 3) into `data`; both pointers are
+    // valid for the call.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_capget, &mut hdr as *mut Header, data.as_mut_ptr()) };
+    assert_eq!(ret, 0, "capget: {}", std::io::Error::last_os_error());
+    data[0].effective &= !(1 << CAP_NET_ADMIN);
+    data[0].permitted &= !(1 << CAP_NET_ADMIN);
+    // SAFETY: as above; capset only reads `hdr` and `data` and applies to this thread.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut Header, data.as_ptr()) };
+    assert_eq!(ret, 0, "capset: {}", std::io::Error::last_os_error());
 }

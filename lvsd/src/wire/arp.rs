@@ -79,7 +79,11 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
 
     /// `Err(Truncated)` if the buffer is shorter than [`PACKET_LEN`].
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < PACKET_LEN { Err(Error::Truncated) } else { Ok(()) }
+        if self.buffer.as_ref().len() < PACKET_LEN {
+            Err(Error::Truncated)
+        } else {
+            Ok(())
+        }
     }
 
     fn u16_at(&self, f: super::Field) -> u16 {
@@ -244,8 +248,12 @@ pub fn emit_request(
 ) -> Option<usize> {
     let buf = buf.get_mut(..REQUEST_FRAME_LEN)?;
     let mut frame = EthernetFrame::new_unchecked(&mut *buf);
-    EthernetRepr { src_addr: source_mac, dst_addr: ethernet::BROADCAST, ethertype: EtherType::ARP }
-        .emit(&mut frame);
+    EthernetRepr {
+        src_addr: source_mac,
+        dst_addr: ethernet::BROADCAST,
+        ethertype: EtherType::ARP,
+    }
+    .emit(&mut frame);
     let mut arp = ArpPacket::new_unchecked(frame.payload_mut());
     ArpRepr {
         operation: ArpOperation::Request,
@@ -291,7 +299,10 @@ mod tests {
     #[test]
     fn impossible_length() {
         for n in 0..PACKET_LEN {
-            assert_eq!(ArpPacket::new_checked(&REQUEST[..n]).err(), Some(Error::Truncated));
+            assert_eq!(
+                ArpPacket::new_checked(&REQUEST[..n]).err(),
+                Some(Error::Truncated)
+            );
         }
     }
 
@@ -300,10 +311,16 @@ mod tests {
     fn other_hardware_is_malformed() {
         let mut b = REQUEST;
         b[1] = 6; // IEEE 802
-        assert_eq!(ArpRepr::parse(&ArpPacket::new_unchecked(&b[..])), Err(Error::Malformed));
+        assert_eq!(
+            ArpRepr::parse(&ArpPacket::new_unchecked(&b[..])),
+            Err(Error::Malformed)
+        );
         let mut b = REQUEST;
         b[5] = 16; // IPv6-length protocol addresses
-        assert_eq!(ArpRepr::parse(&ArpPacket::new_unchecked(&b[..])), Err(Error::Malformed));
+        assert_eq!(
+            ArpRepr::parse(&ArpPacket::new_unchecked(&b[..])),
+            Err(Error::Malformed)
+        );
     }
 
     #[test]
@@ -321,6 +338,14 @@ mod tests {
         assert_eq!(&buf[6..12], &[2, 0, 0, 0, 0, 1]);
         assert_eq!(&buf[12..14], &[0x08, 0x06]);
         assert_eq!(&buf[14..42], &REQUEST);
-        assert_eq!(emit_request(&mut buf[..41], [0; 6], Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED), None);
+        assert_eq!(
+            emit_request(
+                &mut buf[..41],
+                [0; 6],
+                Ipv4Addr::UNSPECIFIED,
+                Ipv4Addr::UNSPECIFIED
+            ),
+            None
+        );
     }
 }

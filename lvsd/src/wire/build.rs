@@ -84,7 +84,10 @@ impl<'a> FrameSpec<'a> {
             dst: *dst.ip(),
             ttl: 64,
             ident: 0,
-            transport: Transport::Udp(UdpRepr { src_port: src.port(), dst_port: dst.port() }),
+            transport: Transport::Udp(UdpRepr {
+                src_port: src.port(),
+                dst_port: dst.port(),
+            }),
             payload,
         }
     }
@@ -121,8 +124,12 @@ impl<'a> FrameSpec<'a> {
         }
         let buf = buf.get_mut(..len)?;
         let mut eth = EthernetFrame::new_unchecked(&mut *buf);
-        EthernetRepr { src_addr: self.src_mac, dst_addr: self.dst_mac, ethertype: EtherType::IPV4 }
-            .emit(&mut eth);
+        EthernetRepr {
+            src_addr: self.src_mac,
+            dst_addr: self.dst_mac,
+            ethertype: EtherType::IPV4,
+        }
+        .emit(&mut eth);
         let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
         let protocol = match self.transport {
             Transport::Tcp(_) => IpProtocol::TCP,
@@ -168,8 +175,12 @@ impl<'a> FrameSpec<'a> {
 /// Whether `frame` is Ethernet/IPv4/TCP-or-UDP with a correct IPv4 header checksum and a
 /// correct (or, for UDP, absent) L4 checksum, all recomputed from scratch.
 pub fn checksums_valid(frame: &[u8]) -> bool {
-    let Ok(eth) = EthernetFrame::new_checked(frame) else { return false };
-    let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else { return false };
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        return false;
+    };
+    let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+        return false;
+    };
     if !ip.verify_checksum() {
         return false;
     }
@@ -208,7 +219,9 @@ mod tests {
     fn built_frames_are_valid() {
         let c = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 40000);
         let v = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 80);
-        let f = FrameSpec::tcp(A, B, c, v, TcpControl::SYN).with_payload(b"abc").to_vec();
+        let f = FrameSpec::tcp(A, B, c, v, TcpControl::SYN)
+            .with_payload(b"abc")
+            .to_vec();
         assert_eq!(f.len(), 14 + 20 + 20 + 3);
         assert!(checksums_valid(&f));
         let f = FrameSpec::udp(A, B, c, v, b"hello").to_vec();
@@ -218,6 +231,9 @@ mod tests {
         let mut bad = f.clone();
         bad[14 + 20 + 8] ^= 1;
         assert!(!checksums_valid(&bad));
-        assert_eq!(FrameSpec::udp(A, B, c, v, b"hello").emit(&mut [0u8; 20]), None);
+        assert_eq!(
+            FrameSpec::udp(A, B, c, v, b"hello").emit(&mut [0u8; 20]),
+            None
+        );
     }
 }

@@ -106,7 +106,10 @@ pub fn udp_nonzero(check: u16) -> u16 {
 }
 
 fn halves(b: [u8; 4]) -> (u16, u16) {
-    (u16::from_be_bytes([b[0], b[1]]), u16::from_be_bytes([b[2], b[3]]))
+    (
+        u16::from_be_bytes([b[0], b[1]]),
+        u16::from_be_bytes([b[2], b[3]]),
+    )
 }
 
 #[cfg(test)]

@@ -60,7 +60,11 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
     /// `Err(Truncated)` if the buffer is shorter than the header.
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN { Err(Error::Truncated) } else { Ok(()) }
+        if self.buffer.as_ref().len() < HEADER_LEN {
+            Err(Error::Truncated)
+        } else {
+            Ok(())
+        }
     }
 
     /// Gives the buffer back.
@@ -193,9 +197,17 @@ mod tests {
     #[test]
     fn impossible_length() {
         for n in 0..HEADER_LEN {
-            assert_eq!(EthernetFrame::new_checked(&FRAME[..n]).err(), Some(Error::Truncated));
+            assert_eq!(
+                EthernetFrame::new_checked(&FRAME[..n]).err(),
+                Some(Error::Truncated)
+            );
         }
-        assert!(EthernetFrame::new_checked(&FRAME[..HEADER_LEN]).unwrap().payload().is_empty());
+        assert!(
+            EthernetFrame::new_checked(&FRAME[..HEADER_LEN])
+                .unwrap()
+                .payload()
+                .is_empty()
+        );
     }
 
     #[test]

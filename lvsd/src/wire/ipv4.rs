@@ -378,26 +378,44 @@ mod tests {
     #[test]
     fn impossible_lengths() {
         for n in 0..20 {
-            assert_eq!(Ipv4Packet::new_checked(&PACKET[..n]).err(), Some(Error::Truncated));
+            assert_eq!(
+                Ipv4Packet::new_checked(&PACKET[..n]).err(),
+                Some(Error::Truncated)
+            );
         }
         // Total length 40 > captured 39.
-        assert_eq!(Ipv4Packet::new_checked(&PACKET[..39]).err(), Some(Error::Malformed));
+        assert_eq!(
+            Ipv4Packet::new_checked(&PACKET[..39]).err(),
+            Some(Error::Malformed)
+        );
         // IHL 4.
         let mut b = PACKET;
         b[0] = 0x44;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(Error::Malformed));
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).err(),
+            Some(Error::Malformed)
+        );
         // Version 6.
         let mut b = PACKET;
         b[0] = 0x65;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(Error::Malformed));
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).err(),
+            Some(Error::Malformed)
+        );
         // IHL 15 (60 bytes of header) in a 40-byte buffer.
         let mut b = PACKET;
         b[0] = 0x4f;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(Error::Truncated));
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).err(),
+            Some(Error::Truncated)
+        );
         // Total length 19 < header length.
         let mut b = PACKET;
         b[3] = 19;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(Error::Malformed));
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).err(),
+            Some(Error::Malformed)
+        );
     }
 
     /// Ethernet padding after the total length is not payload.

@@ -183,7 +183,9 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// Whether the checksum over the pseudo-header and the whole buffer is correct.
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         let b = self.buffer.as_ref();
-        let Ok(len) = u16::try_from(b.len()) else { return false };
+        let Ok(len) = u16::try_from(b.len()) else {
+            return false;
+        };
         let ph = checksum::pseudo_header_v4(src, dst, IpProtocol::TCP.0, len);
         checksum::combine(&[ph, checksum::data(b)]) == 0xffff
     }
@@ -337,7 +339,8 @@ mod tests {
         let mut p = TcpPacket::new_unchecked(&mut b[..]);
         repr.emit(&mut p);
         p.set_header_len_and_control(24, repr.control);
-        p.payload_mut().copy_from_slice(&[0x02, 0x04, 0x05, 0xb4]);
+        b[20..].copy_from_slice(&[0x02, 0x04, 0x05, 0xb4]); // MSS option
+        let mut p = TcpPacket::new_unchecked(&mut b[..]);
         p.fill_checksum(SRC, DST);
         assert_eq!(b, SEGMENT);
     }
@@ -345,10 +348,16 @@ mod tests {
     #[test]
     fn impossible_lengths() {
         for n in 0..20 {
-            assert_eq!(TcpPacket::new_checked(&SEGMENT[..n]).err(), Some(Error::Truncated));
+            assert_eq!(
+                TcpPacket::new_checked(&SEGMENT[..n]).err(),
+                Some(Error::Truncated)
+            );
         }
         // Data offset 6 (24 bytes) but only 20 present.
-        assert_eq!(TcpPacket::new_checked(&SEGMENT[..20]).err(), Some(Error::Malformed));
+        assert_eq!(
+            TcpPacket::new_checked(&SEGMENT[..20]).err(),
+            Some(Error::Malformed)
+        );
         // Data offset 4.
         let mut b = SEGMENT;
         b[12] = 0x40;

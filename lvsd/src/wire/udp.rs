@@ -167,7 +167,10 @@ impl UdpRepr {
     /// Reads a checked datagram.
     pub fn parse<T: AsRef<[u8]>>(p: &UdpPacket<T>) -> Result<Self> {
         p.check_len()?;
-        Ok(UdpRepr { src_port: p.src_port(), dst_port: p.dst_port() })
+        Ok(UdpRepr {
+            src_port: p.src_port(),
+            dst_port: p.dst_port(),
+        })
     }
 
     /// Header length.
@@ -192,8 +195,9 @@ mod tests {
     const DST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 
     // 5353 -> 53, 12 bytes, payload "ping", checksum 0xa5a7 over SRC -> DST.
-    static DATAGRAM: [u8; 12] =
-        [0x14, 0xe9, 0x00, 0x35, 0x00, 0x0c, 0xa5, 0xa7, b'p', b'i', b'n', b'g'];
+    static DATAGRAM: [u8; 12] = [
+        0x14, 0xe9, 0x00, 0x35, 0x00, 0x0c, 0xa5, 0xa7, b'p', b'i', b'n', b'g',
+    ];
 
     #[test]
     fn deconstruct() {
@@ -209,7 +213,11 @@ mod tests {
     fn construct() {
         let mut b = [0u8; 12];
         let mut p = UdpPacket::new_unchecked(&mut b[..]);
-        UdpRepr { src_port: 5353, dst_port: 53 }.emit(&mut p, 4);
+        UdpRepr {
+            src_port: 5353,
+            dst_port: 53,
+        }
+        .emit(&mut p, 4);
         p.payload_mut().copy_from_slice(b"ping");
         p.fill_checksum(SRC, DST);
         assert_eq!(b, DATAGRAM);
@@ -218,10 +226,16 @@ mod tests {
     #[test]
     fn impossible_lengths() {
         for n in 0..8 {
-            assert_eq!(UdpPacket::new_checked(&DATAGRAM[..n]).err(), Some(Error::Truncated));
+            assert_eq!(
+                UdpPacket::new_checked(&DATAGRAM[..n]).err(),
+                Some(Error::Truncated)
+            );
         }
         // Length field 12 > 11 available.
-        assert_eq!(UdpPacket::new_checked(&DATAGRAM[..11]).err(), Some(Error::Malformed));
+        assert_eq!(
+            UdpPacket::new_checked(&DATAGRAM[..11]).err(),
+            Some(Error::Malformed)
+        );
         // Length field 7.
         let mut b = DATAGRAM;
         b[5] = 7;
@@ -239,7 +253,11 @@ mod tests {
         let mut b = DATAGRAM;
         b[6] = 0;
         b[7] = 0;
-        assert!(UdpPacket::new_checked(&b[..]).unwrap().verify_checksum(SRC, DST));
+        assert!(
+            UdpPacket::new_checked(&b[..])
+                .unwrap()
+                .verify_checksum(SRC, DST)
+        );
         // Choose a payload whose checksum computes to 0: the field must be 0xFFFF then.
         let mut b = DATAGRAM;
         let mut p = UdpPacket::new_unchecked(&mut b[..]);

@@ -1,0 +1,272 @@
+//! Applying a configuration: the service and destination lists (IPVS order, trash),
+//! scheduler notifications, and the lookup sets and neighbour table derived from them.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use lvs_proto::{Counters, Forwarding};
+
+use super::{Dataplane, DataplaneConfig, DestEntry, DestSpec, Neighbour, Service, ServiceSpec};
+use crate::sched::{self, ListChange};
+
+impl Dataplane {
+    /// Applies a new configuration in place (module doc; spec b.1 for list semantics):
+    /// services matched by `(protocol, vip, port)`, destinations by `(addr, port)`.
+    /// Kept services and destinations keep their counters and connections; removed
+    /// destinations drain from the trash; removed services lose their connections.
+    pub fn reconfigure(&mut self, config: DataplaneConfig, now: Instant) {
+        self.interfaces = config.interfaces;
+        self.timeouts = config.timeouts;
+        let mut kept = HashSet::new();
+        let mut order = Vec::with_capacity(config.services.len());
+        for spec in &config.services {
+            let key = (spec.protocol, spec.vip, spec.port);
+            let sid = match self.service_index.get(&key) {
+                Some(&sid) => {
+                    self.update_service(sid, spec);
+                    sid
+                }
+                None => {
+                    let sid = self.create_service(spec);
+                    self.service_index.insert(key, sid);
+                    sid
+                }
+            };
+            if kept.insert(sid) {
+                order.push(sid);
+            }
+        }
+        let gone: Vec<u32> = (0..self.services.len() as u32)
+            .filter(|sid| self.services[*sid as usize].is_some() && !kept.contains(sid))
+            .collect();
+        for sid in gone {
+            self.remove_service(sid);
+        }
+        self.order = order;
+        self.rebuild_indexes(now);
+    }
+
+    fn alloc_dest(&mut self, entry: DestEntry) -> u32 {
+        match self.free_dests.pop() {
+            Some(id) => {
+                self.dests[id as usize] = Some(entry);
+                id
+            }
+            None => {
+                self.dests.push(Some(entry));
+                (self.dests.len() - 1) as u32
+            }
+        }
+    }
+
+    fn new_dest(&mut self, service: u32, spec: DestSpec) -> u32 {
+        self.alloc_dest(DestEntry {
+            service,
+            spec,
+            active: 0,
+            inactive: 0,
+            refs: 0,
+            in_list: true,
+            counters: Counters::default(),
+            neighbour: usize::MAX,
+        })
+    }
+
+    fn create_service(&mut self, spec: &ServiceSpec) -> u32 {
+        let sid = match self.services.iter().position(Option::is_none) {
+            Some(i) => i as u32,
+            None => {
+                self.services.push(None);
+                (self.services.len() - 1) as u32
+            }
+        };
+        let mut list: Vec<u32> = Vec::with_capacity(spec.dests.len());
+        for d in &spec.dests {
+            // A duplicate (addr, port) in the config edits the first one.
+            if let Some(&id) = list.iter().find(|&&id| self.dest_matches(id, d)) {
+                if let Some(e) = self.dests[id as usize].as_mut() {
+                    e.spec = *d;
+                }
+                continue;
+            }
+            let id = self.new_dest(sid, *d);
+            list.insert(0, id);
+        }
+        let mut view = Vec::with_capacity(list.len());
+        fill_view(&list, &self.dests, &mut view);
+        let scheduler = sched::new_scheduler(spec.scheduler, &view);
+        self.services[sid as usize] = Some(Service {
+            protocol: spec.protocol,
+            vip: spec.vip,
+            port: spec.port,
+            scheduler,
+            list,
+            view,
+            counters: Counters::default(),
+        });
+        sid
+    }
+
+    fn dest_matches(&self, id: u32, d: &DestSpec) -> bool {
+        self.dests[id as usize]
+            .as_ref()
+            .is_some_and(|e| e.spec.addr == d.addr && e.spec.port == d.port)
+    }
+
+    fn update_service(&mut self, sid: u32, spec: &ServiceSpec) {
+        let Some(mut svc) = self.services[sid as usize].take() else {
+            return;
+        };
+        // 1. Removals, each announced with its index in the old list.
+        let mut i = 0;
+        while i < svc.list.len() {
+            let id = svc.list[i];
+            if spec.dests.iter().any(|d| self.dest_matches(id, d)) {
+                i += 1;
+                continue;
+            }
+            svc.list.remove(i);
+            fill_view(&svc.list, &self.dests, &mut svc.view);
+            svc.scheduler
+                .update(&svc.view, ListChange::Removed { index: i });
+            self.trash_dest(id);
+        }
+        // 2. Edits in place and additions at the head, in config order.
+        for d in &spec.dests {
+            if let Some(pos) = svc.list.iter().position(|&id| self.dest_matches(id, d)) {
+                let Some(e) = self.dests[svc.list[pos] as usize].as_mut() else {
+                    continue;
+                };
+                let ipvs_edit = e.spec.weight != d.weight || e.spec.forwarding != d.forwarding;
+                e.spec = *d;
+                if ipvs_edit {
+                    fill_view(&svc.list, &self.dests, &mut svc.view);
+                    svc.scheduler.update(&svc.view, ListChange::Edited);
+                }
+                continue;
+            }
+            let trashed = self.dests.iter().position(|e| {
+                e.as_ref().is_some_and(|e| {
+                    e.service == sid && !e.in_list && e.spec.addr == d.addr && e.spec.port == d.port
+                })
+            });
+            let id = match trashed {
+                Some(id) => {
+                    if let Some(e) = self.dests[id].as_mut() {
+                        e.in_list = true;
+                        e.spec = *d;
+                    }
+                    id as u32
+                }
+                None => self.new_dest(sid, *d),
+            };
+            svc.list.insert(0, id);
+            fill_view(&svc.list, &self.dests, &mut svc.view);
+            svc.scheduler
+                .update(&svc.view, ListChange::Added { index: 0 });
+        }
+        // 3. Another scheduler: a fresh one over the current list (kernel bind/unbind).
+        if svc.scheduler.kind() != spec.scheduler {
+            fill_view(&svc.list, &self.dests, &mut svc.view);
+            svc.scheduler = sched::new_scheduler(spec.scheduler, &svc.view);
+        }
+        self.services[sid as usize] = Some(svc);
+    }
+
+    /// Takes a destination out of its list: freed now if idle, else it drains.
+    fn trash_dest(&mut self, id: u32) {
+        let Some(e) = self.dests[id as usize].as_mut() else {
+            return;
+        };
+        e.in_list = false;
+        if e.refs == 0 {
+            self.free_dest(id);
+        }
+    }
+
+    pub(super) fn free_dest(&mut self, id: u32) {
+        if let Some(slot) = self.dests.get_mut(id as usize) {
+            if slot.take().is_some() {
+                self.free_dests.push(id);
+            }
+        }
+    }
+
+    fn remove_service(&mut self, sid: u32) {
+        self.conns.remove_where(|c| c.service() == sid, |_| {});
+        for id in 0..self.dests.len() {
+            if self.dests[id].as_ref().is_some_and(|e| e.service == sid) {
+                self.free_dest(id as u32);
+            }
+        }
+        self.services[sid as usize] = None;
+    }
+
+    /// Rebuilds the lookup sets and the neighbour table from services and destinations.
+    pub(super) fn rebuild_indexes(&mut self, now: Instant) {
+        self.service_index.clear();
+        self.vip_addrs.clear();
+        self.rip_addrs.clear();
+        self.nat_rips.clear();
+        for (sid, svc) in self.services.iter().enumerate() {
+            let Some(svc) = svc else { continue };
+            self.service_index
+                .insert((svc.protocol, svc.vip, svc.port), sid as u32);
+            self.vip_addrs.insert((svc.protocol, svc.vip));
+        }
+        let old = std::mem::take(&mut self.neighbours);
+        let old_index = std::mem::take(&mut self.neighbour_index);
+        for e in self.dests.iter_mut().flatten() {
+            let Some(Some(svc)) = self.services.get(e.service as usize) else {
+                continue;
+            };
+            // Any destination's address may send replies of live NAT connections (found in
+            // the table); a reply without a connection is ours only for a listed NAT one.
+            self.rip_addrs.insert((svc.protocol, e.spec.addr));
+            if e.spec.forwarding == Forwarding::Nat && e.in_list {
+                self.nat_rips
+                    .insert((svc.protocol, e.spec.addr, e.spec.port));
+            }
+            let key = (e.spec.ifindex, e.spec.next_hop);
+            let idx = match self.neighbour_index.get(&key) {
+                Some(&i) => i,
+                None => {
+                    let n = match old_index.get(&key).and_then(|&i| old.get(i)) {
+                        Some(n) => Neighbour {
+                            source: e.spec.source,
+                            ..n.clone()
+                        },
+                        None => Neighbour {
+                            ifindex: e.spec.ifindex,
+                            addr: e.spec.next_hop,
+                            source: e.spec.source,
+                            mac: None,
+                            next_probe: now,
+                        },
+                    };
+                    self.neighbours.push(n);
+                    self.neighbour_index.insert(key, self.neighbours.len() - 1);
+                    self.neighbours.len() - 1
+                }
+            };
+            e.neighbour = idx;
+        }
+        self.probe_cursor = 0;
+        self.earliest_probe = self.neighbours.iter().map(|n| n.next_probe).min();
+    }
+}
+
+/// What the scheduler sees of `list`.
+pub(super) fn fill_view(list: &[u32], dests: &[Option<DestEntry>], view: &mut Vec<sched::Dest>) {
+    view.clear();
+    view.extend(list.iter().map(|&id| match dests.get(id as usize) {
+        Some(Some(e)) => sched::Dest {
+            weight: e.spec.weight,
+            active: e.active,
+            inactive: e.inactive,
+            overloaded: false,
+        },
+        // Cannot happen (list entries are live); a weight-0 stand-in is never picked.
+        _ => sched::Dest::default(),
+    }));
+}

@@ -1,0 +1,186 @@
+//! What the core reports: drop reasons, counters and snapshots.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use lvs_proto::{Counters, Forwarding, Protocol, SchedulerKind};
+
+use crate::wire::MacAddr;
+
+/// Why a frame was dropped. Indexes [`DropCounts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// Shorter than a header it must contain (Ethernet, IPv4, TCP/UDP fixed header).
+    Truncated,
+    /// IPv4 version, IHL or total length invalid.
+    BadIpHeader,
+    /// IPv4 header checksum wrong.
+    BadChecksum,
+    /// TCP data offset or UDP length invalid.
+    BadL4Header,
+    /// An IP fragment of a flow we own.
+    Fragment,
+    /// No connection entry and the packet may not create one (TCP without SYN, a NAT
+    /// reply that matches no connection).
+    NoConnection,
+    /// The scheduler found no destination (all weight 0, or empty service).
+    NoDestination,
+    /// The next hop's MAC is not known yet.
+    NeighbourUnresolved,
+    /// The outgoing interface is not in the configuration.
+    NoInterface,
+    /// The frame exceeds the outgoing MTU (and is not GSO) or the output buffer.
+    TooBig,
+}
+
+impl DropReason {
+    /// Number of reasons.
+    pub const COUNT: usize = 10;
+
+    /// Every reason, in declaration order (= counter index).
+    pub const ALL: [DropReason; DropReason::COUNT] = [
+        DropReason::Truncated,
+        DropReason::BadIpHeader,
+        DropReason::BadChecksum,
+        DropReason::BadL4Header,
+        DropReason::Fragment,
+        DropReason::NoConnection,
+        DropReason::NoDestination,
+        DropReason::NeighbourUnresolved,
+        DropReason::NoInterface,
+        DropReason::TooBig,
+    ];
+
+    /// snake_case name, for metrics and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::BadIpHeader => "bad_ip_header",
+            DropReason::BadChecksum => "bad_checksum",
+            DropReason::BadL4Header => "bad_l4_header",
+            DropReason::Fragment => "fragment",
+            DropReason::NoConnection => "no_connection",
+            DropReason::NoDestination => "no_destination",
+            DropReason::NeighbourUnresolved => "neighbour_unresolved",
+            DropReason::NoInterface => "no_interface",
+            DropReason::TooBig => "too_big",
+        }
+    }
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Drop counters, one per [`DropReason`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounts([u64; DropReason::COUNT]);
+
+impl DropCounts {
+    /// Drops for one reason.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.0[reason as usize]
+    }
+
+    /// All drops.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// `(reason, count)` for every reason.
+    pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.iter().map(|&r| (r, self.get(r)))
+    }
+
+    pub(super) fn bump(&mut self, reason: DropReason) {
+        self.0[reason as usize] += 1;
+    }
+}
+
+impl std::ops::Index<DropReason> for DropCounts {
+    type Output = u64;
+    fn index(&self, r: DropReason) -> &u64 {
+        &self.0[r as usize]
+    }
+}
+
+/// A real server as reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestStats {
+    /// RIP.
+    pub addr: Ipv4Addr,
+    /// Real port.
+    pub port: u16,
+    /// Weight.
+    pub weight: u32,
+    /// Forwarding method.
+    pub forwarding: Forwarding,
+    /// Active connections (spec b.1).
+    pub active: u32,
+    /// Inactive connections.
+    pub inactive: u32,
+    /// Cumulative counters.
+    pub counters: Counters,
+    /// The next hop's MAC, once resolved.
+    pub neighbour_mac: Option<MacAddr>,
+}
+
+/// A virtual service as reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceStats {
+    /// Protocol.
+    pub protocol: Protocol,
+    /// VIP.
+    pub vip: Ipv4Addr,
+    /// Virtual port.
+    pub port: u16,
+    /// Scheduler.
+    pub scheduler: SchedulerKind,
+    /// Cumulative counters.
+    pub counters: Counters,
+    /// Real servers in IPVS list order (newest first); removed ones still draining are
+    /// not listed.
+    pub dests: Vec<DestStats>,
+}
+
+/// A snapshot of every counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Services, in config order.
+    pub services: Vec<ServiceStats>,
+    /// Frames handed to [`Dataplane::process`].
+    pub received: u64,
+    /// Frames transmitted.
+    pub forwarded: u64,
+    /// Frames passed to the kernel.
+    pub passed: u64,
+    /// Frames dropped, per reason.
+    pub dropped: DropCounts,
+    /// Connection entries.
+    pub conns: usize,
+    /// Tracked next hops without a MAC.
+    pub unresolved_neighbours: usize,
+}
+
+/// One connection entry as reported (ipvsadm `-Lnc`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Client.
+    pub client: SocketAddrV4,
+    /// Virtual address and port.
+    pub virt: SocketAddrV4,
+    /// Real server.
+    pub real: SocketAddrV4,
+    /// Forwarding method.
+    pub forwarding: Forwarding,
+    /// State name (`ESTABLISHED`, `UDP`, ...).
+    pub state: &'static str,
+    /// Counted as active.
+    pub active: bool,
+    /// Idle time left.
+    pub expires_in: Duration,
+}

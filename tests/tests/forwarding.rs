@@ -1,0 +1,565 @@
+//! End-to-end forwarding through a real lvsd in a namespace lab, for NAT and for DR.
+//!
+//! Every test builds its own lab (client -> router -> director -> rs1..rs3, see
+//! docs/architecture.md), starts the real backends and the real `lvsd` binary, sends real
+//! traffic from the client namespace and checks what arrived. When lvsd stops, it prints
+//! its counters; every test checks that they add up (received = forwarded + dropped +
+//! passed) and that lvsd exited 0.
+//!
+//! The tests take a process-wide lock and run one at a time: they are CPU-bound on a small
+//! machine and would otherwise only slow each other down.
+
+// Helpers outside #[test] fns are not covered by clippy's allow-unwrap-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use lvs_lab::client::{self, HttpClient};
+use lvs_lab::node::{self, ECHO_PORT, HTTP_PORT};
+use lvs_lab::{Lab, LabSpec, LvsdProcess, RealServerSpec, require_root, vip, wait_until};
+
+const NODE: &str = env!("CARGO_BIN_EXE_lvs-lab-node");
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Nat,
+    Dr,
+}
+
+impl Mode {
+    fn word(self) -> &'static str {
+        match self {
+            Mode::Nat => "nat",
+            Mode::Dr => "dr",
+        }
+    }
+}
+
+/// A lab with `n` real servers wired for `mode`, backends running, lvsd not yet started.
+fn lab(mode: Mode, n: usize) -> Lab {
+    let mut spec = LabSpec::new(NODE);
+    for _ in 0..n {
+        spec = spec.real_server(match mode {
+            Mode::Nat => RealServerSpec::nat(),
+            Mode::Dr => RealServerSpec::dr(vec![vip(0)]),
+        });
+    }
+    let lab = Lab::build(spec).expect("building the lab");
+    lab.start_backends().expect("starting backends");
+    lab
+}
+
+/// One `[[virtual_server]]` block: `servers` are (real server index, port, weight).
+fn service(
+    vip_port: (Ipv4Addr, u16),
+    proto: &str,
+    scheduler: &str,
+    mode: Mode,
+    lab: &Lab,
+    servers: &[(usize, u16, u32)],
+) -> String {
+    let mut s = format!(
+        "[[virtual_server]]\naddress = \"{}:{}\"\nprotocol = \"{proto}\"\nscheduler = \"{scheduler}\"\nforwarding = \"{}\"\n",
+        vip_port.0,
+        vip_port.1,
+        mode.word()
+    );
+    for &(k, port, weight) in servers {
+        s.push_str(&format!(
+            "\n[[virtual_server.real_server]]\naddress = \"{}:{port}\"\nweight = {weight}\n",
+            lab.real_server(k).addr()
+        ));
+    }
+    s.push('\n');
+    s
+}
+
+fn all_three(port: u16, weights: [u32; 3]) -> Vec<(usize, u16, u32)> {
+    (1..=3).map(|k| (k, port, weights[k - 1])).collect()
+}
+
+/// Stops lvsd, checks it exited 0 and that its counters add up; returns its stats text.
+fn stop_and_check(lvsd: &LvsdProcess) -> String {
+    let status = lvsd.stop().expect("stopping lvsd");
+    let out = lvsd.stdout();
+    assert!(status.success(), "lvsd exited with {status}\n{}", lvsd.logs());
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("lvsd stats:"))
+        .unwrap_or_else(|| panic!("no stats line in lvsd's output:\n{}", lvsd.logs()));
+    let field = |name: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}= in {line}"))
+    };
+    let (rx, fwd, drop, pass) = (
+        field("received"),
+        field("forwarded"),
+        field("dropped"),
+        field("passed"),
+    );
+    assert_eq!(rx, fwd + drop + pass, "accounting identity broken: {line}");
+    assert!(fwd > 0, "nothing forwarded: {line}");
+    out
+}
+
+fn tally(names: impl IntoIterator<Item = String>) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for n in names {
+        *m.entry(n).or_insert(0) += 1;
+    }
+    m
+}
+
+fn expect_counts(got: &BTreeMap<String, usize>, want: &[(&str, usize)], lvsd: &LvsdProcess) {
+    let want: BTreeMap<String, usize> = want.iter().map(|(n, c)| (n.to_string(), *c)).collect();
+    assert_eq!(got, &want, "lvsd logs:\n{}", lvsd.logs());
+}
+
+/// `count` sequential requests, each on a new connection (`Connection: close`).
+fn sequential_names(lab: &Lab, to: SocketAddr, count: usize) -> Vec<String> {
+    lab.client().run(move || {
+        (0..count)
+            .map(|i| {
+                let r = client::http_request(to, "GET", "/", Duration::from_secs(5))
+                    .unwrap_or_else(|e| panic!("request {i} to {to}: {e}"));
+                assert_eq!(r.status, 200);
+                r.backend().expect("X-Backend header").to_string()
+            })
+            .collect()
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Byte-identical transfers.
+
+fn transfer(mode: Mode) {
+    let _serial = serial();
+    let lab = lab(mode, 3);
+    let v = vip(0);
+    let mut config = service((v, ECHO_PORT), "tcp", "rr", mode, &lab, &all_three(ECHO_PORT, [1, 1, 1]));
+    config += &service((v, HTTP_PORT), "tcp", "rr", mode, &lab, &all_three(HTTP_PORT, [1, 1, 1]));
+    config += &service((v, ECHO_PORT), "udp", "rr", mode, &lab, &all_three(ECHO_PORT, [1, 1, 1]));
+    if mode == Mode::Nat {
+        // Port translation: VIP:8080 -> RIP:80.
+        config += &service((v, 8080), "tcp", "rr", mode, &lab, &all_three(HTTP_PORT, [1, 1, 1]));
+    }
+    let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
+
+    lab.client().run(|| {
+        // 1 MiB up and back through the echo service (both directions through lvsd in NAT).
+        let payload: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        for round in 0..3 {
+            let back = client::tcp_echo((v, ECHO_PORT), &payload)
+                .unwrap_or_else(|e| panic!("echo round {round}: {e}\n{}", lvsd.logs()));
+            assert!(back == payload, "echo round {round}: 1 MiB came back different");
+        }
+        // 1 MiB download from each server.
+        for _ in 0..3 {
+            let (name, body) = client::http_get((v, HTTP_PORT), "/bytes/1048576")
+                .unwrap_or_else(|e| panic!("download: {e}\n{}", lvsd.logs()));
+            assert_eq!(body.len(), 1 << 20, "download from {name}");
+            assert!(body == node::pattern(1 << 20), "download from {name} differs");
+        }
+        // UDP datagrams of several sizes, byte-identical back.
+        for size in [1usize, 18, 512, 1000, 1472] {
+            let data: Vec<u8> = (0..size).map(|i| (i * 7 + size) as u8).collect();
+            let back = client::udp_exchange((v, ECHO_PORT), &data, Duration::from_secs(3))
+                .unwrap_or_else(|e| panic!("udp {size} bytes: {e}\n{}", lvsd.logs()));
+            assert_eq!(back, data, "udp {size} bytes");
+        }
+        if mode == Mode::Nat {
+            let (name, body) = client::http_get((v, 8080), "/")
+                .unwrap_or_else(|e| panic!("port-translated request: {e}\n{}", lvsd.logs()));
+            assert_eq!(String::from_utf8_lossy(&body), format!("{name}\n"));
+        }
+    });
+    let stats = stop_and_check(&lvsd);
+    // The UDP service scheduled 5 datagrams as 5 connections (different source ports).
+    assert!(stats.contains("UDP 203.0.113.10:9000 rr conns=5"), "{stats}");
+}
+
+#[test]
+fn nat_transfers_are_byte_identical() {
+    require_root!();
+    transfer(Mode::Nat);
+}
+
+#[test]
+fn dr_transfers_are_byte_identical() {
+    require_root!();
+    transfer(Mode::Dr);
+}
+
+// ---------------------------------------------------------------------------------------
+// Scheduling through the real data path.
+
+fn round_robin(mode: Mode) {
+    let _serial = serial();
+    let lab = lab(mode, 3);
+    let to = SocketAddr::from((vip(0), HTTP_PORT));
+    let config = service((vip(0), HTTP_PORT), "tcp", "rr", mode, &lab, &all_three(HTTP_PORT, [1, 1, 1]));
+    let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
+    let names = sequential_names(&lab, to, 300);
+    // keepalived adds each real server at the head of the IPVS list, so the list order is
+    // rs3, rs2, rs1 and rr walks it in that order.
+    assert_eq!(&names[..6], ["rs3", "rs2", "rs1", "rs3", "rs2", "rs1"], "{}", lvsd.logs());
+    expect_counts(&tally(names), &[("rs1", 100), ("rs2", 100), ("rs3", 100)], &lvsd);
+    let stats = stop_and_check(&lvsd);
+    assert!(stats.contains("rr conns=300"), "{stats}");
+}
+
+#[test]
+fn nat_rr_lands_100_100_100() {
+    require_root!();
+    round_robin(Mode::Nat);
+}
+
+#[test]
+fn dr_rr_lands_100_100_100() {
+    require_root!();
+    round_robin(Mode::Dr);
+}
+
+fn weighted_round_robin(mode: Mode) {
+    let _serial = serial();
+    let lab = lab(mode, 3);
+    let to = SocketAddr::from((vip(0), HTTP_PORT));
+    let config = service((vip(0), HTTP_PORT), "tcp", "wrr", mode, &lab, &all_three(HTTP_PORT, [3, 2, 1]));
+    let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
+    let names = sequential_names(&lab, to, 600);
+    // List order rs3(1), rs2(2), rs1(3): cw=3 picks rs1; cw=2 picks rs2, rs1; cw=1 picks
+    // rs3, rs2, rs1 — one cycle of six is rs1 rs2 rs1 rs3 rs2 rs1.
+    assert_eq!(&names[..6], ["rs1", "rs2", "rs1", "rs3", "rs2", "rs1"], "{}", lvsd.logs());
+    expect_counts(&tally(names), &[("rs1", 300), ("rs2", 200), ("rs3", 100)], &lvsd);
+    stop_and_check(&lvsd);
+}
+
+#[test]
+fn nat_wrr_lands_3_2_1() {
+    require_root!();
+    weighted_round_robin(Mode::Nat);
+}
+
+#[test]
+fn dr_wrr_lands_3_2_1() {
+    require_root!();
+    weighted_round_robin(Mode::Dr);
+}
+
+fn least_connection(mode: Mode) {
+    let _serial = serial();
+    let lab = lab(mode, 3);
+    let to = SocketAddr::from((vip(0), HTTP_PORT));
+    let config = service((vip(0), HTTP_PORT), "tcp", "wlc", mode, &lab, &all_three(HTTP_PORT, [1, 1, 1]));
+    let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
+    lab.client().run(|| {
+        // 60 connections opened one after another and all held open: each one is
+        // ESTABLISHED (active) before the next is scheduled, so wlc spreads them evenly.
+        let mut held = Vec::new();
+        let mut names = Vec::new();
+        for i in 0..60 {
+            let mut c = HttpClient::connect(to).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+            let (name, _) = c.get_named("/").unwrap_or_else(|e| panic!("request {i}: {e}"));
+            names.push(name);
+            held.push(c);
+        }
+        expect_counts(&tally(names), &[("rs1", 20), ("rs2", 20), ("rs3", 20)], &lvsd);
+        // Held connections keep working and stay on their server.
+        for (i, c) in held.iter_mut().enumerate() {
+            c.get_named("/").unwrap_or_else(|e| panic!("second request on {i}: {e}"));
+        }
+    });
+    let stats = stop_and_check(&lvsd);
+    assert!(stats.contains("wlc conns=60"), "{stats}");
+}
+
+#[test]
+fn nat_wlc_balances_held_connections() {
+    require_root!();
+    least_connection(Mode::Nat);
+}
+
+#[test]
+fn dr_wlc_balances_held_connections() {
+    require_root!();
+    least_connection(Mode::Dr);
+}
+
+// ---------------------------------------------------------------------------------------
+// Weight 0 while connections are open (via SIGHUP reload).
+
+fn quiesce(mode: Mode) {
+    let _serial = serial();
+    let lab = lab(mode, 3);
+    let to = SocketAddr::from((vip(0), HTTP_PORT));
+    let config = service((vip(0), HTTP_PORT), "tcp", "rr", mode, &lab, &all_three(HTTP_PORT, [1, 1, 1]));
+    let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
+    let mut held: Vec<(String, HttpClient)> = lab.client().run(|| {
+        (0..6)
+            .map(|_| {
+                let mut c = HttpClient::connect(to).unwrap();
+                let (name, _) = c.get_named("/").unwrap();
+                (name, c)
+            })
+            .collect()
+    });
+    assert_eq!(held.iter().filter(|(n, _)| n == "rs2").count(), 2);
+
+    let quiesced = service((vip(0), HTTP_PORT), "tcp", "rr", mode, &lab, &all_three(HTTP_PORT, [1, 0, 1]));
+    lvsd.write_config(&quiesced).unwrap();
+    lvsd.reload().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || lvsd.stderr().contains("reloaded")),
+        "lvsd did not reload:\n{}",
+        lvsd.logs()
+    );
+
+    lab.client().run(|| {
+        // Open connections to rs2 go on working, on rs2.
+        for (name, c) in held.iter_mut() {
+            for _ in 0..3 {
+                let (again, _) = c.get_named("/").unwrap_or_else(|e| {
+                    panic!("held connection to {name} broke after weight 0: {e}\n{}", lvsd.logs())
+                });
+                assert_eq!(&again, name);
+            }
+        }
+    });
+    // New connections never go to rs2.
+    let names = sequential_names(&lab, to, 30);
+    let counts = tally(names);
+    assert_eq!(counts.get("rs2"), None, "{counts:?}");
+    assert_eq!(counts.values().sum::<usize>(), 30);
+    drop(held);
+    let stats = stop_and_check(&lvsd);
+    assert!(stats.contains(" weight=0 "), "{stats}");
+}
+
+#[test]
+fn nat_weight_zero_keeps_open_connections() {
+    require_root!();
+    quiesce(Mode::Nat);
+}
+
+#[test]
+fn dr_weight_zero_keeps_open_connections() {
+    require_root!();
+    quiesce(Mode::Dr);
+}
+
+// ---------------------------------------------------------------------------------------
+// 1,000 concurrent connections.
+
+fn thousand(mode: Mode) {
+    let _serial = serial();
+    let lab = lab(mode, 3);
+    let to = SocketAddr::from((vip(0), HTTP_PORT));
+    let config = service((vip(0), HTTP_PORT), "tcp", "wlc", mode, &lab, &all_three(HTTP_PORT, [1, 1, 1]));
+    let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
+    lvs_lab::raise_nofile_limit().unwrap();
+    const THREADS: usize = 20;
+    const PER_THREAD: usize = 50;
+    let names: Vec<String> = lab.client().run(|| {
+        let barrier = std::sync::Barrier::new(THREADS);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let barrier = &barrier;
+                    s.spawn(move || {
+                        // Open all of this thread's connections, wait until every thread has
+                        // its connections open (so all 1,000 are open at once), then use them.
+                        let mut conns: Vec<HttpClient> = (0..PER_THREAD)
+                            .map(|i| {
+                                HttpClient::connect_timeout(to, Duration::from_secs(10))
+                                    .unwrap_or_else(|e| panic!("thread {t} connection {i}: {e}"))
+                            })
+                            .collect();
+                        barrier.wait();
+                        conns
+                            .iter_mut()
+                            .enumerate()
+                            .map(|(i, c)| {
+                                c.get_named("/")
+                                    .unwrap_or_else(|e| panic!("thread {t} request {i}: {e}"))
+                                    .0
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+        })
+    });
+    assert_eq!(names.len(), THREADS * PER_THREAD);
+    let counts = tally(names);
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    let stats = stop_and_check(&lvsd);
+    assert!(stats.contains("wlc conns=1000"), "{stats}");
+}
+
+#[test]
+fn nat_thousand_concurrent_connections_complete() {
+    require_root!();
+    thousand(Mode::Nat);
+}
+
+#[test]
+fn dr_thousand_concurrent_connections_complete() {
+    require_root!();
+    thousand(Mode::Dr);
+}
+
+// ---------------------------------------------------------------------------------------
+// The director's own stack stays silent, and lvsd leaves nothing behind.
+
+/// Starts tshark on the director's `ext0` printing every TCP RST's source; waits until it
+/// captures.
+fn capture_rsts(lab: &Lab) -> lvs_lab::Process {
+    let mut cmd = lab.director(1).command("tshark");
+    cmd.args(["-i", "ext0", "-n", "-l", "-f", "tcp[tcpflags] & tcp-rst != 0"])
+        .args(["-T", "fields", "-e", "ip.src", "-e", "tcp.srcport"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let p = lab
+        .director(1)
+        .spawn_named("tshark", cmd)
+        .expect("tshark is needed for this test (apt-get install tshark)");
+    p
+}
+
+fn no_rst(mode: Mode) {
+    let _serial = serial();
+    let lab = lab(mode, 3);
+    let v = vip(0);
+    let mut config = service((v, HTTP_PORT), "tcp", "rr", mode, &lab, &all_three(HTTP_PORT, [1, 1, 1]));
+    // A service whose only real server is quiesced: lvsd drops its SYNs, and the kernel
+    // must not answer them either (without the guard it would send RST: the VIP is local).
+    config += &service((v, 81), "tcp", "rr", mode, &lab, &[(1, 81, 0)]);
+    let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
+    let tshark = capture_rsts(&lab);
+    let mut stderr = tshark.take_stderr().unwrap();
+    // tshark says "Capturing on 'ext0'" once the capture runs.
+    let ready = {
+        use std::io::Read;
+        let mut seen = String::new();
+        let mut buf = [0u8; 256];
+        while !seen.contains("Capturing on") {
+            match stderr.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        seen.contains("Capturing on")
+    };
+    assert!(ready, "tshark did not start capturing");
+
+    let names = sequential_names(&lab, SocketAddr::from((v, HTTP_PORT)), 30);
+    assert_eq!(names.len(), 30);
+    lab.client().run(|| {
+        for _ in 0..3 {
+            let e = client::tcp_connect((v, 81), Duration::from_millis(1500))
+                .expect_err("a connection to a service with no usable server must not open");
+            assert!(
+                matches!(e, lvs_lab::LabError::Io(ref io) if io.kind() == ErrorKind::TimedOut)
+                    || e.to_string().to_lowercase().contains("timed out"),
+                "expected a timeout (no RST), got: {e}"
+            );
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = tshark.signal(nix::sys::signal::Signal::SIGINT);
+    let _ = tshark.wait_timeout(Duration::from_secs(5));
+    let mut out = String::new();
+    if let Some(mut o) = tshark.take_stdout() {
+        use std::io::Read;
+        let _ = o.read_to_string(&mut out);
+    }
+    let from_vip: Vec<&str> = out.lines().filter(|l| l.starts_with(&v.to_string())).collect();
+    assert!(from_vip.is_empty(), "RSTs from the VIP on the wire: {from_vip:?}");
+    let stats = stop_and_check(&lvsd);
+    assert!(stats.contains("drop.no_destination="), "{stats}");
+}
+
+#[test]
+fn nat_director_never_sends_rst_for_vip() {
+    require_root!();
+    no_rst(Mode::Nat);
+}
+
+#[test]
+fn dr_director_never_sends_rst_for_vip() {
+    require_root!();
+    no_rst(Mode::Dr);
+}
+
+fn nft_tables(lab: &Lab) -> String {
+    let out = lab
+        .director(1)
+        .command("nft")
+        .args(["list", "tables"])
+        .output()
+        .expect("nft is needed for this test (apt-get install nftables)");
+    assert!(out.status.success(), "nft list tables failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn nothing_remains_after_lvsd_exits() {
+    require_root!();
+    let _serial = serial();
+    let lab = lab(Mode::Nat, 3);
+    let config = service((vip(0), HTTP_PORT), "tcp", "rr", Mode::Nat, &lab, &all_three(HTTP_PORT, [1, 1, 1]));
+    let director = lab.director(1);
+    assert!(!director.has_address(vip(0)).unwrap());
+
+    let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
+    assert!(director.has_address(vip(0)).unwrap(), "lvsd did not add the VIP");
+    assert!(nft_tables(&lab).contains("table netdev lvsd"), "no guard table");
+    sequential_names(&lab, SocketAddr::from((vip(0), HTTP_PORT)), 6);
+    let pid = lvsd.pid();
+    stop_and_check(&lvsd);
+    assert!(!director.has_address(vip(0)).unwrap(), "VIP left behind");
+    assert_eq!(nft_tables(&lab).trim(), "", "nft tables left behind");
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "lvsd process left behind");
+
+    // Even SIGKILL leaves no guard behind: the kernel owns the table to lvsd's socket.
+    let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd again");
+    assert!(nft_tables(&lab).contains("table netdev lvsd"));
+    let _ = lvsd.process().kill();
+    assert!(
+        wait_until(Duration::from_secs(5), || nft_tables(&lab).trim().is_empty()),
+        "guard table survived SIGKILL"
+    );
+}
+
+#[test]
+fn bad_config_installs_nothing() {
+    require_root!();
+    let _serial = serial();
+    let lab = lab(Mode::Nat, 1);
+    let config = format!(
+        "[[virtual_server]]\naddress = \"{}:80\"\n\n[[virtual_server.real_server]]\naddress = \"{}:80\"\nweight = 70000\n",
+        vip(0),
+        lab.real_server(1).addr()
+    );
+    let err = lab
+        .start_lvsd(1, &config)
+        .map(|_| ())
+        .expect_err("lvsd must refuse a weight of 70000");
+    let text = err.to_string();
+    assert!(text.contains(":6: virtual_server[0].real_server[0].weight"), "{text}");
+    assert!(!lab.director(1).has_address(vip(0)).unwrap());
+    assert_eq!(nft_tables(&lab).trim(), "");
+}
