@@ -72,9 +72,11 @@ pub fn check_privileges() -> Result<(), String> {
     if has(CAP_NET_ADMIN) && has(CAP_NET_RAW) {
         Ok(())
     } else {
-        Err("lvsd needs root, or the capabilities CAP_NET_RAW and CAP_NET_ADMIN \
+        Err(
+            "lvsd needs root, or the capabilities CAP_NET_RAW and CAP_NET_ADMIN \
              (for example `setcap cap_net_raw,cap_net_admin+ep lvsd`)"
-            .into())
+                .into(),
+        )
     }
 }
 
@@ -185,9 +187,9 @@ impl Plan {
             inbound.push((vs.protocol, vs.vip, vs.port));
             let mut dests = Vec::with_capacity(vs.real_servers.len());
             for rs in &vs.real_servers {
-                let route = kernel.route_to(rs.addr).map_err(|e| {
-                    format!("real server {}: no route: {e}", rs.addr)
-                })?;
+                let route = kernel
+                    .route_to(rs.addr)
+                    .map_err(|e| format!("real server {}: no route: {e}", rs.addr))?;
                 let Some(link) = links.iter().find(|l| l.ifindex == route.ifindex) else {
                     return Err(format!(
                         "real server {} is reached through {}, which is this director itself or \

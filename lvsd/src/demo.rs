@@ -30,7 +30,8 @@ pub fn run(duration: Option<u64>, scheduler: &str, forwarding: &str) -> ExitCode
 }
 
 fn demo(duration: Option<Duration>, scheduler: &str, forwarding: &str) -> Result<(), String> {
-    crate::daemon::check_privileges().map_err(|e| format!("{e}; the demo builds network namespaces"))?;
+    crate::daemon::check_privileges()
+        .map_err(|e| format!("{e}; the demo builds network namespaces"))?;
     let dr = match forwarding {
         "nat" => false,
         "dr" => true,
@@ -127,7 +128,7 @@ fn line(elapsed: Duration, counts: &BTreeMap<String, u64>, errors: u64) -> Strin
     let total: u64 = counts.values().sum();
     let mut s = format!("t={:>4}s  requests={total:<6}", elapsed.as_secs());
     for (name, n) in counts {
-        let pct = if total == 0 { 0 } else { n * 100 / total };
+        let pct = (n * 100).checked_div(total).unwrap_or(0);
         s.push_str(&format!("  {name}: {n:<5} ({pct:>2}%)"));
     }
     s.push_str(&format!("  errors: {errors}"));

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use lvs_lab::client::{self, HttpClient};
@@ -92,7 +92,11 @@ fn all_three(port: u16, weights: [u32; 3]) -> Vec<(usize, u16, u32)> {
 fn stop_and_check(lvsd: &LvsdProcess) -> String {
     let status = lvsd.stop().expect("stopping lvsd");
     let out = lvsd.stdout();
-    assert!(status.success(), "lvsd exited with {status}\n{}", lvsd.logs());
+    assert!(
+        status.success(),
+        "lvsd exited with {status}\n{}",
+        lvsd.logs()
+    );
     let line = out
         .lines()
         .find(|l| l.starts_with("lvsd stats:"))
@@ -148,29 +152,65 @@ fn transfer(mode: Mode) {
     let _serial = serial();
     let lab = lab(mode, 3);
     let v = vip(0);
-    let mut config = service((v, ECHO_PORT), "tcp", "rr", mode, &lab, &all_three(ECHO_PORT, [1, 1, 1]));
-    config += &service((v, HTTP_PORT), "tcp", "rr", mode, &lab, &all_three(HTTP_PORT, [1, 1, 1]));
-    config += &service((v, ECHO_PORT), "udp", "rr", mode, &lab, &all_three(ECHO_PORT, [1, 1, 1]));
+    let mut config = service(
+        (v, ECHO_PORT),
+        "tcp",
+        "rr",
+        mode,
+        &lab,
+        &all_three(ECHO_PORT, [1, 1, 1]),
+    );
+    config += &service(
+        (v, HTTP_PORT),
+        "tcp",
+        "rr",
+        mode,
+        &lab,
+        &all_three(HTTP_PORT, [1, 1, 1]),
+    );
+    config += &service(
+        (v, ECHO_PORT),
+        "udp",
+        "rr",
+        mode,
+        &lab,
+        &all_three(ECHO_PORT, [1, 1, 1]),
+    );
     if mode == Mode::Nat {
         // Port translation: VIP:8080 -> RIP:80.
-        config += &service((v, 8080), "tcp", "rr", mode, &lab, &all_three(HTTP_PORT, [1, 1, 1]));
+        config += &service(
+            (v, 8080),
+            "tcp",
+            "rr",
+            mode,
+            &lab,
+            &all_three(HTTP_PORT, [1, 1, 1]),
+        );
     }
     let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
 
     lab.client().run(|| {
         // 1 MiB up and back through the echo service (both directions through lvsd in NAT).
-        let payload: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let payload: Vec<u8> = (0..1u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         for round in 0..3 {
             let back = client::tcp_echo((v, ECHO_PORT), &payload)
                 .unwrap_or_else(|e| panic!("echo round {round}: {e}\n{}", lvsd.logs()));
-            assert!(back == payload, "echo round {round}: 1 MiB came back different");
+            assert!(
+                back == payload,
+                "echo round {round}: 1 MiB came back different"
+            );
         }
         // 1 MiB download from each server.
         for _ in 0..3 {
             let (name, body) = client::http_get((v, HTTP_PORT), "/bytes/1048576")
                 .unwrap_or_else(|e| panic!("download: {e}\n{}", lvsd.logs()));
             assert_eq!(body.len(), 1 << 20, "download from {name}");
-            assert!(body == node::pattern(1 << 20), "download from {name} differs");
+            assert!(
+                body == node::pattern(1 << 20),
+                "download from {name} differs"
+            );
         }
         // UDP datagrams of several sizes, byte-identical back.
         for size in [1usize, 18, 512, 1000, 1472] {
@@ -187,7 +227,10 @@ fn transfer(mode: Mode) {
     });
     let stats = stop_and_check(&lvsd);
     // The UDP service scheduled 5 datagrams as 5 connections (different source ports).
-    assert!(stats.contains("UDP 203.0.113.10:9000 rr conns=5"), "{stats}");
+    assert!(
+        stats.contains("UDP 203.0.113.10:9000 rr conns=5"),
+        "{stats}"
+    );
 }
 
 #[test]
@@ -209,13 +252,29 @@ fn round_robin(mode: Mode) {
     let _serial = serial();
     let lab = lab(mode, 3);
     let to = SocketAddr::from((vip(0), HTTP_PORT));
-    let config = service((vip(0), HTTP_PORT), "tcp", "rr", mode, &lab, &all_three(HTTP_PORT, [1, 1, 1]));
+    let config = service(
+        (vip(0), HTTP_PORT),
+        "tcp",
+        "rr",
+        mode,
+        &lab,
+        &all_three(HTTP_PORT, [1, 1, 1]),
+    );
     let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
     let names = sequential_names(&lab, to, 300);
     // keepalived adds each real server at the head of the IPVS list, so the list order is
     // rs3, rs2, rs1 and rr walks it in that order.
-    assert_eq!(&names[..6], ["rs3", "rs2", "rs1", "rs3", "rs2", "rs1"], "{}", lvsd.logs());
-    expect_counts(&tally(names), &[("rs1", 100), ("rs2", 100), ("rs3", 100)], &lvsd);
+    assert_eq!(
+        &names[..6],
+        ["rs3", "rs2", "rs1", "rs3", "rs2", "rs1"],
+        "{}",
+        lvsd.logs()
+    );
+    expect_counts(
+        &tally(names),
+        &[("rs1", 100), ("rs2", 100), ("rs3", 100)],
+        &lvsd,
+    );
     let stats = stop_and_check(&lvsd);
     assert!(stats.contains("rr conns=300"), "{stats}");
 }
@@ -236,13 +295,29 @@ fn weighted_round_robin(mode: Mode) {
     let _serial = serial();
     let lab = lab(mode, 3);
     let to = SocketAddr::from((vip(0), HTTP_PORT));
-    let config = service((vip(0), HTTP_PORT), "tcp", "wrr", mode, &lab, &all_three(HTTP_PORT, [3, 2, 1]));
+    let config = service(
+        (vip(0), HTTP_PORT),
+        "tcp",
+        "wrr",
+        mode,
+        &lab,
+        &all_three(HTTP_PORT, [3, 2, 1]),
+    );
     let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
     let names = sequential_names(&lab, to, 600);
     // List order rs3(1), rs2(2), rs1(3): cw=3 picks rs1; cw=2 picks rs2, rs1; cw=1 picks
     // rs3, rs2, rs1 — one cycle of six is rs1 rs2 rs1 rs3 rs2 rs1.
-    assert_eq!(&names[..6], ["rs1", "rs2", "rs1", "rs3", "rs2", "rs1"], "{}", lvsd.logs());
-    expect_counts(&tally(names), &[("rs1", 300), ("rs2", 200), ("rs3", 100)], &lvsd);
+    assert_eq!(
+        &names[..6],
+        ["rs1", "rs2", "rs1", "rs3", "rs2", "rs1"],
+        "{}",
+        lvsd.logs()
+    );
+    expect_counts(
+        &tally(names),
+        &[("rs1", 300), ("rs2", 200), ("rs3", 100)],
+        &lvsd,
+    );
     stop_and_check(&lvsd);
 }
 
@@ -262,7 +337,14 @@ fn least_connection(mode: Mode) {
     let _serial = serial();
     let lab = lab(mode, 3);
     let to = SocketAddr::from((vip(0), HTTP_PORT));
-    let config = service((vip(0), HTTP_PORT), "tcp", "wlc", mode, &lab, &all_three(HTTP_PORT, [1, 1, 1]));
+    let config = service(
+        (vip(0), HTTP_PORT),
+        "tcp",
+        "wlc",
+        mode,
+        &lab,
+        &all_three(HTTP_PORT, [1, 1, 1]),
+    );
     let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
     lab.client().run(|| {
         // 60 connections opened one after another and all held open: each one is
@@ -271,14 +353,21 @@ fn least_connection(mode: Mode) {
         let mut names = Vec::new();
         for i in 0..60 {
             let mut c = HttpClient::connect(to).unwrap_or_else(|e| panic!("connection {i}: {e}"));
-            let (name, _) = c.get_named("/").unwrap_or_else(|e| panic!("request {i}: {e}"));
+            let (name, _) = c
+                .get_named("/")
+                .unwrap_or_else(|e| panic!("request {i}: {e}"));
             names.push(name);
             held.push(c);
         }
-        expect_counts(&tally(names), &[("rs1", 20), ("rs2", 20), ("rs3", 20)], &lvsd);
+        expect_counts(
+            &tally(names),
+            &[("rs1", 20), ("rs2", 20), ("rs3", 20)],
+            &lvsd,
+        );
         // Held connections keep working and stay on their server.
         for (i, c) in held.iter_mut().enumerate() {
-            c.get_named("/").unwrap_or_else(|e| panic!("second request on {i}: {e}"));
+            c.get_named("/")
+                .unwrap_or_else(|e| panic!("second request on {i}: {e}"));
         }
     });
     let stats = stop_and_check(&lvsd);
@@ -304,7 +393,14 @@ fn quiesce(mode: Mode) {
     let _serial = serial();
     let lab = lab(mode, 3);
     let to = SocketAddr::from((vip(0), HTTP_PORT));
-    let config = service((vip(0), HTTP_PORT), "tcp", "rr", mode, &lab, &all_three(HTTP_PORT, [1, 1, 1]));
+    let config = service(
+        (vip(0), HTTP_PORT),
+        "tcp",
+        "rr",
+        mode,
+        &lab,
+        &all_three(HTTP_PORT, [1, 1, 1]),
+    );
     let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
     let mut held: Vec<(String, HttpClient)> = lab.client().run(|| {
         (0..6)
@@ -317,11 +413,20 @@ fn quiesce(mode: Mode) {
     });
     assert_eq!(held.iter().filter(|(n, _)| n == "rs2").count(), 2);
 
-    let quiesced = service((vip(0), HTTP_PORT), "tcp", "rr", mode, &lab, &all_three(HTTP_PORT, [1, 0, 1]));
+    let quiesced = service(
+        (vip(0), HTTP_PORT),
+        "tcp",
+        "rr",
+        mode,
+        &lab,
+        &all_three(HTTP_PORT, [1, 0, 1]),
+    );
     lvsd.write_config(&quiesced).unwrap();
     lvsd.reload().unwrap();
     assert!(
-        wait_until(Duration::from_secs(10), || lvsd.stderr().contains("reloaded")),
+        wait_until(Duration::from_secs(10), || lvsd
+            .stderr()
+            .contains("reloaded")),
         "lvsd did not reload:\n{}",
         lvsd.logs()
     );
@@ -331,7 +436,10 @@ fn quiesce(mode: Mode) {
         for (name, c) in held.iter_mut() {
             for _ in 0..3 {
                 let (again, _) = c.get_named("/").unwrap_or_else(|e| {
-                    panic!("held connection to {name} broke after weight 0: {e}\n{}", lvsd.logs())
+                    panic!(
+                        "held connection to {name} broke after weight 0: {e}\n{}",
+                        lvsd.logs()
+                    )
                 });
                 assert_eq!(&again, name);
             }
@@ -366,7 +474,14 @@ fn thousand(mode: Mode) {
     let _serial = serial();
     let lab = lab(mode, 3);
     let to = SocketAddr::from((vip(0), HTTP_PORT));
-    let config = service((vip(0), HTTP_PORT), "tcp", "wlc", mode, &lab, &all_three(HTTP_PORT, [1, 1, 1]));
+    let config = service(
+        (vip(0), HTTP_PORT),
+        "tcp",
+        "wlc",
+        mode,
+        &lab,
+        &all_three(HTTP_PORT, [1, 1, 1]),
+    );
     let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
     lvs_lab::raise_nofile_limit().unwrap();
     const THREADS: usize = 20;
@@ -399,7 +514,10 @@ fn thousand(mode: Mode) {
                     })
                 })
                 .collect();
-            workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
         })
     });
     assert_eq!(names.len(), THREADS * PER_THREAD);
@@ -424,72 +542,155 @@ fn dr_thousand_concurrent_connections_complete() {
 // ---------------------------------------------------------------------------------------
 // The director's own stack stays silent, and lvsd leaves nothing behind.
 
-/// Starts tshark on the director's `ext0` printing every TCP RST's source; waits until it
-/// captures.
-fn capture_rsts(lab: &Lab) -> lvs_lab::Process {
-    let mut cmd = lab.director(1).command("tshark");
-    cmd.args(["-i", "ext0", "-n", "-l", "-f", "tcp[tcpflags] & tcp-rst != 0"])
-        .args(["-T", "fields", "-e", "ip.src", "-e", "tcp.srcport"])
+/// tshark on the director's `ext0`, collecting the source of every TCP RST it sees.
+///
+/// tshark prints "Capturing on" before its capture really runs, so both ends are
+/// synchronised with a canary: the client connects to a closed port of the director's own
+/// address, the director's kernel answers with a RST, and once that RST shows up in the
+/// output, everything before it has been captured.
+struct RstWatch {
+    process: lvs_lab::Process,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl RstWatch {
+    fn start(lab: &Lab) -> RstWatch {
+        let mut cmd = lab.director(1).command("tshark");
+        cmd.args([
+            "-i",
+            "ext0",
+            "-n",
+            "-l",
+            "-f",
+            "tcp[tcpflags] & tcp-rst != 0",
+        ])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "ip.dst",
+            "-e",
+            "tcp.dstport",
+        ])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let p = lab
-        .director(1)
-        .spawn_named("tshark", cmd)
-        .expect("tshark is needed for this test (apt-get install tshark)");
-    p
+        .stderr(std::process::Stdio::null());
+        let process = lab
+            .director(1)
+            .spawn_named("tshark", cmd)
+            .expect("tshark is needed for this test (apt-get install tshark)");
+        let stdout = process.take_stdout().expect("tshark stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let watch = RstWatch { process, lines };
+        watch.canary(lab, 1);
+        watch
+    }
+
+    /// Provokes a RST from the director's own address (port `port`) until tshark shows it.
+    fn canary(&self, lab: &Lab, port: u16) {
+        let director = lvs_lab::director_ext_addr(1);
+        let seen = wait_until(Duration::from_secs(20), || {
+            lab.client().run(|| {
+                let _ = client::tcp_connect((director, port), Duration::from_millis(300));
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            let needle = format!("{director}\t{port}\t");
+            self.lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.starts_with(&needle))
+        });
+        assert!(
+            seen,
+            "tshark never showed the canary RST from {director}:{port}"
+        );
+    }
+
+    /// Stops the capture and returns the RSTs whose source was `addr`.
+    fn finish(self, lab: &Lab, addr: Ipv4Addr) -> Vec<String> {
+        self.canary(lab, 2);
+        let _ = self.process.kill();
+        let prefix = format!("{addr}\t");
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with(&prefix))
+            .cloned()
+            .collect()
+    }
 }
 
 fn no_rst(mode: Mode) {
     let _serial = serial();
     let lab = lab(mode, 3);
     let v = vip(0);
-    let mut config = service((v, HTTP_PORT), "tcp", "rr", mode, &lab, &all_three(HTTP_PORT, [1, 1, 1]));
+    let mut config = service(
+        (v, HTTP_PORT),
+        "tcp",
+        "rr",
+        mode,
+        &lab,
+        &all_three(HTTP_PORT, [1, 1, 1]),
+    );
     // A service whose only real server is quiesced: lvsd drops its SYNs, and the kernel
     // must not answer them either (without the guard it would send RST: the VIP is local).
     config += &service((v, 81), "tcp", "rr", mode, &lab, &[(1, 81, 0)]);
     let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
-    let tshark = capture_rsts(&lab);
-    let mut stderr = tshark.take_stderr().unwrap();
-    // tshark says "Capturing on 'ext0'" once the capture runs.
-    let ready = {
-        use std::io::Read;
-        let mut seen = String::new();
-        let mut buf = [0u8; 256];
-        while !seen.contains("Capturing on") {
-            match stderr.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-            }
-        }
-        seen.contains("Capturing on")
-    };
-    assert!(ready, "tshark did not start capturing");
+    let watch = RstWatch::start(&lab);
 
     let names = sequential_names(&lab, SocketAddr::from((v, HTTP_PORT)), 30);
     assert_eq!(names.len(), 30);
-    lab.client().run(|| {
-        for _ in 0..3 {
-            let e = client::tcp_connect((v, 81), Duration::from_millis(1500))
-                .expect_err("a connection to a service with no usable server must not open");
-            assert!(
-                matches!(e, lvs_lab::LabError::Io(ref io) if io.kind() == ErrorKind::TimedOut)
-                    || e.to_string().to_lowercase().contains("timed out"),
-                "expected a timeout (no RST), got: {e}"
-            );
-        }
+    let attempts: Vec<String> = lab.client().run(|| {
+        (0..3)
+            .map(
+                |_| match client::tcp_connect((v, 81), Duration::from_millis(1500)) {
+                    Ok(_) => "connected".to_string(),
+                    Err(lvs_lab::LabError::Timeout { .. }) => "timeout".to_string(),
+                    Err(lvs_lab::LabError::Io { ref error, .. })
+                        if matches!(error.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) =>
+                    {
+                        "timeout".to_string()
+                    }
+                    Err(e) => e.to_string(),
+                },
+            )
+            .collect()
     });
-    std::thread::sleep(Duration::from_millis(500));
-    let _ = tshark.signal(nix::sys::signal::Signal::SIGINT);
-    let _ = tshark.wait_timeout(Duration::from_secs(5));
-    let mut out = String::new();
-    if let Some(mut o) = tshark.take_stdout() {
-        use std::io::Read;
-        let _ = o.read_to_string(&mut out);
-    }
-    let from_vip: Vec<&str> = out.lines().filter(|l| l.starts_with(&v.to_string())).collect();
-    assert!(from_vip.is_empty(), "RSTs from the VIP on the wire: {from_vip:?}");
+    let from_vip = watch.finish(&lab, v);
+    assert!(
+        from_vip.is_empty(),
+        "RSTs from the VIP on the wire: {from_vip:?}"
+    );
+    // A service with no usable real server neither opens nor refuses: the SYN is dropped.
+    assert_eq!(
+        attempts,
+        ["timeout", "timeout", "timeout"],
+        "{}",
+        lvsd.logs()
+    );
     let stats = stop_and_check(&lvsd);
-    assert!(stats.contains("drop.no_destination="), "{stats}");
+    // Each attempt's SYN (and its retransmissions) was dropped for want of a destination.
+    let dropped: u64 = stats
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("drop.no_destination="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(dropped >= 3, "{stats}");
 }
 
 #[test]
@@ -520,26 +721,44 @@ fn nothing_remains_after_lvsd_exits() {
     require_root!();
     let _serial = serial();
     let lab = lab(Mode::Nat, 3);
-    let config = service((vip(0), HTTP_PORT), "tcp", "rr", Mode::Nat, &lab, &all_three(HTTP_PORT, [1, 1, 1]));
+    let config = service(
+        (vip(0), HTTP_PORT),
+        "tcp",
+        "rr",
+        Mode::Nat,
+        &lab,
+        &all_three(HTTP_PORT, [1, 1, 1]),
+    );
     let director = lab.director(1);
     assert!(!director.has_address(vip(0)).unwrap());
 
     let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
-    assert!(director.has_address(vip(0)).unwrap(), "lvsd did not add the VIP");
-    assert!(nft_tables(&lab).contains("table netdev lvsd"), "no guard table");
+    assert!(
+        director.has_address(vip(0)).unwrap(),
+        "lvsd did not add the VIP"
+    );
+    assert!(
+        nft_tables(&lab).contains("table netdev lvsd"),
+        "no guard table"
+    );
     sequential_names(&lab, SocketAddr::from((vip(0), HTTP_PORT)), 6);
     let pid = lvsd.pid();
     stop_and_check(&lvsd);
     assert!(!director.has_address(vip(0)).unwrap(), "VIP left behind");
     assert_eq!(nft_tables(&lab).trim(), "", "nft tables left behind");
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "lvsd process left behind");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "lvsd process left behind"
+    );
 
     // Even SIGKILL leaves no guard behind: the kernel owns the table to lvsd's socket.
     let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd again");
     assert!(nft_tables(&lab).contains("table netdev lvsd"));
     let _ = lvsd.process().kill();
     assert!(
-        wait_until(Duration::from_secs(5), || nft_tables(&lab).trim().is_empty()),
+        wait_until(Duration::from_secs(5), || nft_tables(&lab)
+            .trim()
+            .is_empty()),
         "guard table survived SIGKILL"
     );
 }
@@ -559,7 +778,10 @@ fn bad_config_installs_nothing() {
         .map(|_| ())
         .expect_err("lvsd must refuse a weight of 70000");
     let text = err.to_string();
-    assert!(text.contains(":6: virtual_server[0].real_server[0].weight"), "{text}");
+    assert!(
+        text.contains(":6: virtual_server[0].real_server[0].weight"),
+        "{text}"
+    );
     assert!(!lab.director(1).has_address(vip(0)).unwrap());
     assert_eq!(nft_tables(&lab).trim(), "");
 }

@@ -168,7 +168,11 @@ struct Source<'a> {
 impl Source<'_> {
     fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
 
     fn error(&self, span: &Range<usize>, key: &str, message: String) -> ConfigError {
@@ -372,7 +376,9 @@ fn endpoint(
         )));
     };
     if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || ip.is_loopback() {
-        return Err(err(format!("`{ip}` cannot be used as a service or server address")));
+        return Err(err(format!(
+            "`{ip}` cannot be used as a service or server address"
+        )));
     }
     if port == Some(0) {
         return Err(err("port 0 is not allowed here".into()));
@@ -405,15 +411,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: expected e.g. \"90s\", \"500ms\", \"15m\""))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("`{text}` is not a duration: expected e.g. \"90s\", \"500ms\", \"15m\"")
+    })?;
     let d = match unit.trim() {
         "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
         "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        other => return Err(format!("unknown duration unit `{other}` in `{text}`: use ms, s, m or h")),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{text}`: use ms, s, m or h"
+            ));
+        }
     };
     Ok(d)
 }

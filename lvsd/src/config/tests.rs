@@ -33,7 +33,10 @@ fn parses_the_documented_example() {
     let c = parse(GOOD).unwrap();
     assert_eq!(c.services.len(), 2);
     let s = &c.services[0];
-    assert_eq!((s.protocol, s.vip, s.port), (Protocol::Tcp, Ipv4Addr::new(203, 0, 113, 10), 80));
+    assert_eq!(
+        (s.protocol, s.vip, s.port),
+        (Protocol::Tcp, Ipv4Addr::new(203, 0, 113, 10), 80)
+    );
     assert_eq!(s.scheduler, SchedulerKind::Wrr);
     assert_eq!(s.real_servers[0].port, 8080);
     assert_eq!(s.real_servers[0].weight, 3);
@@ -73,12 +76,42 @@ fn out_of_range_weight_names_the_full_key() {
 #[test]
 fn bad_values_are_named() {
     let cases = [
-        ("scheduler = \"wrr\"", "scheduler = \"fancy\"", "virtual_server[0].scheduler", "unknown scheduler"),
-        ("protocol = \"tcp\"", "protocol = \"sctp\"", "virtual_server[0].protocol", "unknown protocol"),
-        ("forwarding = \"nat\"", "forwarding = \"tun\"", "virtual_server[0].forwarding", "not implemented"),
-        ("\"203.0.113.10:80\"", "\"203.0.113.10\"", "virtual_server[0].address", "needs a port"),
-        ("\"203.0.113.10:80\"", "\"[2001:db8::1]:80\"", "virtual_server[0].address", "IPv6"),
-        ("\"192.0.2.11:8080\"", "\"nonsense\"", "virtual_server[0].real_server[0].address", "not an address"),
+        (
+            "scheduler = \"wrr\"",
+            "scheduler = \"fancy\"",
+            "virtual_server[0].scheduler",
+            "unknown scheduler",
+        ),
+        (
+            "protocol = \"tcp\"",
+            "protocol = \"sctp\"",
+            "virtual_server[0].protocol",
+            "unknown protocol",
+        ),
+        (
+            "forwarding = \"nat\"",
+            "forwarding = \"tun\"",
+            "virtual_server[0].forwarding",
+            "not implemented",
+        ),
+        (
+            "\"203.0.113.10:80\"",
+            "\"203.0.113.10\"",
+            "virtual_server[0].address",
+            "needs a port",
+        ),
+        (
+            "\"203.0.113.10:80\"",
+            "\"[2001:db8::1]:80\"",
+            "virtual_server[0].address",
+            "IPv6",
+        ),
+        (
+            "\"192.0.2.11:8080\"",
+            "\"nonsense\"",
+            "virtual_server[0].real_server[0].address",
+            "not an address",
+        ),
     ];
     for (from, to, key, msg) in cases {
         let e = parse(&GOOD.replacen(from, to, 1)).unwrap_err();

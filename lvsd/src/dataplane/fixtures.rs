@@ -348,6 +348,16 @@ fn rows() -> Vec<Row> {
     vlan[12..14].copy_from_slice(&[0x81, 0x00]);
     rows.push(pass("802.1Q tagged frame", EXT_IF, vlan));
     rows.push(pass(
+        "TCP from RS1:80 to the director itself (a health-check reply)",
+        INT_IF,
+        tcp_reply(
+            sa(RS1, 80),
+            RS1_MAC,
+            sa(DIP, 33000),
+            TcpControl::SYN | TcpControl::ACK,
+        ),
+    ));
+    rows.push(pass(
         "UDP from RS1 on a port that is no NAT destination",
         INT_IF,
         FrameSpec::udp(RS1_MAC, INT_MAC, sa(RS1, 9999), client(1, 1), b"x").to_vec(),

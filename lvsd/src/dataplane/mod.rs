@@ -39,8 +39,9 @@
 //! 7. L4 header: too short for the fixed header → `Drop(Truncated)`; TCP data offset < 5 or
 //!    past the packet, UDP length < 8 or past the packet → `Drop(BadL4Header)`.
 //! 8. To a service's VIP:port → inbound (below). From a NAT connection's RIP:rport to its
-//!    client → reply. From a NAT destination's RIP:rport without a connection →
-//!    `Drop(NoConnection)`. Otherwise `Pass`.
+//!    client → reply. From a NAT destination's RIP:rport without a connection, to an
+//!    address that is not one of the director's interface addresses (those are health-check
+//!    replies) → `Drop(NoConnection)`. Otherwise `Pass`.
 //!
 //! Inbound: look up `(proto, cip, cport, vip, vport)`. A TCP SYN hitting an entry in
 //! TIME_WAIT or CLOSE expires it first (IPVS `conn_reuse_mode` 1, `is_new_conn` /
@@ -394,7 +395,10 @@ impl Dataplane {
             if let Some(id) = self.conns.find_reply(&p.key()) {
                 return self.reply(now, rx, id, &p, out);
             }
-            if self.nat_rips.contains(&(protocol, src, src_port)) {
+            // Traffic to the director's own addresses (health-check replies) is the
+            // kernel's, whatever its source port.
+            let to_us = self.interfaces.iter().any(|i| i.ipv4.contains(&dst));
+            if !to_us && self.nat_rips.contains(&(protocol, src, src_port)) {
                 return Verdict::Drop(R::NoConnection);
             }
         }

@@ -432,6 +432,23 @@ fn syn_on_established_keeps_server() {
     assert_eq!(lab.conn_states(), ["ESTABLISHED"]);
 }
 
+/// A SYN on an entry in CLOSE (after a RST) reschedules too (kernel
+/// `is_new_conn_expected`: TIME_WAIT or CLOSE).
+#[test]
+fn syn_after_rst_reschedules() {
+    let mut lab = Lab::resolved(one_nat_service(&[1, 1]));
+    let (c, vip) = (client(1, 40000), sa(VIP, 80));
+    let first = nat_target(&lab.fwd(EXT_IF, &tcp_in(c, vip, TcpControl::SYN)));
+    lab.fwd(EXT_IF, &tcp_in(c, vip, TcpControl::ACK));
+    // (A RST in SYN_RECV would stay in SYN_RECV: kernel table.)
+    lab.fwd(EXT_IF, &tcp_in(c, vip, TcpControl::RST));
+    assert_eq!(lab.conn_states(), ["CLOSE"]);
+    let second = nat_target(&lab.fwd(EXT_IF, &tcp_in(c, vip, TcpControl::SYN)));
+    assert_ne!(first, second);
+    assert_eq!(lab.conn_states(), ["SYN_RECV"]);
+    assert_eq!(lab.service(0).counters.conns, 2);
+}
+
 /// Only SYN without RST creates a TCP entry (kernel `tcp_conn_schedule`, sloppy_tcp 0).
 #[test]
 fn only_syn_creates_tcp_entries() {
