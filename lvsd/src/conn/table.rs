@@ -39,14 +39,17 @@ use crate::wire::MacAddr;
 const WHEEL_SLOTS: usize = 1024;
 const TICK_MS: u64 = 1000;
 
-/// Whether a TCP state counts in the destination's `activeconns` (spec b.1).
+/// Whether a TCP state counts in the destination's `activeconns`.
 ///
-/// Spec b.1 and [`TcpState::is_established`]: ESTABLISHED only. Note: current Linux
-/// (`tcp_state_active_table` in ip_vs_proto_tcp.c, from the change "ipvs: count
-/// pre-established TCP states as active") also counts SYN_SENT, SYN_RECV and SYNACK as
-/// active; switching to that is a change to this one function.
+/// Follows current Linux (`tcp_state_active_table` in ip_vs_proto_tcp.c, since "ipvs: count
+/// pre-established TCP states as active"): ESTABLISHED, SYN_SENT, SYN_RECV and SYNACK are
+/// active. Spec b.1 says ESTABLISHED only, which describes older kernels; we match the
+/// kernel operators run today (see docs/ipvs-differences.md).
 pub const fn counts_as_active(state: TcpState) -> bool {
-    state.is_established()
+    matches!(
+        state,
+        TcpState::Established | TcpState::SynSent | TcpState::SynRecv | TcpState::SynAck
+    )
 }
 
 /// A packet's 5-tuple as received: the lookup key of both maps.
@@ -661,12 +664,13 @@ mod tests {
             (t.get(id).unwrap().state().name(), a)
         };
         use Direction::{Input, Output};
-        assert_eq!(step(Input, TcpFlags::SYN), ("SYN_RECV", None));
-        assert_eq!(step(Output, TcpFlags::SYN_ACK), ("SYN_RECV", None));
+        // A new entry is bound inactive; SYN_RECV is already an active state.
         assert_eq!(
-            step(Input, TcpFlags::ACK),
-            ("ESTABLISHED", Some(Activity::BecameActive))
+            step(Input, TcpFlags::SYN),
+            ("SYN_RECV", Some(Activity::BecameActive))
         );
+        assert_eq!(step(Output, TcpFlags::SYN_ACK), ("SYN_RECV", None));
+        assert_eq!(step(Input, TcpFlags::ACK), ("ESTABLISHED", None));
         assert_eq!(step(Input, TcpFlags::ACK), ("ESTABLISHED", None));
         assert_eq!(
             step(Input, TcpFlags::FIN_ACK),
