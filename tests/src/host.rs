@@ -226,4 +226,17 @@ impl Host {
     pub fn mac(&self, ifname: &str) -> Result<[u8; 6]> {
         self.netlink(|h| async move { netlink::link_mac(&h, ifname).await })
     }
+
+    /// Puts complete Ethernet frames on the wire out of `ifname` as they are (raw packet
+    /// socket): for tests that send malformed traffic.
+    pub fn send_raw_frames(&self, ifname: &str, frames: &[Vec<u8>]) -> Result<()> {
+        let ifindex = self.ifindex(ifname)?;
+        let frames = frames.to_vec();
+        self.netns.run_try(move || {
+            crate::sys::send_raw_frames(ifindex, &frames).map_err(|error| crate::LabError::Io {
+                context: format!("sending raw frames on ifindex {ifindex}"),
+                error,
+            })
+        })
+    }
 }

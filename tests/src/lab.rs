@@ -538,6 +538,19 @@ impl Lab {
     }
 
     fn configure(&self) -> Result<()> {
+        // A switch forwards frames, it does not police IP: with br_netfilter loaded on the
+        // host, new namespaces get `bridge-nf-call-*tables = 1`, and the bridge would then
+        // validate (and drop) malformed IPv4 headers before they reach the director. The
+        // files exist only while br_netfilter is loaded.
+        for key in [
+            "net/bridge/bridge-nf-call-iptables",
+            "net/bridge/bridge-nf-call-ip6tables",
+            "net/bridge/bridge-nf-call-arptables",
+        ] {
+            if std::path::Path::new("/proc/sys").join(key).exists() {
+                self.switch.sysctl_write(key, "0")?;
+            }
+        }
         let ipv6 = self.spec.ipv6;
         let mut plans: Vec<(&Host, HostPlan)> = vec![
             (

@@ -201,3 +201,43 @@ fn socklen_of<T>() -> libc::socklen_t {
     // The structs passed here are a few bytes long; the cast cannot truncate.
     mem::size_of::<T>() as libc::socklen_t
 }
+
+/// Sends each of `frames` (complete Ethernet frames) out of interface `ifindex` of the
+/// calling thread's namespace through a fresh `AF_PACKET` socket — for tests that put
+/// deliberately malformed frames on the wire.
+pub(crate) fn send_raw_frames(ifindex: u32, frames: &[Vec<u8>]) -> io::Result<()> {
+    let ifindex = i32::try_from(ifindex)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex out of range"))?;
+    // SAFETY: plain socket(2) call; the returned fd is checked and owned below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    for frame in frames {
+        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = ifindex;
+        addr.sll_halen = 6;
+        let n = frame.len().min(6);
+        addr.sll_addr[..n].copy_from_slice(&frame[..n]);
+        // SAFETY: buffer and address pointers are valid for the lengths given, for the
+        // duration of the call.
+        let sent = unsafe {
+            libc::sendto(
+                owned.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                ptr::addr_of!(addr).cast(),
+                mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -785,3 +785,140 @@ fn bad_config_installs_nothing() {
     assert!(!lab.director(1).has_address(vip(0)).unwrap());
     assert_eq!(nft_tables(&lab).trim(), "");
 }
+
+// ---------------------------------------------------------------------------------------
+// Malformed frames on the wire.
+
+/// An Ethernet + IPv4 + TCP frame with correct checksums, for the test to break.
+fn tcp_frame(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    flags: u8,
+) -> Vec<u8> {
+    let mut f = Vec::with_capacity(54);
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total: u16 = 40;
+    let mut ip = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&src.0.octets());
+    ip.extend_from_slice(&dst.0.octets());
+    let c = inet_checksum(&ip, 0);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut tcp = Vec::with_capacity(20);
+    tcp.extend_from_slice(&src.1.to_be_bytes());
+    tcp.extend_from_slice(&dst.1.to_be_bytes());
+    tcp.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src.0.octets());
+    pseudo.extend_from_slice(&dst.0.octets());
+    pseudo.extend_from_slice(&[0, 6, 0, 20]);
+    let c = inet_checksum(&tcp, sum16(&pseudo));
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&tcp);
+    f
+}
+
+fn sum16(data: &[u8]) -> u32 {
+    data.chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum()
+}
+
+fn inet_checksum(data: &[u8], initial: u32) -> u16 {
+    let mut s = initial + sum16(data);
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+fn fix_ip_checksum(f: &mut [u8]) {
+    f[24] = 0;
+    f[25] = 0;
+    let c = inet_checksum(&f[14..34], 0);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+}
+
+#[test]
+fn malformed_frames_are_counted_by_reason_and_forwarding_goes_on() {
+    require_root!();
+    let _serial = serial();
+    let lab = lab(Mode::Nat, 3);
+    let v = vip(0);
+    let config = service(
+        (v, HTTP_PORT),
+        "tcp",
+        "rr",
+        Mode::Nat,
+        &lab,
+        &all_three(HTTP_PORT, [1, 1, 1]),
+    );
+    let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
+    // The router puts frames on the front network addressed to the director, as if they
+    // came from the client: each one passes the socket filter (VIP, port 80) and is broken
+    // past it.
+    let dir_mac = lab.director(1).mac("ext0").unwrap();
+    let rt_mac = lab.router().mac("eth1").unwrap();
+    let client = (lvs_lab::CLIENT_ADDR, 40_000);
+    let syn = tcp_frame(dir_mac, rt_mac, client, (v, HTTP_PORT), 0x02);
+
+    let mut bad_checksum = syn.clone();
+    bad_checksum[24] ^= 0xff;
+    let mut too_long = syn.clone(); // total length 1400 in a 54-byte frame
+    too_long[16..18].copy_from_slice(&1400u16.to_be_bytes());
+    fix_ip_checksum(&mut too_long);
+    let mut bad_offset = syn.clone(); // TCP data offset 2 (8 bytes) < 5
+    bad_offset[46] = 0x20;
+    let mut short_tcp = syn[..14 + 20 + 12].to_vec(); // ports present, header cut at 12
+    short_tcp[16..18].copy_from_slice(&32u16.to_be_bytes());
+    fix_ip_checksum(&mut short_tcp);
+    let mut fragment = syn.clone(); // "more fragments" set
+    fragment[20] = 0x20;
+    fix_ip_checksum(&mut fragment);
+    let stray_ack = tcp_frame(
+        dir_mac,
+        rt_mac,
+        (lvs_lab::CLIENT_ADDR, 40_001),
+        (v, HTTP_PORT),
+        0x10,
+    );
+
+    const TIMES: usize = 5;
+    let frames: Vec<Vec<u8>> = [
+        &bad_checksum,
+        &too_long,
+        &bad_offset,
+        &short_tcp,
+        &fragment,
+        &stray_ack,
+    ]
+    .iter()
+    .flat_map(|f| std::iter::repeat_n((*f).clone(), TIMES))
+    .collect();
+    lab.router().send_raw_frames("eth1", &frames).unwrap();
+
+    // Forwarding goes on.
+    let names = sequential_names(&lab, SocketAddr::from((v, HTTP_PORT)), 6);
+    assert_eq!(names.len(), 6);
+    assert!(lvsd.is_running());
+    let stats = stop_and_check(&lvsd);
+    let count = |reason: &str| -> u64 {
+        stats
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("drop.{reason}=")))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let n = TIMES as u64;
+    assert_eq!(count("bad_checksum"), n, "{stats}");
+    assert_eq!(count("bad_ip_header"), n, "{stats}");
+    assert_eq!(count("bad_l4_header"), n, "{stats}");
+    assert_eq!(count("truncated"), n, "{stats}");
+    assert_eq!(count("fragment"), n, "{stats}");
+    assert_eq!(count("no_connection"), n, "{stats}");
+}
