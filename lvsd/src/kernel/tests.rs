@@ -1,17 +1,13 @@
 //! Privileged tests of the kernel module, each in its own throw-away network namespace(s).
 //! Without root they print a loud SKIP line and pass.
 
-use std::io::{BufRead, BufReader, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lvs_proto::Protocol;
 
 use super::*;
-use crate::io::testutil::{
-    Netns, drop_cap_net_admin_in_this_thread, ifindex, root_or_skip, run_in_netns,
-};
+use crate::io::testutil::{Netns, drop_cap_net_admin_in_this_thread, ifindex, root_or_skip};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const RIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 21);
@@ -318,100 +314,9 @@ fn guard_refuses_a_hand_made_table() {
     );
 }
 
-/// Kills the child on drop, so a failing test never leaves it behind.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-const CHILD_ENV: &str = "LVSD_TEST_OWNER_CHILD_NETNS";
-const CHILD_READY: &str = "LVSD-OWNER-CHILD-READY";
-
-/// Not a test by itself: the child process of `guard_dies_with_its_process`.
-#[test]
-#[ignore = "helper process for guard_dies_with_its_process"]
-fn owner_child_helper() {
-    let Ok(name) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    run_in_netns(&name, || {
-        let guard = NftGuard::install(&spec_ext("d0")).expect("install in child");
-        println!("{CHILD_READY}");
-        let _ = std::io::stdout().flush();
-        // Wait to be killed (SIGKILL: no destructor runs). Bounded in case the parent dies.
-        std::thread::sleep(Duration::from_secs(60));
-        std::mem::forget(guard);
-        std::process::exit(3);
-    });
-}
-
-#[test]
-fn guard_dies_with_its_process() {
-    if !root_or_skip("kernel::tests::guard_dies_with_its_process") {
-        return;
-    }
-    let ns = Netns::new("k-owner");
-    ns.ip("link add d0 type veth peer name d0p");
-    let exe = std::env::current_exe().expect("current exe");
-    let child = Command::new(exe)
-        .args([
-            "--exact",
-            "kernel::tests::owner_child_helper",
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CHILD_ENV, &ns.name)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child");
-    let mut child = KillOnDrop(child);
-    let stdout = child.0.stdout.take().expect("stdout");
-    let mut ready = false;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("read child");
-        if line.contains(CHILD_READY) {
-            ready = true;
-            break;
-        }
-    }
-    assert!(ready, "child exited before installing its guard");
-    let rs = ruleset(&ns);
-    assert!(
-        rs.contains("table netdev lvsd") && rs.contains("flags owner"),
-        "{rs}"
-    );
-    // While the child lives, this process cannot take over.
-    let err = ns
-        .run(|| NftGuard::install(&spec_ext("d0")))
-        .expect_err("busy");
-    assert!(matches!(err, KernelError::TableBusy { .. }), "{err:?}");
-
-    child.0.kill().expect("SIGKILL the child");
-    let status = child.0.wait().expect("wait");
-    assert!(!status.success());
-    // The kernel drops an owned table when its socket closes; give it a moment.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let rs = ruleset(&ns);
-        if !rs.contains("lvsd") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "table survived its owner:\n{rs}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // And now a new guard can be installed.
-    let guard = ns
-        .run(|| NftGuard::install(&spec_ext("d0")))
-        .expect("install after the owner died");
-    guard.remove().expect("remove");
-}
+// That the kernel deletes the guard table when lvsd is SIGKILLed (NFT_TABLE_F_OWNER) is
+// tested end to end with the real binary: tests/tests/forwarding.rs,
+// `nothing_remains_after_lvsd_exits`.
 
 /// Connects from the client namespace; returns the error kind (or Ok).
 fn try_connect(ns: &Netns, dst: Ipv4Addr, port: u16) -> std::io::Result<()> {
