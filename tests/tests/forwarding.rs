@@ -45,6 +45,23 @@ impl Mode {
     }
 }
 
+/// One test per forwarding method for a scenario `fn(Mode)`.
+macro_rules! nat_and_dr {
+    ($scenario:ident, $nat:ident, $dr:ident) => {
+        #[test]
+        fn $nat() {
+            require_root!();
+            $scenario(Mode::Nat);
+        }
+
+        #[test]
+        fn $dr() {
+            require_root!();
+            $scenario(Mode::Dr);
+        }
+    };
+}
+
 /// A lab with `n` real servers wired for `mode`, backends running, lvsd not yet started.
 fn lab(mode: Mode, n: usize) -> Lab {
     let mut spec = LabSpec::new(NODE);
@@ -233,17 +250,11 @@ fn transfer(mode: Mode) {
     );
 }
 
-#[test]
-fn nat_transfers_are_byte_identical() {
-    require_root!();
-    transfer(Mode::Nat);
-}
-
-#[test]
-fn dr_transfers_are_byte_identical() {
-    require_root!();
-    transfer(Mode::Dr);
-}
+nat_and_dr!(
+    transfer,
+    nat_transfers_are_byte_identical,
+    dr_transfers_are_byte_identical
+);
 
 // ---------------------------------------------------------------------------------------
 // Scheduling through the real data path.
@@ -279,17 +290,11 @@ fn round_robin(mode: Mode) {
     assert!(stats.contains("rr conns=300"), "{stats}");
 }
 
-#[test]
-fn nat_rr_lands_100_100_100() {
-    require_root!();
-    round_robin(Mode::Nat);
-}
-
-#[test]
-fn dr_rr_lands_100_100_100() {
-    require_root!();
-    round_robin(Mode::Dr);
-}
+nat_and_dr!(
+    round_robin,
+    nat_rr_lands_100_100_100,
+    dr_rr_lands_100_100_100
+);
 
 fn weighted_round_robin(mode: Mode) {
     let _serial = serial();
@@ -321,17 +326,11 @@ fn weighted_round_robin(mode: Mode) {
     stop_and_check(&lvsd);
 }
 
-#[test]
-fn nat_wrr_lands_3_2_1() {
-    require_root!();
-    weighted_round_robin(Mode::Nat);
-}
-
-#[test]
-fn dr_wrr_lands_3_2_1() {
-    require_root!();
-    weighted_round_robin(Mode::Dr);
-}
+nat_and_dr!(
+    weighted_round_robin,
+    nat_wrr_lands_3_2_1,
+    dr_wrr_lands_3_2_1
+);
 
 fn least_connection(mode: Mode) {
     let _serial = serial();
@@ -374,17 +373,11 @@ fn least_connection(mode: Mode) {
     assert!(stats.contains("wlc conns=60"), "{stats}");
 }
 
-#[test]
-fn nat_wlc_balances_held_connections() {
-    require_root!();
-    least_connection(Mode::Nat);
-}
-
-#[test]
-fn dr_wlc_balances_held_connections() {
-    require_root!();
-    least_connection(Mode::Dr);
-}
+nat_and_dr!(
+    least_connection,
+    nat_wlc_balances_held_connections,
+    dr_wlc_balances_held_connections
+);
 
 // ---------------------------------------------------------------------------------------
 // Weight 0 while connections are open (via SIGHUP reload).
@@ -455,17 +448,11 @@ fn quiesce(mode: Mode) {
     assert!(stats.contains(" weight=0 "), "{stats}");
 }
 
-#[test]
-fn nat_weight_zero_keeps_open_connections() {
-    require_root!();
-    quiesce(Mode::Nat);
-}
-
-#[test]
-fn dr_weight_zero_keeps_open_connections() {
-    require_root!();
-    quiesce(Mode::Dr);
-}
+nat_and_dr!(
+    quiesce,
+    nat_weight_zero_keeps_open_connections,
+    dr_weight_zero_keeps_open_connections
+);
 
 // ---------------------------------------------------------------------------------------
 // 1,000 concurrent connections.
@@ -527,17 +514,11 @@ fn thousand(mode: Mode) {
     assert!(stats.contains("wlc conns=1000"), "{stats}");
 }
 
-#[test]
-fn nat_thousand_concurrent_connections_complete() {
-    require_root!();
-    thousand(Mode::Nat);
-}
-
-#[test]
-fn dr_thousand_concurrent_connections_complete() {
-    require_root!();
-    thousand(Mode::Dr);
-}
+nat_and_dr!(
+    thousand,
+    nat_thousand_concurrent_connections_complete,
+    dr_thousand_concurrent_connections_complete
+);
 
 // ---------------------------------------------------------------------------------------
 // The director's own stack stays silent, and lvsd leaves nothing behind.
@@ -693,17 +674,11 @@ fn no_rst(mode: Mode) {
     assert!(dropped >= 3, "{stats}");
 }
 
-#[test]
-fn nat_director_never_sends_rst_for_vip() {
-    require_root!();
-    no_rst(Mode::Nat);
-}
-
-#[test]
-fn dr_director_never_sends_rst_for_vip() {
-    require_root!();
-    no_rst(Mode::Dr);
-}
+nat_and_dr!(
+    no_rst,
+    nat_director_never_sends_rst_for_vip,
+    dr_director_never_sends_rst_for_vip
+);
 
 fn nft_tables(lab: &Lab) -> String {
     let out = lab
