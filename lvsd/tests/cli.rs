@@ -1,6 +1,9 @@
 //! The `lvsd` command line: `check`, error messages, exit codes and the privilege message.
 //! These run without privileges (one drops them on purpose).
 
+// Helpers outside #[test] fns are not covered by clippy's allow-unwrap-in-tests.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -36,7 +39,10 @@ fn check_accepts_the_example_config() {
         .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains("ok (2 virtual services, 5 real servers)"), "{stdout}");
+    assert!(
+        stdout.contains("ok (2 virtual services, 5 real servers)"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -45,7 +51,11 @@ fn check_names_file_line_and_key() {
         "bad.toml",
         "[[virtual_server]]\naddress = \"203.0.113.10:80\"\n\n[[virtual_server.real_server]]\naddress = \"192.0.2.11\"\nweight = 70000\n",
     );
-    let out = lvsd().args(["check", "--config"]).arg(&path).output().unwrap();
+    let out = lvsd()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     let want = format!(
@@ -61,10 +71,17 @@ fn unknown_key_is_an_error() {
         "typo.toml",
         "[[virtual_server]]\naddress = \"203.0.113.10:80\"\nschedular = \"rr\"\n",
     );
-    let out = lvsd().args(["check", "--config"]).arg(&path).output().unwrap();
+    let out = lvsd()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr.contains(":3: schedular: unknown field `schedular`"), "{stderr}");
+    assert!(
+        stderr.contains(":3: schedular: unknown field `schedular`"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -85,7 +102,10 @@ fn missing_file_is_named() {
         .unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr.contains("/nonexistent/lvsd.toml: cannot read"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/lvsd.toml: cannot read"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -104,8 +124,13 @@ fn without_privileges_one_sentence_says_what_is_needed() {
     let mut cmd = if nix::unistd::geteuid().is_root() {
         // Drop to nobody, which has no capabilities.
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
-            .arg(&exe);
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(&exe);
         c
     } else {
         Command::new(&exe)
