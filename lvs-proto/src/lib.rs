@@ -76,7 +76,7 @@ impl fmt::Display for Forwarding {
     }
 }
 
-/// An IPVS scheduler, by its ipvsadm name.
+/// An IPVS scheduler, by its ipvsadm name (every scheduler the Linux kernel ships).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SchedulerKind {
@@ -84,21 +84,69 @@ pub enum SchedulerKind {
     Rr,
     /// Weighted round robin.
     Wrr,
+    /// Least connection.
+    Lc,
     /// Weighted least connection (the ipvsadm default).
     Wlc,
+    /// Shortest expected delay.
+    Sed,
+    /// Never queue.
+    Nq,
+    /// Locality-based least connection.
+    Lblc,
+    /// Locality-based least connection with replication.
+    Lblcr,
+    /// Destination hashing.
+    Dh,
+    /// Source hashing.
+    Sh,
+    /// Maglev hashing.
+    Mh,
+    /// Weighted failover.
+    Fo,
+    /// Weighted overflow.
+    Ovf,
+    /// Power of two choices.
+    Twos,
 }
 
 impl SchedulerKind {
-    /// Every scheduler this build implements, in ipvsadm's spelling.
-    pub const ALL: &'static [SchedulerKind] =
-        &[SchedulerKind::Rr, SchedulerKind::Wrr, SchedulerKind::Wlc];
+    /// Every IPVS scheduler, in ipvsadm's spelling (the order of `ipvsadm(8)`'s list,
+    /// then the newer ones).
+    pub const ALL: &'static [SchedulerKind] = &[
+        SchedulerKind::Rr,
+        SchedulerKind::Wrr,
+        SchedulerKind::Lc,
+        SchedulerKind::Wlc,
+        SchedulerKind::Lblc,
+        SchedulerKind::Lblcr,
+        SchedulerKind::Dh,
+        SchedulerKind::Sh,
+        SchedulerKind::Sed,
+        SchedulerKind::Nq,
+        SchedulerKind::Fo,
+        SchedulerKind::Ovf,
+        SchedulerKind::Mh,
+        SchedulerKind::Twos,
+    ];
 
-    /// The ipvsadm name (`rr`, `wrr`, `wlc`).
+    /// The ipvsadm name (`rr`, `wrr`, `wlc`, ...).
     pub fn name(self) -> &'static str {
         match self {
             SchedulerKind::Rr => "rr",
             SchedulerKind::Wrr => "wrr",
+            SchedulerKind::Lc => "lc",
             SchedulerKind::Wlc => "wlc",
+            SchedulerKind::Sed => "sed",
+            SchedulerKind::Nq => "nq",
+            SchedulerKind::Lblc => "lblc",
+            SchedulerKind::Lblcr => "lblcr",
+            SchedulerKind::Dh => "dh",
+            SchedulerKind::Sh => "sh",
+            SchedulerKind::Mh => "mh",
+            SchedulerKind::Fo => "fo",
+            SchedulerKind::Ovf => "ovf",
+            SchedulerKind::Twos => "twos",
         }
     }
 }
@@ -145,7 +193,21 @@ mod tests {
         for k in SchedulerKind::ALL {
             assert_eq!(k.name().parse::<SchedulerKind>(), Ok(*k));
         }
-        assert!("lblcr".parse::<SchedulerKind>().is_err());
+        assert!("lblcx".parse::<SchedulerKind>().is_err());
+        assert!("WLC".parse::<SchedulerKind>().is_err());
+        assert_eq!(SchedulerKind::ALL.len(), 14);
+    }
+
+    #[test]
+    fn scheduler_deserializes_from_its_lowercase_name() {
+        use serde::de::IntoDeserializer;
+        use serde::de::value::{Error, StrDeserializer};
+        for &k in SchedulerKind::ALL {
+            let de: StrDeserializer<'_, Error> = k.name().into_deserializer();
+            assert_eq!(SchedulerKind::deserialize(de), Ok(k));
+        }
+        let de: StrDeserializer<'_, Error> = "Twos".into_deserializer();
+        assert!(SchedulerKind::deserialize(de).is_err());
     }
 
     #[test]

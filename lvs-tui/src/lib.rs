@@ -4,17 +4,17 @@
 //! here already is the part both will print with: ipvsadm's number formatting, so that
 //! `--stats` and `--rate` columns read exactly as ipvsadm prints them.
 
-/// Formats a counter the way ipvsadm does without `--exact`: plain below 100,000, then with a
-/// `K`, `M` or `G` suffix (integer division by 1000), so a column never grows past 8 characters.
+/// Formats a counter the way ipvsadm does without `--exact`: plain below 100 million, then
+/// thousands (`K`) below a billion, millions (`M`) below 100 billion, billions (`G`) below
+/// 100 trillion, else trillions (`T`) — integer division, so a column stays 8 wide.
 pub fn ipvsadm_number(n: u64) -> String {
-    const UNITS: [&str; 4] = ["", "K", "M", "G"];
-    let mut value = n;
-    let mut unit = 0;
-    while value >= 100_000 && unit + 1 < UNITS.len() {
-        value /= 1000;
-        unit += 1;
+    match n {
+        0..100_000_000 => n.to_string(),
+        100_000_000..1_000_000_000 => format!("{}K", n / 1_000),
+        1_000_000_000..100_000_000_000 => format!("{}M", n / 1_000_000),
+        100_000_000_000..100_000_000_000_000 => format!("{}G", n / 1_000_000_000),
+        _ => format!("{}T", n / 1_000_000_000_000),
     }
-    format!("{value}{}", UNITS[unit])
 }
 
 #[cfg(test)]
@@ -25,8 +25,12 @@ mod tests {
     fn matches_ipvsadm_columns() {
         // From ipvsadm -Ln --stats: 2110M in-bytes, 181747K, and plain small numbers.
         assert_eq!(ipvsadm_number(0), "0");
-        assert_eq!(ipvsadm_number(99_999), "99999");
+        assert_eq!(ipvsadm_number(19_495_479), "19495479");
+        assert_eq!(ipvsadm_number(99_999_999), "99999999");
+        assert_eq!(ipvsadm_number(100_000_000), "100000K");
         assert_eq!(ipvsadm_number(181_747_123), "181747K");
         assert_eq!(ipvsadm_number(2_110_123_456), "2110M");
+        assert_eq!(ipvsadm_number(123_456_789_012), "123G");
+        assert_eq!(ipvsadm_number(u64::MAX), "18446744T");
     }
 }

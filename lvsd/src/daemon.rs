@@ -32,11 +32,13 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::conn::tcp::{TcpState, Timeouts};
 use crate::dataplane::{
-    Dataplane, DataplaneConfig, DestSpec, Interface, RxFrame, ServiceSpec, Stats, Verdict,
+    Dataplane, DataplaneConfig, DestSpec, Interface, Persistence, RxFrame, ServiceSpec, Stats,
+    Verdict,
 };
 use crate::io::filter::{Filter, FilterSpec};
 use crate::io::{PacketSocket, VnetHdr};
 use crate::kernel::{GuardDevice, GuardSpec, Kernel, LinkInfo, NftGuard};
+use crate::sched::SchedParams;
 
 /// How long startup waits for real servers' MAC addresses before declaring itself ready.
 const NEIGHBOUR_WAIT: Duration = Duration::from_secs(3);
@@ -227,6 +229,8 @@ impl Plan {
                     ifindex: link.ifindex,
                     next_hop: route.gateway.unwrap_or(rs.addr),
                     source,
+                    upper_threshold: rs.upper_threshold,
+                    lower_threshold: rs.lower_threshold,
                 });
             }
             services.push(ServiceSpec {
@@ -234,6 +238,17 @@ impl Plan {
                 port: vs.port,
                 protocol: vs.protocol,
                 scheduler: vs.scheduler,
+                sched_params: SchedParams {
+                    flags: vs.scheduler_flags,
+                    seed: random_seed(),
+                    ..SchedParams::default()
+                },
+                persistence: vs.persistence.map(|p| Persistence {
+                    timeout: p.timeout,
+                    netmask: p.netmask,
+                    quiescent_template_expire: p.quiescent_template_expire,
+                }),
+                one_packet: vs.one_packet,
                 dests,
             });
         }
@@ -281,6 +296,14 @@ impl Plan {
             vips,
         })
     }
+}
+
+/// A seed for a randomised scheduler (twos), different in every process and call.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }
 
 fn dedup(v: &mut Vec<(Protocol, Ipv4Addr, u16)>) {

@@ -17,7 +17,16 @@ use std::time::Duration;
 
 use lvs_proto::{Forwarding, Protocol, SchedulerKind};
 
+use crate::sched::{self, SchedFlags};
+
 mod raw;
+
+/// ipvsadm's persistence timeout when `-p` is given without a number.
+pub const DEFAULT_PERSISTENCE_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest persistence timeout lvsd accepts (31 days).
+pub const MAX_PERSISTENCE_TIMEOUT: Duration = Duration::from_secs(31 * 24 * 3600);
+/// The largest connection threshold (ipvsadm takes 0..=INT_MAX).
+pub const MAX_THRESHOLD: u32 = i32::MAX as u32;
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,8 +48,14 @@ pub struct VirtualService {
     pub port: u16,
     /// Scheduler.
     pub scheduler: SchedulerKind,
+    /// Scheduler flags (ipvsadm `-b`), valid for `scheduler`.
+    pub scheduler_flags: SchedFlags,
     /// Default forwarding method of this service's real servers.
     pub forwarding: Forwarding,
+    /// Persistence (ipvsadm `-p`, `-M`), if on.
+    pub persistence: Option<Persistence>,
+    /// One-packet scheduling (ipvsadm `-o`); only ever true for UDP.
+    pub one_packet: bool,
     /// Real servers in file order (lvsd adds them to the scheduling list one by one at the
     /// head, as keepalived does with IPVS, so the list order is the reverse of this).
     pub real_servers: Vec<RealServer>,
@@ -57,6 +72,23 @@ pub struct RealServer {
     pub weight: u32,
     /// Forwarding method (the service default unless overridden).
     pub forwarding: Forwarding,
+    /// Connection upper threshold (ipvsadm `-x`); 0 = none.
+    pub upper_threshold: u32,
+    /// Connection lower threshold (ipvsadm `-y`); 0 = none (then OVERLOAD clears below
+    /// 3/4 of the upper threshold).
+    pub lower_threshold: u32,
+}
+
+/// A persistent service's settings (spec b.16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Persistence {
+    /// Template timeout (ipvsadm `-p`), whole seconds, 1 s ..= [`MAX_PERSISTENCE_TIMEOUT`].
+    pub timeout: Duration,
+    /// Client netmask (ipvsadm `-M`): clients equal under it share a template.
+    pub netmask: Ipv4Addr,
+    /// A template whose real server has weight 0 is dropped and the client rescheduled
+    /// (sysctl `expire_quiescent_template`, per service here).
+    pub quiescent_template_expire: bool,
 }
 
 /// Connection timeouts that ipvsadm `--set` controls.
@@ -233,12 +265,12 @@ fn virtual_service(
         return Err(src.error(
             &vs.address.span(),
             &format!("{key}.address"),
-            "needs a port: write VIP:PORT, e.g. \"203.0.113.10:80\" (port-zero services need \
-             persistence, which this version does not have yet)"
+            "needs a port: write VIP:PORT, e.g. \"203.0.113.10:80\" (port-zero services are \
+             not supported in this version)"
                 .into(),
         ));
     };
-    let protocol = match vs.protocol {
+    let protocol = match &vs.protocol {
         None => Protocol::Tcp,
         Some(p) => match p.get_ref().as_str() {
             "tcp" => Protocol::Tcp,
@@ -252,21 +284,27 @@ fn virtual_service(
             }
         },
     };
-    let scheduler = match vs.scheduler {
+    let scheduler = match &vs.scheduler {
         None => SchedulerKind::Wlc,
-        Some(s) => s.get_ref().parse::<SchedulerKind>().map_err(|_| {
-            let names: Vec<&str> = SchedulerKind::ALL.iter().map(|k| k.name()).collect();
-            src.error(
-                &s.span(),
-                &format!("{key}.scheduler"),
-                format!(
-                    "unknown scheduler `{}`: this version implements {}",
-                    s.get_ref(),
-                    names.join(", ")
-                ),
-            )
-        })?,
+        Some(s) => scheduler_kind(src, &format!("{key}.scheduler"), s)?,
     };
+    let scheduler_flags = match &vs.scheduler_flags {
+        None => SchedFlags::NONE,
+        Some(list) => scheduler_flags(src, &format!("{key}.scheduler_flags"), scheduler, list)?,
+    };
+    if protocol == Protocol::Tcp {
+        if let Some(o) = vs.one_packet.as_ref().filter(|o| *o.get_ref()) {
+            return Err(src.error(
+                &o.span(),
+                &format!("{key}.one_packet"),
+                "one-packet scheduling is for UDP services only (ipvsadm -o): set protocol = \
+                 \"udp\" or remove the key"
+                    .into(),
+            ));
+        }
+    }
+    let one_packet = vs.one_packet.as_ref().is_some_and(|o| *o.get_ref());
+    let persistence = persistence(src, key, &vs)?;
     let default_fwd = match vs.forwarding {
         None => Forwarding::Dr,
         Some(f) => forwarding(src, &format!("{key}.forwarding"), &f)?,
@@ -314,11 +352,32 @@ fn virtual_service(
                 format!("duplicate real server {addr}:{rport} in this virtual service"),
             ));
         }
+        let upper_threshold =
+            threshold(src, &format!("{rkey}.upper_threshold"), &rs.upper_threshold)?;
+        let lower_threshold =
+            threshold(src, &format!("{rkey}.lower_threshold"), &rs.lower_threshold)?;
+        if upper_threshold != 0 && lower_threshold > upper_threshold {
+            // Only reachable when lower_threshold was given (else it is 0).
+            let span = rs
+                .lower_threshold
+                .as_ref()
+                .map_or_else(|| rs.address.span(), toml::Spanned::span);
+            return Err(src.error(
+                &span,
+                &format!("{rkey}.lower_threshold"),
+                format!(
+                    "{lower_threshold} is above upper_threshold {upper_threshold}: OVERLOAD is \
+                     set at the upper threshold and cleared below the lower one"
+                ),
+            ));
+        }
         real_servers.push(RealServer {
             addr,
             port: rport,
             weight,
             forwarding: fwd,
+            upper_threshold,
+            lower_threshold,
         });
     }
     Ok(VirtualService {
@@ -326,9 +385,195 @@ fn virtual_service(
         vip,
         port,
         scheduler,
+        scheduler_flags,
         forwarding: default_fwd,
+        persistence,
+        one_packet,
         real_servers,
     })
+}
+
+/// `scheduler`: a known IPVS scheduler that this build implements.
+fn scheduler_kind(
+    src: &Source<'_>,
+    key: &str,
+    s: &toml::Spanned<String>,
+) -> Result<SchedulerKind, ConfigError> {
+    let available = || {
+        SchedulerKind::ALL
+            .iter()
+            .filter(|k| sched::is_available(**k))
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let kind = s.get_ref().parse::<SchedulerKind>().map_err(|_| {
+        src.error(
+            &s.span(),
+            key,
+            format!(
+                "unknown scheduler `{}`: this version implements {}",
+                s.get_ref(),
+                available()
+            ),
+        )
+    })?;
+    if !sched::is_available(kind) {
+        return Err(src.error(
+            &s.span(),
+            key,
+            format!(
+                "scheduler `{kind}` is not available in this build yet: use one of {}",
+                available()
+            ),
+        ));
+    }
+    Ok(kind)
+}
+
+/// `scheduler_flags = ["sh-fallback", "sh-port"]`: names valid for `kind` (ipvsadm `-b`).
+fn scheduler_flags(
+    src: &Source<'_>,
+    key: &str,
+    kind: SchedulerKind,
+    list: &toml::Spanned<Vec<toml::Spanned<String>>>,
+) -> Result<SchedFlags, ConfigError> {
+    let mut flags = SchedFlags::NONE;
+    for name in list.get_ref() {
+        let bit = sched::parse_flags(kind, &[name.get_ref()])
+            .map_err(|m| src.error(&name.span(), key, m))?;
+        flags = flags.union(bit);
+    }
+    sched::validate_flags(kind, &flags).map_err(|m| src.error(&list.span(), key, m))?;
+    Ok(flags)
+}
+
+/// `persistence_timeout`, `persistence_netmask` and `quiescent_template_expire`.
+fn persistence(
+    src: &Source<'_>,
+    key: &str,
+    vs: &raw::VirtualServer,
+) -> Result<Option<Persistence>, ConfigError> {
+    let tkey = format!("{key}.persistence_timeout");
+    let timeout = match &vs.persistence_timeout {
+        None => None,
+        Some(t) => match t.get_ref() {
+            raw::Persistence::Switch(false) => None,
+            raw::Persistence::Switch(true) => Some(DEFAULT_PERSISTENCE_TIMEOUT),
+            raw::Persistence::Time(v) => {
+                let err = |m: String| src.error(&t.span(), &tkey, m);
+                let d = v.to_duration().map_err(err)?;
+                if d.is_zero() {
+                    return Err(err(
+                        "must be at least 1 s (write false, or leave the key out, for no \
+                         persistence)"
+                            .into(),
+                    ));
+                }
+                if d.subsec_nanos() != 0 {
+                    return Err(err(format!(
+                        "{d:?} is not a whole number of seconds: persistence has a 1 s resolution"
+                    )));
+                }
+                if d > MAX_PERSISTENCE_TIMEOUT {
+                    return Err(err(format!(
+                        "{} s is too long: at most {} s (31 days)",
+                        d.as_secs(),
+                        MAX_PERSISTENCE_TIMEOUT.as_secs()
+                    )));
+                }
+                Some(d)
+            }
+        },
+    };
+    let netmask = match &vs.persistence_netmask {
+        None => None,
+        Some(m) => Some((
+            netmask(m.get_ref())
+                .map_err(|e| src.error(&m.span(), &format!("{key}.persistence_netmask"), e))?,
+            m.span(),
+        )),
+    };
+    let quiescent = vs.quiescent_template_expire.as_ref();
+    let Some(timeout) = timeout else {
+        // Options of persistence without persistence would silently do nothing.
+        let orphan = netmask
+            .as_ref()
+            .map(|(_, span)| (span.clone(), "persistence_netmask"))
+            .or_else(|| quiescent.map(|q| (q.span(), "quiescent_template_expire")));
+        if let Some((span, name)) = orphan {
+            return Err(src.error(
+                &span,
+                &format!("{key}.{name}"),
+                "has no effect without persistence: set persistence_timeout too".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    Ok(Some(Persistence {
+        timeout,
+        netmask: netmask.map_or(Ipv4Addr::BROADCAST, |(m, _)| m),
+        quiescent_template_expire: quiescent.is_some_and(|q| *q.get_ref()),
+    }))
+}
+
+/// A persistence netmask: a prefix length 0..=32 (`24`, `"24"`, `"/24"`) or a dotted,
+/// contiguous mask (`"255.255.255.0"`).
+fn netmask(value: &raw::Netmask) -> Result<Ipv4Addr, String> {
+    let from_prefix = |n: i64| -> Result<Ipv4Addr, String> {
+        let prefix = u32::try_from(n)
+            .ok()
+            .filter(|&p| p <= 32)
+            .ok_or_else(|| format!("/{n} is out of range: an IPv4 prefix length is 0..=32"))?;
+        Ok(Ipv4Addr::from(
+            u32::MAX.checked_shl(32 - prefix).unwrap_or(0),
+        ))
+    };
+    match value {
+        raw::Netmask::Prefix(n) => from_prefix(*n),
+        raw::Netmask::Text(t) => {
+            let t = t.trim();
+            let digits = t.strip_prefix('/').unwrap_or(t);
+            if let Ok(n) = digits.parse::<i64>() {
+                return from_prefix(n);
+            }
+            let mask: Ipv4Addr = t.parse().map_err(|_| {
+                format!(
+                    "`{t}` is not a netmask: write a prefix length like 24 or a mask like \
+                     \"255.255.255.0\" (IPv4 only in this version)"
+                )
+            })?;
+            let bits = u32::from(mask);
+            if bits.leading_ones() + bits.trailing_zeros() != 32 {
+                return Err(format!(
+                    "`{t}` is not a contiguous netmask (ones, then zeros), e.g. \"255.255.255.0\""
+                ));
+            }
+            Ok(mask)
+        }
+    }
+}
+
+/// `upper_threshold` / `lower_threshold`: 0 (none) ..= [`MAX_THRESHOLD`].
+fn threshold(
+    src: &Source<'_>,
+    key: &str,
+    value: &Option<toml::Spanned<i64>>,
+) -> Result<u32, ConfigError> {
+    let Some(v) = value else { return Ok(0) };
+    let n = *v.get_ref();
+    u32::try_from(n)
+        .ok()
+        .filter(|&n| n <= MAX_THRESHOLD)
+        .ok_or_else(|| {
+            src.error(
+                &v.span(),
+                key,
+                format!(
+                    "{n} is out of range: connection thresholds are 0..={MAX_THRESHOLD} (0 = none)"
+                ),
+            )
+        })
 }
 
 fn forwarding(

@@ -19,7 +19,12 @@ pub(super) struct VirtualServer {
     pub address: Spanned<String>,
     pub protocol: Option<Spanned<String>>,
     pub scheduler: Option<Spanned<String>>,
+    pub scheduler_flags: Option<Spanned<Vec<Spanned<String>>>>,
     pub forwarding: Option<Spanned<String>>,
+    pub persistence_timeout: Option<Spanned<Persistence>>,
+    pub persistence_netmask: Option<Spanned<Netmask>>,
+    pub quiescent_template_expire: Option<Spanned<bool>>,
+    pub one_packet: Option<Spanned<bool>>,
     #[serde(default)]
     pub real_server: Vec<RealServer>,
 }
@@ -30,6 +35,8 @@ pub(super) struct RealServer {
     pub address: Spanned<String>,
     pub weight: Option<Spanned<i64>>,
     pub forwarding: Option<Spanned<String>>,
+    pub upper_threshold: Option<Spanned<i64>>,
+    pub lower_threshold: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,4 +64,21 @@ impl Seconds {
             Seconds::Text(t) => super::parse_duration(t),
         }
     }
+}
+
+/// `persistence_timeout`: `true` (ipvsadm `-p` without a number: 300 s), `false` (off),
+/// integer seconds, or a duration string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum Persistence {
+    Switch(bool),
+    Time(Seconds),
+}
+
+/// `persistence_netmask`: a prefix length (`24`) or a dotted mask (`"255.255.255.0"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum Netmask {
+    Prefix(i64),
+    Text(String),
 }

@@ -164,3 +164,252 @@ fn timeouts_accept_seconds_and_units() {
 fn empty_file_is_valid() {
     assert!(parse("").unwrap().services.is_empty());
 }
+
+/// One service with one server; `svc` and `rs` are extra lines for each table.
+fn one(svc: &str, rs: &str) -> String {
+    format!(
+        "[[virtual_server]]\naddress = \"203.0.113.10:80\"\n{svc}\n\n[[virtual_server.real_server]]\naddress = \"192.0.2.11\"\n{rs}\n"
+    )
+}
+
+fn err(text: &str) -> ConfigError {
+    parse(text).expect_err("must be refused")
+}
+
+#[test]
+fn defaults_no_persistence_no_thresholds() {
+    let c = parse(GOOD).unwrap();
+    let s = &c.services[0];
+    assert_eq!(s.persistence, None);
+    assert!(!s.one_packet);
+    assert_eq!(s.scheduler_flags, SchedFlags::NONE);
+    assert_eq!(
+        (
+            s.real_servers[0].upper_threshold,
+            s.real_servers[0].lower_threshold
+        ),
+        (0, 0)
+    );
+}
+
+#[test]
+fn persistence_keys() {
+    let c = parse(&one(
+        "persistence_timeout = 120\npersistence_netmask = 24\nquiescent_template_expire = true",
+        "",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.services[0].persistence,
+        Some(Persistence {
+            timeout: Duration::from_secs(120),
+            netmask: Ipv4Addr::new(255, 255, 255, 0),
+            quiescent_template_expire: true,
+        })
+    );
+    // Defaults: /32, templates of quiesced servers kept; `true` is ipvsadm's bare -p.
+    let c = parse(&one("persistence_timeout = true", "")).unwrap();
+    assert_eq!(
+        c.services[0].persistence,
+        Some(Persistence {
+            timeout: DEFAULT_PERSISTENCE_TIMEOUT,
+            netmask: Ipv4Addr::BROADCAST,
+            quiescent_template_expire: false,
+        })
+    );
+    let c = parse(&one(
+        "persistence_timeout = \"15m\"\npersistence_netmask = \"255.255.0.0\"",
+        "",
+    ))
+    .unwrap();
+    let p = c.services[0].persistence.unwrap();
+    assert_eq!(p.timeout, Duration::from_secs(900));
+    assert_eq!(p.netmask, Ipv4Addr::new(255, 255, 0, 0));
+    for (text, mask) in [
+        ("\"/16\"", Ipv4Addr::new(255, 255, 0, 0)),
+        ("\"8\"", Ipv4Addr::new(255, 0, 0, 0)),
+        ("0", Ipv4Addr::UNSPECIFIED),
+        ("32", Ipv4Addr::BROADCAST),
+    ] {
+        let c = parse(&one(
+            &format!("persistence_timeout = 60\npersistence_netmask = {text}"),
+            "",
+        ))
+        .unwrap();
+        assert_eq!(c.services[0].persistence.unwrap().netmask, mask, "{text}");
+    }
+    assert_eq!(
+        parse(&one("persistence_timeout = false", ""))
+            .unwrap()
+            .services[0]
+            .persistence,
+        None
+    );
+}
+
+#[test]
+fn persistence_errors_name_the_key() {
+    let cases = [
+        (
+            "persistence_timeout = 0",
+            "persistence_timeout",
+            "at least 1 s",
+        ),
+        (
+            "persistence_timeout = -5",
+            "persistence_timeout",
+            "negative",
+        ),
+        (
+            "persistence_timeout = \"1500ms\"",
+            "persistence_timeout",
+            "whole number",
+        ),
+        (
+            "persistence_timeout = \"32d\"",
+            "persistence_timeout",
+            "unknown duration unit",
+        ),
+        (
+            "persistence_timeout = 2678401",
+            "persistence_timeout",
+            "too long",
+        ),
+        (
+            "persistence_timeout = 60\npersistence_netmask = 33",
+            "persistence_netmask",
+            "0..=32",
+        ),
+        (
+            "persistence_timeout = 60\npersistence_netmask = -1",
+            "persistence_netmask",
+            "0..=32",
+        ),
+        (
+            "persistence_timeout = 60\npersistence_netmask = \"/40\"",
+            "persistence_netmask",
+            "0..=32",
+        ),
+        (
+            "persistence_timeout = 60\npersistence_netmask = \"255.0.255.0\"",
+            "persistence_netmask",
+            "contiguous",
+        ),
+        (
+            "persistence_timeout = 60\npersistence_netmask = \"ffff::\"",
+            "persistence_netmask",
+            "not a netmask",
+        ),
+        (
+            "persistence_netmask = 24",
+            "persistence_netmask",
+            "without persistence",
+        ),
+        (
+            "persistence_timeout = false\nquiescent_template_expire = true",
+            "quiescent_template_expire",
+            "without persistence",
+        ),
+    ];
+    for (svc, key, msg) in cases {
+        let e = err(&one(svc, ""));
+        assert_eq!(e.key, format!("virtual_server[0].{key}"), "{svc}: {e}");
+        assert!(e.message.contains(msg), "{svc}: {e}");
+        // The line of the offending key (address is line 2, extra lines start at 3).
+        let want = 3 + svc
+            .lines()
+            .position(|l| l.starts_with(key))
+            .unwrap_or_default();
+        assert_eq!(e.line, want, "{svc}: {e}");
+    }
+}
+
+#[test]
+fn thresholds() {
+    let c = parse(&one("", "upper_threshold = 5\nlower_threshold = 2")).unwrap();
+    let rs = c.services[0].real_servers[0];
+    assert_eq!((rs.upper_threshold, rs.lower_threshold), (5, 2));
+    // Equal is fine; a lower threshold alone is accepted (it never matters, as in IPVS).
+    assert!(parse(&one("", "upper_threshold = 5\nlower_threshold = 5")).is_ok());
+    assert!(parse(&one("", "lower_threshold = 7")).is_ok());
+    let e = err(&one("", "upper_threshold = 5\nlower_threshold = 6"));
+    assert_eq!(e.key, "virtual_server[0].real_server[0].lower_threshold");
+    assert_eq!(e.line, 8, "{e}");
+    assert!(e.message.contains("above upper_threshold 5"), "{e}");
+    let e = err(&one("", "upper_threshold = -1"));
+    assert_eq!(e.key, "virtual_server[0].real_server[0].upper_threshold");
+    assert!(e.message.contains("0..=2147483647"), "{e}");
+    let e = err(&one("", "lower_threshold = 2147483648"));
+    assert_eq!(e.key, "virtual_server[0].real_server[0].lower_threshold");
+}
+
+#[test]
+fn one_packet_is_udp_only() {
+    let c = parse(&one("protocol = \"udp\"\none_packet = true", "")).unwrap();
+    assert!(c.services[0].one_packet);
+    // Written before the protocol, still checked against it.
+    let c = parse(&one("one_packet = true\nprotocol = \"udp\"", "")).unwrap();
+    assert!(c.services[0].one_packet);
+    let e = err(&one("one_packet = true", ""));
+    assert_eq!(e.key, "virtual_server[0].one_packet");
+    assert_eq!(e.line, 3);
+    assert!(e.message.contains("UDP services only"), "{e}");
+    // false on TCP is harmless.
+    assert!(parse(&one("one_packet = false", "")).is_ok());
+}
+
+#[test]
+fn scheduler_flags_are_checked_against_the_scheduler() {
+    let e = err(&one(
+        "scheduler = \"wrr\"\nscheduler_flags = [\"sh-port\"]",
+        "",
+    ));
+    assert_eq!(e.key, "virtual_server[0].scheduler_flags");
+    assert!(e.message.contains("takes no flags"), "{e}");
+    assert_eq!(e.line, 4);
+    let e = err(&one("scheduler_flags = [\"flag-1\"]", ""));
+    assert!(e.message.contains("wlc takes no flags"), "{e}");
+    // An empty list is fine anywhere.
+    assert!(parse(&one("scheduler_flags = []", "")).is_ok());
+    let sh = one(
+        "scheduler = \"sh\"\nscheduler_flags = [\"sh-fallback\", \"sh-port\"]",
+        "",
+    );
+    if sched::is_available(SchedulerKind::Sh) {
+        let c = parse(&sh).unwrap();
+        let f = c.services[0].scheduler_flags;
+        assert!(f.flag1 && f.flag2 && !f.flag3);
+        let e = err(&one(
+            "scheduler = \"sh\"\nscheduler_flags = [\"mh-port\"]",
+            "",
+        ));
+        assert_eq!(e.key, "virtual_server[0].scheduler_flags");
+        let e = err(&one(
+            "scheduler = \"sh\"\nscheduler_flags = [\"sh-turbo\"]",
+            "",
+        ));
+        assert!(e.message.contains("sh-fallback"), "{e}");
+    } else {
+        let e = err(&sh);
+        assert_eq!(e.key, "virtual_server[0].scheduler");
+        assert!(e.message.contains("not available"), "{e}");
+    }
+}
+
+/// Every IPVS scheduler name is either accepted or refused as not in this build yet; a
+/// misspelt one is unknown.
+#[test]
+fn every_ipvs_scheduler_name_is_known() {
+    for &kind in SchedulerKind::ALL {
+        let r = parse(&one(&format!("scheduler = \"{kind}\""), ""));
+        if sched::is_available(kind) {
+            assert_eq!(r.unwrap().services[0].scheduler, kind);
+        } else {
+            let e = r.unwrap_err();
+            assert_eq!(e.key, "virtual_server[0].scheduler");
+            assert!(e.message.contains("not available in this build"), "{e}");
+        }
+    }
+    let e = err(&one("scheduler = \"lblcx\"", ""));
+    assert!(e.message.contains("unknown scheduler"), "{e}");
+}

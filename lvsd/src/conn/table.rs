@@ -3,11 +3,12 @@
 //! wheel.
 //!
 //! Invariants:
-//! - Every live entry is in the inbound map under `(proto, client, cport, vip, vport)`;
-//!   a NAT entry is also in the reply map under `(proto, rip, rport, client, cport)`. Both
-//!   keys are "the packet's own 5-tuple" as the director receives it. The key fields of an
-//!   entry never change after insertion, and a map key is removed only while it still names
-//!   the entry being removed (so a colliding later entry keeps its key).
+//! - Every live connection is in the inbound map under `(proto, client, cport, vip, vport)`;
+//!   a NAT connection is also in the reply map under `(proto, rip, rport, client, cport)`.
+//!   Both keys are "the packet's own 5-tuple" as the director receives it. The key fields
+//!   of an entry never change after insertion (except an invalidated template's, which has
+//!   left its map first), and a map key is removed only while it still names the entry
+//!   being removed (so a colliding later entry keeps its key).
 //! - A new entry starts *inactive* (kernel: `conn_flags` always include INACTIVE), in TCP
 //!   state NONE or the single UDP state, with the NOOUTPUT flag unless it is NAT.
 //! - [`ConnTable::on_packet`] applies the kernel's `set_tcp_state`: the direction is resolved
@@ -25,6 +26,25 @@
 //!   entry is removed at the first sweep at or after its expiry, so at most 1 s late.
 //! - No allocation per packet except when a wheel bucket outgrows its capacity; inserting
 //!   allocates (map and slab growth).
+//!
+//! Persistence templates (IPVS `IP_VS_CONN_F_TEMPLATE`, spec b.16) live in the same slab and
+//! on the same wheel, in a map of their own (a client port 0 connection never finds a
+//! template, nor a template lookup a connection, as in the kernel's `ip_vs_ct_in_get`):
+//! - A template is keyed `(proto, caddr & mask, 0, vaddr, vport)`, is in state NONE, counts
+//!   in neither `active` nor `inactive` (the caller counts it as `persistent`), and expires
+//!   after its own timeout (the service's persistence timeout), re-armed only by
+//!   [`ConnTable::refresh_template`] (the kernel's `ip_vs_conn_put` on the template when a
+//!   connection is made under it), never by packets.
+//! - A connection made under a template is attached to it ([`ConnTable::set_control`]); the
+//!   template's `n_control` counts its attached live connections, and removing a connection
+//!   (expiry or explicitly) detaches it. Controls are `ConnId`s, so a stale one is harmless.
+//! - A template whose deadline passes while `n_control > 0` is not removed: like the
+//!   kernel's `ip_vs_conn_expire` ("expire_later"), its timeout becomes 60 s and it is
+//!   re-armed for 60 s, again and again until it controls nothing when its time comes. The
+//!   60 s also applies to later refreshes (the kernel overwrites `cp->timeout`).
+//! - [`ConnTable::invalidate_template`] (kernel `ip_vs_check_template` failing) unhashes a
+//!   template and renames it to vport/dport 65535 without touching its timer: it stays,
+//!   still holding its destination, until it expires.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -74,6 +94,8 @@ pub enum ConnState {
     Tcp(TcpState),
     /// A UDP entry (IPVS has one UDP state, `UDP` in ipvsadm).
     Udp,
+    /// A persistence template (ipvsadm shows its state as `NONE`).
+    Template,
 }
 
 impl ConnState {
@@ -82,6 +104,7 @@ impl ConnState {
         match self {
             ConnState::Tcp(s) => s.name(),
             ConnState::Udp => "UDP",
+            ConnState::Template => "NONE",
         }
     }
 }
@@ -118,16 +141,54 @@ pub struct NewConn {
     pub in_ifindex: u32,
 }
 
+/// What a new persistence template is made of (spec b.16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewTemplate {
+    /// Transport protocol of the service.
+    pub protocol: Protocol,
+    /// Forwarding method of the destination (informational).
+    pub forwarding: Forwarding,
+    /// The client's address masked with the service's persistence netmask.
+    pub client: Ipv4Addr,
+    /// Virtual address and port.
+    pub virt: (Ipv4Addr, u16),
+    /// The destination's address and port.
+    pub real: (Ipv4Addr, u16),
+    /// Caller's service handle.
+    pub service: u32,
+    /// Caller's destination handle.
+    pub dest: u32,
+    /// Idle lifetime (the service's persistence timeout), whole seconds.
+    pub timeout: Duration,
+}
+
+/// How long a template that still controls connections lives on when its time is up
+/// (kernel `ip_vs_conn_expire`: `cp->timeout = 60*HZ`).
+pub const TEMPLATE_EXTENSION: Duration = Duration::from_secs(60);
+
+/// The port a template is renamed to when it is invalidated (kernel `htons(0xffff)`).
+pub const INVALID_TEMPLATE_PORT: u16 = 0xffff;
+
 const F_INACTIVE: u8 = 0x01;
 const F_NOOUTPUT: u8 = 0x02;
 
-/// One connection entry (kept compact: about 60 bytes).
+/// A connection, or a persistence template, with the link between the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A connection; `control` is the template it was made under ([`ConnId::NONE`]: none).
+    Conn { control: ConnId },
+    /// A persistence template: how many live connections it controls, and its timeout.
+    Template { n_control: u32, timeout_s: u32 },
+}
+
+/// One connection entry or template (kept compact: at most 64 bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conn {
     protocol: Protocol,
     forwarding: Forwarding,
     state: ConnState,
     flags: u8,
+    role: Role,
     client_mac: MacAddr,
     caddr: Ipv4Addr,
     cport: u16,
@@ -193,6 +254,24 @@ impl Conn {
     pub fn in_ifindex(&self) -> u32 {
         self.in_ifindex
     }
+    /// Whether this is a persistence template (counts as `persistent` on its destination).
+    pub fn is_template(&self) -> bool {
+        matches!(self.role, Role::Template { .. })
+    }
+    /// For a template: how many live connections it controls (else 0).
+    pub fn n_control(&self) -> u32 {
+        match self.role {
+            Role::Template { n_control, .. } => n_control,
+            Role::Conn { .. } => 0,
+        }
+    }
+    /// For a connection made under a template: that template (it may be gone since).
+    pub fn control(&self) -> Option<ConnId> {
+        match self.role {
+            Role::Conn { control } if control != ConnId::NONE => Some(control),
+            _ => None,
+        }
+    }
 
     fn inbound_key(&self) -> FlowKey {
         FlowKey {
@@ -205,6 +284,9 @@ impl Conn {
     }
 
     fn reply_key(&self) -> Option<FlowKey> {
+        if self.is_template() {
+            return None;
+        }
         (self.forwarding == Forwarding::Nat).then_some(FlowKey {
             protocol: self.protocol,
             src: self.daddr,
@@ -215,9 +297,10 @@ impl Conn {
     }
 
     fn timeout(&self, t: &Timeouts) -> Duration {
-        match self.state {
-            ConnState::Tcp(s) => t.tcp(s),
-            ConnState::Udp => t.udp(),
+        match (self.role, self.state) {
+            (Role::Template { timeout_s, .. }, _) => Duration::from_secs(u64::from(timeout_s)),
+            (_, ConnState::Tcp(s)) => t.tcp(s),
+            (_, ConnState::Udp | ConnState::Template) => t.udp(),
         }
     }
 }
@@ -227,6 +310,14 @@ impl Conn {
 pub struct ConnId {
     index: u32,
     generation: u32,
+}
+
+impl ConnId {
+    /// Names no entry (a connection without a template).
+    const NONE: ConnId = ConnId {
+        index: u32::MAX,
+        generation: u32::MAX,
+    };
 }
 
 #[derive(Debug, Clone)]
@@ -251,6 +342,8 @@ pub struct ConnTable {
     len: usize,
     inbound: HashMap<FlowKey, u32>,
     reply: HashMap<FlowKey, u32>,
+    /// Persistence templates by `(proto, caddr & mask, 0, vaddr, vport)`.
+    templates: HashMap<FlowKey, u32>,
     wheel: Vec<Vec<WheelRecord>>,
     /// Bucket being swept (kept to reuse its capacity).
     scratch: Vec<WheelRecord>,
@@ -268,6 +361,7 @@ impl ConnTable {
             len: 0,
             inbound: HashMap::new(),
             reply: HashMap::new(),
+            templates: HashMap::new(),
             wheel: vec![Vec::new(); WHEEL_SLOTS],
             scratch: Vec::new(),
             swept_tick: 0,
@@ -301,6 +395,12 @@ impl ConnTable {
     /// The NAT entry a real server→client packet with this 5-tuple belongs to.
     pub fn find_reply(&self, key: &FlowKey) -> Option<ConnId> {
         self.reply.get(key).map(|&i| self.id(i))
+    }
+
+    /// The live, valid template for `(proto, masked client, 0, vaddr, vport)`: `key.src_port`
+    /// must be 0.
+    pub fn find_template(&self, key: &FlowKey) -> Option<ConnId> {
+        self.templates.get(key).map(|&i| self.id(i))
     }
 
     /// The entry behind a handle, if it is still live.
@@ -346,6 +446,9 @@ impl ConnTable {
                 } else {
                     F_NOOUTPUT
                 },
+            role: Role::Conn {
+                control: ConnId::NONE,
+            },
             client_mac: new.client_mac,
             caddr: new.client.0,
             cport: new.client.1,
@@ -359,8 +462,46 @@ impl ConnTable {
             expires_ms: 0,
             check_tick: 0,
         };
+        conn.expires_ms = self
+            .ms(now)
+            .saturating_add(duration_ms(conn.timeout(timeouts)));
+        self.store(conn, now)
+    }
+
+    /// Inserts a persistence template (module doc) that expires after `new.timeout` unless
+    /// refreshed. A live template with the same key loses it (it stays until it expires).
+    pub fn insert_template(&mut self, new: NewTemplate, now: Instant) -> ConnId {
+        let timeout_s = u32::try_from(new.timeout.as_secs()).unwrap_or(u32::MAX);
+        let conn = Conn {
+            protocol: new.protocol,
+            forwarding: new.forwarding,
+            state: ConnState::Template,
+            flags: F_INACTIVE,
+            role: Role::Template {
+                n_control: 0,
+                timeout_s,
+            },
+            client_mac: [0; 6],
+            caddr: new.client,
+            cport: 0,
+            vport: new.virt.1,
+            vaddr: new.virt.0,
+            daddr: new.real.0,
+            dport: new.real.1,
+            service: new.service,
+            dest: new.dest,
+            in_ifindex: 0,
+            expires_ms: self
+                .ms(now)
+                .saturating_add(u64::from(timeout_s).saturating_mul(TICK_MS)),
+            check_tick: 0,
+        };
+        self.store(conn, now)
+    }
+
+    /// Puts a new entry in a free slot, its keys in their maps and its record on the wheel.
+    fn store(&mut self, mut conn: Conn, now: Instant) -> ConnId {
         let now_ms = self.ms(now);
-        conn.expires_ms = now_ms.saturating_add(duration_ms(conn.timeout(timeouts)));
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -372,7 +513,11 @@ impl ConnTable {
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
             }
         };
-        self.inbound.insert(conn.inbound_key(), index);
+        if conn.is_template() {
+            self.templates.insert(conn.inbound_key(), index);
+        } else {
+            self.inbound.insert(conn.inbound_key(), index);
+        }
         if let Some(k) = conn.reply_key() {
             self.reply.insert(k, index);
         }
@@ -383,6 +528,68 @@ impl ConnTable {
         }
         self.len += 1;
         self.id(index)
+    }
+
+    /// Attaches connection `conn` to the template `template` that it was made under: the
+    /// template counts it in `n_control` until it is removed. False (and nothing changes)
+    /// if either handle is stale, `template` is not a template, or `conn` is one or is
+    /// already attached.
+    pub fn set_control(&mut self, conn: ConnId, template: ConnId) -> bool {
+        let attachable = self
+            .get(conn)
+            .is_some_and(|c| matches!(c.role, Role::Conn { control } if control == ConnId::NONE));
+        if !attachable {
+            return false;
+        }
+        let Some(t) = self.get_mut(template) else {
+            return false;
+        };
+        let Role::Template { n_control, .. } = &mut t.role else {
+            return false;
+        };
+        *n_control = n_control.saturating_add(1);
+        if let Some(c) = self.get_mut(conn) {
+            c.role = Role::Conn { control: template };
+        }
+        true
+    }
+
+    /// Re-arms a template's timer with its timeout (kernel `ip_vs_conn_put` on the
+    /// template after a connection was made under it). No-op for other entries.
+    pub fn refresh_template(&mut self, id: ConnId, now: Instant) {
+        let now_ms = self.ms(now);
+        let Some(t) = self.get_mut(id) else { return };
+        let Role::Template { timeout_s, .. } = t.role else {
+            return;
+        };
+        let expires_ms = now_ms.saturating_add(u64::from(timeout_s).saturating_mul(TICK_MS));
+        t.expires_ms = expires_ms;
+        let check_tick = t.check_tick;
+        if expires_ms.div_ceil(TICK_MS) < u64::from(check_tick) {
+            let tick = self.file(id.index, expires_ms, now_ms);
+            if let Some(t) = self.get_mut(id) {
+                t.check_tick = tick;
+            }
+        }
+    }
+
+    /// Invalidates a template whose destination may no longer be used (kernel
+    /// `ip_vs_check_template` failing): it is no longer found, shows vport and dport
+    /// [`INVALID_TEMPLATE_PORT`], keeps its destination and its timer, and goes when that
+    /// expires. No-op for other entries or an already invalidated template.
+    pub fn invalidate_template(&mut self, id: ConnId) {
+        let Some(t) = self.get(id) else { return };
+        if !t.is_template() || t.vport == INVALID_TEMPLATE_PORT {
+            return;
+        }
+        let key = t.inbound_key();
+        if self.templates.get(&key) == Some(&id.index) {
+            self.templates.remove(&key);
+        }
+        if let Some(t) = self.get_mut(id) {
+            t.vport = INVALID_TEMPLATE_PORT;
+            t.dport = INVALID_TEMPLATE_PORT;
+        }
     }
 
     /// Files a wheel record for the entry at `index` expiring at `expires_ms`; returns its
@@ -415,6 +622,9 @@ impl ConnTable {
     ) -> Option<Activity> {
         let now_ms = self.ms(now);
         let conn = self.get_mut(id)?;
+        if conn.is_template() {
+            return None; // templates see no packets
+        }
         let mut activity = None;
         if let (ConnState::Tcp(state), Some(flags)) = (conn.state, tcp_flags) {
             let mut no_output = conn.no_output();
@@ -469,12 +679,24 @@ impl ConnTable {
         self.free.push(index);
         self.len -= 1;
         let ik = conn.inbound_key();
-        if self.inbound.get(&ik) == Some(&index) {
-            self.inbound.remove(&ik);
+        let map = if conn.is_template() {
+            &mut self.templates
+        } else {
+            &mut self.inbound
+        };
+        if map.get(&ik) == Some(&index) {
+            map.remove(&ik);
         }
         if let Some(rk) = conn.reply_key() {
             if self.reply.get(&rk) == Some(&index) {
                 self.reply.remove(&rk);
+            }
+        }
+        if let Some(control) = conn.control() {
+            if let Some(Role::Template { n_control, .. }) =
+                self.get_mut(control).map(|t| &mut t.role)
+            {
+                *n_control = n_control.saturating_sub(1);
             }
         }
         Some(conn)
@@ -510,7 +732,24 @@ impl ConnTable {
                 if slot.generation != rec.generation || conn.check_tick != rec.tick {
                     continue; // stale record
                 }
-                if conn.expires_ms <= now_ms {
+                let id = ConnId {
+                    index: rec.index,
+                    generation: rec.generation,
+                };
+                if conn.expires_ms <= now_ms && conn.n_control() > 0 {
+                    // "Do I control anybody?": live on, 60 s at a time (module doc).
+                    let extension = duration_ms(TEMPLATE_EXTENSION);
+                    let expires_ms = now_ms.saturating_add(extension);
+                    let tick = self.file(rec.index, expires_ms, now_ms);
+                    if let Some(c) = self.get_mut(id) {
+                        c.expires_ms = expires_ms;
+                        c.check_tick = tick;
+                        if let Role::Template { timeout_s, .. } = &mut c.role {
+                            *timeout_s =
+                                u32::try_from(TEMPLATE_EXTENSION.as_secs()).unwrap_or(u32::MAX);
+                        }
+                    }
+                } else if conn.expires_ms <= now_ms {
                     if let Some(c) = self.take(rec.index) {
                         expired(c);
                     }
@@ -518,10 +757,6 @@ impl ConnTable {
                     // Still alive: re-file at its deadline (always after `cur`, see `file`).
                     let expires_ms = conn.expires_ms;
                     let tick = self.file(rec.index, expires_ms, now_ms);
-                    let id = ConnId {
-                        index: rec.index,
-                        generation: rec.generation,
-                    };
                     if let Some(c) = self.get_mut(id) {
                         c.check_tick = tick;
                     }
@@ -828,5 +1063,165 @@ mod tests {
             "{}",
             std::mem::size_of::<Slot>()
         );
+    }
+
+    fn template(client: Ipv4Addr, timeout: u64) -> NewTemplate {
+        NewTemplate {
+            protocol: Protocol::Tcp,
+            forwarding: Forwarding::Nat,
+            client,
+            virt: (VIP, 80),
+            real: (RIP, 8080),
+            service: 0,
+            dest: 7,
+            timeout: secs(timeout),
+        }
+    }
+
+    fn template_key(client: Ipv4Addr) -> FlowKey {
+        FlowKey {
+            protocol: Protocol::Tcp,
+            src: client,
+            src_port: 0,
+            dst: VIP,
+            dst_port: 80,
+        }
+    }
+
+    /// A template lives in its own map: a client-port-0 connection and a template with the
+    /// same tuple never find each other. It is in state NONE and never active.
+    #[test]
+    fn templates_have_their_own_map() {
+        let t0 = Instant::now();
+        let mut t = ConnTable::new(t0);
+        let to = Timeouts::default();
+        let tpl = t.insert_template(template(CLIENT, 300), t0);
+        assert_eq!(t.find_template(&template_key(CLIENT)), Some(tpl));
+        assert_eq!(t.find_inbound(&inbound(Protocol::Tcp, 0)), None);
+        let c0 = t.insert(new(Protocol::Tcp, Forwarding::Nat, 0), t0, &to);
+        assert_eq!(t.find_inbound(&inbound(Protocol::Tcp, 0)), Some(c0));
+        assert_eq!(t.find_template(&template_key(CLIENT)), Some(tpl));
+        let c = t.get(tpl).unwrap();
+        assert!(c.is_template() && !c.is_active());
+        assert_eq!(c.state(), ConnState::Template);
+        assert_eq!(c.state().name(), "NONE");
+        assert_eq!(c.client(), (CLIENT, 0));
+        assert_eq!(c.real(), (RIP, 8080));
+        // Packets never touch a template.
+        assert_eq!(
+            t.on_packet(tpl, t0 + secs(10), &to, Direction::Input, None),
+            None
+        );
+        assert_eq!(t.expires_in(tpl, t0 + secs(10)), Some(secs(290)));
+        t.remove(c0);
+        assert_eq!(t.find_template(&template_key(CLIENT)), Some(tpl));
+        t.remove(tpl);
+        assert_eq!(t.find_template(&template_key(CLIENT)), None);
+        assert!(t.is_empty());
+    }
+
+    /// Refresh re-arms the template's own timeout; unrefreshed, it expires on time.
+    #[test]
+    fn template_refresh_and_expiry() {
+        let t0 = Instant::now();
+        let mut t = ConnTable::new(t0);
+        let tpl = t.insert_template(template(CLIENT, 100), t0);
+        t.refresh_template(tpl, t0 + secs(50));
+        assert_eq!(t.expires_in(tpl, t0 + secs(50)), Some(secs(100)));
+        let mut gone = Vec::new();
+        t.expire(t0 + secs(149), |c| gone.push(c));
+        assert!(gone.is_empty());
+        t.expire(t0 + secs(150), |c| gone.push(c));
+        assert_eq!(gone.len(), 1);
+        assert!(gone[0].is_template());
+        assert!(t.is_empty());
+    }
+
+    /// Kernel `ip_vs_conn_expire`: a template that still controls a connection when its
+    /// time is up lives on 60 s at a time (and keeps 60 s as its timeout); once the
+    /// connection is gone, the next deadline removes it.
+    #[test]
+    fn controlling_template_lives_on() {
+        let t0 = Instant::now();
+        let mut t = ConnTable::new(t0);
+        let mut to = Timeouts::default();
+        to.set_udp(secs(1000));
+        let tpl = t.insert_template(template(CLIENT, 100), t0);
+        let c = t.insert(new(Protocol::Udp, Forwarding::Nat, 53), t0, &to);
+        assert!(t.set_control(c, tpl));
+        assert!(!t.set_control(c, tpl), "attached once");
+        assert!(
+            !t.set_control(tpl, tpl),
+            "a template controls nobody's template"
+        );
+        assert_eq!(t.get(tpl).unwrap().n_control(), 1);
+        assert_eq!(t.get(c).unwrap().control(), Some(tpl));
+        let mut gone = Vec::new();
+        t.expire(t0 + secs(100), |x| gone.push(x));
+        assert!(gone.is_empty(), "deferred");
+        assert_eq!(t.expires_in(tpl, t0 + secs(100)), Some(secs(60)));
+        t.expire(t0 + secs(160), |x| gone.push(x));
+        assert!(gone.is_empty(), "deferred again");
+        // A refresh now uses the 60 s the kernel left in `cp->timeout`.
+        t.refresh_template(tpl, t0 + secs(200));
+        assert_eq!(t.expires_in(tpl, t0 + secs(200)), Some(secs(60)));
+        // The connection goes: the template controls nothing, and goes at its deadline.
+        t.remove(c);
+        assert_eq!(t.get(tpl).unwrap().n_control(), 0);
+        t.expire(t0 + secs(259), |x| gone.push(x));
+        assert!(gone.is_empty());
+        t.expire(t0 + secs(260), |x| gone.push(x));
+        assert_eq!(gone.len(), 1);
+        assert!(t.is_empty());
+    }
+
+    /// An expiring controlled connection detaches itself; so does one removed in bulk.
+    #[test]
+    fn expiry_detaches_connections() {
+        let t0 = Instant::now();
+        let mut t = ConnTable::new(t0);
+        let to = Timeouts::default();
+        let tpl = t.insert_template(template(CLIENT, 300), t0);
+        for p in 1..=3 {
+            let c = t.insert(new(Protocol::Tcp, Forwarding::Nat, p), t0, &to);
+            assert!(t.set_control(c, tpl));
+        }
+        assert_eq!(t.get(tpl).unwrap().n_control(), 3);
+        // Idle in TCP NONE: gone after 2 s.
+        let mut n = 0;
+        t.expire(t0 + secs(2), |_| n += 1);
+        assert_eq!(n, 3);
+        assert_eq!(t.get(tpl).unwrap().n_control(), 0);
+        // A stale control (template removed first) is ignored.
+        let c = t.insert(new(Protocol::Tcp, Forwarding::Nat, 9), t0, &to);
+        assert!(t.set_control(c, tpl));
+        t.remove_where(|_| true, |_| {});
+        assert!(t.is_empty());
+    }
+
+    /// Invalidation unhashes and renames a template, keeps its timer and its destination.
+    #[test]
+    fn invalidated_template_waits_for_its_timer() {
+        let t0 = Instant::now();
+        let mut t = ConnTable::new(t0);
+        let old = t.insert_template(template(CLIENT, 100), t0);
+        t.invalidate_template(old);
+        assert_eq!(t.find_template(&template_key(CLIENT)), None);
+        let c = t.get(old).unwrap();
+        assert_eq!(c.virt(), (VIP, INVALID_TEMPLATE_PORT));
+        assert_eq!(c.real(), (RIP, INVALID_TEMPLATE_PORT));
+        assert_eq!(c.dest(), 7);
+        // A new template takes the key; removing the old one does not disturb it.
+        let fresh = t.insert_template(template(CLIENT, 100), t0 + secs(10));
+        assert_eq!(t.find_template(&template_key(CLIENT)), Some(fresh));
+        let mut gone = Vec::new();
+        t.expire(t0 + secs(100), |x| gone.push(x.virt()));
+        assert_eq!(gone, [(VIP, INVALID_TEMPLATE_PORT)]);
+        assert_eq!(t.find_template(&template_key(CLIENT)), Some(fresh));
+        // Invalidating a connection is a no-op.
+        let to = Timeouts::default();
+        let conn = t.insert(new(Protocol::Tcp, Forwarding::Nat, 5), t0, &to);
+        t.invalidate_template(conn);
+        assert_eq!(t.find_inbound(&inbound(Protocol::Tcp, 5)), Some(conn));
     }
 }

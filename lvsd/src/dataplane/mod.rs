@@ -14,9 +14,14 @@
 //!   a [`ServiceSpec`] one by one at the head, so the list is the config order reversed,
 //!   and [`Dataplane::reconfigure`] keeps it exactly as a sequence of ipvsadm edits would.
 //! - Every connection holds one reference on its destination, which counts it in `active`
-//!   or `inactive` (spec b.1). A destination removed from the config leaves the list (the
-//!   scheduler never sees it again) but stays, with its counters, until its last
-//!   connection expires (IPVS trash); re-adding it before then restores it.
+//!   or `inactive` (spec b.1); every persistence template holds one too, counted in
+//!   `persistent`. A destination removed from the config leaves the list (the scheduler
+//!   never sees it again) but stays, with its counters, until its last connection or
+//!   template expires (IPVS trash); re-adding it before then restores it.
+//! - OVERLOAD (connection thresholds) changes only where the kernel changes it: set when
+//!   an entry is bound and `u != 0 && active + inactive >= u`; cleared when an entry is
+//!   unbound by the `l` / `u × 3/4` rules, and on an edit that sets `u` to 0 or raises it
+//!   (`bind_dest`, `unbind_dest`, `reconfig.rs`). Activity changes never touch it.
 //! - A connection keeps its forwarding method for life; a destination's route (ifindex,
 //!   next hop) and weight are read live, so edits apply to existing connections.
 //! - Every destination's `(ifindex, next_hop)` is a tracked neighbour, resolved by ARP
@@ -47,8 +52,11 @@
 //! TIME_WAIT or CLOSE expires it first (IPVS `conn_reuse_mode` 1, `is_new_conn` /
 //! `is_new_conn_expected`). Without an entry, TCP needs SYN and not RST (kernel
 //! `tcp_conn_schedule`, `sloppy_tcp` 0) else `Drop(NoConnection)`; UDP always schedules.
-//! The scheduler returning none is `Drop(NoDestination)`. Then (as `ip_vs_in` does):
-//! in-counters, state transition, forward. NAT rewrites dst to RIP:rport; DR rewrites only
+//! The destination of a new connection comes from `decide.rs`: a persistence
+//! template, else the scheduler; none is `Drop(NoDestination)`. Then (as `ip_vs_in` does):
+//! in-counters, state transition, forward. On a one-packet UDP service the new
+//! connection is bound, counted and unbound around its one datagram and no entry is kept
+//! (kernel `IP_VS_CONN_F_ONE_PACKET`), so every datagram is scheduled on its own. NAT rewrites dst to RIP:rport; DR rewrites only
 //! MACs. The frame goes to the destination's ifindex, to the next hop's MAC, from that
 //! interface's MAC.
 //!
@@ -70,7 +78,7 @@ use lvs_proto::{Counters, Forwarding, Protocol, SchedulerKind};
 
 use crate::conn::table::{Activity, Conn, ConnId, ConnState, ConnTable, FlowKey, NewConn};
 use crate::conn::{Direction, TcpFlags, TcpState, Timeouts};
-use crate::sched::{self, Scheduler};
+use crate::sched::{self, SchedParams, Scheduler};
 use crate::wire::Error as WireError;
 use crate::wire::arp::{self, ArpOperation, ArpPacket, ArpRepr};
 use crate::wire::ethernet::{self, EtherType, EthernetFrame, MacAddr};
@@ -78,14 +86,18 @@ use crate::wire::ipv4::{IpProtocol, Ipv4Packet};
 use crate::wire::tcp::TcpPacket;
 use crate::wire::udp::UdpPacket;
 
+mod decide;
 mod reconfig;
 mod rewrite;
 mod stats;
 
+pub use decide::{DECISION_RING, DECISION_WATCH, Decision, ServiceKey, SimulateResult};
 pub use stats::{ConnInfo, DestStats, DropCounts, DropReason, ServiceStats, Stats};
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod sched_tests;
 #[cfg(test)]
 mod tests;
 
@@ -126,6 +138,23 @@ pub struct DestSpec {
     pub next_hop: Ipv4Addr,
     /// Our address on that link: the sender of ARP requests for `next_hop`.
     pub source: Ipv4Addr,
+    /// Connection upper threshold (ipvsadm `-x`): OVERLOAD at this many connections;
+    /// 0 = none.
+    pub upper_threshold: u32,
+    /// Connection lower threshold (ipvsadm `-y`): OVERLOAD clears below it; 0 = below
+    /// 3/4 of the upper threshold.
+    pub lower_threshold: u32,
+}
+
+/// A persistent service's settings (spec b.16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Persistence {
+    /// Template timeout (ipvsadm `-p`).
+    pub timeout: Duration,
+    /// Client netmask (ipvsadm `-M`).
+    pub netmask: Ipv4Addr,
+    /// Drop a template whose destination has weight 0 (sysctl `expire_quiescent_template`).
+    pub quiescent_template_expire: bool,
 }
 
 /// A virtual service.
@@ -139,6 +168,14 @@ pub struct ServiceSpec {
     pub protocol: Protocol,
     /// Scheduler.
     pub scheduler: SchedulerKind,
+    /// Scheduler flags, twos seed, lblc expiry. A change of flags or expiry builds a new
+    /// scheduler; the seed is used only when one is built.
+    pub sched_params: SchedParams,
+    /// Persistence, if on.
+    pub persistence: Option<Persistence>,
+    /// One-packet scheduling (ipvsadm `-o`): UDP datagrams are scheduled one by one and
+    /// leave no connection entry. Ignored for TCP.
+    pub one_packet: bool,
     /// Real servers, in config order (the IPVS list is the reverse).
     pub dests: Vec<DestSpec>,
 }
@@ -190,20 +227,43 @@ struct Service {
     vip: Ipv4Addr,
     port: u16,
     scheduler: Box<dyn Scheduler>,
+    params: SchedParams,
+    persistence: Option<Persistence>,
+    one_packet: bool,
     /// Destination ids in IPVS list order.
     list: Vec<u32>,
     /// Scratch: what the scheduler sees of `list` (reused, so no per-packet allocation).
     view: Vec<sched::Dest>,
     counters: Counters,
+    /// Recent decisions, oldest first, at most [`DECISION_RING`] (see `decide.rs`).
+    decisions: std::collections::VecDeque<Decision>,
+    /// Decisions are recorded while `now` is before this.
+    watch_until: Option<Instant>,
+}
+
+impl Service {
+    fn key(&self) -> ServiceKey {
+        ServiceKey {
+            protocol: self.protocol,
+            vip: self.vip,
+            port: self.port,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 struct DestEntry {
     service: u32,
     spec: DestSpec,
+    /// The latest non-zero weight (= the weight when added), for mh (spec b.1).
+    last_weight: u32,
     active: u32,
     inactive: u32,
-    /// Connections bound to it.
+    /// Persistence templates bound to it (`persistconns`).
+    persistent: u32,
+    /// The OVERLOAD flag (connection thresholds, spec b.1).
+    overloaded: bool,
+    /// Connections and templates bound to it.
     refs: u32,
     /// In the service's list (else in the trash, draining).
     in_list: bool,
@@ -244,6 +304,14 @@ struct Parsed {
 }
 
 impl Parsed {
+    fn flow(&self) -> sched::Flow {
+        sched::Flow {
+            protocol: self.protocol,
+            src: SocketAddrV4::new(self.src, self.src_port),
+            dst: SocketAddrV4::new(self.dst, self.dst_port),
+        }
+    }
+
     fn key(&self) -> FlowKey {
         FlowKey {
             protocol: self.protocol,
@@ -277,6 +345,8 @@ pub struct Dataplane {
     earliest_probe: Option<Instant>,
     conns: ConnTable,
     global: Global,
+    /// The last decision sequence number handed out (`decide.rs`).
+    decision_seq: u64,
 }
 
 impl Dataplane {
@@ -299,6 +369,7 @@ impl Dataplane {
             earliest_probe: None,
             conns: ConnTable::new(now),
             global: Global::default(),
+            decision_seq: 0,
         };
         dp.reconfigure(config, now);
         dp
@@ -456,58 +527,78 @@ impl Dataplane {
                 found = None;
             }
         }
-        let id = match found {
-            Some(id) => id,
+        let (did, forwarding, real) = match found {
+            Some(id) => {
+                self.conns.set_client_path(id, p.src_mac, rx.ifindex);
+                let Some(conn) = self.conns.get(id) else {
+                    return Verdict::Drop(DropReason::NoConnection);
+                };
+                let target = (conn.dest(), conn.forwarding(), conn.real());
+                self.count_in(sid, target.0, p);
+                let activity =
+                    self.conns
+                        .on_packet(id, now, &self.timeouts, Direction::Input, p.tcp);
+                self.apply_activity(target.0, activity);
+                target
+            }
             None => {
                 if let Some(f) = p.tcp {
                     if !f.syn || f.rst {
                         return Verdict::Drop(DropReason::NoConnection);
                     }
                 }
-                let Some(did) = self.schedule(sid) else {
+                let Some(choice) = self.decide(now, sid, &p.flow()) else {
                     return Verdict::Drop(DropReason::NoDestination);
                 };
+                let did = choice.dest;
                 let Some(Some(dest)) = self.dests.get_mut(did as usize) else {
                     return Verdict::Drop(DropReason::NoDestination);
                 };
-                let new = NewConn {
-                    protocol: p.protocol,
-                    forwarding: dest.spec.forwarding,
-                    client: (p.src, p.src_port),
-                    virt: (p.dst, p.dst_port),
-                    real: (dest.spec.addr, dest.spec.port),
-                    service: sid,
-                    dest: did,
-                    client_mac: p.src_mac,
-                    in_ifindex: rx.ifindex,
-                };
-                dest.inactive += 1;
-                dest.refs += 1;
+                bind_dest(dest, Hold::Inactive);
                 dest.counters.conns += 1;
+                let (forwarding, real) = (dest.spec.forwarding, (dest.spec.addr, dest.spec.port));
+                let mut one_packet = false;
                 if let Some(Some(svc)) = self.services.get_mut(sid as usize) {
                     svc.counters.conns += 1;
+                    one_packet = svc.one_packet && p.protocol == Protocol::Udp;
                 }
-                self.conns.insert(new, now, &self.timeouts)
+                if one_packet {
+                    // Kernel IP_VS_CONN_F_ONE_PACKET: never hashed, expired right after
+                    // this packet, so it is bound and unbound around it.
+                    self.count_in(sid, did, p);
+                    if unbind_dest(&mut self.dests, did, Hold::Inactive) {
+                        self.free_dest(did);
+                        self.rebuild_indexes(now);
+                    }
+                } else {
+                    let new = NewConn {
+                        protocol: p.protocol,
+                        forwarding,
+                        client: (p.src, p.src_port),
+                        virt: (p.dst, p.dst_port),
+                        real,
+                        service: sid,
+                        dest: did,
+                        client_mac: p.src_mac,
+                        in_ifindex: rx.ifindex,
+                    };
+                    let id = self.conns.insert(new, now, &self.timeouts);
+                    if let Some(t) = choice.template {
+                        self.conns.set_control(id, t);
+                    }
+                    self.count_in(sid, did, p);
+                    let activity =
+                        self.conns
+                            .on_packet(id, now, &self.timeouts, Direction::Input, p.tcp);
+                    self.apply_activity(did, activity);
+                }
+                if let Some(t) = choice.template {
+                    // Kernel: `ip_vs_conn_put(ct)` after the connection is made.
+                    self.conns.refresh_template(t, now);
+                }
+                (did, forwarding, real)
             }
         };
-        self.conns.set_client_path(id, p.src_mac, rx.ifindex);
-        let Some(conn) = self.conns.get(id) else {
-            return Verdict::Drop(DropReason::NoConnection);
-        };
-        let (did, forwarding, real) = (conn.dest(), conn.forwarding(), conn.real());
-        let bytes = p.ip_len as u64;
-        if let Some(Some(svc)) = self.services.get_mut(sid as usize) {
-            svc.counters.inpkts += 1;
-            svc.counters.inbytes += bytes;
-        }
-        if let Some(Some(d)) = self.dests.get_mut(did as usize) {
-            d.counters.inpkts += 1;
-            d.counters.inbytes += bytes;
-        }
-        let activity = self
-            .conns
-            .on_packet(id, now, &self.timeouts, Direction::Input, p.tcp);
-        self.apply_activity(did, activity);
 
         let Some(Some(dest)) = self.dests.get(did as usize) else {
             return Verdict::Drop(DropReason::NoDestination);
@@ -585,12 +676,17 @@ impl Dataplane {
         Verdict::Transmit { ifindex, len }
     }
 
-    /// Runs the service's scheduler over its list; returns the destination id.
-    fn schedule(&mut self, sid: u32) -> Option<u32> {
-        let svc = self.services.get_mut(sid as usize)?.as_mut()?;
-        reconfig::fill_view(&svc.list, &self.dests, &mut svc.view);
-        let i = svc.scheduler.schedule(&svc.view)?;
-        svc.list.get(i).copied()
+    /// Counts an inbound packet on the service and the destination.
+    fn count_in(&mut self, sid: u32, did: u32, p: &Parsed) {
+        let bytes = p.ip_len as u64;
+        if let Some(Some(svc)) = self.services.get_mut(sid as usize) {
+            svc.counters.inpkts += 1;
+            svc.counters.inbytes += bytes;
+        }
+        if let Some(Some(d)) = self.dests.get_mut(did as usize) {
+            d.counters.inpkts += 1;
+            d.counters.inbytes += bytes;
+        }
     }
 
     fn apply_activity(&mut self, did: u32, activity: Option<Activity>) {
@@ -671,14 +767,26 @@ impl Dataplane {
 
     /// When [`Dataplane::handle_timeout`] or [`Dataplane::poll_transmit`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.earliest_probe, self.conns.next_sweep()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let schedulers = self
+            .services
+            .iter()
+            .flatten()
+            .filter_map(|s| s.scheduler.poll_timeout());
+        [self.earliest_probe, self.conns.next_sweep()]
+            .into_iter()
+            .flatten()
+            .chain(schedulers)
+            .min()
     }
 
-    /// Expires idle connections (1 s grain) and settles their destinations' counters.
+    /// Expires idle connections and templates (1 s grain), settles their destinations'
+    /// counters, and runs the schedulers' timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        for svc in self.services.iter_mut().flatten() {
+            if svc.scheduler.poll_timeout().is_some_and(|t| t <= now) {
+                svc.scheduler.handle_timeout(now);
+            }
+        }
         let dests = &mut self.dests;
         let mut drained = Vec::new();
         self.conns.expire(now, |c| {
@@ -718,6 +826,7 @@ impl Dataplane {
                     forwarding: c.forwarding(),
                     state: c.state().name(),
                     active: c.is_active(),
+                    template: c.is_template(),
                     expires_in: self.conns.expires_in(id, now).unwrap_or_default(),
                 }
             })
@@ -735,6 +844,9 @@ impl Dataplane {
                 vip: svc.vip,
                 port: svc.port,
                 scheduler: svc.scheduler.kind(),
+                scheduler_flags: svc.params.flags,
+                persistence: svc.persistence,
+                one_packet: svc.one_packet,
                 counters: svc.counters,
                 dests: svc
                     .list
@@ -747,6 +859,10 @@ impl Dataplane {
                         forwarding: e.spec.forwarding,
                         active: e.active,
                         inactive: e.inactive,
+                        persistent: e.persistent,
+                        overloaded: e.overloaded,
+                        upper_threshold: e.spec.upper_threshold,
+                        lower_threshold: e.spec.lower_threshold,
                         counters: e.counters,
                         neighbour_mac: self.neighbours.get(e.neighbour).and_then(|n| n.mac),
                     })
@@ -765,19 +881,86 @@ impl Dataplane {
     }
 }
 
-/// Drops a removed connection's counts from its destination; true if the destination is
+/// What a connection entry holds on its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// A connection counted in `active`.
+    Active,
+    /// A connection counted in `inactive`.
+    Inactive,
+    /// A persistence template, counted in `persistent`.
+    Template,
+}
+
+impl Hold {
+    fn of(c: &Conn) -> Hold {
+        if c.is_template() {
+            Hold::Template
+        } else if c.is_active() {
+            Hold::Active
+        } else {
+            Hold::Inactive
+        }
+    }
+}
+
+/// Kernel `ip_vs_bind_dest`: counts a new entry (connections start inactive), takes a
+/// reference, and sets OVERLOAD when `u != 0 && active + inactive >= u` (templates are
+/// not in that sum, `ip_vs_dest_totalconns`, but their binding checks it too).
+fn bind_dest(d: &mut DestEntry, hold: Hold) {
+    match hold {
+        Hold::Active => d.active += 1,
+        Hold::Inactive => d.inactive += 1,
+        Hold::Template => d.persistent += 1,
+    }
+    d.refs += 1;
+    let u = d.spec.upper_threshold;
+    if u != 0 && total_conns(d) >= u64::from(u) {
+        d.overloaded = true;
+    }
+}
+
+/// Kernel `ip_vs_unbind_dest`: uncounts an entry, drops its reference and clears OVERLOAD
+/// by the threshold rules (spec b.1): below `l` if `l != 0`; else when
+/// `(active + inactive) × 4 < u × 3` if `u != 0`; else always. True if the destination is
 /// drained trash that should now be freed.
-fn settle_dest(dests: &mut [Option<DestEntry>], c: &Conn) -> bool {
-    let Some(Some(d)) = dests.get_mut(c.dest() as usize) else {
+fn unbind_dest(dests: &mut [Option<DestEntry>], did: u32, hold: Hold) -> bool {
+    let Some(Some(d)) = dests.get_mut(did as usize) else {
         return false;
     };
-    if c.is_active() {
-        d.active = d.active.saturating_sub(1);
-    } else {
-        d.inactive = d.inactive.saturating_sub(1);
+    match hold {
+        Hold::Active => d.active = d.active.saturating_sub(1),
+        Hold::Inactive => d.inactive = d.inactive.saturating_sub(1),
+        Hold::Template => d.persistent = d.persistent.saturating_sub(1),
     }
     d.refs = d.refs.saturating_sub(1);
+    let (u, l) = (
+        u64::from(d.spec.upper_threshold),
+        u64::from(d.spec.lower_threshold),
+    );
+    let total = total_conns(d);
+    let clear = if l != 0 {
+        total < l
+    } else if u != 0 {
+        total * 4 < u * 3
+    } else {
+        true
+    };
+    if clear {
+        d.overloaded = false;
+    }
     !d.in_list && d.refs == 0
+}
+
+/// Kernel `ip_vs_dest_totalconns`: `active + inactive` (templates excluded).
+fn total_conns(d: &DestEntry) -> u64 {
+    u64::from(d.active) + u64::from(d.inactive)
+}
+
+/// Drops a removed entry's hold on its destination; true if the destination is drained
+/// trash that should now be freed.
+fn settle_dest(dests: &mut [Option<DestEntry>], c: &Conn) -> bool {
+    unbind_dest(dests, c.dest(), Hold::of(c))
 }
 
 /// Copies the IP packet (without Ethernet padding) to `out` after the size checks.

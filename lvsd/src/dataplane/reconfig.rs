@@ -1,7 +1,17 @@
 //! Applying a configuration: the service and destination lists (IPVS order, trash),
 //! scheduler notifications, and the lookup sets and neighbour table derived from them.
+//!
+//! Edits follow `__ip_vs_update_dest` and `ip_vs_edit_service`:
+//! - A destination's new spec applies at once; OVERLOAD is cleared when the new upper
+//!   threshold is 0 or higher than the old one (also when it comes back from the trash).
+//!   A weight, forwarding or threshold change is an edit the scheduler hears about.
+//! - A service keeps its scheduler unless the kind, the flags or the lblc expiry change;
+//!   then a fresh one is built over the current list (the seed only seeds a new one).
+//! - Persistence and one-packet settings apply to the next new connection. Templates
+//!   already made keep their timeout and destination and expire on their own, even when
+//!   persistence is turned off or the netmask changes (as in IPVS).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
 
 use lvs_proto::{Counters, Forwarding};
@@ -23,11 +33,11 @@ impl Dataplane {
             let key = (spec.protocol, spec.vip, spec.port);
             let sid = match self.service_index.get(&key) {
                 Some(&sid) => {
-                    self.update_service(sid, spec);
+                    self.update_service(sid, spec, now);
                     sid
                 }
                 None => {
-                    let sid = self.create_service(spec);
+                    let sid = self.create_service(spec, now);
                     self.service_index.insert(key, sid);
                     sid
                 }
@@ -63,8 +73,11 @@ impl Dataplane {
         self.alloc_dest(DestEntry {
             service,
             spec,
+            last_weight: spec.weight,
             active: 0,
             inactive: 0,
+            persistent: 0,
+            overloaded: false,
             refs: 0,
             in_list: true,
             counters: Counters::default(),
@@ -72,7 +85,7 @@ impl Dataplane {
         })
     }
 
-    fn create_service(&mut self, spec: &ServiceSpec) -> u32 {
+    fn create_service(&mut self, spec: &ServiceSpec, now: Instant) -> u32 {
         let sid = match self.services.iter().position(Option::is_none) {
             Some(i) => i as u32,
             None => {
@@ -94,15 +107,20 @@ impl Dataplane {
         }
         let mut view = Vec::with_capacity(list.len());
         fill_view(&list, &self.dests, &mut view);
-        let scheduler = sched::new_scheduler(spec.scheduler, &view);
+        let scheduler = sched::new_scheduler(spec.scheduler, &spec.sched_params, &view, now);
         self.services[sid as usize] = Some(Service {
             protocol: spec.protocol,
             vip: spec.vip,
             port: spec.port,
             scheduler,
+            params: spec.sched_params,
+            persistence: spec.persistence,
+            one_packet: spec.one_packet,
             list,
             view,
             counters: Counters::default(),
+            decisions: VecDeque::new(),
+            watch_until: None,
         });
         sid
     }
@@ -113,7 +131,7 @@ impl Dataplane {
             .is_some_and(|e| e.spec.addr == d.addr && e.spec.port == d.port)
     }
 
-    fn update_service(&mut self, sid: u32, spec: &ServiceSpec) {
+    fn update_service(&mut self, sid: u32, spec: &ServiceSpec, now: Instant) {
         let Some(mut svc) = self.services[sid as usize].take() else {
             return;
         };
@@ -137,8 +155,14 @@ impl Dataplane {
                 let Some(e) = self.dests[svc.list[pos] as usize].as_mut() else {
                     continue;
                 };
-                let ipvs_edit = e.spec.weight != d.weight || e.spec.forwarding != d.forwarding;
-                e.spec = *d;
+                let ipvs_edit = e.spec.weight != d.weight
+                    || e.spec.forwarding != d.forwarding
+                    || e.spec.upper_threshold != d.upper_threshold
+                    || e.spec.lower_threshold != d.lower_threshold;
+                set_spec(e, d);
+                if d.weight != 0 {
+                    e.last_weight = d.weight;
+                }
                 if ipvs_edit {
                     fill_view(&svc.list, &self.dests, &mut svc.view);
                     svc.scheduler.update(&svc.view, ListChange::Edited);
@@ -154,7 +178,9 @@ impl Dataplane {
                 Some(id) => {
                     if let Some(e) = self.dests[id].as_mut() {
                         e.in_list = true;
-                        e.spec = *d;
+                        set_spec(e, d);
+                        // Re-added: the kernel sets last_weight on every add.
+                        e.last_weight = d.weight;
                     }
                     id as u32
                 }
@@ -166,10 +192,17 @@ impl Dataplane {
                 .update(&svc.view, ListChange::Added { index: 0 });
         }
         // 3. Another scheduler: a fresh one over the current list (kernel bind/unbind).
-        if svc.scheduler.kind() != spec.scheduler {
+        let params_changed = svc.params.flags != spec.sched_params.flags
+            || svc.params.lblc_expiration != spec.sched_params.lblc_expiration;
+        if svc.scheduler.kind() != spec.scheduler || params_changed {
             fill_view(&svc.list, &self.dests, &mut svc.view);
-            svc.scheduler = sched::new_scheduler(spec.scheduler, &svc.view);
+            svc.scheduler =
+                sched::new_scheduler(spec.scheduler, &spec.sched_params, &svc.view, now);
+            svc.params = spec.sched_params;
         }
+        // 4. Service settings for the next new connection.
+        svc.persistence = spec.persistence;
+        svc.one_packet = spec.one_packet;
         self.services[sid as usize] = Some(svc);
     }
 
@@ -256,15 +289,28 @@ impl Dataplane {
     }
 }
 
+/// Applies an edited spec the way `__ip_vs_update_dest` does: OVERLOAD is cleared when
+/// the new upper threshold is 0 or above the old one.
+fn set_spec(e: &mut DestEntry, d: &DestSpec) {
+    if d.upper_threshold == 0 || d.upper_threshold > e.spec.upper_threshold {
+        e.overloaded = false;
+    }
+    e.spec = *d;
+}
+
 /// What the scheduler sees of `list`.
 pub(super) fn fill_view(list: &[u32], dests: &[Option<DestEntry>], view: &mut Vec<sched::Dest>) {
     view.clear();
     view.extend(list.iter().map(|&id| match dests.get(id as usize) {
         Some(Some(e)) => sched::Dest {
+            addr: e.spec.addr,
+            port: e.spec.port,
             weight: e.spec.weight,
+            last_weight: e.last_weight,
             active: e.active,
             inactive: e.inactive,
-            overloaded: false,
+            persistent: e.persistent,
+            overloaded: e.overloaded,
         },
         // Cannot happen (list entries are live); a weight-0 stand-in is never picked.
         _ => sched::Dest::default(),

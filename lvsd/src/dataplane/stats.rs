@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use lvs_proto::{Counters, Forwarding, Protocol, SchedulerKind};
 
+use super::Persistence;
+use crate::sched::SchedFlags;
 use crate::wire::MacAddr;
 
 /// Why a frame was dropped. Indexes [`DropCounts`].
@@ -121,6 +123,15 @@ pub struct DestStats {
     pub active: u32,
     /// Inactive connections.
     pub inactive: u32,
+    /// Persistence templates (`persistconns`).
+    pub persistent: u32,
+    /// The OVERLOAD flag: at its upper threshold, no new connections (templates still
+    /// lead to it).
+    pub overloaded: bool,
+    /// Upper connection threshold (0 = none).
+    pub upper_threshold: u32,
+    /// Lower connection threshold (0 = none).
+    pub lower_threshold: u32,
     /// Cumulative counters.
     pub counters: Counters,
     /// The next hop's MAC, once resolved.
@@ -138,6 +149,12 @@ pub struct ServiceStats {
     pub port: u16,
     /// Scheduler.
     pub scheduler: SchedulerKind,
+    /// Scheduler flags.
+    pub scheduler_flags: SchedFlags,
+    /// Persistence, if on.
+    pub persistence: Option<Persistence>,
+    /// One-packet scheduling (UDP).
+    pub one_packet: bool,
     /// Cumulative counters.
     pub counters: Counters,
     /// Real servers in IPVS list order (newest first); removed ones still draining are
@@ -164,7 +181,8 @@ pub struct Stats {
     pub unresolved_neighbours: usize,
 }
 
-/// One connection entry as reported (ipvsadm `-Lnc`).
+/// One connection entry as reported (ipvsadm `-Lnc`). A persistence template shows client
+/// port 0 and state `NONE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnInfo {
     /// Protocol.
@@ -181,6 +199,8 @@ pub struct ConnInfo {
     pub state: &'static str,
     /// Counted as active.
     pub active: bool,
+    /// A persistence template.
+    pub template: bool,
     /// Idle time left.
     pub expires_in: Duration,
 }

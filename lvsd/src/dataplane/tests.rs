@@ -75,6 +75,8 @@ pub(super) fn dest(addr: Ipv4Addr, port: u16, weight: u32, forwarding: Forwardin
         ifindex: INT_IF,
         next_hop: addr,
         source: DIP,
+        upper_threshold: 0,
+        lower_threshold: 0,
     }
 }
 
@@ -90,6 +92,9 @@ pub(super) fn service(
         port,
         protocol,
         scheduler,
+        sched_params: SchedParams::default(),
+        persistence: None,
+        one_packet: false,
         dests,
     }
 }

@@ -9,10 +9,18 @@
 //!   if it was first), so the next pick is the removed node's successor.
 //! - Adding or removing elsewhere only shifts the index so that it names the same node
 //!   (the kernel holds a node pointer; rr has no `add_dest`/`upd_dest` hook).
+//! - Explanation: the destinations skipped on the way and why, then the pick, e.g.
+//!   `rr: skip 192.0.2.12:80 (weight 0) -> 192.0.2.13:80`.
+
+use std::fmt;
+use std::time::Instant;
 
 use lvs_proto::SchedulerKind;
 
-use super::{Dest, ListChange, Scheduler};
+use super::{Dest, Explain, Flow, ListChange, Scheduler, explain_none};
+
+/// At most this many skipped destinations are named in an explanation; the rest are counted.
+const EXPLAIN_SKIPS: usize = 8;
 
 /// Round-robin scheduler state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +39,49 @@ impl RoundRobin {
     fn eligible(d: &Dest) -> bool {
         d.weight > 0 && !d.overloaded
     }
+
+    /// The walk order of one pick from position `last` (a valid index or the head).
+    fn order(last: Option<usize>, len: usize) -> impl Iterator<Item = usize> {
+        match last {
+            None => (0..len).chain(0..0),
+            Some(p) => (p + 1..len).chain(0..p + 1),
+        }
+    }
+}
+
+/// The explanation of one rr pick: what the walk from `last` skipped before `pick`.
+struct Walk<'a> {
+    dests: &'a [Dest],
+    last: Option<usize>,
+    pick: usize,
+}
+
+impl fmt::Display for Walk<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let skipped = RoundRobin::order(self.last, self.dests.len())
+            .take_while(|&i| i != self.pick)
+            .map(|i| &self.dests[i]);
+        let mut n = 0;
+        for d in skipped {
+            if n < EXPLAIN_SKIPS {
+                let why = if d.weight == 0 {
+                    "weight 0"
+                } else {
+                    "overloaded"
+                };
+                let sep = if n == 0 { "" } else { ", " };
+                write!(f, "{sep}skip {} ({why})", d.endpoint())?;
+            }
+            n += 1;
+        }
+        if n > EXPLAIN_SKIPS {
+            write!(f, ", {} more skipped", n - EXPLAIN_SKIPS)?;
+        }
+        if n > 0 {
+            f.write_str(" ")?;
+        }
+        Ok(())
+    }
 }
 
 impl Scheduler for RoundRobin {
@@ -38,17 +89,26 @@ impl Scheduler for RoundRobin {
         SchedulerKind::Rr
     }
 
-    fn schedule(&mut self, dests: &[Dest]) -> Option<usize> {
+    fn schedule(
+        &mut self,
+        _now: Instant,
+        dests: &[Dest],
+        _flow: &Flow,
+        explain: Option<&mut Explain>,
+    ) -> Option<usize> {
         // A position past the end can only come from a caller that shrank the list without
         // `update`; treat it like the head, as the kernel does when its node was unlinked.
         let last = self.last.filter(|&p| p < dests.len());
         // From the head: one pass over the list. From node p: p+1.., then ..=p.
-        let mut order = match last {
-            None => (0..dests.len()).chain(0..0),
-            Some(p) => (p + 1..dests.len()).chain(0..p + 1),
+        let Some(pick) = Self::order(last, dests.len()).find(|&i| Self::eligible(&dests[i])) else {
+            explain_none(explain, SchedulerKind::Rr);
+            return None;
         };
-        let pick = order.find(|&i| Self::eligible(&dests[i]))?;
         self.last = Some(pick);
+        if let Some(e) = explain {
+            let walk = Walk { dests, last, pick };
+            e.note(format_args!("rr: {walk}-> {}", dests[pick].endpoint()));
+        }
         Some(pick)
     }
 
@@ -62,11 +122,15 @@ impl Scheduler for RoundRobin {
             ListChange::Added { .. } | ListChange::Removed { .. } | ListChange::Edited => Some(p),
         };
     }
+
+    fn clone_box(&self) -> Box<dyn Scheduler> {
+        Box::new(self.clone())
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{picks, w};
+    use super::super::tests::{explained, pick1, picks, w};
     use super::*;
 
     #[test]
@@ -113,8 +177,8 @@ mod tests {
         assert_eq!(picks(&mut s, &list, 2), "AB");
         let list = w(&[1, 1, 1]); // A C D, now indices 0 1 2
         s.update(&list, ListChange::Removed { index: 1 });
-        assert_eq!(s.schedule(&list), Some(1)); // C
-        assert_eq!(s.schedule(&list), Some(2)); // D
+        assert_eq!(pick1(&mut s, &list), Some(1)); // C
+        assert_eq!(pick1(&mut s, &list), Some(2)); // D
     }
 
     #[test]
@@ -122,10 +186,10 @@ mod tests {
         // Pick A, then remove A: position becomes the head, next pick is the new first (B).
         let list = w(&[1, 1, 1]);
         let mut s = RoundRobin::new(&list);
-        assert_eq!(s.schedule(&list), Some(0));
+        assert_eq!(pick1(&mut s, &list), Some(0));
         let list = w(&[1, 1]);
         s.update(&list, ListChange::Removed { index: 0 });
-        assert_eq!(s.schedule(&list), Some(0)); // old B
+        assert_eq!(pick1(&mut s, &list), Some(0)); // old B
     }
 
     #[test]
@@ -136,7 +200,7 @@ mod tests {
         assert_eq!(picks(&mut s, &list, 3), "ABC");
         let list = w(&[1, 1, 1]);
         s.update(&list, ListChange::Removed { index: 0 });
-        assert_eq!(s.schedule(&list), Some(2));
+        assert_eq!(pick1(&mut s, &list), Some(2));
     }
 
     #[test]
@@ -169,5 +233,49 @@ mod tests {
         list[1].weight = 0;
         s.update(&list, ListChange::Edited);
         assert_eq!(picks(&mut s, &list, 3), "CAC");
+    }
+
+    #[test]
+    fn explain_names_skips_and_pick() {
+        // A B C D E: B weight 0, C overloaded. First pick A (nothing skipped), then B and C
+        // are skipped on the way to D.
+        let mut list = w(&[1, 0, 1, 1, 1]);
+        list[2].overloaded = true;
+        let mut s = RoundRobin::new(&list);
+        assert_eq!(
+            explained(&mut s, &list),
+            (Some(0), "rr: -> 192.0.2.11:80".to_owned())
+        );
+        assert_eq!(
+            explained(&mut s, &list),
+            (
+                Some(3),
+                "rr: skip 192.0.2.12:80 (weight 0), skip 192.0.2.13:80 (overloaded) -> 192.0.2.14:80"
+                    .to_owned()
+            )
+        );
+        // Nothing eligible.
+        let list = w(&[0, 0]);
+        let mut s = RoundRobin::new(&list);
+        assert_eq!(
+            explained(&mut s, &list),
+            (None, "rr: no destination available".to_owned())
+        );
+    }
+
+    #[test]
+    fn explain_caps_the_skip_list() {
+        // 10 quiesced destinations before the only eligible one: 8 named, 2 counted.
+        let mut weights = [0u32; 11];
+        weights[10] = 1;
+        let list = w(&weights);
+        let mut s = RoundRobin::new(&list);
+        let (pick, text) = explained(&mut s, &list);
+        assert_eq!(pick, Some(10));
+        assert_eq!(text.matches("skip ").count(), 8, "{text}");
+        assert!(
+            text.ends_with(", 2 more skipped -> 192.0.2.21:80"),
+            "{text}"
+        );
     }
 }

@@ -9,10 +9,18 @@
 //!   overhead per unit of weight. Strict, so ties keep the earlier destination. Later ones
 //!   are only checked for OVERLOAD: a weight-0 one can never win, its left side being 0.
 //! - `overhead = active × 256 + inactive`; products in `u128`, which cannot overflow.
+//! - Explanation: the pick against the runner-up (the pick of the same rule over the list
+//!   without the pick), e.g.
+//!   `wlc: 192.0.2.12:80 1*256+0/w2 < 192.0.2.11:80 3*256+1/w1 -> 192.0.2.12:80`; `=` marks
+//!   a tie won by list order.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::time::Instant;
 
 use lvs_proto::SchedulerKind;
 
-use super::{Dest, ListChange, Scheduler, overhead};
+use super::{Dest, Explain, Flow, ListChange, Scheduler, explain_none, overhead};
 
 /// Weighted least-connection scheduler (no state).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,9 +34,46 @@ impl WeightedLeastConnection {
 
     /// The wlc comparison: does `d` beat the current `least`?
     fn beats(d: &Dest, least: &Dest) -> bool {
-        let lhs = u128::from(overhead(least)) * u128::from(d.weight);
-        let rhs = u128::from(overhead(d)) * u128::from(least.weight);
-        lhs > rhs
+        Self::compare(d, least) == Ordering::Less
+    }
+
+    /// `d`'s load per weight against `other`'s, cross-multiplied (`Less` = `d` is lighter).
+    fn compare(d: &Dest, other: &Dest) -> Ordering {
+        let lhs = u128::from(overhead(d)) * u128::from(other.weight);
+        let rhs = u128::from(overhead(other)) * u128::from(d.weight);
+        lhs.cmp(&rhs)
+    }
+
+    /// The kernel's loop over `dests`, leaving out index `skip` (`usize::MAX`: none).
+    fn pick(dests: &[Dest], skip: usize) -> Option<usize> {
+        let first = dests
+            .iter()
+            .enumerate()
+            .position(|(i, d)| i != skip && d.weight > 0 && !d.overloaded)?;
+        let mut least = first;
+        for (i, d) in dests.iter().enumerate().skip(first + 1) {
+            if i != skip && !d.overloaded && Self::beats(d, &dests[least]) {
+                least = i;
+            }
+        }
+        Some(least)
+    }
+}
+
+/// How wlc explanations print a destination: `addr:port active*256+inactive/wWEIGHT`.
+struct Load<'a>(&'a Dest);
+
+impl fmt::Display for Load<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        write!(
+            f,
+            "{} {}*256+{}/w{}",
+            d.endpoint(),
+            d.active,
+            d.inactive,
+            d.weight
+        )
     }
 }
 
@@ -37,35 +82,63 @@ impl Scheduler for WeightedLeastConnection {
         SchedulerKind::Wlc
     }
 
-    fn schedule(&mut self, dests: &[Dest]) -> Option<usize> {
-        let first = dests.iter().position(|d| d.weight > 0 && !d.overloaded)?;
-        let mut least = first;
-        for (i, d) in dests.iter().enumerate().skip(first + 1) {
-            if !d.overloaded && Self::beats(d, &dests[least]) {
-                least = i;
+    fn schedule(
+        &mut self,
+        _now: Instant,
+        dests: &[Dest],
+        _flow: &Flow,
+        explain: Option<&mut Explain>,
+    ) -> Option<usize> {
+        let Some(pick) = Self::pick(dests, usize::MAX) else {
+            explain_none(explain, SchedulerKind::Wlc);
+            return None;
+        };
+        if let Some(e) = explain {
+            let p = &dests[pick];
+            match Self::pick(dests, pick).map(|r| &dests[r]) {
+                Some(r) => {
+                    let op = if Self::compare(p, r) == Ordering::Less {
+                        "<"
+                    } else {
+                        "="
+                    };
+                    e.note(format_args!(
+                        "wlc: {} {op} {} -> {}",
+                        Load(p),
+                        Load(r),
+                        p.endpoint()
+                    ));
+                }
+                None => e.note(format_args!("wlc: {} alone -> {}", Load(p), p.endpoint())),
             }
         }
-        Some(least)
+        Some(pick)
     }
 
     fn update(&mut self, _dests: &[Dest], _change: ListChange) {}
+
+    fn clone_box(&self) -> Box<dyn Scheduler> {
+        Box::new(self.clone())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use super::super::tests::{explained, load, pick1};
+
     fn d(weight: u32, active: u32, inactive: u32) -> Dest {
         Dest {
             weight,
             active,
             inactive,
-            overloaded: false,
+            ..Dest::default()
         }
     }
 
     fn pick(dests: &[Dest]) -> Option<usize> {
-        WeightedLeastConnection::new(dests).schedule(dests)
+        pick1(&mut WeightedLeastConnection::new(dests), dests)
     }
 
     #[test]
@@ -145,5 +218,37 @@ mod tests {
         let lighter = d(u32::MAX, u32::MAX, u32::MAX - 1);
         assert_eq!(pick(&[heavy, lighter]), Some(1));
         assert_eq!(pick(&[lighter, heavy]), Some(0));
+    }
+
+    #[test]
+    fn explain_compares_pick_with_runner_up() {
+        // A 3*256+1 = 769 per weight 1; B 256 per weight 2 = 128 per unit: B wins,
+        // 769 × 2 > 256 × 1.
+        let list = load(&[(1, 3, 1), (2, 1, 0)]);
+        let mut s = WeightedLeastConnection::new(&list);
+        assert_eq!(
+            explained(&mut s, &list),
+            (
+                Some(1),
+                "wlc: 192.0.2.12:80 1*256+0/w2 < 192.0.2.11:80 3*256+1/w1 -> 192.0.2.12:80"
+                    .to_owned()
+            )
+        );
+        // A tie keeps the earlier one, shown as `=`.
+        let list = load(&[(1, 0, 2), (2, 0, 4)]);
+        assert_eq!(
+            explained(&mut s, &list).1,
+            "wlc: 192.0.2.11:80 0*256+2/w1 = 192.0.2.12:80 0*256+4/w2 -> 192.0.2.11:80"
+        );
+        let list = load(&[(0, 0, 0), (3, 0, 7)]);
+        assert_eq!(
+            explained(&mut s, &list).1,
+            "wlc: 192.0.2.12:80 0*256+7/w3 alone -> 192.0.2.12:80"
+        );
+        let list = load(&[(0, 0, 0)]);
+        assert_eq!(
+            explained(&mut s, &list),
+            (None, "wlc: no destination available".to_owned())
+        );
     }
 }

@@ -12,10 +12,13 @@
 //!   back at the head and recomputes `di` and `mw`; then `cw` becomes `mw` if it is above
 //!   `mw` or 0, else, with `di > 1`, it is rounded to `(cw / di) × di + 1`.
 //! - Weight 0 is never picked: `cw >= 1` whenever destinations are compared.
+//! - Explanation: the pass the pick was made in, e.g. `wrr cw=3 mw=4 di=1 -> 192.0.2.11:80`.
+
+use std::time::Instant;
 
 use lvs_proto::SchedulerKind;
 
-use super::{Dest, ListChange, Scheduler};
+use super::{Dest, Explain, Flow, ListChange, Scheduler};
 
 /// Weighted round-robin scheduler state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +71,49 @@ impl Scheduler for WeightedRoundRobin {
         SchedulerKind::Wrr
     }
 
-    fn schedule(&mut self, dests: &[Dest]) -> Option<usize> {
+    fn schedule(
+        &mut self,
+        _now: Instant,
+        dests: &[Dest],
+        _flow: &Flow,
+        explain: Option<&mut Explain>,
+    ) -> Option<usize> {
+        let pick = self.pick(dests);
+        if let Some(e) = explain {
+            let (cw, mw, di) = (self.cw, self.mw, self.di);
+            match pick {
+                Some(i) => e.note(format_args!(
+                    "wrr cw={cw} mw={mw} di={di} -> {}",
+                    dests[i].endpoint()
+                )),
+                None => e.note(format_args!(
+                    "wrr cw={cw} mw={mw} di={di}: no destination available"
+                )),
+            }
+        }
+        pick
+    }
+
+    fn update(&mut self, dests: &[Dest], _change: ListChange) {
+        let (di, mw) = Self::steps(dests);
+        self.cl = None;
+        self.di = di;
+        self.mw = mw;
+        if self.cw > self.mw || self.cw == 0 {
+            self.cw = self.mw;
+        } else if self.di > 1 {
+            self.cw = (self.cw / self.di) * self.di + 1;
+        }
+    }
+
+    fn clone_box(&self) -> Box<dyn Scheduler> {
+        Box::new(self.clone())
+    }
+}
+
+impl WeightedRoundRobin {
+    /// The kernel's `ip_vs_wrr_schedule` (module doc).
+    fn pick(&mut self, dests: &[Dest]) -> Option<usize> {
         if self.mw == 0 {
             return None;
         }
@@ -112,23 +157,11 @@ impl Scheduler for WeightedRoundRobin {
             }
         }
     }
-
-    fn update(&mut self, dests: &[Dest], _change: ListChange) {
-        let (di, mw) = Self::steps(dests);
-        self.cl = None;
-        self.di = di;
-        self.mw = mw;
-        if self.cw > self.mw || self.cw == 0 {
-            self.cw = self.mw;
-        } else if self.di > 1 {
-            self.cw = (self.cw / self.di) * self.di + 1;
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{picks, w};
+    use super::super::tests::{explained, pick1, picks, w};
     use super::*;
 
     #[test]
@@ -186,12 +219,12 @@ mod tests {
         for d in &mut list {
             d.overloaded = true;
         }
-        assert_eq!(s.schedule(&list), None);
+        assert_eq!(pick1(&mut s, &list), None);
         assert_eq!(s.cl, Some(2));
         assert_eq!(s.cw, 1);
         // From the head it gives up after one full descent and leaves cl at the head.
         let mut s = WeightedRoundRobin::new(&list);
-        assert_eq!(s.schedule(&list), None);
+        assert_eq!(pick1(&mut s, &list), None);
         assert_eq!((s.cl, s.cw), (None, 4));
     }
 
@@ -205,7 +238,7 @@ mod tests {
         // pass at cw 2 finds nothing, then the last pass at cw 1 runs from the head with a
         // stop at B and finds A before reaching it.
         list[1].overloaded = true;
-        assert_eq!(s.schedule(&list), Some(0));
+        assert_eq!(pick1(&mut s, &list), Some(0));
         assert_eq!((s.cl, s.cw), (Some(0), 1));
     }
 
@@ -228,7 +261,7 @@ mod tests {
         // A4 B1: first pick A at cw 4. Remove A: B1 alone, mw 1, cw 4 > 1 → cw = 1.
         let list = w(&[4, 1]);
         let mut s = WeightedRoundRobin::new(&list);
-        assert_eq!(s.schedule(&list), Some(0));
+        assert_eq!(pick1(&mut s, &list), Some(0));
         let list = w(&[1]);
         s.update(&list, ListChange::Removed { index: 0 });
         assert_eq!((s.cl, s.cw, s.mw), (None, 1, 1));
@@ -258,7 +291,7 @@ mod tests {
         // cw 3: A | cw 1: A B, then cw 7: A | 5: A | 3: A | 1: A B.
         let mut list = w(&[8, 4]);
         let mut s = WeightedRoundRobin::new(&list);
-        assert_eq!(s.schedule(&list), Some(0));
+        assert_eq!(pick1(&mut s, &list), Some(0));
         list[1].weight = 2;
         s.update(&list, ListChange::Edited);
         assert_eq!((s.cw, s.mw, s.di), (5, 7, 2));
@@ -270,7 +303,7 @@ mod tests {
         // All weights 0 leaves cw = mw = 0. Adding A3: di 3, mw 3 − 2 = 1, and cw 0 → cw = mw.
         let list = w(&[0]);
         let mut s = WeightedRoundRobin::new(&list);
-        assert_eq!(s.schedule(&list), None);
+        assert_eq!(pick1(&mut s, &list), None);
         let list = w(&[3, 0]);
         s.update(&list, ListChange::Added { index: 0 });
         assert_eq!((s.cw, s.mw), (1, 1));
@@ -282,5 +315,26 @@ mod tests {
         assert_eq!(gcd(12, 18), 6);
         assert_eq!(WeightedRoundRobin::steps(&w(&[0, 6, 4])), (2, 5));
         assert_eq!(WeightedRoundRobin::steps(&w(&[])), (1, 0));
+    }
+
+    #[test]
+    fn explain_shows_the_pass() {
+        // A4 B3 C2: the third pick is B in the pass at cw = 3.
+        let list = w(&[4, 3, 2]);
+        let mut s = WeightedRoundRobin::new(&list);
+        assert_eq!(picks(&mut s, &list, 2), "AA");
+        assert_eq!(
+            explained(&mut s, &list),
+            (Some(1), "wrr cw=3 mw=4 di=1 -> 192.0.2.12:80".to_owned())
+        );
+        let list = w(&[0]);
+        let mut s = WeightedRoundRobin::new(&list);
+        assert_eq!(
+            explained(&mut s, &list),
+            (
+                None,
+                "wrr cw=0 mw=0 di=1: no destination available".to_owned()
+            )
+        );
     }
 }
