@@ -624,13 +624,15 @@ pub fn format_stats(stats: &Stats) -> String {
             let c = &d.counters;
             let _ = write!(
                 s,
-                "\n  -> {}:{} {} weight={} active={} inactive={} conns={} inpkts={} outpkts={} inbytes={} outbytes={}",
+                "\n  -> {}:{} {} weight={} active={} inactive={} persistent={}{} conns={} inpkts={} outpkts={} inbytes={} outbytes={}",
                 d.addr,
                 d.port,
                 d.forwarding.ipvsadm_name(),
                 d.weight,
                 d.active,
                 d.inactive,
+                d.persistent,
+                if d.overloaded { " OVERLOAD" } else { "" },
                 c.conns,
                 c.inpkts,
                 c.outpkts,
