@@ -1,14 +1,42 @@
-//! Shared vocabulary of lvs: the words that the daemon, the console, the CLI and other
-//! programs use for the same things (protocols, forwarding methods, schedulers, counters).
+//! Shared vocabulary of lvs and the control API of lvsd.
 //!
-//! The tarpc control API (`LvsControl`) will live here too; until it exists this crate holds
-//! only the types that the daemon's configuration and reports already share. Names follow
-//! ipvsadm and keepalived, so an operator reads the same words everywhere.
+//! - The words that the daemon, the console, the CLI and other programs use for the same
+//!   things (protocols, forwarding methods, schedulers, counters), named after ipvsadm and
+//!   keepalived so an operator reads the same words everywhere.
+//! - The tarpc service [`LvsControl`] ([`api`]), its request and response types
+//!   ([`types`]), its error ([`ApiError`]), and the JSON-over-Unix-socket transport with the
+//!   connect helper [`connect_unix`] ([`transport`]).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = lvs_proto::connect_unix(lvs_proto::DEFAULT_SOCKET).await?;
+//! for svc in client.services(tarpc::context::current()).await?? {
+//!     println!("{} {}", svc.key(), svc.scheduler);
+//! }
+//! # Ok(()) }
+//! ```
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+pub mod api;
+pub mod error;
+pub mod transport;
+pub mod types;
+
+pub use api::{LvsControl, LvsControlClient, LvsControlRequest, LvsControlResponse};
+pub use error::ApiError;
+pub use tarpc;
+pub use transport::{ConnectError, connect_unix};
+pub use types::*;
+
+/// The API level this crate speaks: it grows by one whenever RPCs are added.
+pub const API_LEVEL: u32 = 1;
+
+/// Where lvsd listens unless its configuration says otherwise (`[control] socket`).
+pub const DEFAULT_SOCKET: &str = "/run/lvsd/lvsd.sock";
 
 /// Transport protocol of a virtual service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -1,8 +1,14 @@
 //! lvs-tui: the operator console for lvsd and its scripting CLI.
 //!
-//! The console itself needs the control API (issue #4) and arrives with issue #5. What lives
-//! here already is the part both will print with: ipvsadm's number formatting, so that
-//! `--stats` and `--rate` columns read exactly as ipvsadm prints them.
+//! - [`ipvsadm`]: ipvsadm's listing formats (`-Ln`, `--stats`, `--rate`, `-Lnc`, ...), byte for
+//!   byte, over a plain view model, so both the CLI and the console print with them.
+//! - [`cli`]: `lvsctl`, the one-shot scripting CLI over the control API (binary in
+//!   `src/bin/lvsctl.rs`).
+//!
+//! The console itself arrives with issue #5.
+
+pub mod cli;
+pub mod ipvsadm;
 
 /// Formats a counter the way ipvsadm does without `--exact`: plain below 100 million, then
 /// thousands (`K`) below a billion, millions (`M`) below 100 billion, billions (`G`) below

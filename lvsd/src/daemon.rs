@@ -9,9 +9,11 @@
 //!    packet taps, so lvsd still sees them);
 //! 3. open one packet socket per interface, with the socket filter for the owned tuples;
 //! 4. add the VIPs that are not already local (remembering which ones lvsd added);
-//! 5. forward until SIGINT/SIGTERM; SIGHUP reloads (a bad config keeps the old one
-//!    running); SIGUSR1 prints the counters;
-//! 6. on the way out remove the VIPs lvsd added and the guard, print the counters, exit 0.
+//! 5. start the control API (its socket and thread, `control/`);
+//! 6. forward until SIGINT/SIGTERM; SIGHUP reloads (a bad config keeps the old one
+//!    running); SIGUSR1 prints the counters; control commands run between packet batches;
+//! 7. on the way out stop the control API (its socket file goes), remove the VIPs lvsd
+//!    added and the guard, print the counters, exit 0.
 //!
 //! Invariant: everything lvsd installs is recorded in [`Director`] and undone by
 //! [`Director::shutdown`]; the guard table is also owned by lvsd's netlink socket, so the
@@ -20,6 +22,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -29,8 +32,11 @@ use std::time::{Duration, Instant};
 use lvs_proto::{Forwarding, Protocol};
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+use lvs_proto::EventKind;
+
+use crate::config::{Config, ControlSettings};
 use crate::conn::tcp::{TcpState, Timeouts};
+use crate::control::{ControlHandle, Executor};
 use crate::dataplane::{
     Dataplane, DataplaneConfig, DestSpec, Interface, Persistence, RxFrame, ServiceSpec, Stats,
     Verdict,
@@ -346,6 +352,12 @@ struct Director {
     /// The interfaces of the running plan (for names in messages).
     interfaces: Vec<Interface>,
     tx_errors: u64,
+    /// Executes control commands on this thread.
+    executor: Executor,
+    /// The control API (None only while starting and after shutdown).
+    control: Option<ControlHandle>,
+    /// The `[control]` settings in use (a reload does not change them).
+    control_settings: ControlSettings,
 }
 
 impl Director {
@@ -354,15 +366,21 @@ impl Director {
         let plan = Plan::build(config, &kernel)?;
         let guard = NftGuard::install(&plan.guard).map_err(|e| e.to_string())?;
         let filter = Filter::build(&plan.filter).map_err(|e| e.to_string())?;
+        let now = Instant::now();
+        let (commands, executor) = crate::control::channel(now)
+            .map_err(|e| format!("control: creating the command channel: {e}"))?;
         let mut director = Director {
             config_path,
             kernel,
             guard: Some(guard),
             sockets: Vec::new(),
             added_vips: Vec::new(),
-            dataplane: Dataplane::new(plan.dataplane.clone(), Instant::now()),
+            dataplane: Dataplane::new(plan.dataplane.clone(), now),
             interfaces: plan.dataplane.interfaces.clone(),
             tx_errors: 0,
+            executor,
+            control: None,
+            control_settings: config.control.clone(),
         };
         if let Err(e) = director.open_sockets(&plan, &filter) {
             let _ = director.shutdown();
@@ -371,6 +389,13 @@ impl Director {
         if let Err(e) = director.sync_vips(&plan.vips) {
             let _ = director.shutdown();
             return Err(e);
+        }
+        match ControlHandle::start(&config.control, commands) {
+            Ok(c) => director.control = Some(c),
+            Err(e) => {
+                let _ = director.shutdown();
+                return Err(e);
+            }
         }
         info!(
             services = config.services.len(),
@@ -433,6 +458,8 @@ impl Director {
         let mut tx = vec![0u8; FRAME_BUF];
         let started = Instant::now();
         let mut ready = false;
+        let mut commands_waiting = false;
+        let mut readable = Vec::new();
         loop {
             if signals.stop.load(Ordering::Relaxed) {
                 return Ok(());
@@ -462,19 +489,35 @@ impl Director {
                 println!("lvsd: ready");
                 info!("ready");
             }
-            let wait = self
-                .dataplane
-                .poll_timeout()
-                .map(|t| t.saturating_duration_since(now))
-                .unwrap_or(MAX_WAIT)
-                .min(MAX_WAIT);
-            let socks: Vec<&PacketSocket> = self.sockets.iter().map(|(_, s)| s).collect();
-            let readable = crate::io::wait_readable(&socks, Some(wait))
-                .map_err(|e| format!("waiting for packets: {e}"))?;
-            for (i, is_ready) in readable.into_iter().enumerate() {
+            let wait = if commands_waiting {
+                Duration::ZERO
+            } else {
+                self.dataplane
+                    .poll_timeout()
+                    .map(|t| t.saturating_duration_since(now))
+                    .unwrap_or(MAX_WAIT)
+                    .min(MAX_WAIT)
+            };
+            // The packet sockets, then the control plane's wake-up fd (last).
+            let n = self.sockets.len();
+            {
+                let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(n + 1);
+                fds.extend(self.sockets.iter().map(|(_, s)| s.as_fd()));
+                fds.push(self.executor.wake_fd());
+                readable.resize(n + 1, false);
+                crate::io::poll_readable(&fds, Some(wait), &mut readable)
+                    .map_err(|e| format!("waiting for packets: {e}"))?;
+            }
+            for (i, &is_ready) in readable[..n].iter().enumerate() {
                 if is_ready {
                     self.drain(i, &mut rx, &mut tx)?;
                 }
+            }
+            // Control commands run between packet batches, never in the middle of one.
+            if readable[n] || commands_waiting {
+                commands_waiting = self
+                    .executor
+                    .run_pending(&mut self.dataplane, Instant::now());
             }
         }
     }
@@ -523,35 +566,44 @@ impl Director {
         }
     }
 
-    /// SIGHUP: re-read the file; on any error keep running the old configuration.
+    /// SIGHUP: re-read the file; on any error keep running the old configuration. Either
+    /// way the outcome is an event for the control API.
     fn reload(&mut self) {
         info!("reloading {}", self.config_path.display());
-        let config = match Config::load(&self.config_path) {
-            Ok(c) => c,
+        let (ok, message) = match self.try_reload() {
+            Ok(services) => {
+                info!(services, "reloaded");
+                (
+                    true,
+                    format!(
+                        "reloaded {}: {services} services",
+                        self.config_path.display()
+                    ),
+                )
+            }
             Err(e) => {
                 error!("reload failed, keeping the running configuration: {e}");
-                return;
+                (
+                    false,
+                    format!("reload failed, keeping the running configuration: {e}"),
+                )
             }
         };
-        let plan = match Plan::build(&config, &self.kernel) {
-            Ok(p) => p,
-            Err(e) => {
-                error!("reload failed, keeping the running configuration: {e}");
-                return;
-            }
-        };
-        let filter = match Filter::build(&plan.filter) {
-            Ok(f) => f,
-            Err(e) => {
-                error!("reload failed, keeping the running configuration: {e}");
-                return;
-            }
-        };
+        self.executor.after_reload(&self.dataplane);
+        self.executor
+            .record(Instant::now(), EventKind::Reloaded { ok, message });
+    }
+
+    /// The work of [`Director::reload`]; the number of services on success.
+    fn try_reload(&mut self) -> Result<usize, String> {
+        let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
+        let plan = Plan::build(&config, &self.kernel)?;
+        let filter = Filter::build(&plan.filter).map_err(|e| e.to_string())?;
         if let Some(guard) = self.guard.as_mut() {
-            if let Err(e) = guard.replace(&plan.guard) {
-                error!("reload failed, keeping the running configuration: {e}");
-                return;
-            }
+            guard.replace(&plan.guard).map_err(|e| e.to_string())?;
+        }
+        if config.control != self.control_settings {
+            warn!("reload: [control] changes take effect only when lvsd restarts");
         }
         if let Err(e) = self.open_sockets(&plan, &filter) {
             error!("reload: {e}");
@@ -566,11 +618,14 @@ impl Director {
         if let Err(e) = self.sync_vips(&plan.vips) {
             error!("reload: {e}");
         }
-        info!(services = config.services.len(), "reloaded");
+        Ok(config.services.len())
     }
 
     /// Removes everything lvsd installed. Safe to call more than once.
     fn shutdown(&mut self) -> Result<(), String> {
+        if let Some(mut control) = self.control.take() {
+            control.stop();
+        }
         let mut failures = Vec::new();
         for (ifindex, addr) in std::mem::take(&mut self.added_vips) {
             match self.kernel.del_address(ifindex, addr, 32) {

@@ -6,10 +6,13 @@
 //! - [`io`]: the only module with raw sockets and `unsafe`.
 //! - [`kernel`]: netlink (links, addresses, routes) and the nftables guard rules.
 //! - [`config`]: the TOML configuration, validated with file/line/key errors.
+//! - [`control`]: the tarpc control API on a Unix socket, on its own thread, talking to the
+//!   forwarding loop through a command channel.
 //! - [`daemon`]: wires config, kernel, io and the core into a running director.
 
 pub mod config;
 pub mod conn;
+pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod demo;

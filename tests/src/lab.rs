@@ -807,6 +807,11 @@ impl Lab {
         };
         let stem = format!("lvsd-{}-{}", host.name(), self.next_seq());
         let config_path = self.work_dir.join(format!("{stem}.toml"));
+        // Its own control socket, in a directory lvsd creates (lvsd.rs).
+        let (config_toml, socket) = lvsd::with_control_socket(
+            config_toml,
+            &self.work_dir.join(format!("{stem}.ctl")).join("lvsd.sock"),
+        );
         fs::write(&config_path, config_toml)
             .with_ctx(|| format!("writing {}", config_path.display()))?;
         let logs = LogFiles::in_dir(&self.work_dir, &stem);
@@ -822,7 +827,7 @@ impl Lab {
         let process = host.spawn_named(name.clone(), cmd)?;
         lock(&self.lvsd_logs).push((name, logs.clone()));
         wait_ready(&process, &logs, lvsd::READY_TIMEOUT)?;
-        Ok(LvsdProcess::new(process, config_path, logs))
+        Ok(LvsdProcess::new(process, config_path, logs, socket))
     }
 
     /// Change real server `k`'s default gateway.

@@ -4,9 +4,12 @@
 //! - [`lvsd_binary`] builds at most once per test process (a `OnceLock`), with the same cargo,
 //!   target directory and profile as the running test executable, and only when the binary is
 //!   missing or older than the sources of `lvsd`, `lvs-proto` and this crate. `LVSD_BIN`
-//!   overrides everything.
+//!   overrides everything. [`lvsctl_binary`] does the same for the CLI (`LVSCTL_BIN`).
 //! - An [`LvsdProcess`] is registered with its lab: it is stopped when the lab is dropped even
 //!   if the handle is dropped earlier (dropping the handle does not stop it).
+//! - Every lvsd a lab starts has its own control socket: a config without a `[control]`
+//!   section gets one naming a socket in the lab's work directory ([`with_control_socket`]),
+//!   so labs never collide with each other or with a real daemon's `/run/lvsd/lvsd.sock`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
@@ -142,21 +145,71 @@ fn newest_mtime(path: &Path, newest: &mut SystemTime) {
     }
 }
 
+/// `config_toml` with a `[control]` section whose socket is `socket`, unless it already has a
+/// `[control]` section; and the control socket the result names (the config's own
+/// `[control] socket`, else lvsd's default).
+pub fn with_control_socket(config_toml: &str, socket: &Path) -> (String, PathBuf) {
+    if let Some(own) = control_section_socket(config_toml) {
+        return (config_toml.to_string(), own);
+    }
+    if config_toml.lines().any(|l| l.trim() == "[control]") {
+        return (
+            config_toml.to_string(),
+            PathBuf::from("/run/lvsd/lvsd.sock"),
+        );
+    }
+    let mut text = config_toml.to_string();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!("\n[control]\nsocket = \"{}\"\n", socket.display()));
+    (text, socket.to_path_buf())
+}
+
+/// The `socket = "..."` of a `[control]` section, if there is one.
+fn control_section_socket(config_toml: &str) -> Option<PathBuf> {
+    let mut in_control = false;
+    for line in config_toml.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_control = line == "[control]";
+        } else if in_control {
+            if let Some((key, value)) = line.split_once('=') {
+                if key.trim() == "socket" {
+                    return Some(PathBuf::from(value.trim().trim_matches('"')));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// A running lvsd inside a director namespace.
 #[derive(Debug)]
 pub struct LvsdProcess {
     process: Process,
     config_path: PathBuf,
     logs: LogFiles,
+    control_socket: PathBuf,
 }
 
 impl LvsdProcess {
-    pub(crate) fn new(process: Process, config_path: PathBuf, logs: LogFiles) -> Self {
+    pub(crate) fn new(
+        process: Process,
+        config_path: PathBuf,
+        logs: LogFiles,
+        control_socket: PathBuf,
+    ) -> Self {
         Self {
             process,
             config_path,
             logs,
+            control_socket,
         }
+    }
+
+    /// The Unix socket of its control API.
+    pub fn control_socket(&self) -> &Path {
+        &self.control_socket
     }
 
     /// Its pid.
@@ -174,9 +227,11 @@ impl LvsdProcess {
         &self.config_path
     }
 
-    /// Replace the config file's contents (then [`LvsdProcess::reload`]).
+    /// Replace the config file's contents (then [`LvsdProcess::reload`]); without a
+    /// `[control]` section it keeps the running control socket.
     pub fn write_config(&self, config_toml: &str) -> Result<()> {
-        std::fs::write(&self.config_path, config_toml)
+        let (text, _) = with_control_socket(config_toml, &self.control_socket);
+        std::fs::write(&self.config_path, text)
             .with_ctx(|| format!("writing {}", self.config_path.display()))
     }
 
@@ -221,5 +276,137 @@ impl LvsdProcess {
             }),
             other => other,
         }
+    }
+}
+
+/// The `lvsctl` executable (the CLI in `lvs-tui`) for tests.
+///
+/// `$LVSCTL_BIN` if set; otherwise `<target>/<profile>/lvsctl` next to the running test
+/// executable, after `$CARGO build -p lvs-tui --bin lvsctl` in the same profile if that file
+/// is missing or older than the sources of `lvs-tui` and `lvs-proto`. Builds at most once per
+/// process.
+pub fn lvsctl_binary() -> Result<PathBuf> {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            locate_or_build_bin(
+                "lvs-tui",
+                "lvsctl",
+                "LVSCTL_BIN",
+                &[
+                    "Cargo.toml",
+                    "Cargo.lock",
+                    "lvs-tui/Cargo.toml",
+                    "lvs-tui/src",
+                    "lvs-proto/Cargo.toml",
+                    "lvs-proto/src",
+                ],
+            )
+            .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(LabError::Build)
+}
+
+/// `$env_override`, or binary `bin` of workspace package `package` in the test executable's
+/// target directory and profile, (re)built with cargo when missing or older than `sources`
+/// (paths relative to the workspace root).
+fn locate_or_build_bin(
+    package: &str,
+    bin: &str,
+    env_override: &str,
+    sources: &[&str],
+) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(env_override) {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().ctx("locating the test executable")?;
+    let mut profile_dir = exe
+        .parent()
+        .ok_or_else(|| LabError::Build(format!("{} has no parent", exe.display())))?;
+    if profile_dir.file_name().is_some_and(|n| n == "deps") {
+        profile_dir = profile_dir
+            .parent()
+            .ok_or_else(|| LabError::Build("deps/ has no parent".into()))?;
+    }
+    let candidate = profile_dir.join(bin);
+    let workspace = workspace_root();
+    let fresh = candidate
+        .metadata()
+        .and_then(|m| m.modified())
+        .is_ok_and(|built| {
+            let mut newest = SystemTime::UNIX_EPOCH;
+            for rel in sources {
+                newest_mtime(&workspace.join(rel), &mut newest);
+            }
+            built >= newest
+        });
+    if fresh {
+        return Ok(candidate);
+    }
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| LabError::Build(format!("odd profile dir {}", profile_dir.display())))?;
+    let target_dir = profile_dir
+        .parent()
+        .ok_or_else(|| LabError::Build("profile dir has no parent".into()))?;
+    let cargo = std::env::var_os("CARGO")
+        .or_else(|| option_env!("CARGO").map(Into::into))
+        .unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(&workspace)
+        .args(["build", "-p", package, "--bin", bin])
+        .env("CARGO_TARGET_DIR", target_dir);
+    match profile {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    tracing::info!(?cmd, "building {bin}");
+    let output = cmd
+        .output()
+        .with_ctx(|| format!("running {}", Path::new(&cargo).display()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(60).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(LabError::Build(format!(
+            "`cargo build -p {package} --bin {bin}` failed ({}):\n{}",
+            output.status,
+            tail.join("\n")
+        )));
+    }
+    if !candidate.exists() {
+        return Err(LabError::Build(format!(
+            "cargo succeeded but {} does not exist",
+            candidate.display()
+        )));
+    }
+    Ok(candidate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_without_control_gets_the_labs_socket() {
+        let sock = Path::new("/tmp/lvs-lab-1-1/lvsd-d1-1.ctl/lvsd.sock");
+        let (text, path) = with_control_socket("[timeouts]\ntcp = 900", sock);
+        assert_eq!(path, sock);
+        assert!(text.ends_with(
+            "tcp = 900\n\n[control]\nsocket = \"/tmp/lvs-lab-1-1/lvsd-d1-1.ctl/lvsd.sock\"\n"
+        ));
+        // A config with its own section is left alone.
+        let own = "[control]\nsocket = \"/tmp/x/y.sock\"\n";
+        assert_eq!(
+            with_control_socket(own, sock),
+            (own.to_string(), PathBuf::from("/tmp/x/y.sock"))
+        );
     }
 }

@@ -35,6 +35,40 @@ pub struct Config {
     pub services: Vec<VirtualService>,
     /// Connection timeouts (ipvsadm `--set tcp tcpfin udp`).
     pub timeouts: TimeoutSettings,
+    /// The control API's listener (`[control]`).
+    pub control: ControlSettings,
+}
+
+/// Where and how the control API listens (`[control]`). Read at startup only: a reload
+/// keeps the running listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlSettings {
+    /// The Unix socket (absolute path; default [`lvs_proto::DEFAULT_SOCKET`]).
+    pub socket: PathBuf,
+    /// The socket's permission bits (default `0o660`): who may connect at all.
+    pub socket_mode: u32,
+    /// The group the socket is given (default: the daemon's own).
+    pub socket_group: Option<String>,
+    /// Members of this group (and root) may change things; everyone else who can connect
+    /// may only read.
+    pub admin_group: Option<String>,
+    /// A file every mutating call is appended to, besides the log (`audit` target).
+    pub audit_log: Option<PathBuf>,
+    /// A connection without a request for this long is closed (default 120 s).
+    pub idle_timeout: Duration,
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        ControlSettings {
+            socket: PathBuf::from(lvs_proto::DEFAULT_SOCKET),
+            socket_mode: 0o660,
+            socket_group: None,
+            admin_group: None,
+            audit_log: None,
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
 }
 
 /// One virtual service (ipvsadm `-A`).
@@ -187,7 +221,15 @@ impl Config {
                 }
             }
         };
-        Ok(Config { services, timeouts })
+        let control = match raw.control {
+            None => ControlSettings::default(),
+            Some(c) => control(src, c)?,
+        };
+        Ok(Config {
+            services,
+            timeouts,
+            control,
+        })
     }
 }
 
@@ -253,6 +295,84 @@ fn key_on_line(line: &str) -> String {
         Some((k, _)) => k.trim().trim_matches('"').to_string(),
         None => String::new(),
     }
+}
+
+/// `[control]`: absolute paths, a mode within 0o777, group names that look like names.
+fn control(src: &Source<'_>, c: raw::Control) -> Result<ControlSettings, ConfigError> {
+    let d = ControlSettings::default();
+    let path = |key: &str, v: &toml::Spanned<String>| -> Result<PathBuf, ConfigError> {
+        let p = PathBuf::from(v.get_ref());
+        if !p.is_absolute() || p.file_name().is_none() {
+            return Err(src.error(
+                &v.span(),
+                key,
+                format!("`{}` must be an absolute path to a file", v.get_ref()),
+            ));
+        }
+        Ok(p)
+    };
+    let group = |key: &str, v: &toml::Spanned<String>| -> Result<String, ConfigError> {
+        let g = v.get_ref();
+        let ok = !g.is_empty()
+            && g.len() <= 32
+            && g.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !ok {
+            return Err(src.error(&v.span(), key, format!("`{g}` is not a group name")));
+        }
+        Ok(g.clone())
+    };
+    let socket = match &c.socket {
+        None => d.socket,
+        Some(v) => path("control.socket", v)?,
+    };
+    let socket_mode = match &c.socket_mode {
+        None => d.socket_mode,
+        Some(m) => {
+            let err = |text: String| {
+                src.error(
+                    &m.span(),
+                    "control.socket_mode",
+                    format!(
+                        "`{text}` is not a file mode: write e.g. \"0660\" or 0o660 (at most 0777)"
+                    ),
+                )
+            };
+            let mode = match m.get_ref() {
+                raw::Mode::Int(n) => u32::try_from(*n).map_err(|_| err(n.to_string()))?,
+                raw::Mode::Text(t) => {
+                    let digits = t.trim().trim_start_matches("0o");
+                    u32::from_str_radix(digits, 8).map_err(|_| err(t.clone()))?
+                }
+            };
+            if mode > 0o777 {
+                return Err(err(format!("{mode:o}")));
+            }
+            mode
+        }
+    };
+    let idle_timeout =
+        timeout(src, "control.idle_timeout", c.idle_timeout)?.unwrap_or(d.idle_timeout);
+    Ok(ControlSettings {
+        socket,
+        socket_mode,
+        socket_group: c
+            .socket_group
+            .as_ref()
+            .map(|g| group("control.socket_group", g))
+            .transpose()?,
+        admin_group: c
+            .admin_group
+            .as_ref()
+            .map(|g| group("control.admin_group", g))
+            .transpose()?,
+        audit_log: c
+            .audit_log
+            .as_ref()
+            .map(|p| path("control.audit_log", p))
+            .transpose()?,
+        idle_timeout,
+    })
 }
 
 fn virtual_service(

@@ -11,6 +11,26 @@ pub(super) struct File {
     #[serde(default)]
     pub virtual_server: Vec<VirtualServer>,
     pub timeouts: Option<Timeouts>,
+    pub control: Option<Control>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Control {
+    pub socket: Option<Spanned<String>>,
+    pub socket_mode: Option<Spanned<Mode>>,
+    pub socket_group: Option<Spanned<String>>,
+    pub admin_group: Option<Spanned<String>>,
+    pub audit_log: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<Seconds>>,
+}
+
+/// A file mode: a TOML integer (`0o660`) or an octal string (`"0660"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum Mode {
+    Int(i64),
+    Text(String),
 }
 
 #[derive(Debug, Deserialize)]

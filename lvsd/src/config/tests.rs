@@ -413,3 +413,50 @@ fn every_ipvs_scheduler_name_is_known() {
     let e = err(&one("scheduler = \"lblcx\"", ""));
     assert!(e.message.contains("unknown scheduler"), "{e}");
 }
+
+#[test]
+fn control_section_defaults_and_keys() {
+    let c = parse(&one("", "")).unwrap();
+    assert_eq!(c.control, ControlSettings::default());
+    assert_eq!(c.control.socket, Path::new("/run/lvsd/lvsd.sock"));
+    assert_eq!(c.control.socket_mode, 0o660);
+    let text = format!(
+        "{}\n[control]\nsocket = \"/tmp/lab/lvsd.sock\"\nsocket_mode = \"0666\"\n\
+         socket_group = \"lvs\"\nadmin_group = \"lvsadm\"\naudit_log = \"/var/log/lvsd-audit.log\"\n\
+         idle_timeout = \"30s\"\n",
+        one("", "")
+    );
+    let c = parse(&text).unwrap().control;
+    assert_eq!(c.socket, Path::new("/tmp/lab/lvsd.sock"));
+    assert_eq!(c.socket_mode, 0o666);
+    assert_eq!(c.socket_group.as_deref(), Some("lvs"));
+    assert_eq!(c.admin_group.as_deref(), Some("lvsadm"));
+    assert_eq!(
+        c.audit_log.as_deref(),
+        Some(Path::new("/var/log/lvsd-audit.log"))
+    );
+    assert_eq!(c.idle_timeout, Duration::from_secs(30));
+    // A TOML octal integer works too.
+    let c = parse(&format!(
+        "{}\n[control]\nsocket_mode = 0o600\n",
+        one("", "")
+    ))
+    .unwrap();
+    assert_eq!(c.control.socket_mode, 0o600);
+}
+
+#[test]
+fn control_section_errors_name_the_key() {
+    let base = one("", "");
+    let e = err(&format!("{base}\n[control]\nsocket = \"lvsd.sock\"\n"));
+    assert_eq!(e.key, "control.socket");
+    assert!(e.message.contains("absolute path"), "{e}");
+    let e = err(&format!("{base}\n[control]\nsocket_mode = \"0999\"\n"));
+    assert_eq!(e.key, "control.socket_mode");
+    let e = err(&format!("{base}\n[control]\nsocket_mode = 0o1777\n"));
+    assert_eq!(e.key, "control.socket_mode");
+    let e = err(&format!("{base}\n[control]\nadmin_group = \"a b\"\n"));
+    assert_eq!(e.key, "control.admin_group");
+    let e = err(&format!("{base}\n[control]\nsokcet = \"/x\"\n"));
+    assert!(e.message.contains("unknown field"), "{e}");
+}

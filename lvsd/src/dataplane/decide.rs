@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use lvs_proto::{Protocol, SchedulerKind};
 
 use super::reconfig::fill_view;
-use super::{Dataplane, Hold, Persistence, Service, bind_dest};
+use super::{Dataplane, Hold, Persistence, Service, announce, bind_dest};
 use crate::conn::TcpState;
 use crate::conn::table::{ConnId, ConnState, FlowKey, NewTemplate};
 use crate::sched::{Explain, Flow};
@@ -219,7 +219,8 @@ impl Dataplane {
         }
     }
 
-    /// Runs the service's scheduler over its list; returns the destination id.
+    /// Runs the service's scheduler over its view (kept in step with the list, see
+    /// `announce`); returns the destination id.
     fn run_scheduler(
         &mut self,
         now: Instant,
@@ -228,7 +229,15 @@ impl Dataplane {
         explain: Option<&mut Explain>,
     ) -> Option<u32> {
         let svc = self.services.get_mut(sid as usize)?.as_mut()?;
-        fill_view(&svc.list, &self.dests, &mut svc.view);
+        #[cfg(debug_assertions)]
+        {
+            let mut fresh = Vec::with_capacity(svc.list.len());
+            fill_view(&svc.list, &self.dests, &mut fresh);
+            debug_assert_eq!(
+                fresh, svc.view,
+                "a destination change was not announced to the scheduler (see `announce`)"
+            );
+        }
         let i = svc.scheduler.schedule(now, &svc.view, flow, explain)?;
         svc.list.get(i).copied()
     }
@@ -257,6 +266,7 @@ impl Dataplane {
             now,
         );
         bind_dest(d, Hold::Template);
+        announce(&mut self.services, &self.dests, dest);
         Some(id)
     }
 

@@ -22,6 +22,13 @@
 //!   an entry is bound and `u != 0 && active + inactive >= u`; cleared when an entry is
 //!   unbound by the `l` / `u × 3/4` rules, and on an edit that sets `u` to 0 or raises it
 //!   (`bind_dest`, `unbind_dest`, `reconfig.rs`). Activity changes never touch it.
+//! - Each service's `view` is what its scheduler sees: entry `i` mirrors list entry `i`.
+//!   It is kept in step, never refilled per decision, so that indexed schedulers decide in
+//!   O(1): every change of a listed destination's `active`, `inactive`, `persistent` or
+//!   OVERLOAD goes through [`announce`], which copies them into the view entry (found by
+//!   the destination's `pos`) and calls `Scheduler::dest_changed`; every list or weight
+//!   change refills the view (`fill_view`, `renumber`) and calls `Scheduler::update`.
+//!   Debug builds check the view against a fresh fill before every decision.
 //! - A connection keeps its forwarding method for life; a destination's route (ifindex,
 //!   next hop) and weight are read live, so edits apply to existing connections.
 //! - Every destination's `(ifindex, next_hop)` is a tracked neighbour, resolved by ARP
@@ -76,6 +83,8 @@ use std::time::{Duration, Instant};
 
 use lvs_proto::{Counters, Forwarding, Protocol, SchedulerKind};
 
+use self::estimator::Estimator;
+
 use crate::conn::table::{Activity, Conn, ConnId, ConnState, ConnTable, FlowKey, NewConn};
 use crate::conn::{Direction, TcpFlags, TcpState, Timeouts};
 use crate::sched::{self, SchedParams, Scheduler};
@@ -86,12 +95,16 @@ use crate::wire::ipv4::{IpProtocol, Ipv4Packet};
 use crate::wire::tcp::TcpPacket;
 use crate::wire::udp::UdpPacket;
 
+mod control;
 mod decide;
+mod estimator;
 mod reconfig;
 mod rewrite;
 mod stats;
 
+pub use control::{ConnFilter, EditError};
 pub use decide::{DECISION_RING, DECISION_WATCH, Decision, ServiceKey, SimulateResult};
+pub use estimator::EST_INTERVAL;
 pub use stats::{ConnInfo, DestStats, DropCounts, DropReason, ServiceStats, Stats};
 
 #[cfg(test)]
@@ -235,6 +248,8 @@ struct Service {
     /// Scratch: what the scheduler sees of `list` (reused, so no per-packet allocation).
     view: Vec<sched::Dest>,
     counters: Counters,
+    /// Rate estimates of `counters` (spec b.18).
+    est: Estimator,
     /// Recent decisions, oldest first, at most [`DECISION_RING`] (see `decide.rs`).
     decisions: std::collections::VecDeque<Decision>,
     /// Decisions are recorded while `now` is before this.
@@ -267,7 +282,13 @@ struct DestEntry {
     refs: u32,
     /// In the service's list (else in the trash, draining).
     in_list: bool,
+    /// Its index in the service's list while listed, hence in the service's `view`
+    /// (`reconfig::renumber` after every list change; [`announce`] falls back to a search
+    /// if it is stale).
+    pos: usize,
     counters: Counters,
+    /// Rate estimates of `counters` (spec b.18).
+    est: Estimator,
     /// Index into `neighbours`.
     neighbour: usize,
 }
@@ -347,6 +368,8 @@ pub struct Dataplane {
     global: Global,
     /// The last decision sequence number handed out (`decide.rs`).
     decision_seq: u64,
+    /// When the rate estimators are next ticked (every [`EST_INTERVAL`]).
+    next_estimate: Instant,
 }
 
 impl Dataplane {
@@ -370,6 +393,7 @@ impl Dataplane {
             conns: ConnTable::new(now),
             global: Global::default(),
             decision_seq: 0,
+            next_estimate: now + EST_INTERVAL,
         };
         dp.reconfigure(config, now);
         dp
@@ -557,6 +581,7 @@ impl Dataplane {
                 bind_dest(dest, Hold::Inactive);
                 dest.counters.conns += 1;
                 let (forwarding, real) = (dest.spec.forwarding, (dest.spec.addr, dest.spec.port));
+                announce(&mut self.services, &self.dests, did);
                 let mut one_packet = false;
                 if let Some(Some(svc)) = self.services.get_mut(sid as usize) {
                     svc.counters.conns += 1;
@@ -566,7 +591,9 @@ impl Dataplane {
                     // Kernel IP_VS_CONN_F_ONE_PACKET: never hashed, expired right after
                     // this packet, so it is bound and unbound around it.
                     self.count_in(sid, did, p);
-                    if unbind_dest(&mut self.dests, did, Hold::Inactive) {
+                    let drained = unbind_dest(&mut self.dests, did, Hold::Inactive);
+                    announce(&mut self.services, &self.dests, did);
+                    if drained {
                         self.free_dest(did);
                         self.rebuild_indexes(now);
                     }
@@ -702,13 +729,16 @@ impl Dataplane {
                 d.active = d.active.saturating_sub(1);
                 d.inactive += 1;
             }
-            None => {}
+            None => return,
         }
+        announce(&mut self.services, &self.dests, did);
     }
 
     /// Releases a removed connection's hold on its destination; frees a drained one.
     fn settle(&mut self, c: &Conn, now: Instant) {
-        if settle_dest(&mut self.dests, c) {
+        let drained = settle_dest(&mut self.dests, c);
+        announce(&mut self.services, &self.dests, c.dest());
+        if drained {
             self.free_dest(c.dest());
             self.rebuild_indexes(now);
         }
@@ -772,25 +802,41 @@ impl Dataplane {
             .iter()
             .flatten()
             .filter_map(|s| s.scheduler.poll_timeout());
-        [self.earliest_probe, self.conns.next_sweep()]
-            .into_iter()
-            .flatten()
-            .chain(schedulers)
-            .min()
+        [
+            self.earliest_probe,
+            self.conns.next_sweep(),
+            Some(self.next_estimate),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(schedulers)
+        .min()
     }
 
     /// Expires idle connections and templates (1 s grain), settles their destinations'
-    /// counters, and runs the schedulers' timers that are due.
+    /// counters, runs the schedulers' timers that are due, and ticks the rate estimators
+    /// every [`EST_INTERVAL`].
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_estimate <= now {
+            self.estimate();
+            // Keep the 2 s cadence; after a stall of more than one interval, restart it.
+            self.next_estimate += EST_INTERVAL;
+            if self.next_estimate <= now {
+                self.next_estimate = now + EST_INTERVAL;
+            }
+        }
         for svc in self.services.iter_mut().flatten() {
             if svc.scheduler.poll_timeout().is_some_and(|t| t <= now) {
                 svc.scheduler.handle_timeout(now);
             }
         }
         let dests = &mut self.dests;
+        let services = &mut self.services;
         let mut drained = Vec::new();
         self.conns.expire(now, |c| {
-            if settle_dest(dests, &c) {
+            let gone = settle_dest(dests, &c);
+            announce(services, dests, c.dest());
+            if gone {
                 drained.push(c.dest());
             }
         });
@@ -848,6 +894,7 @@ impl Dataplane {
                 persistence: svc.persistence,
                 one_packet: svc.one_packet,
                 counters: svc.counters,
+                rates: svc.est.rates(),
                 dests: svc
                     .list
                     .iter()
@@ -864,6 +911,7 @@ impl Dataplane {
                         upper_threshold: e.spec.upper_threshold,
                         lower_threshold: e.spec.lower_threshold,
                         counters: e.counters,
+                        rates: e.est.rates(),
                         neighbour_mac: self.neighbours.get(e.neighbour).and_then(|n| n.mac),
                     })
                     .collect(),
@@ -950,6 +998,39 @@ fn unbind_dest(dests: &mut [Option<DestEntry>], did: u32, hold: Hold) -> bool {
         d.overloaded = false;
     }
     !d.in_list && d.refs == 0
+}
+
+/// Tells the scheduler of destination `did`'s service that its counts or OVERLOAD flag
+/// changed: copies them into the service's view entry and calls
+/// [`Scheduler::dest_changed`] (module doc). Nothing to do for a destination in the trash
+/// (not in any list). Call after every `bind_dest` / `unbind_dest` / activity change.
+fn announce(services: &mut [Option<Service>], dests: &[Option<DestEntry>], did: u32) {
+    let Some(Some(e)) = dests.get(did as usize) else {
+        return;
+    };
+    if !e.in_list {
+        return;
+    }
+    let Some(Some(svc)) = services.get_mut(e.service as usize) else {
+        return;
+    };
+    let pos = if svc.list.get(e.pos) == Some(&did) {
+        e.pos
+    } else {
+        // A list change that was not renumbered: find it (O(n), still exact).
+        let Some(pos) = svc.list.iter().position(|&id| id == did) else {
+            return;
+        };
+        pos
+    };
+    let Some(v) = svc.view.get_mut(pos) else {
+        return;
+    };
+    v.active = e.active;
+    v.inactive = e.inactive;
+    v.persistent = e.persistent;
+    v.overloaded = e.overloaded;
+    svc.scheduler.dest_changed(&svc.view, pos);
 }
 
 /// Kernel `ip_vs_dest_totalconns`: `active + inactive` (templates excluded).

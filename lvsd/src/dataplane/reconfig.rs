@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use lvs_proto::{Counters, Forwarding};
 
+use super::estimator::Estimator;
 use super::{Dataplane, DataplaneConfig, DestEntry, DestSpec, Neighbour, Service, ServiceSpec};
 use crate::sched::{self, ListChange};
 
@@ -80,7 +81,9 @@ impl Dataplane {
             overloaded: false,
             refs: 0,
             in_list: true,
+            pos: 0,
             counters: Counters::default(),
+            est: Estimator::default(),
             neighbour: usize::MAX,
         })
     }
@@ -105,6 +108,7 @@ impl Dataplane {
             let id = self.new_dest(sid, *d);
             list.insert(0, id);
         }
+        renumber(&list, &mut self.dests);
         let mut view = Vec::with_capacity(list.len());
         fill_view(&list, &self.dests, &mut view);
         let scheduler = sched::new_scheduler(spec.scheduler, &spec.sched_params, &view, now);
@@ -119,6 +123,7 @@ impl Dataplane {
             list,
             view,
             counters: Counters::default(),
+            est: Estimator::default(),
             decisions: VecDeque::new(),
             watch_until: None,
         });
@@ -144,6 +149,7 @@ impl Dataplane {
                 continue;
             }
             svc.list.remove(i);
+            renumber(&svc.list, &mut self.dests);
             fill_view(&svc.list, &self.dests, &mut svc.view);
             svc.scheduler
                 .update(&svc.view, ListChange::Removed { index: i });
@@ -187,6 +193,7 @@ impl Dataplane {
                 None => self.new_dest(sid, *d),
             };
             svc.list.insert(0, id);
+            renumber(&svc.list, &mut self.dests);
             fill_view(&svc.list, &self.dests, &mut svc.view);
             svc.scheduler
                 .update(&svc.view, ListChange::Added { index: 0 });
@@ -296,6 +303,15 @@ fn set_spec(e: &mut DestEntry, d: &DestSpec) {
         e.overloaded = false;
     }
     e.spec = *d;
+}
+
+/// Records each listed destination's index in `list` (its `pos`); after every list change.
+fn renumber(list: &[u32], dests: &mut [Option<DestEntry>]) {
+    for (pos, &id) in list.iter().enumerate() {
+        if let Some(Some(e)) = dests.get_mut(id as usize) {
+            e.pos = pos;
+        }
+    }
 }
 
 /// What the scheduler sees of `list`.

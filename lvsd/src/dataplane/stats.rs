@@ -3,7 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use lvs_proto::{Counters, Forwarding, Protocol, SchedulerKind};
+use lvs_proto::{Counters, Forwarding, Protocol, Rates, SchedulerKind};
 
 use super::Persistence;
 use crate::sched::SchedFlags;
@@ -134,6 +134,8 @@ pub struct DestStats {
     pub lower_threshold: u32,
     /// Cumulative counters.
     pub counters: Counters,
+    /// Rate estimates (spec b.18).
+    pub rates: Rates,
     /// The next hop's MAC, once resolved.
     pub neighbour_mac: Option<MacAddr>,
 }
@@ -157,6 +159,8 @@ pub struct ServiceStats {
     pub one_packet: bool,
     /// Cumulative counters.
     pub counters: Counters,
+    /// Rate estimates (spec b.18).
+    pub rates: Rates,
     /// Real servers in IPVS list order (newest first); removed ones still draining are
     /// not listed.
     pub dests: Vec<DestStats>,

@@ -1,6 +1,9 @@
 //! fo — weighted failover (kernel `net/netfilter/ipvs/ip_vs_fo.c`, spec b.13).
 //!
-//! Stateless. Invariants:
+//! State: a [`Tournament`] index of the list (`index.rs`; key `(1, weight)`, so the least
+//! `1 / weight` is the highest weight), kept in sync by `update` and `dest_changed`: a pick
+//! is O(1), an OVERLOAD change O(log n), and the pick is always the kernel scan's
+//! ([`WeightedFailover::pick`], the reference; debug builds assert it). Invariants:
 //! - Among destinations that are not OVERLOAD, the one with the highest weight, found with
 //!   a strict `>` starting from 0: weight 0 never qualifies, and the earliest in list order
 //!   wins a tie. None when nothing qualifies.
@@ -14,20 +17,37 @@ use std::time::Instant;
 
 use lvs_proto::SchedulerKind;
 
+use super::index::{Rule, Tournament};
 use super::{Dest, Explain, Flow, ListChange, Scheduler, explain_none};
 
-/// Weighted-failover scheduler (no state).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WeightedFailover;
+/// fo's ranking: the highest weight among weight > 0 and not OVERLOAD.
+#[derive(Debug)]
+struct Fo;
+
+impl Rule for Fo {
+    #[inline]
+    fn key(d: &Dest) -> Option<(u64, u32)> {
+        (d.weight > 0 && !d.overloaded).then_some((1, d.weight))
+    }
+}
+
+/// Weighted-failover scheduler: its index of the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightedFailover {
+    index: Tournament<Fo>,
+}
 
 impl WeightedFailover {
-    /// fo keeps no state; `dests` is unused.
-    pub fn new(_dests: &[Dest]) -> Self {
-        WeightedFailover
+    /// The scheduler for `dests`.
+    pub fn new(dests: &[Dest]) -> Self {
+        WeightedFailover {
+            index: Tournament::new(dests),
+        }
     }
 
-    /// The kernel's loop, leaving out index `skip` (`usize::MAX`: none).
-    fn pick(dests: &[Dest], skip: usize) -> Option<usize> {
+    /// The kernel's loop, leaving out index `skip` (`usize::MAX`: none): the reference the
+    /// index must agree with, and the runner-up for explanations.
+    pub(super) fn pick(dests: &[Dest], skip: usize) -> Option<usize> {
         let mut best = None;
         let mut hw = 0;
         for (i, d) in dests.iter().enumerate() {
@@ -52,7 +72,10 @@ impl Scheduler for WeightedFailover {
         _flow: &Flow,
         explain: Option<&mut Explain>,
     ) -> Option<usize> {
-        let Some(pick) = Self::pick(dests, usize::MAX) else {
+        let pick = self.index.best(dests);
+        debug_assert!(self.index.in_sync(dests), "fo: unannounced list change");
+        debug_assert_eq!(pick, Self::pick(dests, usize::MAX), "fo: index disagrees");
+        let Some(pick) = pick else {
             explain_none(explain, SchedulerKind::Fo);
             return None;
         };
@@ -81,7 +104,13 @@ impl Scheduler for WeightedFailover {
         Some(pick)
     }
 
-    fn update(&mut self, _dests: &[Dest], _change: ListChange) {}
+    fn update(&mut self, dests: &[Dest], _change: ListChange) {
+        self.index.rebuild(dests);
+    }
+
+    fn dest_changed(&mut self, dests: &[Dest], index: usize) {
+        self.index.set(dests, index);
+    }
 
     fn clone_box(&self) -> Box<dyn Scheduler> {
         Box::new(self.clone())

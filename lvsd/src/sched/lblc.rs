@@ -28,7 +28,15 @@
 //! - Kernel quirk kept: replacing an entry (`ip_vs_lblc_new`) unlinks the old one without
 //!   decrementing `entries` and counts the new one, so `entries` over-counts by one per
 //!   replacement and never recovers. It only steers the GC (see [`CacheTable::entries`]).
-//! - No `add_dest`/`del_dest`/`upd_dest` hooks: [`Scheduler::update`] does nothing.
+//! - No `add_dest`/`del_dest`/`upd_dest` hooks in the kernel; [`Scheduler::update`] only
+//!   rebuilds the [`ServiceIndex`], which changes no decision.
+//! - [`ServiceIndex`] (shared with lblcr): wlc's [`Tournament`] over the whole list and the
+//!   number of destinations below half their weight (`active × 2 < weight`), kept in sync
+//!   by `update` and `dest_changed`. So the wlc pass is O(1) instead of O(n), and so is
+//!   the lblc-overload test (`active > weight` and that number > 0), which the kernel
+//!   answers by scanning for such a destination on every cache hit. The scans ([`wlc`],
+//!   [`lblc_overloaded`]) stay as the reference, asserted equal in debug builds, and name
+//!   the destination below half in explanations.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -37,6 +45,8 @@ use std::time::{Duration, Instant};
 use lvs_proto::SchedulerKind;
 
 use super::hash::{fold_v4, hash_32};
+use super::index::Tournament;
+use super::wlc::Wlc;
 use super::{Dest, Explain, Flow, ListChange, Scheduler, overhead};
 
 /// `IP_VS_LBLC_TAB_BITS` (and lblcr's; default 10).
@@ -280,6 +290,98 @@ pub(super) fn wlc(dests: &[Dest]) -> Option<usize> {
     Some(least)
 }
 
+/// Whether `m` is below half its weight (`m.active × 2 < m.weight`): its existence makes
+/// a destination with `active > weight` lblc-overloaded.
+fn below_half(m: &Dest) -> bool {
+    u64::from(m.active) * 2 < u64::from(m.weight)
+}
+
+/// lblc's and lblcr's index of the service (module doc). Invariant: `below[i]` is
+/// [`below_half`] of position `i` of the list last given, `n_below` counts the `true`s, and
+/// `wlc` is the [`Wlc`] tournament of the same list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ServiceIndex {
+    wlc: Tournament<Wlc>,
+    below: Vec<bool>,
+    n_below: usize,
+}
+
+impl ServiceIndex {
+    /// The index of `dests`.
+    pub(super) fn new(dests: &[Dest]) -> Self {
+        ServiceIndex {
+            wlc: Tournament::new(dests),
+            below: dests.iter().map(below_half).collect(),
+            n_below: dests.iter().filter(|m| below_half(m)).count(),
+        }
+    }
+
+    /// Rebuilds from `dests`, O(n).
+    pub(super) fn rebuild(&mut self, dests: &[Dest]) {
+        self.wlc.rebuild(dests);
+        self.below.clear();
+        self.below.extend(dests.iter().map(below_half));
+        self.n_below = self.below.iter().filter(|&&b| b).count();
+    }
+
+    /// Rebuilds if `dests` has another length (a caller that skipped `update`).
+    pub(super) fn fit(&mut self, dests: &[Dest]) {
+        if dests.len() != self.below.len() {
+            self.rebuild(dests);
+        }
+    }
+
+    /// Follows a change of `dests[i]`, O(log n).
+    pub(super) fn set(&mut self, dests: &[Dest], i: usize) {
+        if dests.len() != self.below.len() {
+            self.rebuild(dests);
+            return;
+        }
+        let (Some(d), Some(b)) = (dests.get(i), self.below.get_mut(i)) else {
+            return;
+        };
+        let now = below_half(d);
+        if *b != now {
+            *b = now;
+            if now {
+                self.n_below += 1;
+            } else {
+                self.n_below -= 1;
+            }
+        }
+        self.wlc.set(dests, i);
+    }
+
+    /// [`wlc`] over the service, from the index.
+    pub(super) fn wlc(&mut self, dests: &[Dest]) -> Option<usize> {
+        self.fit(dests);
+        let pick = self.wlc.best(dests);
+        debug_assert_eq!(pick, wlc(dests), "lblc: wlc index disagrees");
+        pick
+    }
+
+    /// Whether `d` (a destination of `dests`) is lblc-overloaded: [`lblc_overloaded`] in
+    /// O(1).
+    pub(super) fn overloaded(&mut self, d: &Dest, dests: &[Dest]) -> bool {
+        self.fit(dests);
+        let overloaded = d.active > d.weight && self.n_below > 0;
+        debug_assert_eq!(
+            overloaded,
+            lblc_overloaded(d, dests).is_some(),
+            "lblc: overload index disagrees"
+        );
+        overloaded
+    }
+
+    /// Whether the index matches `dests` (the invariant; O(n), for debug assertions).
+    pub(super) fn in_sync(&self, dests: &[Dest]) -> bool {
+        self.wlc.in_sync(dests)
+            && self.below.len() == dests.len()
+            && self.below.iter().zip(dests).all(|(&b, d)| b == below_half(d))
+            && self.n_below == self.below.iter().filter(|&&b| b).count()
+    }
+}
+
 /// How an explanation prints a wlc pick: `192.0.2.12:80 1*256+0/w2`.
 pub(super) struct Load<'a>(pub(super) &'a Dest);
 
@@ -318,6 +420,7 @@ impl fmt::Display for Overload<'_> {
 pub struct LocalityLeastConnection {
     table: CacheTable<DestRef>,
     expiration: Duration,
+    index: ServiceIndex,
 }
 
 /// Why a cached destination was not used.
@@ -325,15 +428,17 @@ enum Miss {
     NoEntry,
     Gone(SocketAddrV4),
     WeightZero(usize),
-    Overloaded(usize, usize),
+    Overloaded(usize),
 }
 
 impl LocalityLeastConnection {
     /// The kernel's `ip_vs_lblc_init_svc` at `now`; `expiration` is `lblc_expiration`.
+    /// The index of the list is built by [`Scheduler::update`], or on the first pick.
     pub fn new(expiration: Duration, now: Instant) -> Self {
         LocalityLeastConnection {
             table: CacheTable::new(now),
             expiration,
+            index: ServiceIndex::new(&[]),
         }
     }
 
@@ -377,11 +482,15 @@ impl LocalityLeastConnection {
                 "lblc: {key} cached {} has weight 0 -> {tail}",
                 d(i).endpoint()
             )),
-            Miss::Overloaded(i, m) => e.note(format_args!(
-                "lblc: {key} cached {} overloaded {} -> {tail}",
-                d(i).endpoint(),
-                Overload(&d(i), &d(m))
-            )),
+            Miss::Overloaded(i) => {
+                // The destination below half that makes it overloaded, by the scan.
+                let m = lblc_overloaded(&d(i), dests).map_or_else(Dest::default, d);
+                e.note(format_args!(
+                    "lblc: {key} cached {} overloaded {} -> {tail}",
+                    d(i).endpoint(),
+                    Overload(&d(i), &m)
+                ));
+            }
         }
     }
 }
@@ -411,26 +520,28 @@ impl Scheduler for LocalityLeastConnection {
         explain: Option<&mut Explain>,
     ) -> Option<usize> {
         let key = *flow.dst.ip();
+        self.index.fit(dests);
+        debug_assert!(self.index.in_sync(dests), "lblc: unannounced list change");
         let mut miss = Miss::NoEntry;
         if let Some(en) = self.table.get_mut(key) {
             en.lastuse = now;
             miss = match en.value.resolve(dests) {
                 None => Miss::Gone(en.value.endpoint),
                 Some(i) => match dests.get(i) {
-                    Some(d) if d.weight > 0 => match lblc_overloaded(d, dests) {
-                        None => {
+                    Some(d) if d.weight > 0 => {
+                        if !self.index.overloaded(d, dests) {
                             if let Some(e) = explain {
                                 e.note(format_args!("lblc: cache hit {key} -> {}", d.endpoint()));
                             }
                             return Some(i);
                         }
-                        Some(m) => Miss::Overloaded(i, m),
-                    },
+                        Miss::Overloaded(i)
+                    }
                     _ => Miss::WeightZero(i),
                 },
             };
         }
-        let pick = wlc(dests);
+        let pick = self.index.wlc(dests);
         if let Some(e) = explain {
             Self::explain_miss(e, key, dests, &miss, pick);
         }
@@ -445,8 +556,13 @@ impl Scheduler for LocalityLeastConnection {
         Some(i)
     }
 
-    fn update(&mut self, _dests: &[Dest], _change: ListChange) {
-        // ip_vs_lblc.c registers no add/del/upd_dest hook.
+    fn update(&mut self, dests: &[Dest], _change: ListChange) {
+        // ip_vs_lblc.c registers no add/del/upd_dest hook: only the index follows.
+        self.index.rebuild(dests);
+    }
+
+    fn dest_changed(&mut self, dests: &[Dest], index: usize) {
+        self.index.set(dests, index);
     }
 
     fn clone_box(&self) -> Box<dyn Scheduler> {
@@ -558,6 +674,9 @@ pub(super) mod tests {
         list[0].active = 1;
         list[2].active = 1;
         list[1].inactive = 50;
+        for i in 0..3 {
+            s.dest_changed(&list, i);
+        }
         assert_eq!(pick_at(&mut s, t0(), &list), Some(1));
         let (pick, text) = explain_at(&mut s, &list);
         assert_eq!(pick, Some(1));
@@ -565,6 +684,7 @@ pub(super) mod tests {
         // The OVERLOAD flag does not stop a cache hit (the kernel checks only weight and
         // lblc-overload on this path).
         list[1].overloaded = true;
+        s.dest_changed(&list, 1);
         assert_eq!(pick_at(&mut s, t0(), &list), Some(1));
     }
 
@@ -577,6 +697,8 @@ pub(super) mod tests {
         // service: 0 1280/1, 1 256/1, 2 0/2 → 2.
         list[0].active = 5;
         list[1].active = 1;
+        s.dest_changed(&list, 0);
+        s.dest_changed(&list, 1);
         let (pick, text) = explain_at(&mut s, &list);
         assert_eq!(pick, Some(2));
         assert_eq!(
@@ -595,6 +717,7 @@ pub(super) mod tests {
         let mut s = lblc();
         assert_eq!(pick_at(&mut s, t0(), &list), Some(0));
         list[0].weight = 0;
+        s.update(&list, ListChange::Edited);
         let (pick, text) = explain_at(&mut s, &list);
         assert_eq!(pick, Some(1));
         assert_eq!(
@@ -605,6 +728,7 @@ pub(super) mod tests {
         let gone = list.remove(1);
         s.update(&list, ListChange::Removed { index: 1 });
         list[0].weight = 1;
+        s.update(&list, ListChange::Edited);
         let (pick, text) = explain_at(&mut s, &list);
         assert_eq!(pick, Some(0));
         assert_eq!(
@@ -627,6 +751,7 @@ pub(super) mod tests {
         let mut s = lblc();
         assert_eq!(pick_at(&mut s, t0(), &list), Some(0));
         list[0].weight = 0;
+        s.update(&list, ListChange::Edited);
         let (pick, text) = explain_at(&mut s, &list);
         assert_eq!(pick, None);
         assert_eq!(
@@ -641,6 +766,7 @@ pub(super) mod tests {
         let mut l = w(&[1, 1]);
         l[0].overloaded = true;
         l[1].overloaded = true;
+        s.update(&l, ListChange::Edited);
         assert_eq!(pick_at(&mut s, t0(), &l), None);
     }
 
@@ -653,6 +779,7 @@ pub(super) mod tests {
         assert_eq!(s.schedule(t0(), &list, &to(a), None), Some(0));
         // Make 1 the wlc choice for the next new key; the cached key stays on 0.
         let busy = load(&[(1, 0, 1), (1, 0, 0)]);
+        s.dest_changed(&busy, 0);
         assert_eq!(s.schedule(t0(), &busy, &to(b), None), Some(1));
         assert_eq!(s.schedule(t0(), &busy, &to(a), None), Some(0));
         assert_eq!(s.len(), 2);

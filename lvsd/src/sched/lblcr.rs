@@ -22,7 +22,10 @@
 //! - Without an entry: wlc over the service (None if none), cached as a one-member set.
 //! - Members are named by `addr:port` (see lblc). A member no longer in the service is not
 //!   AVAILABLE; step 2 judges it by the counters it had when last seen.
-//! - No `add_dest`/`del_dest`/`upd_dest` hooks: [`Scheduler::update`] does nothing.
+//! - No `add_dest`/`del_dest`/`upd_dest` hooks in the kernel; [`Scheduler::update`] only
+//!   rebuilds the [`ServiceIndex`] (lblc's: the wlc pass over the service and the
+//!   lblc-overload test in O(1), kept in sync by `update` and `dest_changed`), which
+//!   changes no decision. Step 1 and 2 scan the set, as the kernel does: O(set size).
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -30,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use lvs_proto::SchedulerKind;
 
-use super::lblc::{CacheTable, DestRef, Load, Overload, lblc_overloaded, wlc};
+use super::lblc::{CacheTable, DestRef, Load, Overload, ServiceIndex, lblc_overloaded};
 use super::{Dest, Explain, Flow, ListChange, Scheduler, overhead};
 
 /// A cached destination set (`struct ip_vs_dest_set`).
@@ -126,14 +129,17 @@ impl fmt::Display for Members<'_> {
 pub struct LocalityReplicated {
     table: CacheTable<DestSet>,
     expiration: Duration,
+    index: ServiceIndex,
 }
 
 impl LocalityReplicated {
     /// The kernel's `ip_vs_lblcr_init_svc` at `now`; `expiration` is `lblcr_expiration`.
+    /// The index of the list is built by [`Scheduler::update`], or on the first pick.
     pub fn new(expiration: Duration, now: Instant) -> Self {
         LocalityReplicated {
             table: CacheTable::new(now),
             expiration,
+            index: ServiceIndex::new(&[]),
         }
     }
 
@@ -169,8 +175,11 @@ impl Scheduler for LocalityReplicated {
     ) -> Option<usize> {
         let key = *flow.dst.ip();
         let expiration = self.expiration;
+        let index = &mut self.index;
+        index.fit(dests);
+        debug_assert!(index.in_sync(dests), "lblcr: unannounced list change");
         let Some(en) = self.table.get_mut(key) else {
-            let pick = wlc(dests);
+            let pick = index.wlc(dests);
             if let Some(e) = explain {
                 match pick.and_then(|i| dests.get(i)) {
                     Some(d) => e.note(format_args!(
@@ -203,14 +212,17 @@ impl Scheduler for LocalityReplicated {
                 set.lastmod = now;
             }
         }
-        let overload = least.and_then(|i| {
-            let d = dests.get(i)?;
-            lblc_overloaded(d, dests)
-        });
+        let overloaded = least
+            .and_then(|i| dests.get(i))
+            .is_some_and(|d| index.overloaded(d, dests));
         // The cached pick, or else wlc over the service (never consulted on a hit).
-        let hit = least.filter(|_| overload.is_none());
-        let pick = hit.or_else(|| wlc(dests));
+        let hit = least.filter(|_| !overloaded);
+        let pick = hit.or_else(|| index.wlc(dests));
         if let Some(e) = explain {
+            // The destination below half that makes `least` overloaded, by the scan.
+            let overload = least
+                .filter(|_| overloaded)
+                .and_then(|i| lblc_overloaded(dests.get(i)?, dests));
             let head = Head {
                 key,
                 members: &set.members,
@@ -244,8 +256,13 @@ impl Scheduler for LocalityReplicated {
         Some(i)
     }
 
-    fn update(&mut self, _dests: &[Dest], _change: ListChange) {
-        // ip_vs_lblcr.c registers no add/del/upd_dest hook.
+    fn update(&mut self, dests: &[Dest], _change: ListChange) {
+        // ip_vs_lblcr.c registers no add/del/upd_dest hook: only the index follows.
+        self.index.rebuild(dests);
+    }
+
+    fn dest_changed(&mut self, dests: &[Dest], index: usize) {
+        self.index.set(dests, index);
     }
 
     fn clone_box(&self) -> Box<dyn Scheduler> {
@@ -353,12 +370,14 @@ mod tests {
         assert_eq!(pick_at(&mut s, t0(), &list), Some(0));
         // Overload 0 in lblc's sense (active 3 > 1, 1 and 2 below half): wlc adds 1.
         list[0].active = 3;
+        s.update(&list, ListChange::Edited);
         assert_eq!(pick_at(&mut s, t0(), &list), Some(1));
         assert_eq!(s.cached(VIP), Some(vec![ep(&list[1]), ep(&list[0])]));
         // 0 idle again, 1 busier (active 1, not more than its weight): the set's least
         // loaded member is 0.
         list[0].active = 0;
         list[1].active = 1;
+        s.update(&list, ListChange::Edited);
         let (pick, text) = explain_at(&mut s, t0(), &list);
         assert_eq!(pick, Some(0));
         assert_eq!(
@@ -378,14 +397,18 @@ mod tests {
         assert_eq!(pick_at(&mut s, t0(), &list), Some(0));
         // Put 1 in the set too (0 lblc-overloaded).
         list[0].active = 5;
+        s.update(&list, ListChange::Edited);
         assert_eq!(pick_at(&mut s, t0(), &list), Some(1));
         list[0].active = 0;
+        s.update(&list, ListChange::Edited);
         // 1 (head of the set) carries the OVERLOAD flag: skipped, 0 is used.
         list[1].overloaded = true;
+        s.update(&list, ListChange::Edited);
         assert_eq!(pick_at(&mut s, t0(), &list), Some(0));
         // 0 quiesced too: no first candidate in the set → wlc over the service → 2,
         // which joins the set.
         list[0].weight = 0;
+        s.update(&list, ListChange::Edited);
         let (pick, text) = explain_at(&mut s, t0(), &list);
         assert_eq!(pick, Some(2));
         assert_eq!(
@@ -409,14 +432,18 @@ mod tests {
         let mut s = lblcr();
         // Seed the set with 1 then 0 by hand through wlc choices.
         list[1].weight = 1;
+        s.update(&list, ListChange::Edited);
         assert_eq!(pick_at(&mut s, t0(), &list), Some(1));
         list[1].active = 9; // 1 lblc-overloaded? active 9 > 1 and 0: 3 × 2 < 1 no → not.
+        s.update(&list, ListChange::Edited);
         assert_eq!(pick_at(&mut s, t0(), &list), Some(1));
         list[1].weight = 0;
+        s.update(&list, ListChange::Edited);
         // 1 has weight 0: the set has no first candidate → wlc → 0, added.
         assert_eq!(pick_at(&mut s, t0(), &list), Some(0));
         // Set [0, 1]: 0 first candidate (768/1); 1 (weight 0, idle) cannot beat it.
         list[1].active = 0;
+        s.update(&list, ListChange::Edited);
         assert_eq!(pick_at(&mut s, t0(), &list), Some(0));
     }
 
@@ -427,10 +454,12 @@ mod tests {
         let t = t0();
         assert_eq!(pick_at(&mut s, t, &list), Some(0));
         list[0].active = 5;
+        s.update(&list, ListChange::Edited);
         assert_eq!(pick_at(&mut s, t, &list), Some(1)); // set [1, 0], lastmod t
         list[0].active = 0;
         list[1].active = 1;
         list[0].inactive = 3;
+        s.update(&list, ListChange::Edited);
         // Within the expiration: nothing dropped.
         assert_eq!(pick_at(&mut s, t + DAY, &list), Some(0));
         assert_eq!(s.cached(VIP).map(|v| v.len()), Some(2));
@@ -457,8 +486,10 @@ mod tests {
         let mut s = lblcr();
         assert_eq!(pick_at(&mut s, t0(), &list), Some(0));
         list[0].active = 5;
+        s.update(&list, ListChange::Edited);
         assert_eq!(pick_at(&mut s, t0(), &list), Some(1)); // set [1, 0]
         list[0].active = 0;
+        s.update(&list, ListChange::Edited);
         // Equal (idle) loads: min = head 1, max = head 1.
         assert_eq!(pick_at(&mut s, t0() + 2 * DAY, &list), Some(1));
         assert_eq!(s.cached(VIP), Some(vec![ep(&list[0])]));
@@ -470,11 +501,13 @@ mod tests {
         let mut s = lblcr();
         assert_eq!(pick_at(&mut s, t0(), &list), Some(0));
         list[0].active = 5;
+        s.update(&list, ListChange::Edited);
         assert_eq!(pick_at(&mut s, t0(), &list), Some(1)); // set [1, 0], 0 seen with 5 active
         // 0 leaves the service; its last seen load (5 active) makes it the most loaded.
         let gone = list.remove(0);
         s.update(&list, ListChange::Removed { index: 0 });
         list[0].active = 1; // 192.0.2.12, now index 0
+        s.update(&list, ListChange::Edited);
         assert_eq!(pick_at(&mut s, t0() + 2 * DAY, &list), Some(0));
         assert_eq!(s.cached(VIP), Some(vec![ep(&list[0])]));
         assert_ne!(ep(&list[0]), ep(&gone));
@@ -503,6 +536,7 @@ mod tests {
         assert!(s.is_empty(), "no entry without a pick");
         let mut l = w(&[0, 1]);
         l[1].overloaded = true;
+        s.update(&l, ListChange::Edited);
         let (pick, text) = explain_at(&mut s, t0(), &l);
         assert_eq!(pick, None);
         assert_eq!(

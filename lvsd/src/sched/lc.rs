@@ -1,6 +1,10 @@
 //! lc — least connection (kernel `net/netfilter/ipvs/ip_vs_lc.c`, spec b.4).
 //!
-//! Stateless. Invariants:
+//! State: a [`Tournament`] index of the list (`index.rs`; key `(overhead, 1)`), kept in
+//! sync by `update` and `dest_changed`, so a pick is O(1) and a count change O(log n).
+//! Invariants:
+//! - The pick is always the one the kernel's scan ([`LeastConnection::pick`], kept as the
+//!   reference and for explanations) would make; debug builds assert it on every call.
 //! - Eligible: `weight != 0` and not OVERLOAD. Weight magnitude is otherwise ignored.
 //! - The pick is the eligible destination with the least `overhead = active × 256 +
 //!   inactive`, compared with strict `<`, so the earliest in list order wins a tie.
@@ -16,20 +20,37 @@ use std::time::Instant;
 
 use lvs_proto::SchedulerKind;
 
+use super::index::{Rule, Tournament};
 use super::{Dest, Explain, Flow, ListChange, Scheduler, explain_none, overhead};
 
-/// Least-connection scheduler (no state).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LeastConnection;
+/// lc's ranking: least overhead, weight only as the `!= 0` test (`index.rs` table).
+#[derive(Debug)]
+struct Lc;
+
+impl Rule for Lc {
+    #[inline]
+    fn key(d: &Dest) -> Option<(u64, u32)> {
+        (d.weight != 0 && !d.overloaded).then(|| (overhead(d), 1))
+    }
+}
+
+/// Least-connection scheduler: its index of the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeastConnection {
+    index: Tournament<Lc>,
+}
 
 impl LeastConnection {
-    /// lc keeps no state; `dests` is unused.
-    pub fn new(_dests: &[Dest]) -> Self {
-        LeastConnection
+    /// The scheduler for `dests`.
+    pub fn new(dests: &[Dest]) -> Self {
+        LeastConnection {
+            index: Tournament::new(dests),
+        }
     }
 
-    /// The kernel's loop over `dests`, leaving out index `skip` (`usize::MAX`: none).
-    fn pick(dests: &[Dest], skip: usize) -> Option<usize> {
+    /// The kernel's loop over `dests`, leaving out index `skip` (`usize::MAX`: none): the
+    /// reference the index must agree with, and the runner-up for explanations.
+    pub(super) fn pick(dests: &[Dest], skip: usize) -> Option<usize> {
         let mut least: Option<(usize, u64)> = None;
         for (i, d) in dests.iter().enumerate() {
             if i == skip || d.overloaded || d.weight == 0 {
@@ -66,7 +87,10 @@ impl Scheduler for LeastConnection {
         _flow: &Flow,
         explain: Option<&mut Explain>,
     ) -> Option<usize> {
-        let Some(pick) = Self::pick(dests, usize::MAX) else {
+        let pick = self.index.best(dests);
+        debug_assert!(self.index.in_sync(dests), "lc: unannounced list change");
+        debug_assert_eq!(pick, Self::pick(dests, usize::MAX), "lc: index disagrees");
+        let Some(pick) = pick else {
             explain_none(explain, SchedulerKind::Lc);
             return None;
         };
@@ -88,7 +112,13 @@ impl Scheduler for LeastConnection {
         Some(pick)
     }
 
-    fn update(&mut self, _dests: &[Dest], _change: ListChange) {}
+    fn update(&mut self, dests: &[Dest], _change: ListChange) {
+        self.index.rebuild(dests);
+    }
+
+    fn dest_changed(&mut self, dests: &[Dest], index: usize) {
+        self.index.set(dests, index);
+    }
 
     fn clone_box(&self) -> Box<dyn Scheduler> {
         Box::new(self.clone())
@@ -143,6 +173,7 @@ mod tests {
         for _ in 0..6 {
             let Some(i) = pick1(&mut s, &list) else { break };
             list[i].active += 1;
+            s.dest_changed(&list, i);
             order.push(char::from(b'A' + i as u8));
         }
         assert_eq!(order, "ABCABC");
@@ -160,6 +191,7 @@ mod tests {
             )
         );
         let list = load(&[(1, 0, 4), (2, 0, 4)]);
+        s.update(&list, ListChange::Edited);
         assert_eq!(
             explained(&mut s, &list).1,
             "lc: 192.0.2.11:80 0*256+4 = 192.0.2.12:80 0*256+4 -> 192.0.2.11:80"

@@ -34,6 +34,7 @@ use lvs_proto::{Protocol, SchedulerKind};
 mod dh;
 mod fo;
 mod hash;
+mod index;
 mod lblc;
 mod lblcr;
 mod lc;
@@ -269,6 +270,11 @@ pub trait Scheduler: Send + fmt::Debug {
 
     /// The list changed (`dests` is the list after the change): reset state the kernel way.
     fn update(&mut self, dests: &[Dest], change: ListChange);
+
+    /// `dests[index]`'s connection counts (`active`, `inactive`, `persistent`) or its
+    /// OVERLOAD flag changed; nothing else did (weights, membership and order change only
+    /// through [`Scheduler::update`]). `dests` is the list after the change.
+    fn dest_changed(&mut self, _dests: &[Dest], _index: usize) {}
 
     /// A copy for `simulate` (answer without changing the live state).
     fn clone_box(&self) -> Box<dyn Scheduler>;
@@ -623,6 +629,8 @@ mod tests {
                     2 | 3 => list[i].active = next(8),
                     _ => list[i].inactive = next(40),
                 }
+                plain.dest_changed(&list, i);
+                told.dest_changed(&list, i);
                 e.clear();
                 let a = plain.schedule(t0(), &list, &flow(), None);
                 let b = told.schedule(t0(), &list, &flow(), Some(&mut e));

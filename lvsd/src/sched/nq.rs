@@ -1,6 +1,9 @@
 //! nq — never queue (kernel `net/netfilter/ipvs/ip_vs_nq.c`, spec b.7).
 //!
-//! Stateless. Invariants:
+//! State: a [`Tournament`] index of the list (`index.rs`; key `(0, weight)` when idle,
+//! else `(active + 1, weight)`), kept in sync by `update` and `dest_changed`: a pick is
+//! O(1), a count change O(log n), and the pick is always the kernel scan's
+//! ([`NeverQueue::pick`], the reference; debug builds assert it). Invariants:
 //! - Eligible: not OVERLOAD and `weight != 0`, for every destination (unlike sed, where
 //!   later ones are only checked for OVERLOAD).
 //! - The first eligible destination in list order with no active connection is returned at
@@ -17,21 +20,40 @@ use std::time::Instant;
 
 use lvs_proto::SchedulerKind;
 
-use super::sed::{Delay, compare_expected};
+use super::index::{Rule, Tournament};
+use super::sed::{Delay, compare_expected, expected};
 use super::{Dest, Explain, Flow, ListChange, Scheduler, explain_none};
 
-/// Never-queue scheduler (no state).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NeverQueue;
+/// nq's ranking: an idle destination's key is 0, which beats every busy one and ties the
+/// other idle ones (so the first idle wins); busy ones rank as in sed.
+#[derive(Debug)]
+struct Nq;
+
+impl Rule for Nq {
+    #[inline]
+    fn key(d: &Dest) -> Option<(u64, u32)> {
+        let p = if d.active == 0 { 0 } else { expected(d) };
+        (d.weight != 0 && !d.overloaded).then_some((p, d.weight))
+    }
+}
+
+/// Never-queue scheduler: its index of the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeverQueue {
+    index: Tournament<Nq>,
+}
 
 impl NeverQueue {
-    /// nq keeps no state; `dests` is unused.
-    pub fn new(_dests: &[Dest]) -> Self {
-        NeverQueue
+    /// The scheduler for `dests`.
+    pub fn new(dests: &[Dest]) -> Self {
+        NeverQueue {
+            index: Tournament::new(dests),
+        }
     }
 
-    /// The kernel's loop, leaving out index `skip` (`usize::MAX`: none).
-    fn pick(dests: &[Dest], skip: usize) -> Option<usize> {
+    /// The kernel's loop, leaving out index `skip` (`usize::MAX`: none): the reference the
+    /// index must agree with, and the runner-up for explanations.
+    pub(super) fn pick(dests: &[Dest], skip: usize) -> Option<usize> {
         let mut least: Option<usize> = None;
         for (i, d) in dests.iter().enumerate() {
             if i == skip || d.overloaded || d.weight == 0 {
@@ -60,7 +82,10 @@ impl Scheduler for NeverQueue {
         _flow: &Flow,
         explain: Option<&mut Explain>,
     ) -> Option<usize> {
-        let Some(pick) = Self::pick(dests, usize::MAX) else {
+        let pick = self.index.best(dests);
+        debug_assert!(self.index.in_sync(dests), "nq: unannounced list change");
+        debug_assert_eq!(pick, Self::pick(dests, usize::MAX), "nq: index disagrees");
+        let Some(pick) = pick else {
             explain_none(explain, SchedulerKind::Nq);
             return None;
         };
@@ -94,7 +119,13 @@ impl Scheduler for NeverQueue {
         Some(pick)
     }
 
-    fn update(&mut self, _dests: &[Dest], _change: ListChange) {}
+    fn update(&mut self, dests: &[Dest], _change: ListChange) {
+        self.index.rebuild(dests);
+    }
+
+    fn dest_changed(&mut self, dests: &[Dest], index: usize) {
+        self.index.set(dests, index);
+    }
 
     fn clone_box(&self) -> Box<dyn Scheduler> {
         Box::new(self.clone())
@@ -159,6 +190,7 @@ mod tests {
             )
         );
         let list = load(&[(1, 3, 0), (2, 1, 0)]);
+        s.update(&list, ListChange::Edited);
         assert_eq!(
             explained(&mut s, &list).1,
             "nq: 192.0.2.12:80 (1+1)/w2 < 192.0.2.11:80 (3+1)/w1 -> 192.0.2.12:80"

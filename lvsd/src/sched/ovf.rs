@@ -1,6 +1,9 @@
 //! ovf — weighted overflow (kernel `net/netfilter/ipvs/ip_vs_ovf.c`, spec b.14).
 //!
-//! Stateless. Invariants:
+//! State: a [`Tournament`] index of the list (`index.rs`; key `(1, weight)` for the
+//! destinations not skipped), kept in sync by `update` and `dest_changed`: a pick is O(1),
+//! a count or OVERLOAD change O(log n), and the pick is always the kernel scan's
+//! ([`WeightedOverflow::pick`], the reference; debug builds assert it). Invariants:
 //! - Skipped: OVERLOAD, `weight == 0`, and `active > weight` (the destination is "full":
 //!   it may hold up to `weight` active connections, and overflows past that).
 //! - Among the rest, the highest weight, strict `>`, so the earliest in list order wins a
@@ -15,16 +18,33 @@ use std::time::Instant;
 
 use lvs_proto::SchedulerKind;
 
+use super::index::{Rule, Tournament};
 use super::{Dest, Explain, Flow, ListChange, Scheduler};
 
-/// Weighted-overflow scheduler (no state).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WeightedOverflow;
+/// ovf's ranking: the highest weight among those not OVERLOAD, weight ≠ 0, not full.
+#[derive(Debug)]
+struct Ovf;
+
+impl Rule for Ovf {
+    #[inline]
+    fn key(d: &Dest) -> Option<(u64, u32)> {
+        let skip = d.overloaded || WeightedOverflow::full(d) || d.weight == 0;
+        (!skip).then_some((1, d.weight))
+    }
+}
+
+/// Weighted-overflow scheduler: its index of the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightedOverflow {
+    index: Tournament<Ovf>,
+}
 
 impl WeightedOverflow {
-    /// ovf keeps no state; `dests` is unused.
-    pub fn new(_dests: &[Dest]) -> Self {
-        WeightedOverflow
+    /// The scheduler for `dests`.
+    pub fn new(dests: &[Dest]) -> Self {
+        WeightedOverflow {
+            index: Tournament::new(dests),
+        }
     }
 
     /// Has `d` more active connections than its weight?
@@ -32,8 +52,9 @@ impl WeightedOverflow {
         d.active > d.weight
     }
 
-    /// The kernel's loop, leaving out index `skip` (`usize::MAX`: none).
-    fn pick(dests: &[Dest], skip: usize) -> Option<usize> {
+    /// The kernel's loop, leaving out index `skip` (`usize::MAX`: none): the reference the
+    /// index must agree with, and the runner-up for explanations.
+    pub(super) fn pick(dests: &[Dest], skip: usize) -> Option<usize> {
         let mut best: Option<(usize, u32)> = None;
         for (i, d) in dests.iter().enumerate() {
             if i == skip || d.overloaded || Self::full(d) || d.weight == 0 {
@@ -59,7 +80,9 @@ impl Scheduler for WeightedOverflow {
         _flow: &Flow,
         explain: Option<&mut Explain>,
     ) -> Option<usize> {
-        let pick = Self::pick(dests, usize::MAX);
+        let pick = self.index.best(dests);
+        debug_assert!(self.index.in_sync(dests), "ovf: unannounced list change");
+        debug_assert_eq!(pick, Self::pick(dests, usize::MAX), "ovf: index disagrees");
         if let Some(e) = explain {
             let full = dests
                 .iter()
@@ -92,7 +115,13 @@ impl Scheduler for WeightedOverflow {
         pick
     }
 
-    fn update(&mut self, _dests: &[Dest], _change: ListChange) {}
+    fn update(&mut self, dests: &[Dest], _change: ListChange) {
+        self.index.rebuild(dests);
+    }
+
+    fn dest_changed(&mut self, dests: &[Dest], index: usize) {
+        self.index.set(dests, index);
+    }
 
     fn clone_box(&self) -> Box<dyn Scheduler> {
         Box::new(self.clone())
@@ -121,6 +150,7 @@ mod tests {
             match pick1(&mut s, &list) {
                 Some(i) => {
                     list[i].active += 1;
+                    s.dest_changed(&list, i);
                     order.push(char::from(b'A' + i as u8));
                 }
                 None => order.push('-'),

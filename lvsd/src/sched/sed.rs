@@ -1,6 +1,9 @@
 //! sed — shortest expected delay (kernel `net/netfilter/ipvs/ip_vs_sed.c`, spec b.6).
 //!
-//! Stateless. wlc's loop with `overhead = active + 1`:
+//! State: a [`Tournament`] index of the list (`index.rs`; key `(active + 1, weight)`), kept
+//! in sync by `update` and `dest_changed`: a pick is O(1), a count change O(log n), and
+//! the pick is always the kernel scan's ([`ShortestExpectedDelay::pick`], the reference;
+//! debug builds assert it). wlc's loop with `overhead = active + 1`:
 //! - The first destination in list order with weight > 0 and not OVERLOAD becomes `least`;
 //!   if there is none the result is None.
 //! - Each later destination that is not OVERLOAD replaces `least` when
@@ -17,11 +20,25 @@ use std::time::Instant;
 
 use lvs_proto::SchedulerKind;
 
+use super::index::{Rule, Tournament};
 use super::{Dest, Explain, Flow, ListChange, Scheduler, explain_none};
 
-/// Shortest-expected-delay scheduler (no state).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ShortestExpectedDelay;
+/// sed's ranking: least `(active + 1) / weight` among weight > 0 and not OVERLOAD.
+#[derive(Debug)]
+struct Sed;
+
+impl Rule for Sed {
+    #[inline]
+    fn key(d: &Dest) -> Option<(u64, u32)> {
+        (d.weight > 0 && !d.overloaded).then(|| (expected(d), d.weight))
+    }
+}
+
+/// Shortest-expected-delay scheduler: its index of the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShortestExpectedDelay {
+    index: Tournament<Sed>,
+}
 
 /// sed's (and nq's) expected overhead: the active connections plus the new one.
 pub(super) fn expected(d: &Dest) -> u64 {
@@ -46,13 +63,16 @@ impl fmt::Display for Delay<'_> {
 }
 
 impl ShortestExpectedDelay {
-    /// sed keeps no state; `dests` is unused.
-    pub fn new(_dests: &[Dest]) -> Self {
-        ShortestExpectedDelay
+    /// The scheduler for `dests`.
+    pub fn new(dests: &[Dest]) -> Self {
+        ShortestExpectedDelay {
+            index: Tournament::new(dests),
+        }
     }
 
-    /// The kernel's two-stage loop, leaving out index `skip` (`usize::MAX`: none).
-    fn pick(dests: &[Dest], skip: usize) -> Option<usize> {
+    /// The kernel's two-stage loop, leaving out index `skip` (`usize::MAX`: none): the
+    /// reference the index must agree with, and the runner-up for explanations.
+    pub(super) fn pick(dests: &[Dest], skip: usize) -> Option<usize> {
         let first = dests
             .iter()
             .enumerate()
@@ -79,7 +99,10 @@ impl Scheduler for ShortestExpectedDelay {
         _flow: &Flow,
         explain: Option<&mut Explain>,
     ) -> Option<usize> {
-        let Some(pick) = Self::pick(dests, usize::MAX) else {
+        let pick = self.index.best(dests);
+        debug_assert!(self.index.in_sync(dests), "sed: unannounced list change");
+        debug_assert_eq!(pick, Self::pick(dests, usize::MAX), "sed: index disagrees");
+        let Some(pick) = pick else {
             explain_none(explain, SchedulerKind::Sed);
             return None;
         };
@@ -105,7 +128,13 @@ impl Scheduler for ShortestExpectedDelay {
         Some(pick)
     }
 
-    fn update(&mut self, _dests: &[Dest], _change: ListChange) {}
+    fn update(&mut self, dests: &[Dest], _change: ListChange) {
+        self.index.rebuild(dests);
+    }
+
+    fn dest_changed(&mut self, dests: &[Dest], index: usize) {
+        self.index.set(dests, index);
+    }
 
     fn clone_box(&self) -> Box<dyn Scheduler> {
         Box::new(self.clone())
@@ -154,6 +183,7 @@ mod tests {
         for _ in 0..8 {
             let Some(i) = pick1(&mut s, &list) else { break };
             list[i].active += 1;
+            s.dest_changed(&list, i);
             order.push(char::from(b'A' + i as u8));
         }
         assert_eq!(order, "AAABAAAB");

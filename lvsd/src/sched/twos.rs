@@ -1,6 +1,10 @@
 //! twos — power of two choices (kernel `net/netfilter/ipvs/ip_vs_twos.c`, spec b.15).
 //!
-//! State: a PRNG only. Invariants:
+//! State: a PRNG, and a [`Fenwick`] index of the eligible weights (`index.rs`), kept in
+//! sync by `update` and `dest_changed`, so `T` is O(1) and each draw's walk is a binary
+//! descent, O(log n), instead of the kernel's scan. Invariants:
+//! - The choices are always the ones the kernel's walk ([`PowerOfTwoChoices::walk`], the
+//!   reference) finds for the same draws; debug builds assert it.
 //! - Eligible: not OVERLOAD and weight > 0. `T` = the sum of eligible weights; nothing
 //!   eligible → None, with no random number drawn.
 //! - Two numbers `r1`, `r2` are drawn uniformly from `[0, T]` inclusive (the kernel's
@@ -26,6 +30,7 @@ use std::time::Instant;
 
 use lvs_proto::SchedulerKind;
 
+use super::index::{Fenwick, twos_weight};
 use super::{Dest, Explain, Flow, ListChange, Scheduler, explain_none, overhead};
 
 /// SplitMix64 (Steele, Lea, Flood 2014): a 64-bit state, full period, good enough for
@@ -55,22 +60,20 @@ impl SplitMix64 {
     }
 }
 
-/// Power-of-two-choices scheduler state: its random source.
+/// Power-of-two-choices scheduler state: its random source and weight index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PowerOfTwoChoices {
     rng: SplitMix64,
+    sums: Fenwick,
 }
 
 impl PowerOfTwoChoices {
-    /// A scheduler whose draws are determined by `seed`; `dests` is unused.
-    pub fn new(_dests: &[Dest], seed: u64) -> Self {
+    /// A scheduler for `dests` whose draws are determined by `seed`.
+    pub fn new(dests: &[Dest], seed: u64) -> Self {
         PowerOfTwoChoices {
             rng: SplitMix64(seed),
+            sums: Fenwick::new(dests),
         }
-    }
-
-    fn eligible(d: &Dest) -> bool {
-        !d.overloaded && d.weight > 0
     }
 }
 
@@ -84,25 +87,43 @@ struct Draw {
 }
 
 impl PowerOfTwoChoices {
-    /// Draws and walks (module doc); None when nothing is eligible.
+    /// Draws and finds both choices (module doc); None when nothing is eligible.
     fn draw(&mut self, dests: &[Dest]) -> Option<Draw> {
-        let total: u64 = dests
-            .iter()
-            .filter(|d| Self::eligible(d))
-            .map(|d| u64::from(d.weight))
-            .sum();
+        let total = self.sums.total(dests);
+        debug_assert!(self.sums.in_sync(dests), "twos: unannounced list change");
         if total == 0 {
             return None;
         }
         let r1 = self.rng.below(total + 1);
         let r2 = self.rng.below(total + 1);
+        // A draw of 0 stops at the first eligible destination, as 1 does.
+        let c1 = self.sums.find(r1.max(1))?;
+        let c2 = self.sums.find(r2.max(1))?;
+        debug_assert_eq!(
+            Some((c1, c2)),
+            Self::walk(dests, r1, r2),
+            "twos: index disagrees"
+        );
+        Some(Draw {
+            total,
+            r1,
+            r2,
+            c1,
+            c2,
+        })
+    }
+
+    /// The kernel's walk for draws `r1`, `r2`: over the eligible destinations in list
+    /// order, subtracting each weight, the first where the remainder is ≤ its weight. The
+    /// reference the index must agree with. None if a draw exceeds the eligible total.
+    pub(super) fn walk(dests: &[Dest], r1: u64, r2: u64) -> Option<(usize, usize)> {
         let (mut left1, mut left2) = (r1, r2);
         let (mut c1, mut c2) = (None, None);
         for (i, d) in dests.iter().enumerate() {
-            if !Self::eligible(d) {
+            let w = u64::from(twos_weight(d));
+            if w == 0 {
                 continue;
             }
-            let w = u64::from(d.weight);
             if c1.is_none() {
                 if left1 <= w {
                     c1 = Some(i);
@@ -121,14 +142,7 @@ impl PowerOfTwoChoices {
                 break;
             }
         }
-        // Both draws are <= total, the sum walked, so both choices are always found.
-        Some(Draw {
-            total,
-            r1,
-            r2,
-            c1: c1?,
-            c2: c2?,
-        })
+        Some((c1?, c2?))
     }
 
     /// Does choice 2 win: `w2 × oh1 > w1 × oh2`?
@@ -181,7 +195,13 @@ impl Scheduler for PowerOfTwoChoices {
         Some(pick)
     }
 
-    fn update(&mut self, _dests: &[Dest], _change: ListChange) {}
+    fn update(&mut self, dests: &[Dest], _change: ListChange) {
+        self.sums.rebuild(dests);
+    }
+
+    fn dest_changed(&mut self, dests: &[Dest], index: usize) {
+        self.sums.set(dests, index);
+    }
 
     fn clone_box(&self) -> Box<dyn Scheduler> {
         Box::new(self.clone())

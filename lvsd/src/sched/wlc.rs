@@ -1,7 +1,11 @@
 //! wlc — weighted least connection, the ipvsadm default (kernel
 //! `net/netfilter/ipvs/ip_vs_wlc.c`, spec b.5).
 //!
-//! Stateless. Invariants:
+//! State: a [`Tournament`] index of the list (`index.rs`; key `(overhead, weight)`), kept
+//! in sync by `update` and `dest_changed`, so a pick is O(1) and a count change O(log n).
+//! Invariants:
+//! - The pick is always the one the kernel's scan ([`WeightedLeastConnection::pick`], kept
+//!   as the reference and for explanations) would make; debug builds assert it.
 //! - The first destination in list order with weight > 0 and not OVERLOAD becomes `least`;
 //!   if there is none the result is None.
 //! - Each later destination that is not OVERLOAD replaces `least` when
@@ -20,16 +24,33 @@ use std::time::Instant;
 
 use lvs_proto::SchedulerKind;
 
+use super::index::{Rule, Tournament};
 use super::{Dest, Explain, Flow, ListChange, Scheduler, explain_none, overhead};
 
-/// Weighted least-connection scheduler (no state).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WeightedLeastConnection;
+/// wlc's ranking (also lblc's and lblcr's pass over the service): least
+/// `overhead / weight` among weight > 0 and not OVERLOAD (`index.rs` table).
+#[derive(Debug)]
+pub(super) struct Wlc;
+
+impl Rule for Wlc {
+    #[inline]
+    fn key(d: &Dest) -> Option<(u64, u32)> {
+        (d.weight > 0 && !d.overloaded).then(|| (overhead(d), d.weight))
+    }
+}
+
+/// Weighted least-connection scheduler: its index of the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightedLeastConnection {
+    index: Tournament<Wlc>,
+}
 
 impl WeightedLeastConnection {
-    /// wlc keeps no state; `dests` is unused.
-    pub fn new(_dests: &[Dest]) -> Self {
-        WeightedLeastConnection
+    /// The scheduler for `dests`.
+    pub fn new(dests: &[Dest]) -> Self {
+        WeightedLeastConnection {
+            index: Tournament::new(dests),
+        }
     }
 
     /// The wlc comparison: does `d` beat the current `least`?
@@ -44,8 +65,9 @@ impl WeightedLeastConnection {
         lhs.cmp(&rhs)
     }
 
-    /// The kernel's loop over `dests`, leaving out index `skip` (`usize::MAX`: none).
-    fn pick(dests: &[Dest], skip: usize) -> Option<usize> {
+    /// The kernel's loop over `dests`, leaving out index `skip` (`usize::MAX`: none): the
+    /// reference the index must agree with, and the runner-up for explanations.
+    pub(super) fn pick(dests: &[Dest], skip: usize) -> Option<usize> {
         let first = dests
             .iter()
             .enumerate()
@@ -89,7 +111,10 @@ impl Scheduler for WeightedLeastConnection {
         _flow: &Flow,
         explain: Option<&mut Explain>,
     ) -> Option<usize> {
-        let Some(pick) = Self::pick(dests, usize::MAX) else {
+        let pick = self.index.best(dests);
+        debug_assert!(self.index.in_sync(dests), "wlc: unannounced list change");
+        debug_assert_eq!(pick, Self::pick(dests, usize::MAX), "wlc: index disagrees");
+        let Some(pick) = pick else {
             explain_none(explain, SchedulerKind::Wlc);
             return None;
         };
@@ -115,7 +140,13 @@ impl Scheduler for WeightedLeastConnection {
         Some(pick)
     }
 
-    fn update(&mut self, _dests: &[Dest], _change: ListChange) {}
+    fn update(&mut self, dests: &[Dest], _change: ListChange) {
+        self.index.rebuild(dests);
+    }
+
+    fn dest_changed(&mut self, dests: &[Dest], index: usize) {
+        self.index.set(dests, index);
+    }
 
     fn clone_box(&self) -> Box<dyn Scheduler> {
         Box::new(self.clone())
@@ -236,16 +267,19 @@ mod tests {
         );
         // A tie keeps the earlier one, shown as `=`.
         let list = load(&[(1, 0, 2), (2, 0, 4)]);
+        s.update(&list, ListChange::Edited);
         assert_eq!(
             explained(&mut s, &list).1,
             "wlc: 192.0.2.11:80 0*256+2/w1 = 192.0.2.12:80 0*256+4/w2 -> 192.0.2.11:80"
         );
         let list = load(&[(0, 0, 0), (3, 0, 7)]);
+        s.update(&list, ListChange::Edited);
         assert_eq!(
             explained(&mut s, &list).1,
             "wlc: 192.0.2.12:80 0*256+7/w3 alone -> 192.0.2.12:80"
         );
         let list = load(&[(0, 0, 0)]);
+        s.update(&list, ListChange::Edited);
         assert_eq!(
             explained(&mut s, &list),
             (None, "wlc: no destination available".to_owned())

@@ -1,0 +1,85 @@
+//! The control API: one `#[tarpc::service]` trait, one `///` line per RPC.
+//!
+//! Rules of the contract:
+//! - The API grows by adding RPCs (and [`crate::API_LEVEL`] goes up); an RPC, once
+//!   published, keeps its name, arguments and result.
+//! - Reading RPCs are open to every client the socket lets in; mutating ones (marked
+//!   "admin" below) need the admin role ([`crate::Role`]) and are written to the daemon's
+//!   audit log, whatever their result. A read-only caller gets
+//!   [`ApiError::PermissionDenied`].
+//! - A change made through the API reaches the data path within 100 ms and drops no packet;
+//!   existing connections continue. It changes the running configuration only: a reload
+//!   (SIGHUP) applies the file again.
+//! - There is no streaming: events and scheduler decisions are read by sequence number
+//!   (`since`), so a poller never misses or duplicates one while the daemon's ring still
+//!   holds it.
+
+use crate::error::ApiError;
+use crate::types::{
+    ConnPage, ConnQuery, DecisionInfo, DrainInfo, Event, FlowSpec, PeerInfo, RealServerKey,
+    ServiceInfo, ServiceKey, SimulateInfo, VersionInfo, WeightChange,
+};
+
+/// The lvsd control service.
+#[tarpc::service]
+pub trait LvsControl {
+    /// The daemon's version, API level, pid and start time.
+    async fn version() -> VersionInfo;
+
+    /// Who the daemon thinks the caller is, and its role (read-only or admin).
+    async fn whoami() -> PeerInfo;
+
+    /// Every virtual service with its real servers: weights, active/inactive/persistent
+    /// connections, OVERLOAD, thresholds, drain state, counters and rates (ipvsadm `-Ln`,
+    /// `--stats`, `--rate` in one snapshot), in configuration order.
+    async fn services() -> Result<Vec<ServiceInfo>, ApiError>;
+
+    /// Admin: sets a real server's weight (0..=65535) now; a drained server stops being
+    /// drained (its remembered weight is forgotten).
+    async fn set_weight(
+        service: ServiceKey,
+        real_server: RealServerKey,
+        weight: u32,
+    ) -> Result<WeightChange, ApiError>;
+
+    /// Admin: drains a real server: weight 0 now, the old weight remembered (draining a
+    /// drained server keeps the first one); answers the progress (connections left).
+    async fn drain(service: ServiceKey, real_server: RealServerKey) -> Result<DrainInfo, ApiError>;
+
+    /// The progress of a drain (connections left); `NotDrained` if it is not drained.
+    async fn drain_status(
+        service: ServiceKey,
+        real_server: RealServerKey,
+    ) -> Result<DrainInfo, ApiError>;
+
+    /// Admin: gives a drained real server its remembered weight back; `NotDrained` if it is
+    /// not drained.
+    async fn undrain(
+        service: ServiceKey,
+        real_server: RealServerKey,
+    ) -> Result<WeightChange, ApiError>;
+
+    /// One page of the connection table, persistence templates included (ipvsadm `-Lnc`),
+    /// filtered and in a stable order; continue with the page's `next_cursor`.
+    async fn connections(query: ConnQuery) -> Result<ConnPage, ApiError>;
+
+    /// The service's recent scheduling decisions with sequence number above `since`,
+    /// oldest first; each call also keeps the service recording for the next 10 s (nothing
+    /// is recorded while nobody asks).
+    async fn decisions_since(
+        service: ServiceKey,
+        since: u64,
+    ) -> Result<Vec<DecisionInfo>, ApiError>;
+
+    /// Which real server a new connection `flow` would reach now, and why, without
+    /// changing anything (a flow with a live connection is answered from it).
+    async fn simulate(flow: FlowSpec) -> Result<SimulateInfo, ApiError>;
+
+    /// Events with sequence number above `since`, oldest first (weight edits and who made
+    /// them, drains, reloads, ...); the daemon keeps the most recent 1024.
+    async fn events_since(since: u64) -> Result<Vec<Event>, ApiError>;
+
+    /// Admin: zeroes the counters and rate estimates of one service and its real servers,
+    /// or of all services (ipvsadm `-Z`).
+    async fn zero_counters(service: Option<ServiceKey>) -> Result<(), ApiError>;
+}

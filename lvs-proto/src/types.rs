@@ -1,0 +1,682 @@
+//! Request and response types of the control API ([`crate::LvsControl`]).
+//!
+//! Conventions:
+//! - Addresses are `Ipv4Addr` / `SocketAddrV4` (JSON: `"203.0.113.10"`, `"198.51.100.7:40000"`);
+//!   protocols, forwarding methods and schedulers use the lower-case words of
+//!   [`crate::Protocol`], [`crate::Forwarding`], [`crate::SchedulerKind`].
+//! - Times are milliseconds: wall-clock instants as `*_unix_ms` (milliseconds since the Unix
+//!   epoch, UTC), durations as `*_ms`.
+//! - A virtual service is named by a [`ServiceKey`], a real server within it by a
+//!   [`RealServerKey`]; both print the way the error messages and the CLI write them.
+//! - Types may gain fields in later API levels; new fields are `#[serde(default)]` so that an
+//!   older peer's JSON still reads. Enums that will grow ([`EventKind`]) read unknown variants
+//!   as `Unknown` instead of failing.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Counters, Forwarding, Protocol, SchedulerKind};
+
+/// The largest IPVS weight (ipvsadm accepts 0..=65535; 0 = quiesced).
+pub const MAX_WEIGHT: u32 = 65535;
+
+/// A virtual service's identity: protocol, VIP and virtual port (ipvsadm `-t VIP:PORT`).
+///
+/// Displays as `tcp 203.0.113.10:80`; parses from that form or from a bare `VIP:PORT`
+/// (TCP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServiceKey {
+    /// Transport protocol.
+    pub protocol: Protocol,
+    /// Virtual IP.
+    pub vip: Ipv4Addr,
+    /// Virtual port.
+    pub port: u16,
+}
+
+impl ServiceKey {
+    /// A TCP service.
+    pub const fn tcp(vip: Ipv4Addr, port: u16) -> Self {
+        ServiceKey {
+            protocol: Protocol::Tcp,
+            vip,
+            port,
+        }
+    }
+
+    /// A UDP service.
+    pub const fn udp(vip: Ipv4Addr, port: u16) -> Self {
+        ServiceKey {
+            protocol: Protocol::Udp,
+            vip,
+            port,
+        }
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}:{}", self.protocol, self.vip, self.port)
+    }
+}
+
+impl FromStr for ServiceKey {
+    type Err = String;
+
+    /// `tcp 203.0.113.10:80`, `udp 203.0.113.10:53`, or `203.0.113.10:80` (TCP).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (protocol, rest) = match s.split_once(char::is_whitespace) {
+            Some((p, rest)) => {
+                let protocol = match p.to_ascii_lowercase().as_str() {
+                    "tcp" => Protocol::Tcp,
+                    "udp" => Protocol::Udp,
+                    other => {
+                        return Err(format!("unknown protocol `{other}`: expected tcp or udp"));
+                    }
+                };
+                (protocol, rest.trim())
+            }
+            None => (Protocol::Tcp, s),
+        };
+        let sa: SocketAddrV4 = rest
+            .parse()
+            .map_err(|_| format!("`{rest}` is not VIP:PORT (e.g. 203.0.113.10:80)"))?;
+        Ok(ServiceKey {
+            protocol,
+            vip: *sa.ip(),
+            port: sa.port(),
+        })
+    }
+}
+
+/// A real server's identity within a service: RIP and port (ipvsadm `-r RIP:PORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RealServerKey {
+    /// Real server IP.
+    pub addr: Ipv4Addr,
+    /// Real server port.
+    pub port: u16,
+}
+
+impl RealServerKey {
+    /// The real server at `addr:port`.
+    pub const fn new(addr: Ipv4Addr, port: u16) -> Self {
+        RealServerKey { addr, port }
+    }
+}
+
+impl fmt::Display for RealServerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.addr, self.port)
+    }
+}
+
+impl FromStr for RealServerKey {
+    type Err = String;
+
+    /// `192.0.2.11:80`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let sa: SocketAddrV4 = s
+            .parse()
+            .map_err(|_| format!("`{s}` is not RIP:PORT (e.g. 192.0.2.11:80)"))?;
+        Ok(RealServerKey {
+            addr: *sa.ip(),
+            port: sa.port(),
+        })
+    }
+}
+
+impl From<SocketAddrV4> for RealServerKey {
+    fn from(sa: SocketAddrV4) -> Self {
+        RealServerKey {
+            addr: *sa.ip(),
+            port: sa.port(),
+        }
+    }
+}
+
+/// What [`crate::LvsControl::version`] answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// The daemon's version (its crate version, e.g. `0.1.0`).
+    pub daemon: String,
+    /// The API level: [`crate::API_LEVEL`] of the daemon's build. It grows by one whenever
+    /// RPCs are added; existing RPCs never change.
+    pub api: u32,
+    /// The daemon's process id.
+    pub pid: u32,
+    /// When the daemon started.
+    pub started_unix_ms: u64,
+}
+
+/// What the daemon lets a client do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// May read everything, change nothing.
+    ReadOnly,
+    /// May also change things (root, or a member of the configured admin group).
+    Admin,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::ReadOnly => "read-only",
+            Role::Admin => "admin",
+        })
+    }
+}
+
+/// Who a client is, as the daemon sees it (the peer credentials of its socket).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Actor {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Process id, when the kernel reported one.
+    pub pid: Option<i32>,
+    /// User name, when the daemon could resolve it.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.user {
+            Some(u) => write!(f, "{u} (uid {})", self.uid)?,
+            None => write!(f, "uid {}", self.uid)?,
+        }
+        if let Some(pid) = self.pid {
+            write!(f, " pid {pid}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What [`crate::LvsControl::whoami`] answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The caller.
+    pub actor: Actor,
+    /// What the caller may do.
+    pub role: Role,
+}
+
+/// IPVS-style rate estimates (ipvsadm `--rate`): averages over roughly the last 8 s, updated
+/// every 2 s with an EWMA of weight 1/4, rounded to integers as the kernel reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rates {
+    /// Connections per second.
+    pub cps: u64,
+    /// Packets per second from clients.
+    pub inpps: u64,
+    /// Packets per second from real servers (0 for DR).
+    pub outpps: u64,
+    /// Bytes per second from clients.
+    pub inbps: u64,
+    /// Bytes per second from real servers.
+    pub outbps: u64,
+}
+
+/// A persistent service's settings (ipvsadm `-p`, `-M`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistenceInfo {
+    /// Template timeout in seconds (`persistent N` in ipvsadm's listing).
+    pub timeout_secs: u64,
+    /// Client netmask: clients equal under it share a template.
+    pub netmask: Ipv4Addr,
+    /// A template whose real server has weight 0 is dropped (sysctl
+    /// `expire_quiescent_template`).
+    pub quiescent_template_expire: bool,
+}
+
+/// A real server of a service, with its load, counters and rates (ipvsadm `-Ln`,
+/// `--stats`, `--rate`, `--thresholds`, `--persistent-conn` in one record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealServerInfo {
+    /// Real server IP.
+    pub addr: Ipv4Addr,
+    /// Real server port.
+    pub port: u16,
+    /// Forwarding method.
+    pub forwarding: Forwarding,
+    /// Current weight (0 = quiesced: no new connections).
+    pub weight: u32,
+    /// Set while the server is drained: the weight it had before [`crate::LvsControl::drain`],
+    /// which [`crate::LvsControl::undrain`] restores.
+    pub drained_from: Option<u32>,
+    /// Active connections (TCP ESTABLISHED and the SYN states).
+    pub active: u32,
+    /// Inactive connections (other TCP states, UDP).
+    pub inactive: u32,
+    /// Persistence templates pointing at it.
+    pub persistent: u32,
+    /// OVERLOAD: at its upper threshold, it gets no new connections.
+    pub overloaded: bool,
+    /// Upper connection threshold (ipvsadm `-x`; 0 = none).
+    pub upper_threshold: u32,
+    /// Lower connection threshold (ipvsadm `-y`; 0 = none).
+    pub lower_threshold: u32,
+    /// Cumulative counters since it was added or last zeroed.
+    pub counters: Counters,
+    /// Rate estimates.
+    pub rates: Rates,
+}
+
+impl RealServerInfo {
+    /// Its key within its service.
+    pub fn key(&self) -> RealServerKey {
+        RealServerKey::new(self.addr, self.port)
+    }
+}
+
+/// A virtual service with its real servers (ipvsadm `-Ln` and friends).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    /// Transport protocol.
+    pub protocol: Protocol,
+    /// Virtual IP.
+    pub vip: Ipv4Addr,
+    /// Virtual port.
+    pub port: u16,
+    /// Scheduler.
+    pub scheduler: SchedulerKind,
+    /// Scheduler flags in ipvsadm's spelling (`sh-fallback`, `sh-port`, `mh-port`,
+    /// `flag-3`, ...); empty when none is set.
+    pub flags: Vec<String>,
+    /// Persistence, when on.
+    pub persistence: Option<PersistenceInfo>,
+    /// One-packet scheduling (ipvsadm `-o`, shown as `ops`).
+    pub one_packet: bool,
+    /// Cumulative counters since the service was created or last zeroed.
+    pub counters: Counters,
+    /// Rate estimates.
+    pub rates: Rates,
+    /// Real servers in scheduling order (IPVS list order: the newest first, which is the
+    /// order ipvsadm lists them in).
+    pub real_servers: Vec<RealServerInfo>,
+}
+
+impl ServiceInfo {
+    /// Its key.
+    pub fn key(&self) -> ServiceKey {
+        ServiceKey {
+            protocol: self.protocol,
+            vip: self.vip,
+            port: self.port,
+        }
+    }
+}
+
+/// A weight change: what [`crate::LvsControl::set_weight`] and
+/// [`crate::LvsControl::undrain`] answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightChange {
+    /// The service.
+    pub service: ServiceKey,
+    /// The real server.
+    pub real_server: RealServerKey,
+    /// The weight before.
+    pub old: u32,
+    /// The weight now.
+    pub new: u32,
+}
+
+/// A drain and its progress: what [`crate::LvsControl::drain`] and
+/// [`crate::LvsControl::drain_status`] answer.
+///
+/// A drained server has weight 0: the scheduler sends it no new connections, but its
+/// existing connections continue, and on a persistent service a client with a live
+/// template still goes to it (as in IPVS) unless the service sets
+/// `quiescent_template_expire`. The drain is complete when `connections_left` is 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainInfo {
+    /// The service.
+    pub service: ServiceKey,
+    /// The real server.
+    pub real_server: RealServerKey,
+    /// The weight before the drain (restored by undrain).
+    pub weight_before: u32,
+    /// Active connections left.
+    pub active: u32,
+    /// Inactive connections left.
+    pub inactive: u32,
+    /// Persistence templates still pointing at it.
+    pub persistent: u32,
+    /// `active + inactive`: the progress figure; 0 = drained.
+    pub connections_left: u64,
+}
+
+/// An IPv4 prefix, `198.51.100.0/24` (a bare address is a /32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ipv4Prefix {
+    /// Network address (host bits are ignored).
+    pub addr: Ipv4Addr,
+    /// Prefix length, 0..=32.
+    pub len: u8,
+}
+
+impl Ipv4Prefix {
+    /// Whether `ip` is inside the prefix (a length above 32 matches nothing).
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        if self.len > 32 {
+            return false;
+        }
+        let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+        u32::from(ip) & mask == u32::from(self.addr) & mask
+    }
+}
+
+impl fmt::Display for Ipv4Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl FromStr for Ipv4Prefix {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (
+                a,
+                l.parse::<u8>()
+                    .ok()
+                    .filter(|&l| l <= 32)
+                    .ok_or_else(|| format!("`{l}` is not a prefix length 0..=32"))?,
+            ),
+            None => (s, 32),
+        };
+        let addr = addr
+            .parse()
+            .map_err(|_| format!("`{addr}` is not an IPv4 address"))?;
+        Ok(Ipv4Prefix { addr, len })
+    }
+}
+
+/// The largest page [`crate::LvsControl::connections`] returns.
+pub const MAX_CONN_PAGE: u32 = 1000;
+
+/// Which connection entries to list, and where to continue.
+///
+/// Every filter that is set must match. The listing is in a stable order (see
+/// [`ConnCursor`]); pass the previous page's `next_cursor` to continue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnQuery {
+    /// Only this service's entries.
+    pub service: Option<ServiceKey>,
+    /// Only entries to this real server (any service unless `service` is set too).
+    pub real_server: Option<RealServerKey>,
+    /// Only clients inside this prefix (templates show the masked client address).
+    pub client_prefix: Option<Ipv4Prefix>,
+    /// Only entries in this state, by its ipvsadm name (`ESTABLISHED`, `TIME_WAIT`, `UDP`,
+    /// `NONE` for persistence templates; case-insensitive).
+    pub state: Option<String>,
+    /// Continue after this entry (`None`: from the start).
+    pub cursor: Option<ConnCursor>,
+    /// Entries per page, 1..=[`MAX_CONN_PAGE`]; 0 means [`MAX_CONN_PAGE`].
+    pub limit: u32,
+}
+
+/// A position in the connection listing: the sort key of the last entry returned.
+///
+/// Entries are ordered by (protocol, virtual address, virtual port, client address, client
+/// port, real address, real port, template, entry id). A page holds the first `limit`
+/// matching entries after the cursor as the table is *when that page is read*; so paging
+/// never returns an entry twice and never skips one that exists for the whole walk, however
+/// the table changes in between (entries created behind the cursor are not seen, entries
+/// removed are not returned). Treat it as opaque: pass it back unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ConnCursor {
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Virtual address.
+    pub vip: Ipv4Addr,
+    /// Virtual port.
+    pub vport: u16,
+    /// Client address.
+    pub client: Ipv4Addr,
+    /// Client port.
+    pub cport: u16,
+    /// Real server address.
+    pub rip: Ipv4Addr,
+    /// Real server port.
+    pub rport: u16,
+    /// A persistence template.
+    pub template: bool,
+    /// The daemon's entry id (ties only).
+    pub id: u64,
+}
+
+/// One connection entry (a line of ipvsadm `-Lnc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnEntry {
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Client address and port (`source`); a template shows the masked client and port 0.
+    pub client: SocketAddrV4,
+    /// Virtual address and port (`virtual`).
+    pub virt: SocketAddrV4,
+    /// Real server address and port (`destination`).
+    pub real: SocketAddrV4,
+    /// Forwarding method.
+    pub forwarding: Forwarding,
+    /// State as ipvsadm prints it (`ESTABLISHED`, `SYN_RECV`, `TIME_WAIT`, `UDP`, `NONE`).
+    pub state: String,
+    /// Idle time left before it expires (ipvsadm's `expire`, counting down).
+    pub expires_in_ms: u64,
+    /// Counted as an active connection.
+    pub active: bool,
+    /// A persistence template.
+    pub template: bool,
+    /// Its position in the listing.
+    pub cursor: ConnCursor,
+}
+
+/// One page of the connection table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnPage {
+    /// The entries, in listing order.
+    pub entries: Vec<ConnEntry>,
+    /// Where the next page starts; `None` when this page reached the end.
+    pub next_cursor: Option<ConnCursor>,
+    /// Entries in the whole table (matching or not) when the page was read.
+    pub table_size: u64,
+}
+
+/// A scheduling decision with its explanation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionInfo {
+    /// Sequence number: unique and increasing across the daemon, from 1.
+    pub seq: u64,
+    /// When it was made.
+    pub at_unix_ms: u64,
+    /// The service.
+    pub service: ServiceKey,
+    /// The client (the first packet's source).
+    pub client: SocketAddrV4,
+    /// The real server chosen; `None`: no server was available (the packet was dropped).
+    pub real_server: Option<RealServerKey>,
+    /// The service's scheduler.
+    pub scheduler: SchedulerKind,
+    /// Why, one step per line (`wlc picked 192.0.2.12:80: ...`, `persistence template hit`).
+    pub reason: String,
+}
+
+/// A flow to ask [`crate::LvsControl::simulate`] about: a new connection from `client` to
+/// `vip:port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowSpec {
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Client address and port.
+    pub client: SocketAddrV4,
+    /// Virtual IP.
+    pub vip: Ipv4Addr,
+    /// Virtual port.
+    pub port: u16,
+}
+
+impl FlowSpec {
+    /// The service the flow is addressed to.
+    pub fn service(&self) -> ServiceKey {
+        ServiceKey {
+            protocol: self.protocol,
+            vip: self.vip,
+            port: self.port,
+        }
+    }
+}
+
+/// Where a flow would go now, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimulateInfo {
+    /// The service.
+    pub service: ServiceKey,
+    /// The real server it would reach; `None`: it would be dropped (no server available).
+    pub real_server: Option<RealServerKey>,
+    /// Why, one step per line (an existing connection, a persistence template, or the
+    /// scheduler's comparison).
+    pub reason: String,
+}
+
+/// Something that happened in the daemon, with its sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Sequence number: consecutive from 1 (no gaps), so a poller that sees `seq` jump
+    /// past `since + 1` knows the daemon's bounded ring dropped the ones in between.
+    pub seq: u64,
+    /// When it happened.
+    pub at_unix_ms: u64,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What an [`Event`] records. Unknown kinds (from a newer daemon) read as
+/// [`EventKind::Unknown`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The daemon started (the first event).
+    Started {
+        /// The daemon's version.
+        version: String,
+    },
+    /// A weight was set through the API.
+    WeightChanged {
+        /// The service.
+        service: ServiceKey,
+        /// The real server.
+        real_server: RealServerKey,
+        /// The weight before.
+        old: u32,
+        /// The weight after.
+        new: u32,
+        /// Who set it.
+        by: Actor,
+    },
+    /// A real server was drained (weight set to 0, the old weight remembered).
+    Drained {
+        /// The service.
+        service: ServiceKey,
+        /// The real server.
+        real_server: RealServerKey,
+        /// The weight before.
+        weight_before: u32,
+        /// Who drained it.
+        by: Actor,
+    },
+    /// A drained real server got its weight back.
+    Undrained {
+        /// The service.
+        service: ServiceKey,
+        /// The real server.
+        real_server: RealServerKey,
+        /// The weight restored.
+        weight: u32,
+        /// Who undrained it.
+        by: Actor,
+    },
+    /// Counters were zeroed (ipvsadm `-Z`).
+    CountersZeroed {
+        /// The service, or `None` for all.
+        service: Option<ServiceKey>,
+        /// Who zeroed them.
+        by: Actor,
+    },
+    /// The configuration file was re-read (SIGHUP).
+    Reloaded {
+        /// Whether the new configuration is running (else the old one still is).
+        ok: bool,
+        /// What happened, in a sentence (the error on failure).
+        message: String,
+    },
+    /// A kind this client does not know (sent by a newer daemon).
+    #[serde(other)]
+    Unknown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_print_and_parse() {
+        let k = ServiceKey::tcp(Ipv4Addr::new(203, 0, 113, 10), 81);
+        assert_eq!(k.to_string(), "tcp 203.0.113.10:81");
+        assert_eq!("tcp 203.0.113.10:81".parse::<ServiceKey>(), Ok(k));
+        assert_eq!("203.0.113.10:81".parse::<ServiceKey>(), Ok(k));
+        assert_eq!(
+            "UDP 203.0.113.10:53".parse::<ServiceKey>(),
+            Ok(ServiceKey::udp(Ipv4Addr::new(203, 0, 113, 10), 53))
+        );
+        assert!("sctp 203.0.113.10:81".parse::<ServiceKey>().is_err());
+        assert!("203.0.113.10".parse::<ServiceKey>().is_err());
+        let r = RealServerKey::new(Ipv4Addr::new(192, 0, 2, 11), 80);
+        assert_eq!(r.to_string(), "192.0.2.11:80");
+        assert_eq!("192.0.2.11:80".parse::<RealServerKey>(), Ok(r));
+    }
+
+    #[test]
+    fn prefixes() {
+        let p: Ipv4Prefix = "198.51.100.0/24".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert!(p.contains(Ipv4Addr::new(198, 51, 100, 77)));
+        assert!(!p.contains(Ipv4Addr::new(198, 51, 101, 1)));
+        let all: Ipv4Prefix = "0.0.0.0/0".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert!(all.contains(Ipv4Addr::new(1, 2, 3, 4)));
+        let host: Ipv4Prefix = "192.0.2.1".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(host.len, 32);
+        assert!("192.0.2.0/33".parse::<Ipv4Prefix>().is_err());
+    }
+
+    #[test]
+    fn json_shapes() {
+        let k = ServiceKey::tcp(Ipv4Addr::new(203, 0, 113, 10), 80);
+        assert_eq!(
+            serde_json::to_string(&k).ok().as_deref(),
+            Some(r#"{"protocol":"tcp","vip":"203.0.113.10","port":80}"#)
+        );
+        let e = EventKind::Reloaded {
+            ok: true,
+            message: "reloaded".into(),
+        };
+        let json = serde_json::to_string(&e).unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"{"type":"reloaded","ok":true,"message":"reloaded"}"#
+        );
+        // A kind from a newer daemon still reads.
+        let unknown: EventKind =
+            serde_json::from_str(r#"{"type":"vrrp_transition","from":"backup"}"#)
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(unknown, EventKind::Unknown);
+    }
+}

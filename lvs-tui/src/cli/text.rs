@@ -1,0 +1,364 @@
+//! Plain-text renderings of the API's answers that ipvsadm has no layout for (events,
+//! decisions, drains, weight changes), and the conversion of the API's services and
+//! connections into [`crate::ipvsadm`]'s view model.
+//!
+//! Every function here is pure: no I/O, no clock (times are the daemon's, printed in UTC).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use lvs_proto::{
+    ConnEntry, DecisionInfo, DrainInfo, Event, EventKind, Forwarding, Protocol, RealServerInfo,
+    ServiceInfo, SimulateInfo, WeightChange,
+};
+
+use crate::ipvsadm::{self, ConnRow, DestRow, Forward, Persistence, ServiceKey, ServiceRow};
+
+/// A service of the API as ipvsadm's listing sees it.
+pub fn service_row(s: &ServiceInfo) -> ServiceRow {
+    let addr = SocketAddr::from((s.vip, s.port));
+    ServiceRow {
+        key: match s.protocol {
+            Protocol::Tcp => ServiceKey::Tcp(addr),
+            Protocol::Udp => ServiceKey::Udp(addr),
+        },
+        scheduler: s.scheduler.name().to_owned(),
+        sched_flags: s.flags.clone(),
+        persistence: s.persistence.map(|p| Persistence {
+            timeout_secs: u32::try_from(p.timeout_secs).unwrap_or(u32::MAX),
+            netmask: p.netmask,
+        }),
+        one_packet: s.one_packet,
+        stats: s.counters,
+        rates: ipvsadm::Rates {
+            cps: s.rates.cps,
+            inpps: s.rates.inpps,
+            outpps: s.rates.outpps,
+            inbps: s.rates.inbps,
+            outbps: s.rates.outbps,
+        },
+        dests: s.real_servers.iter().map(dest_row).collect(),
+    }
+}
+
+fn dest_row(d: &RealServerInfo) -> DestRow {
+    DestRow {
+        addr: SocketAddr::from((d.addr, d.port)),
+        forward: forward(d.forwarding),
+        weight: i64::from(d.weight),
+        active: u64::from(d.active),
+        inactive: u64::from(d.inactive),
+        persistent: u64::from(d.persistent),
+        upper_threshold: u64::from(d.upper_threshold),
+        lower_threshold: u64::from(d.lower_threshold),
+        stats: d.counters,
+        rates: ipvsadm::Rates {
+            cps: d.rates.cps,
+            inpps: d.rates.inpps,
+            outpps: d.rates.outpps,
+            inbps: d.rates.inbps,
+            outbps: d.rates.outbps,
+        },
+    }
+}
+
+/// ipvsadm's `Forward` word for a forwarding method.
+pub fn forward(f: Forwarding) -> Forward {
+    match f {
+        Forwarding::Nat => Forward::Masq,
+        Forwarding::Dr => Forward::Route,
+    }
+}
+
+/// A connection entry as a `-Lnc` row (expiry rounded down to whole seconds, as the
+/// kernel's `/proc/net/ip_vs_conn` does).
+pub fn conn_row(c: &ConnEntry) -> ConnRow {
+    ConnRow {
+        protocol: c.protocol.ipvsadm_name().to_owned(),
+        expires_secs: c.expires_in_ms / 1000,
+        state: c.state.clone(),
+        client: SocketAddr::V4(c.client),
+        virt: SocketAddr::V4(c.virt),
+        dest: SocketAddr::V4(c.real),
+    }
+}
+
+/// `2026-08-13T10:11:12.345Z` for milliseconds since the Unix epoch.
+pub fn utc_time(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (y, m, d) = civil_from_days(secs / 86_400);
+    let day_secs = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        day_secs / 3600,
+        day_secs / 60 % 60,
+        day_secs % 60,
+        unix_ms % 1000
+    )
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+/// One line per event: `SEQ TIME what happened`.
+pub fn event_line(e: &Event) -> String {
+    let what = match &e.kind {
+        EventKind::Started { version } => format!("lvsd {version} started"),
+        EventKind::WeightChanged {
+            service,
+            real_server,
+            old,
+            new,
+            by,
+        } => format!("weight {service} {real_server} {old} -> {new} by {by}"),
+        EventKind::Drained {
+            service,
+            real_server,
+            weight_before,
+            by,
+        } => format!("drain {service} {real_server} (weight was {weight_before}) by {by}"),
+        EventKind::Undrained {
+            service,
+            real_server,
+            weight,
+            by,
+        } => format!("undrain {service} {real_server} weight {weight} by {by}"),
+        EventKind::CountersZeroed { service, by } => match service {
+            Some(s) => format!("zero counters of {s} by {by}"),
+            None => format!("zero counters of all services by {by}"),
+        },
+        EventKind::Reloaded { ok: true, message } => format!("reload: {message}"),
+        EventKind::Reloaded { ok: false, message } => format!("reload failed: {message}"),
+        EventKind::Unknown => "an event this lvsctl does not know (newer lvsd)".to_owned(),
+    };
+    format!("{} {} {what}\n", e.seq, utc_time(e.at_unix_ms))
+}
+
+/// `SEQ TIME SERVICE CLIENT -> RIP:PORT`, then the reason indented, one step per line.
+pub fn decision_text(d: &DecisionInfo) -> String {
+    let to = match d.real_server {
+        Some(r) => r.to_string(),
+        None => "none (no real server available: dropped)".to_owned(),
+    };
+    let mut s = format!(
+        "{} {} {} {} -> {to}\n",
+        d.seq,
+        utc_time(d.at_unix_ms),
+        d.service,
+        d.client
+    );
+    indent_reason(&mut s, &d.reason);
+    s
+}
+
+/// `SERVICE CLIENT -> RIP:PORT` and the reason, for `simulate`.
+pub fn simulate_text(client: &std::net::SocketAddrV4, r: &SimulateInfo) -> String {
+    let to = match r.real_server {
+        Some(rs) => rs.to_string(),
+        None => "none (no real server available: it would be dropped)".to_owned(),
+    };
+    let mut s = format!("{} {client} -> {to}\n", r.service);
+    indent_reason(&mut s, &r.reason);
+    s
+}
+
+fn indent_reason(s: &mut String, reason: &str) {
+    for line in reason.lines().filter(|l| !l.trim().is_empty()) {
+        let _ = writeln!(s, "    {line}");
+    }
+}
+
+/// `tcp 203.0.113.10:80 192.0.2.11:80 weight 3 -> 0`.
+pub fn weight_change_line(c: &WeightChange) -> String {
+    format!(
+        "{} {} weight {} -> {}\n",
+        c.service, c.real_server, c.old, c.new
+    )
+}
+
+/// Drain progress: `tcp 203.0.113.10:80 192.0.2.11:80 draining (weight was 3): 5 connections
+/// left (active 1, inactive 4, persistent 0)`, or `... drained` at 0.
+pub fn drain_line(d: &DrainInfo) -> String {
+    if d.connections_left == 0 {
+        format!(
+            "{} {} drained (weight was {}): no connections left (persistent {})\n",
+            d.service, d.real_server, d.weight_before, d.persistent
+        )
+    } else {
+        format!(
+            "{} {} draining (weight was {}): {} connections left (active {}, inactive {}, persistent {})\n",
+            d.service,
+            d.real_server,
+            d.weight_before,
+            d.connections_left,
+            d.active,
+            d.inactive,
+            d.persistent
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    use lvs_proto::{
+        Actor, ConnCursor, Counters, PersistenceInfo, Rates, RealServerKey, SchedulerKind,
+    };
+
+    use super::*;
+    use crate::ipvsadm::{ListOptions, format_conns, format_list};
+
+    fn rs(last: u8, weight: u32, forwarding: Forwarding) -> RealServerInfo {
+        RealServerInfo {
+            addr: Ipv4Addr::new(192, 0, 2, last),
+            port: 80,
+            forwarding,
+            weight,
+            drained_from: None,
+            active: u32::from(last),
+            inactive: 2,
+            persistent: 0,
+            overloaded: false,
+            upper_threshold: 0,
+            lower_threshold: 0,
+            counters: Counters::default(),
+            rates: Rates::default(),
+        }
+    }
+
+    #[test]
+    fn api_services_list_like_ipvsadm() {
+        let svc = ServiceInfo {
+            protocol: Protocol::Tcp,
+            vip: Ipv4Addr::new(203, 0, 113, 10),
+            port: 80,
+            scheduler: SchedulerKind::Wrr,
+            flags: vec![],
+            persistence: Some(PersistenceInfo {
+                timeout_secs: 300,
+                netmask: Ipv4Addr::new(255, 255, 255, 0),
+                quiescent_template_expire: false,
+            }),
+            one_packet: false,
+            counters: Counters::default(),
+            rates: Rates::default(),
+            // Scheduling order (newest first); the listing sorts by address.
+            real_servers: vec![
+                rs(13, 1, Forwarding::Nat),
+                rs(12, 2, Forwarding::Dr),
+                rs(11, 3, Forwarding::Nat),
+            ],
+        };
+        let text = format_list(None, &[service_row(&svc)], ListOptions::default());
+        assert_eq!(
+            text.lines().skip(2).collect::<Vec<_>>(),
+            [
+                "TCP  203.0.113.10:80 wrr persistent 300 mask 255.255.255.0",
+                "  -> 192.0.2.11:80                Masq    3      11         2         ",
+                "  -> 192.0.2.12:80                Route   2      12         2         ",
+                "  -> 192.0.2.13:80                Masq    1      13         2         ",
+            ]
+        );
+    }
+
+    #[test]
+    fn conn_entries_list_like_ipvsadm() {
+        let sa = |s: &str| s.parse::<SocketAddrV4>().unwrap();
+        let entry = |client: &str, state: &str, ms: u64, template: bool| ConnEntry {
+            protocol: Protocol::Tcp,
+            client: sa(client),
+            virt: sa("203.0.113.10:80"),
+            real: sa("192.0.2.11:80"),
+            forwarding: Forwarding::Nat,
+            state: state.into(),
+            expires_in_ms: ms,
+            active: state == "ESTABLISHED",
+            template,
+            cursor: ConnCursor {
+                protocol: Protocol::Tcp,
+                vip: Ipv4Addr::new(203, 0, 113, 10),
+                vport: 80,
+                client: *sa(client).ip(),
+                cport: sa(client).port(),
+                rip: Ipv4Addr::new(192, 0, 2, 11),
+                rport: 80,
+                template,
+                id: 1,
+            },
+        };
+        let rows: Vec<ConnRow> = [
+            entry("198.51.100.7:40000", "ESTABLISHED", 899_999, false),
+            entry("198.51.100.0:0", "NONE", 359_001, true),
+        ]
+        .iter()
+        .map(conn_row)
+        .collect();
+        assert_eq!(
+            format_conns(&rows, false),
+            "IPVS connection entries\n\
+             pro expire state       source             virtual            destination\n\
+             TCP 14:59  ESTABLISHED 198.51.100.7:40000 203.0.113.10:80    192.0.2.11:80\n\
+             TCP 05:59  NONE        198.51.100.0:0     203.0.113.10:80    192.0.2.11:80\n"
+        );
+    }
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(utc_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(utc_time(1_786_619_472_345), "2026-08-13T11:11:12.345Z");
+        assert_eq!(utc_time(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn events_and_decisions_read_as_sentences() {
+        let service = lvs_proto::ServiceKey::tcp(Ipv4Addr::new(203, 0, 113, 10), 80);
+        let real_server = RealServerKey::new(Ipv4Addr::new(192, 0, 2, 11), 80);
+        let by = Actor {
+            uid: 0,
+            gid: 0,
+            pid: Some(42),
+            user: Some("root".into()),
+        };
+        let e = Event {
+            seq: 7,
+            at_unix_ms: 0,
+            kind: EventKind::WeightChanged {
+                service,
+                real_server,
+                old: 3,
+                new: 0,
+                by,
+            },
+        };
+        assert_eq!(
+            event_line(&e),
+            "7 1970-01-01T00:00:00.000Z weight tcp 203.0.113.10:80 192.0.2.11:80 3 -> 0 by root (uid 0) pid 42\n"
+        );
+        let d = DecisionInfo {
+            seq: 9,
+            at_unix_ms: 1_000,
+            service,
+            client: "198.51.100.7:40000".parse().unwrap(),
+            real_server: Some(real_server),
+            scheduler: SchedulerKind::Wlc,
+            reason: "wlc picked 192.0.2.11:80\n0*256+0 / w3 < 1*256+0 / w1\n".into(),
+        };
+        assert_eq!(
+            decision_text(&d),
+            "9 1970-01-01T00:00:01.000Z tcp 203.0.113.10:80 198.51.100.7:40000 -> 192.0.2.11:80\n    wlc picked 192.0.2.11:80\n    0*256+0 / w3 < 1*256+0 / w1\n"
+        );
+    }
+}

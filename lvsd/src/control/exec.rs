@@ -1,0 +1,698 @@
+//! Commands from the control plane and their execution on the forwarding thread.
+//!
+//! The control plane (tokio, its own thread) never touches the [`Dataplane`]: it sends a
+//! [`Command`] with a oneshot reply through a bounded channel and writes one byte to a
+//! wake-up datagram socket; the forwarding loop polls that socket with its packet sockets
+//! and, between packet batches, calls [`Executor::run_pending`], which executes at most
+//! [`MAX_COMMANDS_PER_ROUND`] commands and answers each.
+//!
+//! Invariants:
+//! - Only the forwarding thread owns the [`Dataplane`], the [`EventRing`] and the drain
+//!   memory; nothing here locks.
+//! - A command costs the forwarding thread at most one pass over the services (listings),
+//!   or one pass over the connection table (a connections page); mutations are O(list).
+//! - Every mutation that succeeds records exactly one event; a failed one records none.
+//! - The drain memory holds, per drained real server, the weight it had before; it is
+//!   forgotten by `set_weight` and `undrain`, and after a reload for servers that are gone
+//!   or no longer at weight 0.
+//! - The channel is bounded ([`COMMAND_QUEUE`]): a full queue answers
+//!   [`ApiError::Unavailable`] at once instead of growing.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddrV4;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixDatagram;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use lvs_proto::{
+    Actor, ApiError, ConnCursor, ConnEntry, ConnPage, ConnQuery, DecisionInfo, DrainInfo, Event,
+    EventKind, FlowSpec, MAX_CONN_PAGE, MAX_WEIGHT, PersistenceInfo, RealServerInfo, RealServerKey,
+    SchedulerKind, ServiceInfo, ServiceKey, SimulateInfo, WeightChange,
+};
+
+use super::events::EventRing;
+use crate::conn::TcpState;
+use crate::dataplane::{self, ConnFilter, Dataplane, DestStats, EditError, ServiceStats};
+use crate::sched::{Flow, SchedFlags};
+
+/// Commands waiting at most; more are refused as "busy".
+pub const COMMAND_QUEUE: usize = 256;
+/// Commands executed per call of [`Executor::run_pending`].
+pub const MAX_COMMANDS_PER_ROUND: usize = 16;
+
+/// Where a command's answer goes.
+pub type Reply<T> = tokio::sync::oneshot::Sender<Result<T, ApiError>>;
+
+/// A request for the forwarding thread. Mutations carry who asked (for the events).
+#[derive(Debug)]
+pub enum Command {
+    /// Every service with its real servers.
+    Services(Reply<Vec<ServiceInfo>>),
+    /// Set a weight.
+    SetWeight {
+        /// Service.
+        service: ServiceKey,
+        /// Real server.
+        real_server: RealServerKey,
+        /// New weight.
+        weight: u32,
+        /// Who.
+        by: Actor,
+        /// Answer.
+        reply: Reply<WeightChange>,
+    },
+    /// Drain a real server.
+    Drain {
+        /// Service.
+        service: ServiceKey,
+        /// Real server.
+        real_server: RealServerKey,
+        /// Who.
+        by: Actor,
+        /// Answer.
+        reply: Reply<DrainInfo>,
+    },
+    /// A drain's progress.
+    DrainStatus {
+        /// Service.
+        service: ServiceKey,
+        /// Real server.
+        real_server: RealServerKey,
+        /// Answer.
+        reply: Reply<DrainInfo>,
+    },
+    /// Undo a drain.
+    Undrain {
+        /// Service.
+        service: ServiceKey,
+        /// Real server.
+        real_server: RealServerKey,
+        /// Who.
+        by: Actor,
+        /// Answer.
+        reply: Reply<WeightChange>,
+    },
+    /// A page of the connection table.
+    Connections {
+        /// What to list.
+        query: ConnQuery,
+        /// Answer.
+        reply: Reply<ConnPage>,
+    },
+    /// Recent scheduling decisions.
+    Decisions {
+        /// Service.
+        service: ServiceKey,
+        /// After this seq.
+        since: u64,
+        /// Answer.
+        reply: Reply<Vec<DecisionInfo>>,
+    },
+    /// Where a flow would go.
+    Simulate {
+        /// The flow.
+        flow: FlowSpec,
+        /// Answer.
+        reply: Reply<SimulateInfo>,
+    },
+    /// Events after a seq.
+    Events {
+        /// After this seq.
+        since: u64,
+        /// Answer.
+        reply: Reply<Vec<Event>>,
+    },
+    /// Zero counters.
+    ZeroCounters {
+        /// One service, or all.
+        service: Option<ServiceKey>,
+        /// Who.
+        by: Actor,
+        /// Answer.
+        reply: Reply<()>,
+    },
+}
+
+/// The control plane's end of the command channel. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CommandSender {
+    tx: SyncSender<Command>,
+    wake: Arc<UnixDatagram>,
+}
+
+impl CommandSender {
+    /// Queues a command and wakes the forwarding loop; never blocks.
+    pub fn send(&self, cmd: Command) -> Result<(), ApiError> {
+        match self.tx.try_send(cmd) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(ApiError::Unavailable {
+                    message: format!(
+                        "the forwarding loop has {COMMAND_QUEUE} requests waiting; try again"
+                    ),
+                });
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(ApiError::Unavailable {
+                    message: "lvsd is shutting down".into(),
+                });
+            }
+        }
+        // A full wake-up buffer means a wake-up is already pending: nothing to do.
+        let _ = self.wake.send(&[1]);
+        Ok(())
+    }
+}
+
+/// A connected command channel: the sender for the control plane, the executor for the
+/// forwarding thread.
+pub fn channel(now: Instant) -> io::Result<(CommandSender, Executor)> {
+    let (tx, rx) = mpsc::sync_channel(COMMAND_QUEUE);
+    let (wake_tx, wake_rx) = UnixDatagram::pair()?;
+    wake_tx.set_nonblocking(true)?;
+    wake_rx.set_nonblocking(true)?;
+    let mut exec = Executor {
+        rx,
+        wake: wake_rx,
+        events: EventRing::default(),
+        drained: HashMap::new(),
+        epoch: (now, SystemTime::now()),
+    };
+    exec.record(
+        now,
+        EventKind::Started {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+    );
+    Ok((
+        CommandSender {
+            tx,
+            wake: Arc::new(wake_tx),
+        },
+        exec,
+    ))
+}
+
+/// Executes commands against the dataplane on the forwarding thread (module doc).
+#[derive(Debug)]
+pub struct Executor {
+    rx: Receiver<Command>,
+    wake: UnixDatagram,
+    events: EventRing,
+    /// Weight before the drain, per drained real server.
+    drained: HashMap<(ServiceKey, RealServerKey), u32>,
+    /// An instant and the wall-clock time it corresponds to.
+    epoch: (Instant, SystemTime),
+}
+
+impl Executor {
+    /// The fd to poll with the packet sockets: readable when commands wait.
+    pub fn wake_fd(&self) -> BorrowedFd<'_> {
+        self.wake.as_fd()
+    }
+
+    /// Executes up to [`MAX_COMMANDS_PER_ROUND`] waiting commands; true if more wait (poll
+    /// again without sleeping).
+    pub fn run_pending(&mut self, dp: &mut Dataplane, now: Instant) -> bool {
+        let mut buf = [0u8; 64];
+        while self.wake.recv(&mut buf).is_ok() {}
+        for _ in 0..MAX_COMMANDS_PER_ROUND {
+            match self.rx.try_recv() {
+                Ok(cmd) => self.execute(dp, now, cmd),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
+    }
+
+    /// Records an event that did not come through a command (a reload).
+    pub fn record(&mut self, now: Instant, kind: EventKind) -> u64 {
+        let at = self.unix_ms(now);
+        self.events.push(at, kind)
+    }
+
+    /// After a reload: forgets drains of servers that are gone or no longer at weight 0.
+    pub fn after_reload(&mut self, dp: &Dataplane) {
+        self.drained.retain(|(svc, rs), _| {
+            dp.dest_stats(&dp_key(svc), rs.addr, rs.port)
+                .is_ok_and(|d| d.weight == 0)
+        });
+    }
+
+    /// Milliseconds since the Unix epoch at `t`.
+    fn unix_ms(&self, t: Instant) -> u64 {
+        let (base, wall) = self.epoch;
+        let wall_t = if t >= base {
+            wall.checked_add(t - base)
+        } else {
+            wall.checked_sub(base - t)
+        };
+        wall_t
+            .and_then(|w| w.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Executes one command and answers it (a client that went away is ignored).
+    pub fn execute(&mut self, dp: &mut Dataplane, now: Instant, cmd: Command) {
+        match cmd {
+            Command::Services(reply) => {
+                let stats = dp.stats();
+                let list = stats
+                    .services
+                    .iter()
+                    .map(|s| self.service_info(s))
+                    .collect();
+                let _ = reply.send(Ok(list));
+            }
+            Command::SetWeight {
+                service,
+                real_server,
+                weight,
+                by,
+                reply,
+            } => {
+                let _ = reply.send(self.set_weight(dp, now, service, real_server, weight, by));
+            }
+            Command::Drain {
+                service,
+                real_server,
+                by,
+                reply,
+            } => {
+                let _ = reply.send(self.drain(dp, now, service, real_server, by));
+            }
+            Command::DrainStatus {
+                service,
+                real_server,
+                reply,
+            } => {
+                let r = dest(dp, service, real_server).and_then(|d| {
+                    let before = self.drained.get(&(service, real_server)).copied().ok_or(
+                        ApiError::NotDrained {
+                            service,
+                            real_server,
+                        },
+                    )?;
+                    Ok(drain_info(service, real_server, before, &d))
+                });
+                let _ = reply.send(r);
+            }
+            Command::Undrain {
+                service,
+                real_server,
+                by,
+                reply,
+            } => {
+                let _ = reply.send(self.undrain(dp, now, service, real_server, by));
+            }
+            Command::Connections { query, reply } => {
+                let _ = reply.send(connections(dp, now, &query));
+            }
+            Command::Decisions {
+                service,
+                since,
+                reply,
+            } => {
+                let r = if dp.has_service(&dp_key(&service)) {
+                    Ok(dp
+                        .decisions_since(now, &dp_key(&service), since)
+                        .into_iter()
+                        .map(|d| self.decision_info(d))
+                        .collect())
+                } else {
+                    Err(ApiError::NoSuchService { service })
+                };
+                let _ = reply.send(r);
+            }
+            Command::Simulate { flow, reply } => {
+                let service = flow.service();
+                let r = if dp.has_service(&dp_key(&service)) {
+                    let res = dp.simulate(
+                        now,
+                        &Flow {
+                            protocol: flow.protocol,
+                            src: flow.client,
+                            dst: SocketAddrV4::new(flow.vip, flow.port),
+                        },
+                    );
+                    Ok(SimulateInfo {
+                        service,
+                        real_server: res.dest.map(RealServerKey::from),
+                        reason: res.reason,
+                    })
+                } else {
+                    Err(ApiError::NoSuchService { service })
+                };
+                let _ = reply.send(r);
+            }
+            Command::Events { since, reply } => {
+                let _ = reply.send(Ok(self.events.since(since)));
+            }
+            Command::ZeroCounters { service, by, reply } => {
+                let r = match service {
+                    Some(s) if !dp.has_service(&dp_key(&s)) => {
+                        Err(ApiError::NoSuchService { service: s })
+                    }
+                    _ => dp
+                        .zero_counters(service.map(|s| dp_key(&s)).as_ref())
+                        .map_err(|e| ApiError::Unavailable {
+                            message: e.to_string(),
+                        })
+                        .map(|()| {
+                            self.record(now, EventKind::CountersZeroed { service, by });
+                        }),
+                };
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    fn set_weight(
+        &mut self,
+        dp: &mut Dataplane,
+        now: Instant,
+        service: ServiceKey,
+        real_server: RealServerKey,
+        weight: u32,
+        by: Actor,
+    ) -> Result<WeightChange, ApiError> {
+        if weight > MAX_WEIGHT {
+            return Err(ApiError::WeightOutOfRange {
+                weight: u64::from(weight),
+            });
+        }
+        let old = dp
+            .set_weight(
+                &dp_key(&service),
+                real_server.addr,
+                real_server.port,
+                weight,
+            )
+            .map_err(|e| api_error(e, service, Some(real_server)))?;
+        self.drained.remove(&(service, real_server));
+        self.record(
+            now,
+            EventKind::WeightChanged {
+                service,
+                real_server,
+                old,
+                new: weight,
+                by,
+            },
+        );
+        Ok(WeightChange {
+            service,
+            real_server,
+            old,
+            new: weight,
+        })
+    }
+
+    fn drain(
+        &mut self,
+        dp: &mut Dataplane,
+        now: Instant,
+        service: ServiceKey,
+        real_server: RealServerKey,
+        by: Actor,
+    ) -> Result<DrainInfo, ApiError> {
+        let current = dest(dp, service, real_server)?;
+        let key = (service, real_server);
+        let already = self.drained.get(&key).copied();
+        let before = already.unwrap_or(current.weight);
+        dp.set_weight(&dp_key(&service), real_server.addr, real_server.port, 0)
+            .map_err(|e| api_error(e, service, Some(real_server)))?;
+        self.drained.insert(key, before);
+        if already.is_none() {
+            self.record(
+                now,
+                EventKind::Drained {
+                    service,
+                    real_server,
+                    weight_before: before,
+                    by,
+                },
+            );
+        }
+        let after = dest(dp, service, real_server)?;
+        Ok(drain_info(service, real_server, before, &after))
+    }
+
+    fn undrain(
+        &mut self,
+        dp: &mut Dataplane,
+        now: Instant,
+        service: ServiceKey,
+        real_server: RealServerKey,
+        by: Actor,
+    ) -> Result<WeightChange, ApiError> {
+        dest(dp, service, real_server)?;
+        let key = (service, real_server);
+        let weight = self
+            .drained
+            .get(&key)
+            .copied()
+            .ok_or(ApiError::NotDrained {
+                service,
+                real_server,
+            })?;
+        let old = dp
+            .set_weight(
+                &dp_key(&service),
+                real_server.addr,
+                real_server.port,
+                weight,
+            )
+            .map_err(|e| api_error(e, service, Some(real_server)))?;
+        self.drained.remove(&key);
+        self.record(
+            now,
+            EventKind::Undrained {
+                service,
+                real_server,
+                weight,
+                by,
+            },
+        );
+        Ok(WeightChange {
+            service,
+            real_server,
+            old,
+            new: weight,
+        })
+    }
+
+    fn service_info(&self, s: &ServiceStats) -> ServiceInfo {
+        let key = ServiceKey {
+            protocol: s.protocol,
+            vip: s.vip,
+            port: s.port,
+        };
+        ServiceInfo {
+            protocol: s.protocol,
+            vip: s.vip,
+            port: s.port,
+            scheduler: s.scheduler,
+            flags: flag_names(s.scheduler, &s.scheduler_flags),
+            persistence: s.persistence.map(|p| PersistenceInfo {
+                timeout_secs: p.timeout.as_secs(),
+                netmask: p.netmask,
+                quiescent_template_expire: p.quiescent_template_expire,
+            }),
+            one_packet: s.one_packet,
+            counters: s.counters,
+            rates: s.rates,
+            real_servers: s
+                .dests
+                .iter()
+                .map(|d| {
+                    let rs = RealServerKey::new(d.addr, d.port);
+                    real_server_info(d, self.drained.get(&(key, rs)).copied())
+                })
+                .collect(),
+        }
+    }
+
+    fn decision_info(&self, d: dataplane::Decision) -> DecisionInfo {
+        DecisionInfo {
+            seq: d.seq,
+            at_unix_ms: self.unix_ms(d.at),
+            service: ServiceKey {
+                protocol: d.service.protocol,
+                vip: d.service.vip,
+                port: d.service.port,
+            },
+            client: d.client,
+            real_server: d.dest.map(RealServerKey::from),
+            scheduler: d.scheduler,
+            reason: d.reason,
+        }
+    }
+}
+
+fn dp_key(k: &ServiceKey) -> dataplane::ServiceKey {
+    dataplane::ServiceKey {
+        protocol: k.protocol,
+        vip: k.vip,
+        port: k.port,
+    }
+}
+
+/// A listed real server, or the error naming what is missing.
+fn dest(
+    dp: &Dataplane,
+    service: ServiceKey,
+    real_server: RealServerKey,
+) -> Result<DestStats, ApiError> {
+    dp.dest_stats(&dp_key(&service), real_server.addr, real_server.port)
+        .map_err(|e| api_error(e, service, Some(real_server)))
+}
+
+fn api_error(e: EditError, service: ServiceKey, real_server: Option<RealServerKey>) -> ApiError {
+    match e {
+        EditError::NoService(_) => ApiError::NoSuchService { service },
+        EditError::NoDest { addr, port, .. } => ApiError::NoSuchRealServer {
+            service,
+            real_server: real_server.unwrap_or(RealServerKey::new(addr, port)),
+        },
+        EditError::WeightOutOfRange(w) => ApiError::WeightOutOfRange {
+            weight: u64::from(w),
+        },
+    }
+}
+
+fn drain_info(
+    service: ServiceKey,
+    real_server: RealServerKey,
+    before: u32,
+    d: &DestStats,
+) -> DrainInfo {
+    DrainInfo {
+        service,
+        real_server,
+        weight_before: before,
+        active: d.active,
+        inactive: d.inactive,
+        persistent: d.persistent,
+        connections_left: u64::from(d.active) + u64::from(d.inactive),
+    }
+}
+
+fn real_server_info(d: &DestStats, drained_from: Option<u32>) -> RealServerInfo {
+    RealServerInfo {
+        addr: d.addr,
+        port: d.port,
+        forwarding: d.forwarding,
+        weight: d.weight,
+        drained_from,
+        active: d.active,
+        inactive: d.inactive,
+        persistent: d.persistent,
+        overloaded: d.overloaded,
+        upper_threshold: d.upper_threshold,
+        lower_threshold: d.lower_threshold,
+        counters: d.counters,
+        rates: d.rates,
+    }
+}
+
+/// The scheduler flags in ipvsadm's spelling for `kind`.
+fn flag_names(kind: SchedulerKind, f: &SchedFlags) -> Vec<String> {
+    let (one, two) = match kind {
+        SchedulerKind::Sh => ("sh-fallback", "sh-port"),
+        SchedulerKind::Mh => ("mh-fallback", "mh-port"),
+        _ => ("flag-1", "flag-2"),
+    };
+    [(f.flag1, one), (f.flag2, two), (f.flag3, "flag-3")]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| n.to_string())
+        .collect()
+}
+
+/// The state names a connection filter may use.
+fn known_state(name: &str) -> bool {
+    ["NONE", "UDP"].iter().any(|s| s.eq_ignore_ascii_case(name))
+        || TcpState::ALL
+            .iter()
+            .any(|s| s.name().eq_ignore_ascii_case(name))
+}
+
+fn connections(dp: &Dataplane, now: Instant, q: &ConnQuery) -> Result<ConnPage, ApiError> {
+    let limit = match q.limit {
+        0 => MAX_CONN_PAGE,
+        n if n > MAX_CONN_PAGE => {
+            return Err(ApiError::InvalidArgument {
+                message: format!("limit {n} is above the largest page, {MAX_CONN_PAGE}"),
+            });
+        }
+        n => n,
+    };
+    if let Some(s) = &q.state {
+        if !known_state(s) {
+            let mut names: Vec<&str> = TcpState::ALL.iter().map(|s| s.name()).collect();
+            names.push("UDP");
+            return Err(ApiError::InvalidArgument {
+                message: format!(
+                    "unknown connection state `{s}`: expected one of {} (NONE = persistence template)",
+                    names.join(", ")
+                ),
+            });
+        }
+    }
+    if let Some(service) = q.service {
+        if !dp.has_service(&dp_key(&service)) {
+            return Err(ApiError::NoSuchService { service });
+        }
+    }
+    let filter = ConnFilter {
+        service: q.service.as_ref().map(dp_key),
+        real: q.real_server.map(|r| (r.addr, r.port)),
+        client: q.client_prefix.map(|p| (p.addr, p.len)),
+        state: q.state.clone(),
+    };
+    let after = q.cursor.map(|c| {
+        (
+            c.protocol, c.vip, c.vport, c.client, c.cport, c.rip, c.rport, c.template, c.id,
+        )
+    });
+    let (page, more) = dp.connections_page(now, &filter, after.as_ref(), limit as usize);
+    let entries: Vec<ConnEntry> = page
+        .into_iter()
+        .map(|(k, c)| ConnEntry {
+            protocol: c.protocol,
+            client: c.client,
+            virt: c.virt,
+            real: c.real,
+            forwarding: c.forwarding,
+            state: c.state.to_string(),
+            expires_in_ms: u64::try_from(c.expires_in.as_millis()).unwrap_or(u64::MAX),
+            active: c.active,
+            template: c.template,
+            cursor: ConnCursor {
+                protocol: k.0,
+                vip: k.1,
+                vport: k.2,
+                client: k.3,
+                cport: k.4,
+                rip: k.5,
+                rport: k.6,
+                template: k.7,
+                id: k.8,
+            },
+        })
+        .collect();
+    let next_cursor = if more {
+        entries.last().map(|e| e.cursor)
+    } else {
+        None
+    };
+    Ok(ConnPage {
+        entries,
+        next_cursor,
+        table_size: dp.conn_count() as u64,
+    })
+}

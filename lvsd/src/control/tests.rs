@@ -1,0 +1,875 @@
+//! The control API end to end, without root: a real server on a Unix socket in a temp
+//! directory, a thread standing in for the forwarding loop (a [`Dataplane`] on a virtual
+//! clock, fed frames by the test), and clients from `lvs_proto`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use lvs_proto::tarpc::context;
+use lvs_proto::{
+    ApiError, ConnCursor, ConnQuery, EventKind, FlowSpec, LvsControlClient, RealServerKey, Role,
+    ServiceKey, connect_unix,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+use crate::config::ControlSettings;
+use crate::conn::Timeouts;
+use crate::dataplane::{
+    Dataplane, DataplaneConfig, DestSpec, Interface, Persistence, RxFrame, ServiceSpec, Verdict,
+};
+use crate::sched::SchedParams;
+use crate::wire::build::FrameSpec;
+use crate::wire::tcp::TcpControl;
+use lvs_proto::{Forwarding, Protocol, SchedulerKind};
+
+const EXT_IF: u32 = 1;
+const INT_IF: u32 = 2;
+const EXT_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const GW_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
+const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+const RS1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
+const RS2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 12);
+
+fn dest(addr: Ipv4Addr, port: u16, weight: u32) -> DestSpec {
+    DestSpec {
+        addr,
+        port,
+        weight,
+        forwarding: Forwarding::Nat,
+        ifindex: INT_IF,
+        next_hop: addr,
+        source: Ipv4Addr::new(192, 0, 2, 1),
+        upper_threshold: 0,
+        lower_threshold: 0,
+    }
+}
+
+fn service(
+    protocol: Protocol,
+    port: u16,
+    scheduler: SchedulerKind,
+    dests: Vec<DestSpec>,
+) -> ServiceSpec {
+    ServiceSpec {
+        vip: VIP,
+        port,
+        protocol,
+        scheduler,
+        sched_params: SchedParams::default(),
+        persistence: None,
+        one_packet: false,
+        dests,
+    }
+}
+
+/// TCP VIP:80 wlc → RS1 w1, RS2 w2 (list order RS2, RS1); UDP VIP:53 rr → RS1:53;
+/// TCP VIP:443 rr, persistent 300 s → RS1:443.
+fn dp_config() -> DataplaneConfig {
+    let mut https = service(
+        Protocol::Tcp,
+        443,
+        SchedulerKind::Rr,
+        vec![dest(RS1, 443, 1)],
+    );
+    https.persistence = Some(Persistence {
+        timeout: Duration::from_secs(300),
+        netmask: Ipv4Addr::BROADCAST,
+        quiescent_template_expire: false,
+    });
+    DataplaneConfig {
+        interfaces: vec![
+            Interface {
+                ifindex: EXT_IF,
+                name: "ext".into(),
+                mac: EXT_MAC,
+                ipv4: vec![Ipv4Addr::new(203, 0, 113, 1)],
+                mtu: 1500,
+            },
+            Interface {
+                ifindex: INT_IF,
+                name: "int".into(),
+                mac: [2, 0, 0, 0, 2, 2],
+                ipv4: vec![Ipv4Addr::new(192, 0, 2, 1)],
+                mtu: 1500,
+            },
+        ],
+        services: vec![
+            service(
+                Protocol::Tcp,
+                80,
+                SchedulerKind::Wlc,
+                vec![dest(RS1, 80, 1), dest(RS2, 80, 2)],
+            ),
+            service(Protocol::Udp, 53, SchedulerKind::Rr, vec![dest(RS1, 53, 1)]),
+            https,
+        ],
+        timeouts: Timeouts::default(),
+    }
+}
+
+const WEB: ServiceKey = ServiceKey::tcp(VIP, 80);
+const DNS: ServiceKey = ServiceKey::udp(VIP, 53);
+const HTTPS: ServiceKey = ServiceKey::tcp(VIP, 443);
+const R1: RealServerKey = RealServerKey::new(RS1, 80);
+const R2: RealServerKey = RealServerKey::new(RS2, 80);
+
+fn client(n: u8, port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, n), port)
+}
+
+type Job = Box<dyn FnOnce(&mut Dataplane, &mut Instant) + Send>;
+
+/// A control server on a temp socket and a forwarding-loop stand-in.
+struct Harness {
+    dir: PathBuf,
+    socket: PathBuf,
+    audit: PathBuf,
+    control: Option<ControlHandle>,
+    jobs: Option<mpsc::Sender<(Job, mpsc::Sender<()>)>>,
+    fwd: Option<JoinHandle<()>>,
+}
+
+impl Harness {
+    fn start(tag: &str, edit: impl FnOnce(&mut ControlSettings)) -> Harness {
+        let dir = std::env::temp_dir().join(format!("lvsd-control-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let socket = dir.join("run").join("lvsd.sock");
+        let audit = dir.join("audit.log");
+        // Whoever runs the tests is admin: root is, and so is the primary group.
+        let group = nix::unistd::Group::from_gid(nix::unistd::getegid())
+            .ok()
+            .flatten()
+            .map(|g| g.name);
+        let mut settings = ControlSettings {
+            socket: socket.clone(),
+            admin_group: group,
+            audit_log: Some(audit.clone()),
+            ..ControlSettings::default()
+        };
+        edit(&mut settings);
+        let t0 = Instant::now();
+        let (commands, mut exec) = channel(t0).unwrap();
+        let control = ControlHandle::start(&settings, commands).unwrap();
+        let (jobs, job_rx) = mpsc::channel::<(Job, mpsc::Sender<()>)>();
+        let fwd = std::thread::spawn(move || {
+            let mut dp = Dataplane::new(dp_config(), t0);
+            let mut now = t0;
+            loop {
+                let mut ready = [false];
+                let _ = crate::io::poll_readable(
+                    &[exec.wake_fd()],
+                    Some(Duration::from_millis(5)),
+                    &mut ready,
+                );
+                loop {
+                    match job_rx.try_recv() {
+                        Ok((job, ack)) => {
+                            job(&mut dp, &mut now);
+                            let _ = ack.send(());
+                        }
+                        Err(mpsc::TryRecvError::Empty) => break,
+                        Err(mpsc::TryRecvError::Disconnected) => return,
+                    }
+                }
+                while exec.run_pending(&mut dp, now) {}
+            }
+        });
+        Harness {
+            dir,
+            socket,
+            audit,
+            control: Some(control),
+            jobs: Some(jobs),
+            fwd: Some(fwd),
+        }
+    }
+
+    /// Runs `job` on the forwarding thread and waits for it.
+    fn on_dataplane(&self, job: impl FnOnce(&mut Dataplane, &mut Instant) + Send + 'static) {
+        let (ack, done) = mpsc::channel();
+        self.jobs
+            .as_ref()
+            .unwrap()
+            .send((Box::new(job), ack))
+            .unwrap();
+        done.recv().unwrap();
+    }
+
+    /// Moves the virtual clock on (running the core's timers).
+    fn advance(&self, d: Duration) {
+        self.on_dataplane(move |dp, now| {
+            let end = *now + d;
+            while *now < end {
+                *now = (*now + Duration::from_secs(1)).min(end);
+                dp.handle_timeout(*now);
+            }
+        });
+    }
+
+    /// A client sends a TCP SYN (or a UDP datagram) to `port` on the VIP.
+    fn packet(&self, protocol: Protocol, from: SocketAddrV4, port: u16) {
+        self.on_dataplane(move |dp, now| {
+            let to = SocketAddrV4::new(VIP, port);
+            let frame = match protocol {
+                Protocol::Tcp => FrameSpec::tcp(GW_MAC, EXT_MAC, from, to, TcpControl::SYN),
+                Protocol::Udp => FrameSpec::udp(GW_MAC, EXT_MAC, from, to, b"q"),
+            }
+            .to_vec();
+            let mut out = vec![0u8; 2048];
+            let v = dp.process(
+                *now,
+                RxFrame {
+                    ifindex: EXT_IF,
+                    data: &frame,
+                    csum_partial: false,
+                    gso: false,
+                },
+                &mut out,
+            );
+            // Real servers never answered ARP here: the entry is made, the frame waits.
+            assert!(
+                matches!(v, Verdict::Drop(_) | Verdict::Transmit { .. }),
+                "{v:?}"
+            );
+        });
+    }
+
+    async fn client(&self) -> LvsControlClient {
+        connect_unix(&self.socket).await.unwrap()
+    }
+
+    fn audit_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.audit)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.control.take() {
+            c.stop();
+        }
+        self.jobs.take();
+        if let Some(t) = self.fwd.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ctx() -> context::Context {
+    context::current()
+}
+
+#[tokio::test]
+async fn reading_rpcs() {
+    let h = Harness::start("read", |_| {});
+    let c = h.client().await;
+    let v = c.version(ctx()).await.unwrap();
+    assert_eq!(v.api, lvs_proto::API_LEVEL);
+    assert_eq!(v.pid, std::process::id());
+    let me = c.whoami(ctx()).await.unwrap();
+    assert_eq!(me.role, Role::Admin);
+    assert_eq!(me.actor.uid, nix::unistd::geteuid().as_raw());
+    assert_eq!(me.actor.pid, Some(std::process::id() as i32));
+
+    h.packet(Protocol::Tcp, client(1, 40000), 80);
+    let services = c.services(ctx()).await.unwrap().unwrap();
+    assert_eq!(
+        services.iter().map(|s| s.key()).collect::<Vec<_>>(),
+        vec![WEB, DNS, HTTPS]
+    );
+    let web = &services[0];
+    assert_eq!(web.scheduler, SchedulerKind::Wlc);
+    // IPVS list order: newest first.
+    assert_eq!(
+        web.real_servers.iter().map(|r| r.key()).collect::<Vec<_>>(),
+        vec![R2, R1]
+    );
+    // wlc: both empty, RS2 (weight 2) is first in the list and wins.
+    assert_eq!(web.real_servers[0].inactive + web.real_servers[0].active, 1);
+    assert_eq!(web.counters.conns, 1);
+    assert_eq!(services[2].persistence.map(|p| p.timeout_secs), Some(300));
+
+    // Rates: traffic, then the 2 s estimator ticks.
+    for i in 0..40 {
+        h.packet(Protocol::Udp, client(2, 5000 + i), 53);
+    }
+    h.advance(Duration::from_secs(2));
+    let dns = &c.services(ctx()).await.unwrap().unwrap()[1];
+    // 40 datagrams in 2 s = 20/s; first tick gives a quarter: 5.
+    assert_eq!(dns.rates.inpps, 5);
+    assert_eq!(dns.real_servers[0].rates.inpps, 5);
+
+    let sim = c
+        .simulate(
+            ctx(),
+            FlowSpec {
+                protocol: Protocol::Tcp,
+                client: client(9, 1234),
+                vip: VIP,
+                port: 80,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sim.service, WEB);
+    assert!(sim.real_server.is_some());
+    assert!(sim.reason.contains("wlc"), "{}", sim.reason);
+    let e = c
+        .simulate(
+            ctx(),
+            FlowSpec {
+                protocol: Protocol::Udp,
+                client: client(9, 1234),
+                vip: VIP,
+                port: 80,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.to_string(), "no virtual service udp 203.0.113.10:80");
+
+    // Decisions: asking starts the recording; the next connection is recorded.
+    assert!(
+        c.decisions_since(ctx(), WEB, 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_empty()
+    );
+    h.packet(Protocol::Tcp, client(3, 40001), 80);
+    let d = c.decisions_since(ctx(), WEB, 0).await.unwrap().unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].client, client(3, 40001));
+    assert!(d[0].at_unix_ms > 0);
+    let again = c
+        .decisions_since(ctx(), WEB, d[0].seq)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(again.is_empty());
+    let e = c
+        .decisions_since(ctx(), ServiceKey::tcp(VIP, 81), 0)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.to_string(), "no virtual service tcp 203.0.113.10:81");
+
+    // Connections with templates, and filters.
+    h.packet(Protocol::Tcp, client(4, 40002), 443);
+    let all = c
+        .connections(ctx(), ConnQuery::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(all.next_cursor, None);
+    assert_eq!(all.table_size, all.entries.len() as u64);
+    let templates = c
+        .connections(
+            ctx(),
+            ConnQuery {
+                state: Some("none".into()),
+                ..ConnQuery::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(templates.entries.len(), 1);
+    assert!(templates.entries[0].template);
+    assert_eq!(templates.entries[0].client, client(4, 0));
+    let https = c
+        .connections(
+            ctx(),
+            ConnQuery {
+                service: Some(HTTPS),
+                client_prefix: Some("198.51.100.4/32".parse().unwrap()),
+                ..ConnQuery::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(https.entries.len(), 2, "{:?}", https.entries);
+    let e = c
+        .connections(
+            ctx(),
+            ConnQuery {
+                state: Some("ESTABLISHD".into()),
+                ..ConnQuery::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("unknown connection state `ESTABLISHD`"),
+        "{e}"
+    );
+    let e = c
+        .connections(
+            ctx(),
+            ConnQuery {
+                limit: 5000,
+                ..ConnQuery::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid argument: limit 5000 is above the largest page, 1000"
+    );
+    // Reading wrote no audit line.
+    assert!(h.audit_lines().is_empty());
+}
+
+#[tokio::test]
+async fn weights_drains_events_and_audit() {
+    let h = Harness::start("write", |_| {});
+    let c = h.client().await;
+    let start = c.events_since(ctx(), 0).await.unwrap().unwrap();
+    assert!(matches!(start[0].kind, EventKind::Started { .. }));
+    let mut seen = start.last().unwrap().seq;
+
+    let w = c.set_weight(ctx(), WEB, R1, 5).await.unwrap().unwrap();
+    assert_eq!((w.old, w.new), (1, 5));
+    let w = c.set_weight(ctx(), WEB, R2, 0).await.unwrap().unwrap();
+    assert_eq!((w.old, w.new), (2, 0));
+    // The data path sees it at once: RS2 is quiesced, so RS1 gets the next connection.
+    h.packet(Protocol::Tcp, client(1, 1000), 80);
+    let s = &c.services(ctx()).await.unwrap().unwrap()[0];
+    let rs1 = s.real_servers.iter().find(|r| r.key() == R1).unwrap();
+    assert_eq!((rs1.weight, rs1.inactive + rs1.active), (5, 1));
+
+    // Errors say what was wrong.
+    let e = c
+        .set_weight(ctx(), WEB, R1, 70000)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.to_string(), "weight 70000 out of range 0..=65535");
+    let e = c
+        .set_weight(ctx(), ServiceKey::tcp(VIP, 81), R1, 1)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.to_string(), "no virtual service tcp 203.0.113.10:81");
+    let e = c
+        .set_weight(ctx(), WEB, RealServerKey::new(RS1, 8080), 1)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "no real server 192.0.2.11:8080 in virtual service tcp 203.0.113.10:80"
+    );
+    let e = c.undrain(ctx(), WEB, R1).await.unwrap().unwrap_err();
+    assert_eq!(
+        e,
+        ApiError::NotDrained {
+            service: WEB,
+            real_server: R1
+        }
+    );
+
+    // Drain: weight 0, old weight remembered, progress = connections left.
+    let d = c.drain(ctx(), WEB, R1).await.unwrap().unwrap();
+    assert_eq!((d.weight_before, d.connections_left), (5, 1));
+    // A second drain keeps the first remembered weight and records nothing new.
+    let d = c.drain(ctx(), WEB, R1).await.unwrap().unwrap();
+    assert_eq!(d.weight_before, 5);
+    let s = &c.services(ctx()).await.unwrap().unwrap()[0];
+    let rs1 = s.real_servers.iter().find(|r| r.key() == R1).unwrap();
+    assert_eq!((rs1.weight, rs1.drained_from), (0, Some(5)));
+    // No new connection goes to the drained server.
+    for i in 0..10 {
+        h.packet(Protocol::Tcp, client(2, 2000 + i), 80);
+    }
+    assert_eq!(
+        c.drain_status(ctx(), WEB, R1)
+            .await
+            .unwrap()
+            .unwrap()
+            .connections_left,
+        1
+    );
+    // Its connection expires (SYN_RECV, 60 s): the drain is complete.
+    h.advance(Duration::from_secs(61));
+    assert_eq!(
+        c.drain_status(ctx(), WEB, R1)
+            .await
+            .unwrap()
+            .unwrap()
+            .connections_left,
+        0
+    );
+    let u = c.undrain(ctx(), WEB, R1).await.unwrap().unwrap();
+    assert_eq!((u.old, u.new), (0, 5));
+    let e = c.drain_status(ctx(), WEB, R1).await.unwrap().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "real server 192.0.2.11:80 in virtual service tcp 203.0.113.10:80 is not drained"
+    );
+
+    c.zero_counters(ctx(), Some(WEB)).await.unwrap().unwrap();
+    assert_eq!(
+        c.services(ctx()).await.unwrap().unwrap()[0].counters.conns,
+        0
+    );
+    let e = c
+        .zero_counters(ctx(), Some(ServiceKey::udp(VIP, 54)))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.to_string(), "no virtual service udp 203.0.113.10:54");
+    c.zero_counters(ctx(), None).await.unwrap().unwrap();
+
+    // Every successful edit is one event, with who made it; a poller sees each once.
+    let events = c.events_since(ctx(), seen).await.unwrap().unwrap();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| match &e.kind {
+            EventKind::WeightChanged { .. } => "weight",
+            EventKind::Drained { .. } => "drained",
+            EventKind::Undrained { .. } => "undrained",
+            EventKind::CountersZeroed { .. } => "zeroed",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "weight",
+            "weight",
+            "drained",
+            "undrained",
+            "zeroed",
+            "zeroed"
+        ]
+    );
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (seen + 1..=seen + 6).collect::<Vec<_>>());
+    if let EventKind::WeightChanged { by, old, new, .. } = &events[0].kind {
+        assert_eq!(by.uid, nix::unistd::geteuid().as_raw());
+        assert_eq!((*old, *new), (1, 5));
+    }
+    seen = events.last().unwrap().seq;
+    assert!(
+        c.events_since(ctx(), seen)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_empty()
+    );
+
+    // One audit line per mutating call, failures included (reads write none).
+    let lines = h.audit_lines();
+    let uid = nix::unistd::geteuid().as_raw();
+    let expect = [
+        "set_weight tcp 203.0.113.10:80 192.0.2.11:80 weight=5 -> ok: weight 1 -> 5",
+        "set_weight tcp 203.0.113.10:80 192.0.2.12:80 weight=0 -> ok: weight 2 -> 0",
+        "set_weight tcp 203.0.113.10:80 192.0.2.11:80 weight=70000 -> error: weight 70000 out of range 0..=65535",
+        "set_weight tcp 203.0.113.10:81 192.0.2.11:80 weight=1 -> error: no virtual service tcp 203.0.113.10:81",
+        "set_weight tcp 203.0.113.10:80 192.0.2.11:8080 weight=1 -> error: no real server",
+        "undrain tcp 203.0.113.10:80 192.0.2.11:80 -> error: real server 192.0.2.11:80",
+        "drain tcp 203.0.113.10:80 192.0.2.11:80 -> ok: weight 5 -> 0, 1 connections left",
+        "drain tcp 203.0.113.10:80 192.0.2.11:80 -> ok: weight 5 -> 0, 1 connections left",
+        "undrain tcp 203.0.113.10:80 192.0.2.11:80 -> ok: weight 0 -> 5",
+        "zero_counters tcp 203.0.113.10:80 -> ok: counters zeroed",
+        "zero_counters udp 203.0.113.10:54 -> error: no virtual service udp 203.0.113.10:54",
+        "zero_counters all -> ok: counters zeroed",
+    ];
+    assert_eq!(lines.len(), expect.len(), "{lines:#?}");
+    for (line, want) in lines.iter().zip(expect) {
+        assert!(line.contains(&format!("uid={uid}")), "{line}");
+        assert!(
+            line.contains(&format!("pid={}", std::process::id())),
+            "{line}"
+        );
+        assert!(line.contains(want), "{line}\n  wanted: {want}");
+    }
+}
+
+/// Entries are listed in a stable order; a walk never returns an entry twice and never
+/// skips one that exists for the whole walk, while entries come and go between pages.
+#[tokio::test]
+async fn paging_stays_correct_while_the_table_changes() {
+    let h = Harness::start("paging", |_| {});
+    let c = h.client().await;
+    // A: 40 UDP flows now (they expire at +300 s); C: 40 at +100 s (alive to +400 s).
+    for n in 1..=40 {
+        h.packet(Protocol::Udp, client(n, 1000), 53);
+    }
+    h.advance(Duration::from_secs(100));
+    for n in 1..=40 {
+        h.packet(Protocol::Udp, client(n, 3000), 53);
+    }
+    h.advance(Duration::from_secs(50));
+    let query = |cursor: Option<ConnCursor>| ConnQuery {
+        service: Some(DNS),
+        cursor,
+        limit: 15,
+        ..ConnQuery::default()
+    };
+    let mut seen: Vec<ConnCursor> = Vec::new();
+    let mut ports = Vec::new();
+    let mut cursor = None;
+    let mut page_no = 0;
+    loop {
+        let page = c.connections(ctx(), query(cursor)).await.unwrap().unwrap();
+        assert!(page.entries.len() <= 15);
+        for e in &page.entries {
+            seen.push(e.cursor);
+            ports.push((e.client, e.client.port()));
+        }
+        page_no += 1;
+        match page_no {
+            // B: 20 new flows between pages, on both sides of the cursor.
+            1 => {
+                for n in 1..=20 {
+                    h.packet(Protocol::Udp, client(n, 2000), 53);
+                }
+                h.advance(Duration::from_secs(100));
+            }
+            // A expires between pages.
+            2 => h.advance(Duration::from_secs(60)),
+            _ => {}
+        }
+        match page.next_cursor {
+            Some(next) => {
+                assert_eq!(Some(&next), page.entries.last().map(|e| &e.cursor));
+                cursor = Some(next);
+            }
+            None => break,
+        }
+        assert!(page_no < 50, "paging does not end");
+    }
+    // Strictly increasing: no duplicates, stable order across pages.
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    // Every C flow (alive for the whole walk) appears exactly once.
+    let c_flows: HashSet<SocketAddrV4> = ports
+        .iter()
+        .filter(|(_, p)| *p == 3000)
+        .map(|(c, _)| *c)
+        .collect();
+    assert_eq!(c_flows.len(), 40);
+    // Without changes, one walk equals one big page.
+    let big = c
+        .connections(
+            ctx(),
+            ConnQuery {
+                service: Some(DNS),
+                ..ConnQuery::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let mut walk = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = c.connections(ctx(), query(cursor)).await.unwrap().unwrap();
+        walk.extend(page.entries.iter().map(|e| e.cursor));
+        match page.next_cursor {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(
+        walk,
+        big.entries.iter().map(|e| e.cursor).collect::<Vec<_>>()
+    );
+    assert_eq!(walk.len(), 60);
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_the_connection() {
+    let h = Harness::start("frame", |_| {});
+    let mut raw = tokio::net::UnixStream::connect(&h.socket).await.unwrap();
+    raw.write_all(&(100u32 << 20).to_be_bytes()).await.unwrap();
+    raw.write_all(&[b'{'; 4096]).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf))
+        .await
+        .expect("the daemon closes the connection");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    // A malformed (non-JSON) frame closes it too.
+    let mut raw = tokio::net::UnixStream::connect(&h.socket).await.unwrap();
+    raw.write_all(&5u32.to_be_bytes()).await.unwrap();
+    raw.write_all(b"hello").await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf))
+        .await
+        .expect("the daemon closes the connection");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    // The daemon goes on serving others.
+    let c = h.client().await;
+    assert!(c.services(ctx()).await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed() {
+    let h = Harness::start("idle", |s| s.idle_timeout = Duration::from_millis(300));
+    let mut raw = tokio::net::UnixStream::connect(&h.socket).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf))
+        .await
+        .expect("the daemon closes the idle connection");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+}
+
+/// A read-only peer (in process: the role is forced) may read but not change anything,
+/// and the refusal is audited.
+#[tokio::test]
+async fn a_read_only_peer_is_refused_mutations() {
+    use futures::StreamExt;
+    use lvs_proto::LvsControl;
+    use lvs_proto::tarpc::server::{BaseChannel, Channel};
+
+    let h = Harness::start("readonly", |_| {});
+    // A handler for a forced read-only peer, on a channel with its own stand-in
+    // forwarding thread; it shares the harness's audit file.
+    let peer = auth::Peer {
+        actor: lvs_proto::Actor {
+            uid: 4242,
+            gid: 4242,
+            pid: Some(77),
+            user: Some("mallory".into()),
+        },
+        role: Role::ReadOnly,
+    };
+    let (commands2, mut exec2) = channel(Instant::now()).unwrap();
+    let shared = std::sync::Arc::new(server::Shared {
+        commands: commands2,
+        admin: Some(auth::AdminGroup {
+            name: "lvsadm".into(),
+            gid: 990,
+        }),
+        audit: audit::Audit::with_file(&h.audit).unwrap(),
+        version: lvs_proto::VersionInfo {
+            daemon: "test".into(),
+            api: lvs_proto::API_LEVEL,
+            pid: 1,
+            started_unix_ms: 0,
+        },
+        idle_timeout: Duration::from_secs(60),
+    });
+    let handler = server::Handler::new(shared, peer);
+    let (client_t, server_t) = lvs_proto::tarpc::transport::channel::unbounded();
+    tokio::spawn(
+        BaseChannel::with_defaults(server_t)
+            .execute(handler.serve())
+            .for_each(|f| async {
+                tokio::spawn(f);
+            }),
+    );
+    let c = LvsControlClient::new(Default::default(), client_t).spawn();
+    // Reads reach the (stand-in) forwarding thread.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = std::sync::Arc::clone(&done);
+    let reader = std::thread::spawn(move || {
+        let mut dp = Dataplane::new(dp_config(), Instant::now());
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            exec2.run_pending(&mut dp, Instant::now());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    assert_eq!(c.whoami(ctx()).await.unwrap().role, Role::ReadOnly);
+    assert_eq!(c.services(ctx()).await.unwrap().unwrap().len(), 3);
+    let e = c.set_weight(ctx(), WEB, R1, 3).await.unwrap().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "permission denied: read-only role: mallory (uid 4242) pid 77 is neither root nor in group lvsadm"
+    );
+    for e in [
+        c.drain(ctx(), WEB, R1).await.unwrap().map(|_| ()),
+        c.undrain(ctx(), WEB, R1).await.unwrap().map(|_| ()),
+        c.zero_counters(ctx(), None).await.unwrap(),
+    ] {
+        assert!(matches!(e, Err(ApiError::PermissionDenied { .. })), "{e:?}");
+    }
+    let lines = h.audit_lines();
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert!(lines[0].contains(
+        "uid=4242 user=mallory pid=77 set_weight tcp 203.0.113.10:80 192.0.2.11:80 weight=3 -> refused: permission denied"
+    ), "{}", lines[0]);
+    drop(c);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = reader.join();
+}
+
+/// As root: a real client process under another uid can list but not change anything.
+#[tokio::test]
+async fn another_user_is_read_only() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run a client as another user");
+        return;
+    }
+    let h = Harness::start("otheruser", |s| {
+        s.socket_mode = 0o666;
+        s.admin_group = None;
+    });
+    let exe = std::env::current_exe().unwrap();
+    use std::os::unix::process::CommandExt;
+    // Blocking is fine: the server runs on its own thread.
+    let out = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "control::tests::read_only_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("LVSD_TEST_CONTROL_SOCKET", &h.socket)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+    let lines = h.audit_lines();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("uid=65534"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("-> refused: permission denied: read-only role"),
+        "{}",
+        lines[0]
+    );
+}
+
+/// The child of [`another_user_is_read_only`] (ignored unless run by it).
+#[tokio::test]
+#[ignore = "run by another_user_is_read_only as another user"]
+async fn read_only_child() {
+    let Some(path) = std::env::var_os("LVSD_TEST_CONTROL_SOCKET") else {
+        return;
+    };
+    let c = connect_unix(&path).await.unwrap();
+    assert_eq!(c.whoami(ctx()).await.unwrap().role, Role::ReadOnly);
+    assert_eq!(c.services(ctx()).await.unwrap().unwrap().len(), 3);
+    let e = c.set_weight(ctx(), WEB, R1, 3).await.unwrap().unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("permission denied: read-only role"),
+        "{e}"
+    );
+}

@@ -1,0 +1,484 @@
+//! What the control plane may do to a running core, besides [`Dataplane::reconfigure`]:
+//! narrow runtime edits (a weight), zeroing counters, the rate estimators' tick, and paged
+//! reads of the connection table.
+//!
+//! Invariants:
+//! - [`Dataplane::set_weight`] is the weight part of an ipvsadm `-e`: the destination stays
+//!   where it is in its list with its connections, counters and OVERLOAD flag; the
+//!   scheduler hears of it (`ListChange::Edited`) only if the weight really changed, as in
+//!   [`Dataplane::reconfigure`]; `last_weight` follows every non-zero weight (spec b.1). The
+//!   next packet already sees it.
+//! - [`Dataplane::zero_counters`] zeroes cumulative counters and restarts the estimators
+//!   (kernel `ip_vs_zero_stats`); connection counts (`active`, ...) are state, not counters,
+//!   and stay.
+//! - [`Dataplane::connections_page`] reads only; its cost is one pass over the table plus
+//!   `O(log limit)` per matching entry, and it allocates only the page.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::hash::{Hash, Hasher};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Instant;
+
+use lvs_proto::Protocol;
+
+use super::reconfig::fill_view;
+use super::{ConnInfo, Dataplane, DestStats, ServiceKey};
+use crate::conn::table::{Conn, ConnId};
+use crate::sched::ListChange;
+
+/// Why an edit was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    /// No such virtual service.
+    #[error("no virtual service {0}")]
+    NoService(ServiceKey),
+    /// No such real server in the (existing) service's list.
+    #[error("no real server {}:{} in virtual service {service}", .addr, .port)]
+    NoDest {
+        /// The service.
+        service: ServiceKey,
+        /// RIP.
+        addr: Ipv4Addr,
+        /// Real port.
+        port: u16,
+    },
+    /// A weight above 65535.
+    #[error("weight {0} out of range 0..=65535")]
+    WeightOutOfRange(u32),
+}
+
+/// Which entries [`Dataplane::connections_page`] lists; every filter set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnFilter {
+    /// Only this service's entries.
+    pub service: Option<ServiceKey>,
+    /// Only entries to this real server `(RIP, port)`.
+    pub real: Option<(Ipv4Addr, u16)>,
+    /// Only clients in this prefix `(network, length)`.
+    pub client: Option<(Ipv4Addr, u8)>,
+    /// Only entries whose ipvsadm state name equals this (ASCII case-insensitive).
+    pub state: Option<String>,
+}
+
+/// The listing order of connection entries: (protocol, VIP, vport, client, cport, RIP,
+/// rport, template, tie-breaker). The tie-breaker is a fixed hash of the entry's handle,
+/// stable for the entry's life; it only orders entries equal in everything else (two
+/// invalidated templates of one client).
+pub type ConnSortKey = (
+    Protocol,
+    Ipv4Addr,
+    u16,
+    Ipv4Addr,
+    u16,
+    Ipv4Addr,
+    u16,
+    bool,
+    u64,
+);
+
+fn sort_key(id: ConnId, c: &Conn) -> ConnSortKey {
+    // SipHash with fixed keys: the same handle always gives the same number.
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new();
+    id.hash(&mut h);
+    let (vip, vport) = c.virt();
+    let (cip, cport) = c.client();
+    let (rip, rport) = c.real();
+    (
+        c.protocol(),
+        vip,
+        vport,
+        cip,
+        cport,
+        rip,
+        rport,
+        c.is_template(),
+        h.finish(),
+    )
+}
+
+/// A heap entry ordered by its key only.
+#[derive(Debug)]
+struct ByKey(ConnSortKey, ConnId);
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl Eq for ByKey {}
+impl PartialOrd for ByKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for ByKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+fn prefix_contains((net, len): (Ipv4Addr, u8), ip: Ipv4Addr) -> bool {
+    if len > 32 {
+        return false;
+    }
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+impl Dataplane {
+    /// The service id and the list position of a listed destination.
+    fn find_listed(
+        &self,
+        service: &ServiceKey,
+        addr: Ipv4Addr,
+        port: u16,
+    ) -> Result<(u32, usize), EditError> {
+        let sid = *self
+            .service_index
+            .get(&(service.protocol, service.vip, service.port))
+            .ok_or(EditError::NoService(*service))?;
+        let svc = self
+            .services
+            .get(sid as usize)
+            .and_then(Option::as_ref)
+            .ok_or(EditError::NoService(*service))?;
+        let pos = svc
+            .list
+            .iter()
+            .position(|&id| {
+                self.dests
+                    .get(id as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|e| e.spec.addr == addr && e.spec.port == port)
+            })
+            .ok_or(EditError::NoDest {
+                service: *service,
+                addr,
+                port,
+            })?;
+        Ok((sid, pos))
+    }
+
+    /// Whether the service exists.
+    pub fn has_service(&self, service: &ServiceKey) -> bool {
+        self.service_index
+            .contains_key(&(service.protocol, service.vip, service.port))
+    }
+
+    /// Sets a listed real server's weight (module doc); returns the old one.
+    pub fn set_weight(
+        &mut self,
+        service: &ServiceKey,
+        addr: Ipv4Addr,
+        port: u16,
+        weight: u32,
+    ) -> Result<u32, EditError> {
+        if weight > 65535 {
+            return Err(EditError::WeightOutOfRange(weight));
+        }
+        let (sid, pos) = self.find_listed(service, addr, port)?;
+        let Some(Some(svc)) = self.services.get_mut(sid as usize) else {
+            return Err(EditError::NoService(*service));
+        };
+        let did = svc.list[pos];
+        let Some(Some(e)) = self.dests.get_mut(did as usize) else {
+            return Err(EditError::NoDest {
+                service: *service,
+                addr,
+                port,
+            });
+        };
+        let old = e.spec.weight;
+        e.spec.weight = weight;
+        if weight != 0 {
+            e.last_weight = weight;
+        }
+        if old != weight {
+            fill_view(&svc.list, &self.dests, &mut svc.view);
+            svc.scheduler.update(&svc.view, ListChange::Edited);
+        }
+        Ok(old)
+    }
+
+    /// A listed real server as [`Dataplane::stats`] reports it, without the whole snapshot.
+    pub fn dest_stats(
+        &self,
+        service: &ServiceKey,
+        addr: Ipv4Addr,
+        port: u16,
+    ) -> Result<DestStats, EditError> {
+        let (sid, pos) = self.find_listed(service, addr, port)?;
+        let e = self
+            .services
+            .get(sid as usize)
+            .and_then(Option::as_ref)
+            .and_then(|svc| svc.list.get(pos))
+            .and_then(|&id| self.dests.get(id as usize)?.as_ref())
+            .ok_or(EditError::NoDest {
+                service: *service,
+                addr,
+                port,
+            })?;
+        Ok(DestStats {
+            addr: e.spec.addr,
+            port: e.spec.port,
+            weight: e.spec.weight,
+            forwarding: e.spec.forwarding,
+            active: e.active,
+            inactive: e.inactive,
+            persistent: e.persistent,
+            overloaded: e.overloaded,
+            upper_threshold: e.spec.upper_threshold,
+            lower_threshold: e.spec.lower_threshold,
+            counters: e.counters,
+            rates: e.est.rates(),
+            neighbour_mac: self.neighbours.get(e.neighbour).and_then(|n| n.mac),
+        })
+    }
+
+    /// Zeroes the counters and estimators of one service and its real servers (including
+    /// removed ones still draining), or of everything (module doc).
+    pub fn zero_counters(&mut self, service: Option<&ServiceKey>) -> Result<(), EditError> {
+        let only = match service {
+            Some(k) => Some(
+                *self
+                    .service_index
+                    .get(&(k.protocol, k.vip, k.port))
+                    .ok_or(EditError::NoService(*k))?,
+            ),
+            None => None,
+        };
+        for (sid, svc) in self.services.iter_mut().enumerate() {
+            let Some(svc) = svc else { continue };
+            if only.is_some_and(|o| o as usize != sid) {
+                continue;
+            }
+            svc.counters = Default::default();
+            svc.est.reset(&svc.counters);
+        }
+        for e in self.dests.iter_mut().flatten() {
+            if only.is_some_and(|o| o != e.service) {
+                continue;
+            }
+            e.counters = Default::default();
+            e.est.reset(&e.counters);
+        }
+        Ok(())
+    }
+
+    /// Ticks every rate estimator once (called every [`super::EST_INTERVAL`]).
+    pub(super) fn estimate(&mut self) {
+        for svc in self.services.iter_mut().flatten() {
+            svc.est.tick(&svc.counters);
+        }
+        for e in self.dests.iter_mut().flatten() {
+            e.est.tick(&e.counters);
+        }
+    }
+
+    /// The first `limit` entries (at least 1) matching `filter` whose [`ConnSortKey`] is
+    /// after `after`, in that order, and whether more follow.
+    pub fn connections_page(
+        &self,
+        now: Instant,
+        filter: &ConnFilter,
+        after: Option<&ConnSortKey>,
+        limit: usize,
+    ) -> (Vec<(ConnSortKey, ConnInfo)>, bool) {
+        let limit = limit.max(1);
+        let state = filter.state.as_deref();
+        // A max-heap of the smallest `limit + 1` keys seen.
+        let mut heap: BinaryHeap<ByKey> =
+            BinaryHeap::with_capacity(limit.saturating_add(1).min(4096));
+        for (id, c) in self.conns.iter() {
+            if let Some(k) = &filter.service {
+                if c.protocol() != k.protocol || c.virt() != (k.vip, k.port) {
+                    continue;
+                }
+            }
+            if filter.real.is_some_and(|r| c.real() != r) {
+                continue;
+            }
+            if filter
+                .client
+                .is_some_and(|p| !prefix_contains(p, c.client().0))
+            {
+                continue;
+            }
+            if state.is_some_and(|s| !c.state().name().eq_ignore_ascii_case(s)) {
+                continue;
+            }
+            let key = sort_key(id, c);
+            if after.is_some_and(|a| key <= *a) {
+                continue;
+            }
+            if heap.len() > limit {
+                if heap.peek().is_some_and(|top| key >= top.0) {
+                    continue;
+                }
+                heap.pop();
+            }
+            heap.push(ByKey(key, id));
+        }
+        let more = heap.len() > limit;
+        let mut picked = heap.into_sorted_vec();
+        picked.truncate(limit);
+        let sa = |(a, p): (Ipv4Addr, u16)| SocketAddrV4::new(a, p);
+        let page = picked
+            .into_iter()
+            .filter_map(|ByKey(key, id)| {
+                let c = self.conns.get(id)?;
+                Some((
+                    key,
+                    ConnInfo {
+                        protocol: c.protocol(),
+                        client: sa(c.client()),
+                        virt: sa(c.virt()),
+                        real: sa(c.real()),
+                        forwarding: c.forwarding(),
+                        state: c.state().name(),
+                        active: c.is_active(),
+                        template: c.is_template(),
+                        expires_in: self.conns.expires_in(id, now).unwrap_or_default(),
+                    },
+                ))
+            })
+            .collect();
+        (page, more)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddrV4;
+    use std::time::Duration;
+
+    use lvs_proto::{Forwarding, Protocol, SchedulerKind};
+
+    use super::super::tests::*;
+    use super::*;
+    use crate::wire::ipv4::Ipv4Packet;
+    use crate::wire::tcp::TcpControl;
+
+    const KEY: ServiceKey = ServiceKey {
+        protocol: Protocol::Tcp,
+        vip: VIP,
+        port: 80,
+    };
+
+    /// TCP VIP:80, wrr over RS1 w1, RS2 w1 (list RS2, RS1), NAT.
+    fn lab() -> Lab {
+        Lab::resolved(config(vec![service(
+            Protocol::Tcp,
+            VIP,
+            80,
+            SchedulerKind::Wrr,
+            vec![
+                dest(RS1, 80, 1, Forwarding::Nat),
+                dest(RS2, 80, 1, Forwarding::Nat),
+            ],
+        )]))
+    }
+
+    fn syn(lab: &mut Lab, c: SocketAddrV4) -> Ipv4Addr {
+        let out = lab.fwd(EXT_IF, &tcp_in(c, sa(VIP, 80), TcpControl::SYN));
+        Ipv4Packet::new_checked(&out[14..]).map_or(Ipv4Addr::UNSPECIFIED, |ip| ip.dst_addr())
+    }
+
+    #[test]
+    fn set_weight_applies_to_the_next_connection_and_keeps_the_others() {
+        let mut lab = lab();
+        assert_eq!(syn(&mut lab, client(1, 1000)), RS2);
+        assert_eq!(syn(&mut lab, client(1, 1001)), RS1);
+        // RS1 3, RS2 1: wrr restarts (Edited) and now gives RS1 three in four.
+        assert_eq!(lab.dp.set_weight(&KEY, RS1, 80, 3), Ok(1));
+        let picks: Vec<Ipv4Addr> = (0..4).map(|i| syn(&mut lab, client(2, 2000 + i))).collect();
+        assert_eq!(picks.iter().filter(|&&a| a == RS1).count(), 3, "{picks:?}");
+        // Weight 0: no new connections, the open ones continue.
+        assert_eq!(lab.dp.set_weight(&KEY, RS2, 80, 0), Ok(1));
+        for i in 0..4 {
+            assert_eq!(syn(&mut lab, client(3, 3000 + i)), RS1);
+        }
+        assert_eq!(
+            syn(&mut lab, client(1, 1000)),
+            RS2,
+            "an existing connection stays"
+        );
+        let d = lab
+            .dp
+            .dest_stats(&KEY, RS2, 80)
+            .map(|d| (d.weight, d.inactive + d.active));
+        assert_eq!(d, Ok((0, 2)));
+        // Errors.
+        assert_eq!(
+            lab.dp.set_weight(&KEY, RS1, 80, 65536),
+            Err(EditError::WeightOutOfRange(65536))
+        );
+        assert!(matches!(
+            lab.dp.set_weight(&KEY, RS3, 80, 1),
+            Err(EditError::NoDest { .. })
+        ));
+        let other = ServiceKey { port: 81, ..KEY };
+        assert_eq!(
+            lab.dp.set_weight(&other, RS1, 80, 1),
+            Err(EditError::NoService(other))
+        );
+    }
+
+    #[test]
+    fn zeroing_resets_counters_and_rates_but_not_connections() {
+        let mut lab = lab();
+        for i in 0..8 {
+            syn(&mut lab, client(1, 1000 + i));
+        }
+        lab.advance(Duration::from_secs(2));
+        let s = lab.service(0);
+        assert_eq!(s.counters.conns, 8);
+        // 8 connections in 2 s = 4/s; the first tick gives a quarter: 1.
+        assert_eq!(s.rates.cps, 1);
+        assert_eq!(lab.dp.zero_counters(Some(&KEY)), Ok(()));
+        let s = lab.service(0);
+        assert_eq!((s.counters.conns, s.rates.cps), (0, 0));
+        assert_eq!(s.dests.iter().map(|d| d.counters.conns).sum::<u64>(), 0);
+        assert_eq!(
+            s.dests.iter().map(|d| d.inactive + d.active).sum::<u32>(),
+            8
+        );
+        assert_eq!(lab.dp.conn_count(), 8);
+    }
+
+    #[test]
+    fn pages_follow_the_sort_order() {
+        let mut lab = lab();
+        for n in (1..=9).rev() {
+            syn(&mut lab, client(n, 1000));
+        }
+        let filter = ConnFilter::default();
+        let (first, more) = lab.dp.connections_page(lab.now, &filter, None, 4);
+        assert!(more);
+        let clients: Vec<u8> = first.iter().map(|(k, _)| k.3.octets()[3]).collect();
+        assert_eq!(clients, vec![1, 2, 3, 4]);
+        let after = first.last().map(|(k, _)| *k);
+        let (rest, more) = lab
+            .dp
+            .connections_page(lab.now, &filter, after.as_ref(), 10);
+        assert!(!more);
+        let clients: Vec<u8> = rest.iter().map(|(k, _)| k.3.octets()[3]).collect();
+        assert_eq!(clients, vec![5, 6, 7, 8, 9]);
+        // Filters.
+        let only = ConnFilter {
+            real: Some((RS1, 80)),
+            client: Some((Ipv4Addr::new(198, 51, 100, 0), 24)),
+            state: Some("syn_recv".into()),
+            ..ConnFilter::default()
+        };
+        let (page, _) = lab.dp.connections_page(lab.now, &only, None, 100);
+        assert!(!page.is_empty());
+        assert!(
+            page.iter()
+                .all(|(_, c)| c.real.ip() == &RS1 && c.state == "SYN_RECV")
+        );
+    }
+}
