@@ -9,15 +9,17 @@
 //!   [`ApiError::PermissionDenied`].
 //! - A change made through the API reaches the data path within 100 ms and drops no packet;
 //!   existing connections continue. It changes the running configuration only: a reload
-//!   (SIGHUP) applies the file again.
+//!   (SIGHUP) applies the file again, dropping API edits (weights, added or removed
+//!   services and real servers) that were not saved to it first with `save_config`.
 //! - There is no streaming: events and scheduler decisions are read by sequence number
 //!   (`since`), so a poller never misses or duplicates one while the daemon's ring still
 //!   holds it.
 
 use crate::error::ApiError;
 use crate::types::{
-    ConnPage, ConnQuery, DecisionInfo, DrainInfo, Event, FlowSpec, PeerInfo, RealServerKey,
-    ServiceInfo, ServiceKey, SimulateInfo, VersionInfo, WeightChange,
+    ConnEntry, ConnKey, ConnPage, ConnQuery, DecisionInfo, DrainInfo, Event, FlowSpec,
+    NewRealServer, NewService, PeerInfo, RealServerKey, SavedConfig, ServiceInfo, ServiceKey,
+    SimulateInfo, TemplateKey, Topology, VersionInfo, WeightChange,
 };
 
 /// The lvsd control service.
@@ -82,4 +84,48 @@ pub trait LvsControl {
     /// Admin: zeroes the counters and rate estimates of one service and its real servers,
     /// or of all services (ipvsadm `-Z`).
     async fn zero_counters(service: Option<ServiceKey>) -> Result<(), ApiError>;
+
+    /// Admin (API level 2): removes one connection entry now, settling its real server's
+    /// counts as expiry does; answers the entry as it was. The client's next packet is
+    /// scheduled anew (a TCP packet without SYN is then dropped, as in IPVS).
+    async fn kill_connection(conn: ConnKey) -> Result<ConnEntry, ApiError>;
+
+    /// Admin (API level 2): removes one persistence template now (its connections
+    /// continue; the client's next new connection is scheduled anew); answers it as it was.
+    async fn kill_template(template: TemplateKey) -> Result<ConnEntry, ApiError>;
+
+    /// Admin (API level 2): writes the running configuration, API weight edits included,
+    /// as TOML in the documented schema to `path` (absolute; a symlink there is refused;
+    /// mode 0640, replaced atomically). A reload (SIGHUP) re-reads the daemon's own file,
+    /// so save to it first to keep API edits across a reload.
+    async fn save_config(path: String) -> Result<SavedConfig, ApiError>;
+
+    /// API level 2: the director's interfaces with their addresses, which VIP lives on
+    /// which interface and whether lvsd added it, the DIPs, and how each real server is
+    /// reached (interface, next hop, forwarding method, next hop's MAC).
+    async fn topology() -> Result<Topology, ApiError>;
+
+    /// Admin (API level 2): adds a virtual service without real servers; the VIP is added
+    /// to an interface and the kernel guard and packet filters are updated as on a reload.
+    /// Checked as the configuration file is (`InvalidArgument` names what is wrong).
+    async fn add_service(service: NewService) -> Result<(), ApiError>;
+
+    /// Admin (API level 2): removes a virtual service and its connections (a VIP lvsd
+    /// added and no other service uses is removed).
+    async fn remove_service(service: ServiceKey) -> Result<(), ApiError>;
+
+    /// Admin (API level 2): adds a real server to a service, reached the way the
+    /// configuration file's would be (the kernel's route to it; `InvalidArgument` if none
+    /// works); it enters the scheduling list at the head, as with ipvsadm `-a`.
+    async fn add_real_server(
+        service: ServiceKey,
+        real_server: NewRealServer,
+    ) -> Result<(), ApiError>;
+
+    /// Admin (API level 2): removes a real server from a service; it gets no new
+    /// connections and its existing ones continue until they end (IPVS's trash).
+    async fn remove_real_server(
+        service: ServiceKey,
+        real_server: RealServerKey,
+    ) -> Result<(), ApiError>;
 }

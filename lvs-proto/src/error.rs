@@ -52,6 +52,24 @@ pub enum ApiError {
         /// What is wrong with it.
         message: String,
     },
+    /// No connection entry or persistence template with that identity.
+    #[error("no {what} in the connection table")]
+    NoSuchConnection {
+        /// What was asked for (`connection tcp 198.51.100.7:40000 -> 203.0.113.10:80`).
+        what: String,
+    },
+    /// The service or real server to add is already there.
+    #[error("{what} already exists")]
+    AlreadyExists {
+        /// What (`virtual service tcp 203.0.113.10:80`).
+        what: String,
+    },
+    /// The running configuration could not be written.
+    #[error("cannot save the configuration: {message}")]
+    SaveFailed {
+        /// Why (names the file).
+        message: String,
+    },
     /// The daemon cannot answer now (shutting down, or its forwarding loop did not answer
     /// in time). Retrying later may work.
     #[error("daemon unavailable: {message}")]

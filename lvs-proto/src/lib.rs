@@ -5,7 +5,8 @@
 //!   keepalived so an operator reads the same words everywhere.
 //! - The tarpc service [`LvsControl`] ([`api`]), its request and response types
 //!   ([`types`]), its error ([`ApiError`]), and the JSON-over-Unix-socket transport with the
-//!   connect helper [`connect_unix`] ([`transport`]).
+//!   connect helper [`connect_unix`] ([`transport`]); the same over TCP with mutual TLS:
+//!   [`connect_tls`] ([`tls`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,17 +24,19 @@ use serde::{Deserialize, Serialize};
 
 pub mod api;
 pub mod error;
+pub mod tls;
 pub mod transport;
 pub mod types;
 
 pub use api::{LvsControl, LvsControlClient, LvsControlRequest, LvsControlResponse};
 pub use error::ApiError;
 pub use tarpc;
+pub use tls::{TlsConnectError, connect_tls};
 pub use transport::{ConnectError, connect_unix};
 pub use types::*;
 
 /// The API level this crate speaks: it grows by one whenever RPCs are added.
-pub const API_LEVEL: u32 = 1;
+pub const API_LEVEL: u32 = 2;
 
 /// Where lvsd listens unless its configuration says otherwise (`[control] socket`).
 pub const DEFAULT_SOCKET: &str = "/run/lvsd/lvsd.sock";

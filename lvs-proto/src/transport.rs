@@ -168,6 +168,7 @@ mod tests {
                     gid: 0,
                     pid: None,
                     user: None,
+                    tls: None,
                 },
                 role: Role::Admin,
             }
@@ -228,6 +229,40 @@ mod tests {
             unavailable()
         }
         async fn zero_counters(self, _: Context, _: Option<ServiceKey>) -> Result<(), ApiError> {
+            unavailable()
+        }
+        async fn kill_connection(self, _: Context, _: ConnKey) -> Result<ConnEntry, ApiError> {
+            unavailable()
+        }
+        async fn kill_template(self, _: Context, _: TemplateKey) -> Result<ConnEntry, ApiError> {
+            unavailable()
+        }
+        async fn save_config(self, _: Context, _: String) -> Result<SavedConfig, ApiError> {
+            unavailable()
+        }
+        async fn topology(self, _: Context) -> Result<Topology, ApiError> {
+            unavailable()
+        }
+        async fn add_service(self, _: Context, _: NewService) -> Result<(), ApiError> {
+            unavailable()
+        }
+        async fn remove_service(self, _: Context, _: ServiceKey) -> Result<(), ApiError> {
+            unavailable()
+        }
+        async fn add_real_server(
+            self,
+            _: Context,
+            _: ServiceKey,
+            _: NewRealServer,
+        ) -> Result<(), ApiError> {
+            unavailable()
+        }
+        async fn remove_real_server(
+            self,
+            _: Context,
+            _: ServiceKey,
+            _: RealServerKey,
+        ) -> Result<(), ApiError> {
             unavailable()
         }
     }

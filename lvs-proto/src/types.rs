@@ -173,22 +173,56 @@ impl fmt::Display for Role {
     }
 }
 
-/// Who a client is, as the daemon sees it (the peer credentials of its socket).
+/// Who a client is, as the daemon sees it: the peer credentials of its Unix socket, or, for
+/// a client of the TLS listener, its certificate name and address ([`Actor::tls`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Actor {
-    /// User id.
+    /// User id ([`Actor::NO_ID`] for a TLS client).
     pub uid: u32,
-    /// Primary group id.
+    /// Primary group id ([`Actor::NO_ID`] for a TLS client).
     pub gid: u32,
     /// Process id, when the kernel reported one.
     pub pid: Option<i32>,
     /// User name, when the daemon could resolve it.
     #[serde(default)]
     pub user: Option<String>,
+    /// Set for a client of the TLS listener: who its certificate names and where it
+    /// connected from (absent for Unix-socket clients, and from older daemons' JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsPeer>,
+}
+
+/// A client of the TLS listener, identified by its verified client certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TlsPeer {
+    /// The certificate's name that decided the role: the subject CN or a DNS name of its
+    /// subject alternative names.
+    pub name: String,
+    /// The client's address and port.
+    pub addr: std::net::SocketAddr,
+}
+
+impl Actor {
+    /// The uid and gid of an actor that has none (a TLS client): `(uid_t)-1`.
+    pub const NO_ID: u32 = u32::MAX;
+
+    /// A TLS client named `name` (from its certificate) connected from `addr`.
+    pub fn tls_client(name: String, addr: std::net::SocketAddr) -> Actor {
+        Actor {
+            uid: Actor::NO_ID,
+            gid: Actor::NO_ID,
+            pid: None,
+            user: None,
+            tls: Some(TlsPeer { name, addr }),
+        }
+    }
 }
 
 impl fmt::Display for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(t) = &self.tls {
+            return write!(f, "certificate `{}` (TLS client {})", t.name, t.addr);
+        }
         match &self.user {
             Some(u) => write!(f, "{u} (uid {})", self.uid)?,
             None => write!(f, "uid {}", self.uid)?,
@@ -619,9 +653,214 @@ pub enum EventKind {
         /// What happened, in a sentence (the error on failure).
         message: String,
     },
+    /// A connection entry or persistence template was removed through the API.
+    ConnectionKilled {
+        /// Protocol.
+        protocol: Protocol,
+        /// Client address and port (a template: the masked client and port 0).
+        client: SocketAddrV4,
+        /// Virtual address and port.
+        virt: SocketAddrV4,
+        /// Real server address and port.
+        real: SocketAddrV4,
+        /// A persistence template.
+        template: bool,
+        /// Who removed it.
+        by: Actor,
+    },
+    /// The running configuration was written to a file.
+    ConfigSaved {
+        /// The file.
+        path: String,
+        /// Who saved it.
+        by: Actor,
+    },
+    /// A virtual service was added through the API.
+    ServiceAdded {
+        /// The service.
+        service: ServiceKey,
+        /// Who added it.
+        by: Actor,
+    },
+    /// A virtual service was removed through the API (its connections with it).
+    ServiceRemoved {
+        /// The service.
+        service: ServiceKey,
+        /// Who removed it.
+        by: Actor,
+    },
+    /// A real server was added through the API.
+    RealServerAdded {
+        /// The service.
+        service: ServiceKey,
+        /// The real server.
+        real_server: RealServerKey,
+        /// Its weight.
+        weight: u32,
+        /// Who added it.
+        by: Actor,
+    },
+    /// A real server was removed through the API (its connections drain as in IPVS).
+    RealServerRemoved {
+        /// The service.
+        service: ServiceKey,
+        /// The real server.
+        real_server: RealServerKey,
+        /// Who removed it.
+        by: Actor,
+    },
     /// A kind this client does not know (sent by a newer daemon).
     #[serde(other)]
     Unknown,
+}
+
+/// A connection entry's identity: protocol, client and virtual address and port (the
+/// `source` and `virtual` columns of ipvsadm `-Lnc`). Displays as
+/// `tcp 198.51.100.7:40000 -> 203.0.113.10:80`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConnKey {
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Client address and port.
+    pub client: SocketAddrV4,
+    /// Virtual address and port.
+    pub virt: SocketAddrV4,
+}
+
+impl fmt::Display for ConnKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} -> {}", self.protocol, self.client, self.virt)
+    }
+}
+
+/// A persistence template's identity: its service and the client address as the listing
+/// shows it (masked with the service's persistence netmask). Displays as
+/// `template tcp 203.0.113.10:80 client 198.51.100.0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TemplateKey {
+    /// The service.
+    pub service: ServiceKey,
+    /// The (masked) client address.
+    pub client: Ipv4Addr,
+}
+
+impl fmt::Display for TemplateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "template {} client {}", self.service, self.client)
+    }
+}
+
+/// A virtual service to add ([`crate::LvsControl::add_service`]; ipvsadm `-A`), without
+/// real servers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewService {
+    /// Protocol, VIP and port.
+    pub service: ServiceKey,
+    /// Scheduler.
+    pub scheduler: SchedulerKind,
+    /// Scheduler flags in ipvsadm's spelling (`sh-port`, ...; sh and mh only).
+    #[serde(default)]
+    pub flags: Vec<String>,
+    /// The default forwarding method of its real servers.
+    pub forwarding: Forwarding,
+    /// Persistence (ipvsadm `-p`, `-M`), if on.
+    #[serde(default)]
+    pub persistence: Option<PersistenceInfo>,
+    /// One-packet scheduling (ipvsadm `-o`; UDP only).
+    #[serde(default)]
+    pub one_packet: bool,
+}
+
+/// A real server to add ([`crate::LvsControl::add_real_server`]; ipvsadm `-a`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewRealServer {
+    /// RIP and port.
+    pub real_server: RealServerKey,
+    /// Weight, 0..=[`MAX_WEIGHT`].
+    pub weight: u32,
+    /// Forwarding method; `None`: the service's default.
+    #[serde(default)]
+    pub forwarding: Option<Forwarding>,
+    /// Upper connection threshold (ipvsadm `-x`; 0 = none).
+    #[serde(default)]
+    pub upper_threshold: u32,
+    /// Lower connection threshold (ipvsadm `-y`; 0 = none).
+    #[serde(default)]
+    pub lower_threshold: u32,
+}
+
+/// What [`crate::LvsControl::topology`] answers: where things are and how they are reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topology {
+    /// The interfaces lvsd forwards on (up, with an Ethernet address; not `lo`).
+    pub interfaces: Vec<InterfaceInfo>,
+    /// Every VIP and the interface it lives on.
+    pub vips: Vec<VipInfo>,
+    /// The director's own addresses towards the real servers (DIPs): the source address of
+    /// its ARP requests to each next hop, deduplicated.
+    pub dips: Vec<Ipv4Addr>,
+    /// How each real server of each service is reached.
+    pub real_servers: Vec<RealServerRoute>,
+    /// This director's VRRP role, when lvsd knows it (`master`, `backup`); `None` without
+    /// VRRP.
+    #[serde(default)]
+    pub vrrp_role: Option<String>,
+}
+
+/// An interface of the director.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceInfo {
+    /// Name (`eth0`).
+    pub name: String,
+    /// Kernel interface index.
+    pub ifindex: u32,
+    /// Ethernet address, `02:00:00:00:01:01`.
+    pub mac: String,
+    /// IPv4 addresses.
+    pub addresses: Vec<Ipv4Addr>,
+    /// MTU.
+    pub mtu: u32,
+}
+
+/// A VIP and where it lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipInfo {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// The interface it is on.
+    pub interface: String,
+    /// lvsd added it (and removes it on exit); false: it was there already.
+    pub added_by_lvsd: bool,
+}
+
+/// How a real server is reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealServerRoute {
+    /// The service.
+    pub service: ServiceKey,
+    /// The real server.
+    pub real_server: RealServerKey,
+    /// Forwarding method.
+    pub forwarding: Forwarding,
+    /// The interface packets to it leave by.
+    pub interface: String,
+    /// The next hop (the real server itself when it is on an attached network).
+    pub next_hop: Ipv4Addr,
+    /// The director's address on that path (DIP).
+    pub source: Ipv4Addr,
+    /// The next hop's Ethernet address, once it answered ARP.
+    pub next_hop_mac: Option<String>,
+}
+
+/// What [`crate::LvsControl::save_config`] answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedConfig {
+    /// The file written.
+    pub path: String,
+    /// Virtual services written.
+    pub services: u32,
+    /// Real servers written (over all services).
+    pub real_servers: u32,
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ fn root() -> Actor {
         gid: 0,
         pid: Some(4242),
         user: Some("root".into()),
+        tls: None,
     }
 }
 
@@ -262,6 +263,66 @@ impl LvsControl for Fake {
         self.with(|st| {
             st.zeroed.push(service);
             Ok(())
+        })
+    }
+    async fn kill_connection(self, _: Context, conn: ConnKey) -> Result<ConnEntry, ApiError> {
+        self.with(|st| {
+            st.conns
+                .iter()
+                .find(|c| !c.template && c.client == conn.client && c.virt == conn.virt)
+                .cloned()
+                .ok_or_else(|| ApiError::NoSuchConnection {
+                    what: format!("connection {conn}"),
+                })
+        })
+    }
+
+    async fn kill_template(self, _: Context, t: TemplateKey) -> Result<ConnEntry, ApiError> {
+        Err(ApiError::NoSuchConnection {
+            what: t.to_string(),
+        })
+    }
+
+    async fn save_config(self, _: Context, path: String) -> Result<SavedConfig, ApiError> {
+        Err(ApiError::SaveFailed {
+            message: format!("{path}: the fake daemon saves nothing"),
+        })
+    }
+
+    async fn topology(self, _: Context) -> Result<Topology, ApiError> {
+        Err(ApiError::Unavailable {
+            message: "the fake daemon has no topology".into(),
+        })
+    }
+
+    async fn add_service(self, _: Context, s: NewService) -> Result<(), ApiError> {
+        Err(ApiError::AlreadyExists {
+            what: format!("virtual service {}", s.service),
+        })
+    }
+
+    async fn remove_service(self, _: Context, service: ServiceKey) -> Result<(), ApiError> {
+        Err(ApiError::NoSuchService { service })
+    }
+
+    async fn add_real_server(
+        self,
+        _: Context,
+        service: ServiceKey,
+        _: NewRealServer,
+    ) -> Result<(), ApiError> {
+        Err(ApiError::NoSuchService { service })
+    }
+
+    async fn remove_real_server(
+        self,
+        _: Context,
+        service: ServiceKey,
+        real_server: RealServerKey,
+    ) -> Result<(), ApiError> {
+        Err(ApiError::NoSuchRealServer {
+            service,
+            real_server,
         })
     }
 }
@@ -653,6 +714,107 @@ fn drain_wait_prints_progress_until_empty() {
 }
 
 #[test]
+fn kill_save_and_service_edits_print_one_line() {
+    let d = Daemon::start("kill");
+    assert_eq!(
+        d.ok(&[
+            "kill-conn",
+            "-t",
+            "203.0.113.10:80",
+            "--client",
+            "198.51.100.7:40000"
+        ]),
+        "removed connection tcp 198.51.100.7:40000 -> 203.0.113.10:80 -> 192.0.2.11:80 \
+         (ESTABLISHED)\n"
+    );
+    let json = d.ok(&[
+        "--json",
+        "kill-conn",
+        "203.0.113.10:80",
+        "--client",
+        "198.51.100.7:40000",
+    ]);
+    let e: ConnEntry = serde_json::from_str(&json).unwrap();
+    assert_eq!(e.state, "ESTABLISHED");
+    let e = fails(
+        &d.run(&[
+            "kill-conn",
+            "-t",
+            "203.0.113.10:80",
+            "--client",
+            "198.51.100.7:1",
+        ]),
+        1,
+    );
+    assert_eq!(
+        e,
+        "lvsctl: no connection tcp 198.51.100.7:1 -> 203.0.113.10:80 in the connection table\n"
+    );
+    let e = fails(
+        &d.run(&["kill-template", "-t", "203.0.113.10:80", "--client", "x"]),
+        2,
+    );
+    assert!(e.contains("--client `x` is not an IPv4 address"), "{e}");
+    let e = fails(
+        &d.run(&[
+            "kill-template",
+            "-t",
+            "203.0.113.10:80",
+            "--client",
+            "198.51.100.0",
+        ]),
+        1,
+    );
+    assert_eq!(
+        e,
+        "lvsctl: no template tcp 203.0.113.10:80 client 198.51.100.0 in the connection table\n"
+    );
+    let e = fails(&d.run(&["save-config", "/etc/lvsd.toml"]), 1);
+    assert_eq!(
+        e,
+        "lvsctl: cannot save the configuration: /etc/lvsd.toml: the fake daemon saves nothing\n"
+    );
+    let e = fails(
+        &d.run(&["add-service", "-t", "203.0.113.10:80", "-s", "wlc"]),
+        1,
+    );
+    assert_eq!(
+        e,
+        "lvsctl: virtual service tcp 203.0.113.10:80 already exists\n"
+    );
+    let e = fails(
+        &d.run(&["add-service", "-t", "203.0.113.10:80", "-s", "nope"]),
+        2,
+    );
+    assert!(e.starts_with("lvsctl: -s nope: "), "{e}");
+    let e = fails(
+        &d.run(&[
+            "add-server",
+            "203.0.113.10:80",
+            "192.0.2.11:80",
+            "-w",
+            "70000",
+        ]),
+        2,
+    );
+    assert_eq!(e, "lvsctl: weight 70000 out of range 0..=65535\n");
+    let e = fails(
+        &d.run(&[
+            "remove-server",
+            "-t",
+            "203.0.113.10:80",
+            "-r",
+            "192.0.2.99:80",
+        ]),
+        1,
+    );
+    assert_eq!(
+        e,
+        "lvsctl: no real server 192.0.2.99:80 in virtual service tcp 203.0.113.10:80\n"
+    );
+}
+
+#[test]
 fn errors_are_one_line_with_the_right_status() {
     let d = Daemon::start("errors");
     let e = fails(&d.run(&["-Ln", "-t", "203.0.113.99:80"]), 1);
@@ -737,4 +899,205 @@ fn events_follow_sees_each_event_once_and_ends_on_ctrl_c() {
         .map(|l| serde_json::from_str::<Event>(l).unwrap().seq)
         .collect();
     assert_eq!(seqs, [1, 2, 3]);
+}
+
+/// `lvsctl --connect tls://...` against the fake lvsd behind a mutual-TLS listener on
+/// 127.0.0.1:0, with certificates from rcgen.
+mod tls {
+    use std::net::SocketAddr;
+
+    use lvs_proto::tls::{certs_from_pem, key_from_pem, provider, roots_from_pem};
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+
+    use super::*;
+
+    fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+    }
+
+    /// (certificate PEM, key PEM) of a leaf signed by `ca`.
+    fn leaf(ca: &CertifiedIssuer<'static, KeyPair>, cn: &str, dns: &[&str]) -> (String, String) {
+        let names: Vec<String> = dns.iter().map(|s| s.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    struct TlsDaemon {
+        dir: PathBuf,
+        addr: SocketAddr,
+    }
+
+    impl TlsDaemon {
+        /// The fake on a TLS listener; the PKI's files in its directory: `ca.pem` (signed
+        /// the daemon's and `client.pem`/`client.key`), `other-ca.pem`.
+        fn start(name: &str) -> TlsDaemon {
+            let dir =
+                std::env::temp_dir().join(format!("lvsctl-tls-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let ca = ca("lvs test CA");
+            let (server_cert, server_key) = leaf(&ca, "lvsd", &["localhost"]);
+            let (client_cert, client_key) = leaf(&ca, "ops-admin", &[]);
+            for (file, text) in [
+                ("ca.pem", ca.pem()),
+                ("client.pem", client_cert),
+                ("client.key", client_key),
+                ("other-ca.pem", self::ca("another CA").pem()),
+            ] {
+                std::fs::write(dir.join(file), text).unwrap();
+            }
+            let roots = roots_from_pem(ca.pem().as_bytes(), "CA").unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .unwrap();
+            let config = rustls::ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(
+                    certs_from_pem(server_cert.as_bytes(), "cert").unwrap(),
+                    key_from_pem(server_key.as_bytes(), "key").unwrap(),
+                )
+                .unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+            let fake = Fake(Arc::new(Mutex::new(initial_state())));
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let addr = listener.local_addr().unwrap();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            return;
+                        };
+                        let acceptor = acceptor.clone();
+                        let fake = fake.clone();
+                        tokio::spawn(async move {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let channel =
+                                BaseChannel::with_defaults(transport::server_transport(stream));
+                            channel
+                                .execute(fake.serve())
+                                .for_each(|f| async {
+                                    tokio::spawn(f);
+                                })
+                                .await;
+                        });
+                    }
+                });
+            });
+            TlsDaemon { dir, addr }
+        }
+
+        /// lvsctl with `--connect` and the flags given (`FILE` names are in the PKI dir).
+        fn run(&self, flags: &[(&str, &str)], args: &[&str]) -> Output {
+            let mut cmd = Command::new(LVSCTL);
+            cmd.env_remove("LVSD_SOCKET")
+                .env_remove("LVSD_CONNECT")
+                .env_remove("LVSD_CA")
+                .env_remove("LVSD_CERT")
+                .env_remove("LVSD_KEY")
+                .arg("--connect")
+                .arg(format!("tls://{}", self.addr))
+                .args(["--tls-name", "localhost"]);
+            for (flag, file) in flags {
+                cmd.arg(flag).arg(self.dir.join(file));
+            }
+            cmd.args(args).output().unwrap()
+        }
+    }
+
+    impl Drop for TlsDaemon {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    const GOOD: &[(&str, &str)] = &[
+        ("--ca", "ca.pem"),
+        ("--cert", "client.pem"),
+        ("--key", "client.key"),
+    ];
+
+    #[test]
+    fn lvsctl_over_mutual_tls() {
+        let d = TlsDaemon::start("ok");
+        let local = Daemon::start("tls-twin");
+        let out = d.run(GOOD, &["-Ln"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), local.ok(&["-Ln"]));
+        let out = d.run(GOOD, &["weight", "203.0.113.10:80", "192.0.2.11:80", "7"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn lvsctl_tls_errors() {
+        let d = TlsDaemon::start("errors");
+        // A missing flag is a usage error.
+        let m = fails(
+            &d.run(&[("--ca", "ca.pem"), ("--key", "client.key")], &["-Ln"]),
+            2,
+        );
+        assert!(m.contains("needs --cert FILE as well"), "{m}");
+        // A missing file is named.
+        let m = fails(
+            &d.run(
+                &[
+                    ("--ca", "ca.pem"),
+                    ("--cert", "client.pem"),
+                    ("--key", "nope.key"),
+                ],
+                &["-Ln"],
+            ),
+            1,
+        );
+        assert!(
+            m.contains("cannot read --key ") && m.contains("nope.key"),
+            "{m}"
+        );
+        // A daemon whose certificate another CA signed is not trusted.
+        let m = fails(
+            &d.run(
+                &[
+                    ("--ca", "other-ca.pem"),
+                    ("--cert", "client.pem"),
+                    ("--key", "client.key"),
+                ],
+                &["-Ln"],
+            ),
+            1,
+        );
+        assert!(
+            m.contains(&format!("TLS handshake with lvsd at {} failed", d.addr)),
+            "{m}"
+        );
+    }
 }

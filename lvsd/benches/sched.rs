@@ -2,12 +2,17 @@
 //! realistic connection counts (issue #3's benchmark; target ≤ 100 ns median at 1 000).
 //!
 //! Each iteration is one decision plus the bookkeeping a real director does around it: the
-//! pick gains an active connection, and one connection elsewhere closes, so the load stays
-//! steady and load-aware schedulers keep moving instead of repeating one cached answer.
-//! Both count changes are announced to the scheduler with [`Scheduler::dest_changed`], as
-//! the dataplane does, so the cost of keeping an index in sync is inside the measured time.
+//! pick gains an active connection, and the oldest open connection closes (a FIFO of the
+//! open connections, seeded with the fixture's), so the load stays steady, every server's
+//! count follows what the scheduler sends it, and load-aware schedulers keep moving instead
+//! of repeating one cached answer. Both count changes are announced to the scheduler with
+//! [`Scheduler::dest_changed`], as the dataplane does, so the cost of keeping an index in
+//! sync is inside the measured time.
 //! Weights are 1..=100 (a few quiesced at 0, a few OVERLOAD), active connections around
-//! 8 × weight and inactive ones around 3 × active, all from a fixed seed.
+//! 8 × weight and inactive ones around 3 × active, all from a fixed seed. For ovf, lblc and
+//! lblcr, whose weight is a capacity in active connections (ovf overflows past it, lblc
+//! calls a server overloaded past it), the servers start within it instead (active in
+//! 0..=weight, a cluster about half full).
 //!
 //! Flows vary: 4 096 pre-generated flows from 4 096 clients (random addresses in
 //! 198.18.0.0/15, random ports) to 1 024 destination addresses in 10.200.0.0/16 (the
@@ -18,6 +23,7 @@
 //! Run with `cargo bench -p lvsd --bench sched` (never part of `cargo test`); medians are in
 //! `target/criterion/sched_<kind>/<n>/new/estimates.json`.
 
+use std::collections::VecDeque;
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
@@ -32,6 +38,8 @@ const SIZES: &[usize] = &[10, 100, 1000];
 const FLOWS: usize = 4096;
 /// Distinct packet destination addresses among them.
 const DSTS: u32 = 1024;
+/// Passes over the flows before measuring.
+const WARM_ROUNDS: usize = 4;
 
 /// A small deterministic generator for the fixture (SplitMix64).
 struct Gen(u64);
@@ -47,8 +55,6 @@ impl Gen {
 }
 
 /// `n` real servers in 10.0.0.0/16, port 80, with the loads described in the module doc.
-/// For ovf, whose weight is a capacity in active connections, the servers start within it
-/// (active in 0..=weight), so it picks instead of scanning a list that is all full.
 fn servers(n: usize, kind: SchedulerKind) -> Vec<Dest> {
     let mut g = Gen(0x1b5_2026);
     (0..n)
@@ -58,7 +64,9 @@ fn servers(n: usize, kind: SchedulerKind) -> Vec<Dest> {
                 _ => 1 + g.next(100),
             };
             let active = match kind {
-                SchedulerKind::Ovf => g.next(weight + 1),
+                SchedulerKind::Ovf | SchedulerKind::Lblc | SchedulerKind::Lblcr => {
+                    g.next(weight + 1)
+                }
                 _ => weight * 8 + g.next(weight * 4 + 1),
             };
             let inactive = active * 3 + g.next(active + 1);
@@ -93,24 +101,41 @@ fn flows() -> Vec<Flow> {
         .collect()
 }
 
+/// The open connections, oldest first, as destination indexes: the fixture's active
+/// connections, interleaved over the servers.
+fn open_conns(dests: &[Dest]) -> VecDeque<u32> {
+    let mut open = VecDeque::new();
+    let most = dests.iter().map(|d| d.active).max().unwrap_or(0);
+    for k in 0..most {
+        for (i, d) in dests.iter().enumerate() {
+            if d.active > k {
+                open.push_back(u32::try_from(i).unwrap_or(0));
+            }
+        }
+    }
+    open
+}
+
 /// One decision and its bookkeeping (module doc).
 fn step(
     s: &mut dyn Scheduler,
     now: Instant,
     dests: &mut [Dest],
     flow: &Flow,
-    closer: &mut usize,
+    open: &mut VecDeque<u32>,
 ) -> Option<usize> {
     let pick = s.schedule(now, black_box(dests), flow, None);
     if let Some(i) = pick {
         dests[i].active += 1;
         s.dest_changed(dests, i);
+        open.push_back(u32::try_from(i).unwrap_or(0));
     }
-    // One connection closes somewhere, round robin over the servers.
-    *closer = (*closer + 1) % dests.len();
-    let d = &mut dests[*closer];
-    d.active = d.active.saturating_sub(1);
-    s.dest_changed(dests, *closer);
+    // The oldest open connection closes.
+    if let Some(c) = open.pop_front() {
+        let c = c as usize;
+        dests[c].active = dests[c].active.saturating_sub(1);
+        s.dest_changed(dests, c);
+    }
     pick
 }
 
@@ -136,17 +161,19 @@ fn bench(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("sched_{kind}"));
         for &n in SIZES {
             let mut dests = servers(n, kind);
+            let mut open = open_conns(&dests);
             let mut s = new_scheduler(kind, &params, &dests, now);
-            let mut closer = 0usize;
             let mut f = 0usize;
-            // Warm the lblc/lblcr caches (and everything else) with one pass of the flows.
-            for flow in &flows {
-                step(s.as_mut(), now, &mut dests, flow, &mut closer);
+            // Warm up: the lblc/lblcr caches fill and every count reaches its steady state.
+            for _ in 0..WARM_ROUNDS {
+                for flow in &flows {
+                    step(s.as_mut(), now, &mut dests, flow, &mut open);
+                }
             }
             group.bench_function(BenchmarkId::from_parameter(n), |b| {
                 b.iter(|| {
                     f = (f + 1) % FLOWS;
-                    let pick = step(s.as_mut(), now, &mut dests, &flows[f], &mut closer);
+                    let pick = step(s.as_mut(), now, &mut dests, &flows[f], &mut open);
                     black_box(pick)
                 });
             });

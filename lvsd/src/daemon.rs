@@ -12,6 +12,9 @@
 //! 5. start the control API (its socket and thread, `control/`);
 //! 6. forward until SIGINT/SIGTERM; SIGHUP reloads (a bad config keeps the old one
 //!    running); SIGUSR1 prints the counters; control commands run between packet batches;
+//!    a service or real server added or removed through the API is applied by the same
+//!    path as a reload (`Director::apply`) with the edited running configuration. SIGHUP
+//!    re-reads the file and so drops API edits not saved to it (`save_config` first);
 //! 7. on the way out stop the control API (its socket file goes), remove the VIPs lvsd
 //!    added and the guard, print the counters, exit 0.
 //!
@@ -367,8 +370,9 @@ impl Director {
         let guard = NftGuard::install(&plan.guard).map_err(|e| e.to_string())?;
         let filter = Filter::build(&plan.filter).map_err(|e| e.to_string())?;
         let now = Instant::now();
-        let (commands, executor) = crate::control::channel(now)
+        let (commands, mut executor) = crate::control::channel(now)
             .map_err(|e| format!("control: creating the command channel: {e}"))?;
+        executor.set_running_config(config.clone());
         let mut director = Director {
             config_path,
             kernel,
@@ -390,6 +394,7 @@ impl Director {
             let _ = director.shutdown();
             return Err(e);
         }
+        director.publish_vips(&plan.vips);
         match ControlHandle::start(&config.control, commands) {
             Ok(c) => director.control = Some(c),
             Err(e) => {
@@ -518,6 +523,17 @@ impl Director {
                 commands_waiting = self
                     .executor
                     .run_pending(&mut self.dataplane, Instant::now());
+                // A service or real server added or removed through the API: applied as a
+                // reload applies the file, before any further command runs.
+                if let Some(edit) = self.executor.take_config_edit() {
+                    let r = self.apply(&edit.config);
+                    match &r {
+                        Ok(()) => info!("applied a configuration edit from the control API"),
+                        Err(e) => warn!("a configuration edit from the control API failed: {e}"),
+                    }
+                    self.executor
+                        .finish_config_edit(edit, r, &self.dataplane, Instant::now());
+                }
             }
         }
     }
@@ -597,13 +613,23 @@ impl Director {
     /// The work of [`Director::reload`]; the number of services on success.
     fn try_reload(&mut self) -> Result<usize, String> {
         let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
-        let plan = Plan::build(&config, &self.kernel)?;
+        if config.control != self.control_settings {
+            warn!("reload: [control] changes take effect only when lvsd restarts");
+        }
+        self.apply(&config)?;
+        // API edits not saved to the file are gone now: the file is the running config.
+        self.executor.set_running_config(config.clone());
+        Ok(config.services.len())
+    }
+
+    /// Makes `config`'s services run (a reload, or an edit through the control API):
+    /// plan through netlink, replace the guard, update the socket filters, reconfigure
+    /// the dataplane, sync the VIPs. An error before the guard is replaced changes nothing.
+    fn apply(&mut self, config: &Config) -> Result<(), String> {
+        let plan = Plan::build(config, &self.kernel)?;
         let filter = Filter::build(&plan.filter).map_err(|e| e.to_string())?;
         if let Some(guard) = self.guard.as_mut() {
             guard.replace(&plan.guard).map_err(|e| e.to_string())?;
-        }
-        if config.control != self.control_settings {
-            warn!("reload: [control] changes take effect only when lvsd restarts");
         }
         if let Err(e) = self.open_sockets(&plan, &filter) {
             error!("reload: {e}");
@@ -618,7 +644,24 @@ impl Director {
         if let Err(e) = self.sync_vips(&plan.vips) {
             error!("reload: {e}");
         }
-        Ok(config.services.len())
+        self.publish_vips(&plan.vips);
+        Ok(())
+    }
+
+    /// Tells the control API where the VIPs live and which ones lvsd added.
+    fn publish_vips(&mut self, wanted: &[(Ipv4Addr, u32)]) {
+        let vips = wanted
+            .iter()
+            .map(|&(addr, ifindex)| {
+                let added = self.added_vips.iter().find(|(_, a)| *a == addr);
+                lvs_proto::VipInfo {
+                    addr,
+                    interface: self.if_name(added.map_or(ifindex, |(i, _)| *i)),
+                    added_by_lvsd: added.is_some(),
+                }
+            })
+            .collect();
+        self.executor.set_vips(vips);
     }
 
     /// Removes everything lvsd installed. Safe to call more than once.

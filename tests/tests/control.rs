@@ -430,3 +430,481 @@ fn lvsctl_lists_counts_and_steers_a_running_director() {
 
     lvsd.stop().expect("stopping lvsd");
 }
+
+/// One TCP service on VIP:80, `wlc` over rs1..rs3 at weight 1 (NAT), plus `extra` (e.g. a
+/// `[control]` section).
+fn plain_config(lab: &Lab, extra: &str) -> String {
+    let v = vip(0);
+    let mut s = format!(
+        "[[virtual_server]]\naddress = \"{v}:{HTTP_PORT}\"\nprotocol = \"tcp\"\n\
+         scheduler = \"wlc\"\nforwarding = \"nat\"\n"
+    );
+    for k in 1..=3 {
+        s += &format!(
+            "\n[[virtual_server.real_server]]\naddress = \"{}\"\nweight = 1\n",
+            rip(lab, k)
+        );
+    }
+    s + extra
+}
+
+/// One `GET /` on a fresh connection (`Connection: close`) that the client ends with a
+/// reset once the response is read: the director's entry goes to CLOSE (10 s) instead of
+/// TIME_WAIT (120 s), so a drain completes in seconds. The backend's name.
+fn request_then_reset(to: SocketAddr) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\n\r\n").as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut response = Vec::new();
+    s.read_to_end(&mut response)
+        .map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&response);
+    if !text.starts_with("HTTP/1.1 200") && !text.starts_with("HTTP/1.0 200") {
+        return Err(format!("status line {:?}", text.lines().next()));
+    }
+    let backend = text
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("x-backend"))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .ok_or_else(|| "no X-Backend header".to_owned())?;
+    nix::sys::socket::setsockopt(
+        &s,
+        nix::sys::socket::sockopt::Linger,
+        &libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    )
+    .map_err(|e| format!("SO_LINGER: {e}"))?;
+    drop(s); // RST
+    Ok(backend)
+}
+
+/// Reads a child's stdout line by line into a channel (on its own thread).
+fn lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn draining_under_load_fails_no_request_and_wait_reaches_zero() {
+    require_root!();
+    let _serial = serial();
+    let lab = nat_lab();
+    let lvsd = lab
+        .start_lvsd(1, &plain_config(&lab, ""))
+        .expect("starting lvsd");
+    let socket = control_socket(&lvsd);
+    let v = vip(0);
+    let to = SocketAddr::from((v, HTTP_PORT));
+    let svc = format!("{v}:{HTTP_PORT}");
+    let rs2 = rip(&lab, 2);
+    // The lab answers before the load starts.
+    sequential_names(&lab, to, 3);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let drained = std::sync::atomic::AtomicBool::new(false);
+    let (results, drain_lines, status) = std::thread::scope(|scope| {
+        let clients = scope.spawn(|| {
+            lab.client().run(|| {
+                std::thread::scope(|inner| {
+                    let workers: Vec<_> = (0..20)
+                        .map(|_| {
+                            inner.spawn(|| {
+                                // (started after the drain was applied, backend or error)
+                                let mut seen = Vec::new();
+                                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                                    let after = drained.load(std::sync::atomic::Ordering::SeqCst);
+                                    seen.push((after, request_then_reset(to)));
+                                    std::thread::sleep(Duration::from_millis(40));
+                                }
+                                seen
+                            })
+                        })
+                        .collect();
+                    workers
+                        .into_iter()
+                        .flat_map(|w| w.join().expect("client thread"))
+                        .collect::<Vec<_>>()
+                })
+            })
+        });
+        // The clients stop however this closure ends (a panic here must not hang the scope).
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let stop_guard = StopOnDrop(&stop);
+        // Load for a while, then drain rs2 and wait for its connections to end.
+        std::thread::sleep(Duration::from_secs(2));
+        let exe = lvs_lab::lvsctl_binary().expect("building lvsctl");
+        let mut cmd = lab.director(1).command(exe);
+        cmd.arg("--socket")
+            .arg(&socket)
+            // An entry whose reset was missed ends by its own timeout (TIME_WAIT: 120 s).
+            .args(["drain", &svc, &rs2, "--wait", "--timeout", "200"])
+            .stdout(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("running lvsctl drain --wait");
+        let rx = lines_of(&mut child);
+        let mut lines = Vec::new();
+        // The first line is printed once the drain is applied.
+        if let Ok(first) = rx.recv_timeout(Duration::from_secs(10)) {
+            drained.store(true, std::sync::atomic::Ordering::SeqCst);
+            lines.push(first);
+        }
+        let status = child.wait().expect("waiting for lvsctl");
+        lines.extend(rx.iter());
+        // A little more load after the drain completed.
+        std::thread::sleep(Duration::from_secs(1));
+        drop(stop_guard);
+        (clients.join().expect("clients"), lines, status)
+    });
+
+    let failed: Vec<&String> = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}\n{}",
+        failed.len(),
+        results.len(),
+        &failed[..failed.len().min(5)],
+        lvsd.logs()
+    );
+    let after: Vec<&str> = results
+        .iter()
+        .filter(|(a, _)| *a)
+        .filter_map(|(_, r)| r.as_deref().ok())
+        .collect();
+    assert!(
+        after.len() >= 20,
+        "too few requests after the drain: {}",
+        after.len()
+    );
+    assert!(
+        !after.contains(&"rs2"),
+        "the drained rs2 got new connections"
+    );
+    assert!(results.iter().any(|(a, r)| !a && r.as_deref() == Ok("rs2")));
+    assert!(status.success(), "drain --wait: {status}; {drain_lines:?}");
+    assert!(
+        drain_lines[0].starts_with(&format!("tcp {svc} {rs2} draining (weight was 1): ")),
+        "{drain_lines:?}"
+    );
+    assert_eq!(
+        drain_lines.last().map(String::as_str),
+        Some(
+            format!("tcp {svc} {rs2} drained (weight was 1): no connections left (persistent 0)")
+                .as_str()
+        ),
+        "{drain_lines:?}"
+    );
+    // The progress counts down.
+    let left: Vec<u64> = drain_lines
+        .iter()
+        .filter_map(|l| l.split(": ").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(left.windows(2).all(|w| w[0] >= w[1]), "{drain_lines:?}");
+    assert_eq!(
+        dest_columns(&ok(&lab, &socket, &["-Ln"]))[&rs2],
+        ("Masq".to_owned(), 0, 0, 0)
+    );
+
+    // Undrain: the weight comes back and rs2 gets connections again.
+    assert_eq!(
+        ok(&lab, &socket, &["undrain", &svc, &rs2]),
+        format!("tcp {svc} {rs2} weight 0 -> 1\n")
+    );
+    assert_eq!(dest_columns(&ok(&lab, &socket, &["-Ln"]))[&rs2].1, 1);
+    let names = sequential_names(&lab, to, 6);
+    assert!(names.iter().any(|n| n == "rs2"), "{names:?}");
+    lvsd.stop().expect("stopping lvsd");
+}
+
+#[test]
+fn an_unprivileged_user_can_list_but_not_change_weights() {
+    require_root!();
+    let _serial = serial();
+    let lab = nat_lab();
+    let socket = lab.work_dir().join("ro.ctl").join("lvsd.sock");
+    let extra = format!(
+        "\n[control]\nsocket = \"{}\"\nsocket_mode = \"0666\"\n",
+        socket.display()
+    );
+    let lvsd = lab
+        .start_lvsd(1, &plain_config(&lab, &extra))
+        .expect("starting lvsd");
+    assert_eq!(control_socket(&lvsd), socket);
+    let svc = format!("{}:{HTTP_PORT}", vip(0));
+    let nobody = |args: &[&str]| -> Output {
+        let exe = lvs_lab::lvsctl_binary().expect("building lvsctl");
+        let mut cmd = lab.director(1).command("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(exe)
+            .arg("--socket")
+            .arg(&socket)
+            .args(args);
+        cmd.output().expect("running setpriv lvsctl")
+    };
+    let text = |o: &Output| {
+        format!(
+            "{}: stdout {:?} stderr {:?}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    let who = nobody(&["whoami"]);
+    assert!(who.status.success(), "{}", text(&who));
+    let who = String::from_utf8_lossy(&who.stdout).into_owned();
+    assert!(
+        who.contains("uid 65534") && who.contains("read-only"),
+        "{who}"
+    );
+    let list = nobody(&["-Ln"]);
+    assert!(list.status.success(), "{}", text(&list));
+    let cols = dest_columns(&String::from_utf8_lossy(&list.stdout));
+    assert_eq!(cols.len(), 3, "{}", text(&list));
+
+    let refused = nobody(&["weight", &svc, &rip(&lab, 1), "5"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.starts_with("lvsctl: permission denied: read-only role: ")
+            && stderr.contains("uid 65534"),
+        "{stderr}"
+    );
+    assert!(refused.stdout.is_empty());
+    // Nothing changed; root still may.
+    assert_eq!(
+        dest_columns(&ok(&lab, &socket, &["-Ln"]))[&rip(&lab, 1)].1,
+        1
+    );
+    ok(&lab, &socket, &["weight", &svc, &rip(&lab, 1), "5"]);
+    assert_eq!(
+        dest_columns(&ok(&lab, &socket, &["-Ln"]))[&rip(&lab, 1)].1,
+        5
+    );
+    lvsd.stop().expect("stopping lvsd");
+}
+
+#[test]
+fn a_follower_sees_every_weight_edit_exactly_once() {
+    require_root!();
+    let _serial = serial();
+    let lab = nat_lab();
+    let lvsd = lab
+        .start_lvsd(1, &plain_config(&lab, ""))
+        .expect("starting lvsd");
+    let socket = control_socket(&lvsd);
+    let svc = format!("{}:{HTTP_PORT}", vip(0));
+
+    let exe = lvs_lab::lvsctl_binary().expect("building lvsctl");
+    let mut cmd = lab.director(1).command(&exe);
+    cmd.arg("--socket")
+        .arg(&socket)
+        .args(["events", "--follow", "--json", "--interval", "0.1"])
+        .stdout(std::process::Stdio::piped());
+    let mut follower = cmd.spawn().expect("running lvsctl events --follow");
+    let rx = lines_of(&mut follower);
+
+    // The edits: rs1..rs3 in turn, weights 2..=31 (every one a real change).
+    let mut want = Vec::new();
+    let mut current = BTreeMap::from([(1, 1u32), (2, 1), (3, 1)]);
+    for w in 2..=31u32 {
+        let k = (w as usize % 3) + 1;
+        let r = rip(&lab, k);
+        ok(&lab, &socket, &["weight", &svc, &r, &w.to_string()]);
+        want.push((r, current[&k], w));
+        current.insert(k, w);
+        if w % 10 == 0 {
+            // Some edits land while the follower sleeps, some right after a poll.
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+    let mut seen: Vec<lvs_proto::Event> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while seen
+        .iter()
+        .filter(|e| matches!(e.kind, lvs_proto::EventKind::WeightChanged { .. }))
+        .count()
+        < want.len()
+        && std::time::Instant::now() < deadline
+    {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")));
+        }
+    }
+    // A little longer: a duplicate would show up now.
+    std::thread::sleep(Duration::from_millis(500));
+    seen.extend(
+        rx.try_iter()
+            .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l}"))),
+    );
+    let _ = follower.kill();
+    let _ = follower.wait();
+
+    let seqs: Vec<u64> = seen.iter().map(|e| e.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "sequence numbers not consecutive and unique: {seqs:?}"
+    );
+    let got: Vec<(String, u32, u32)> = seen
+        .iter()
+        .filter_map(|e| match &e.kind {
+            lvs_proto::EventKind::WeightChanged {
+                real_server,
+                old,
+                new,
+                by,
+                ..
+            } => {
+                assert_eq!(by.uid, 0);
+                Some((real_server.to_string(), *old, *new))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, want);
+    lvsd.stop().expect("stopping lvsd");
+}
+
+#[test]
+fn services_and_real_servers_added_and_removed_at_runtime() {
+    require_root!();
+    let _serial = serial();
+    let lab = nat_lab();
+    let v = vip(0);
+    let svc = format!("{v}:{HTTP_PORT}");
+    // rs1 and rs2 only; rs3 comes through the API.
+    let mut config = format!(
+        "[[virtual_server]]\naddress = \"{svc}\"\nprotocol = \"tcp\"\nscheduler = \"wlc\"\n\
+         forwarding = \"nat\"\n"
+    );
+    for k in 1..=2 {
+        config += &format!(
+            "\n[[virtual_server.real_server]]\naddress = \"{}\"\n",
+            rip(&lab, k)
+        );
+    }
+    let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
+    let socket = control_socket(&lvsd);
+    let to = SocketAddr::from((v, HTTP_PORT));
+    let names = sequential_names(&lab, to, 6);
+    assert!(!names.iter().any(|n| n == "rs3"), "{names:?}");
+
+    // A real server added at runtime gets connections.
+    let rs3 = rip(&lab, 3);
+    assert_eq!(
+        ok(
+            &lab,
+            &socket,
+            &["add-server", "-t", &svc, "-r", &rs3, "-w", "1"]
+        ),
+        format!("added real server {rs3} to tcp {svc} weight 1\n")
+    );
+    assert_eq!(
+        dest_columns(&ok(&lab, &socket, &["-Ln"]))[&rs3],
+        ("Masq".to_owned(), 1, 0, 0)
+    );
+    let names = sequential_names(&lab, to, 9);
+    assert!(names.iter().any(|n| n == "rs3"), "{names:?}");
+    // The topology shows where the VIP lives and how rs3 is reached.
+    let topo: lvs_proto::Topology =
+        serde_json::from_str(&ok(&lab, &socket, &["topology", "--json"])).expect("topology JSON");
+    assert!(topo.vips.iter().any(|x| x.addr == v), "{topo:?}");
+    let route = topo
+        .real_servers
+        .iter()
+        .find(|r| r.real_server.to_string() == rs3)
+        .unwrap_or_else(|| panic!("no route to rs3 in {topo:?}"));
+    assert_eq!(route.forwarding, lvs_proto::Forwarding::Nat);
+    assert_eq!(route.next_hop, lab.real_server(3).addr());
+    assert!(topo.dips.contains(&route.source), "{topo:?}");
+    assert!(
+        topo.interfaces
+            .iter()
+            .any(|i| i.name == route.interface && i.addresses.contains(&route.source)),
+        "{topo:?}"
+    );
+    let text = ok(&lab, &socket, &["topology"]);
+    assert!(
+        text.contains(&format!("tcp {svc} -> {rs3} Masq via ")),
+        "{text}"
+    );
+    let e = fails(&lab, &socket, &["add-server", "-t", &svc, "-r", &rs3], 1);
+    assert!(e.contains("already exists"), "{e}");
+
+    // A removed one gets no more.
+    let rs1 = rip(&lab, 1);
+    ok(&lab, &socket, &["remove-server", &svc, &rs1]);
+    assert!(!dest_columns(&ok(&lab, &socket, &["-Ln"])).contains_key(&rs1));
+    let names = sequential_names(&lab, to, 9);
+    assert!(!names.iter().any(|n| n == "rs1"), "{names:?}");
+    assert!(names.iter().any(|n| n == "rs3"), "{names:?}");
+
+    // A whole service: guard, filters and the data path follow.
+    let alt = format!("{v}:8081");
+    let to_alt = SocketAddr::from((v, 8081));
+    ok(
+        &lab,
+        &socket,
+        &["add-service", "-t", &alt, "-s", "rr", "-m"],
+    );
+    ok(
+        &lab,
+        &socket,
+        &["add-server", "-t", &alt, "-r", &rip(&lab, 2)],
+    );
+    assert_eq!(sequential_names(&lab, to_alt, 3), ["rs2", "rs2", "rs2"]);
+    ok(&lab, &socket, &["remove-service", "-t", &alt]);
+    let gone = lab
+        .client()
+        .run(move || client::http_request(to_alt, "GET", "/", Duration::from_secs(2)).is_err());
+    assert!(gone, "VIP:8081 still answers after remove-service");
+
+    // The events, and a saved file that has the API's edits.
+    let events = ok(&lab, &socket, &["events"]);
+    for want in [
+        format!("add real server tcp {svc} {rs3} weight 1 by "),
+        format!("remove real server tcp {svc} {rs1} by "),
+        format!("add service tcp {alt} by "),
+        format!("remove service tcp {alt} by "),
+    ] {
+        assert!(events.contains(&want), "no `{want}` in:\n{events}");
+    }
+    let saved = lab.work_dir().join("saved.toml");
+    let out = ok(
+        &lab,
+        &socket,
+        &["save-config", saved.to_str().expect("UTF-8 path")],
+    );
+    assert!(
+        out.starts_with("saved 1 services and 2 real servers to "),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&saved).expect("the saved file");
+    assert!(text.contains(&rs3) && !text.contains(&rs1), "{text}");
+    lvsd.stop().expect("stopping lvsd");
+}

@@ -43,6 +43,27 @@ pub struct Cli {
         value_name = "PATH"
     )]
     pub socket: PathBuf,
+    /// Reach lvsd's TLS listener instead of the socket: tls://HOST:PORT (with --ca, --cert
+    /// and --key; takes precedence over --socket).
+    #[arg(
+        long,
+        global = true,
+        env = "LVSD_CONNECT",
+        value_name = "tls://HOST:PORT"
+    )]
+    pub connect: Option<String>,
+    /// With --connect: the CA that signed lvsd's certificate (PEM).
+    #[arg(long, global = true, env = "LVSD_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// With --connect: this client's certificate (PEM; leaf first, then intermediates).
+    #[arg(long, global = true, env = "LVSD_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// With --connect: this client's private key (PEM).
+    #[arg(long, global = true, env = "LVSD_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// With --connect: the name lvsd's certificate must be valid for (default: HOST).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub tls_name: Option<String>,
     /// Print the API's types as JSON (one document; one object per line with --follow).
     #[arg(long, global = true)]
     pub json: bool,
@@ -74,6 +95,28 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Events (weight edits and who made them, drains, reloads, ...).
     Events(EventsArgs),
+    /// Add a virtual service without real servers (ipvsadm -A): add-service [-t|-u]
+    /// VIP:PORT [-s SCHEDULER] [-m|-g] [-p SECS] [-M NETMASK] [-b FLAGS] [-o].
+    AddService(AddServiceArgs),
+    /// Remove a virtual service and its connections (ipvsadm -D).
+    RemoveService(ServiceArgs),
+    /// Add a real server (ipvsadm -a): add-server [-t|-u] VIP:PORT -r RIP:PORT [-w N]
+    /// [-m|-g] [-x N] [-y N].
+    AddServer(AddServerArgs),
+    /// Remove a real server (ipvsadm -d); its connections continue until they end.
+    RemoveServer(TargetArgs),
+    /// Remove one connection entry: kill-conn [-t|-u] VIP:PORT --client IP:PORT.
+    KillConn(KillArgs),
+    /// Remove one persistence template: kill-template [-t|-u] VIP:PORT --client IP (the
+    /// masked client address as `conns` lists it).
+    KillTemplate(KillArgs),
+    /// Write the running configuration (API weight edits included) to a file as TOML
+    /// (0640; a symlink there is refused). A reload re-reads lvsd's own file: save to it
+    /// first to keep API edits.
+    SaveConfig(SaveConfigArgs),
+    /// The director's interfaces and addresses, where each VIP lives, the DIPs, and how
+    /// each real server is reached.
+    Topology,
     /// lvsctl's and lvsd's versions and the API level.
     Version,
     /// Who lvsd thinks you are, and whether you may change things.
@@ -267,6 +310,120 @@ pub struct SimulateArgs {
     pub positional: Option<String>,
 }
 
+/// A service alone: `[-t|-u] VIP:PORT` or positional.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServiceArgs {
+    /// The service.
+    #[command(flatten)]
+    pub service: ServiceOpt,
+    /// [VIP:PORT] when not given with -t/-u.
+    #[arg(value_name = "VIP:PORT")]
+    pub positional: Option<String>,
+}
+
+impl ServiceArgs {
+    /// The service named.
+    pub fn key(&self) -> Result<ServiceKey, UsageError> {
+        match (self.service.key()?, &self.positional) {
+            (Some(k), None) => Ok(k),
+            (None, Some(p)) => parse_positional_service(p),
+            (None, None) => Err(UsageError(
+                "missing the virtual service (-t VIP:PORT)".into(),
+            )),
+            (Some(_), Some(p)) => Err(UsageError(format!("unexpected argument `{p}`"))),
+        }
+    }
+}
+
+/// `add-service`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AddServiceArgs {
+    /// The service.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// Scheduler (default wlc, as ipvsadm).
+    #[arg(short = 's', long, default_value = "wlc")]
+    pub scheduler: String,
+    /// Real servers forward by NAT by default (default: direct routing, as ipvsadm).
+    #[arg(short = 'm', long = "masquerading", conflicts_with = "gatewaying")]
+    pub masquerading: bool,
+    /// Real servers forward by direct routing by default (the default).
+    #[arg(short = 'g', long = "gatewaying")]
+    pub gatewaying: bool,
+    /// Persistence timeout in seconds.
+    #[arg(short = 'p', long = "persistent", value_name = "SECS")]
+    pub persistent: Option<u64>,
+    /// Persistence netmask (with -p; default 255.255.255.255).
+    #[arg(
+        short = 'M',
+        long = "netmask",
+        value_name = "NETMASK",
+        requires = "persistent"
+    )]
+    pub netmask: Option<std::net::Ipv4Addr>,
+    /// Scheduler flags, comma-separated (sh-fallback, sh-port, mh-fallback, mh-port, ...).
+    #[arg(short = 'b', long = "sched-flags", value_name = "FLAGS")]
+    pub flags: Option<String>,
+    /// One-packet scheduling (UDP only).
+    #[arg(short = 'o', long = "ops")]
+    pub one_packet: bool,
+}
+
+/// `add-server`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AddServerArgs {
+    /// Service and real server.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Weight (default 1).
+    #[arg(short = 'w', long, value_name = "N", default_value = "1")]
+    pub weight: String,
+    /// Forward by NAT (default: the service's method).
+    #[arg(short = 'm', long = "masquerading", conflicts_with = "gatewaying")]
+    pub masquerading: bool,
+    /// Forward by direct routing (default: the service's method).
+    #[arg(short = 'g', long = "gatewaying")]
+    pub gatewaying: bool,
+    /// Upper connection threshold (0 = none).
+    #[arg(
+        short = 'x',
+        long = "u-threshold",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub upper_threshold: u32,
+    /// Lower connection threshold (0 = none).
+    #[arg(
+        short = 'y',
+        long = "l-threshold",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub lower_threshold: u32,
+}
+
+/// `kill-conn` and `kill-template`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KillArgs {
+    /// The service.
+    #[command(flatten)]
+    pub service: ServiceOpt,
+    /// The client: IP:PORT for a connection, IP for a template.
+    #[arg(long, value_name = "CLIENT")]
+    pub client: String,
+    /// [VIP:PORT] when not given with -t/-u.
+    #[arg(value_name = "VIP:PORT")]
+    pub positional: Option<String>,
+}
+
+/// `save-config`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SaveConfigArgs {
+    /// The file to write, as lvsd sees it (made absolute against lvsctl's directory).
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+}
+
 /// `events`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct EventsArgs {
@@ -336,6 +493,15 @@ pub fn parse_weight(s: &str) -> Result<u32, UsageError> {
 
 /// A service, a real server and (with `weight`) a weight from options or positionals, in
 /// that order: options win, positionals fill what is missing, leftovers are an error.
+pub fn resolve_target_weighted(
+    target: &TargetArgs,
+    weight: &str,
+) -> Result<(ServiceKey, RealServerKey, u32), UsageError> {
+    let (service, real_server, _) = resolve_target(target, None, false)?;
+    Ok((service, real_server, parse_weight(weight)?))
+}
+
+/// The service, real server and (with `want_weight`) weight of a command line.
 pub fn resolve_target(
     target: &TargetArgs,
     weight_opt: Option<&str>,
@@ -381,6 +547,11 @@ pub fn resolve_target(
 const SHORT_WITH_VALUE: &[char] = &['t', 'u', 'f', 'r', 'w', 'x', 'y', 's', 'M'];
 const LONG_WITH_VALUE: &[&str] = &[
     "--socket",
+    "--connect",
+    "--ca",
+    "--cert",
+    "--key",
+    "--tls-name",
     "--tcp-service",
     "--udp-service",
     "--fwmark-service",
@@ -390,6 +561,16 @@ const LONG_WITH_VALUE: &[&str] = &[
     "--l-threshold",
     "--scheduler",
     "--netmask",
+];
+
+/// lvsctl's global options that take a value (they may precede an ipvsadm form).
+const GLOBALS_WITH_VALUE: &[&str] = &[
+    "--socket",
+    "--connect",
+    "--ca",
+    "--cert",
+    "--key",
+    "--tls-name",
 ];
 
 /// ipvsadm commands lvsctl has no counterpart for, with what to do instead.
@@ -418,17 +599,21 @@ const UNSUPPORTED: &[(&str, &str)] = &[
 /// Rewrites an ipvsadm-style command line into lvsctl's subcommand form:
 /// `-Lnc` → `list -n -c`, `-Z -t X` → `zero -t X`, `-e -t X -r Y -w N` →
 /// `set-weight --quiet -t X -r Y -w N` (silent on success, as ipvsadm is). Global options
-/// (`--json`, `--socket PATH`) may come first. A line without a command option (`-n`,
+/// (`--json`, `--socket PATH`, `--connect URL --ca F --cert F --key F`) may come first. A line without a command option (`-n`,
 /// `--stats`) lists, as ipvsadm does.
 pub fn translate_ipvsadm(args: &[String]) -> Result<Vec<String>, UsageError> {
     let mut out: Vec<String> = args.iter().take(1).cloned().collect();
     let mut i = 1;
     while i < args.len() {
         let a = args[i].as_str();
-        if a == "--json" || a.starts_with("--socket=") {
+        let with_value = GLOBALS_WITH_VALUE.contains(&a);
+        let joined = GLOBALS_WITH_VALUE
+            .iter()
+            .any(|g| a.strip_prefix(g).is_some_and(|v| v.starts_with('=')));
+        if a == "--json" || joined {
             out.push(a.to_owned());
             i += 1;
-        } else if a == "--socket" {
+        } else if with_value {
             out.extend(args[i..].iter().take(2).cloned());
             i += 2;
         } else {
@@ -573,6 +758,10 @@ mod tests {
         assert_eq!(
             tr("lvsctl --json --socket /tmp/s -Ln").unwrap(),
             "lvsctl --json --socket /tmp/s list -n"
+        );
+        assert_eq!(
+            tr("lvsctl --connect tls://h:7443 --ca /a --cert=/c --key /k -Ln").unwrap(),
+            "lvsctl --connect tls://h:7443 --ca /a --cert=/c --key /k list -n"
         );
         assert_eq!(
             tr("lvsctl --socket=/tmp/s -Ln").unwrap(),

@@ -1,5 +1,6 @@
 //! `lvsctl`, the one-shot scripting CLI: parses the command line ([`args`]), talks to lvsd
-//! over its control socket (`lvs_proto::connect_unix`), prints ipvsadm's layouts
+//! over its control socket (`lvs_proto::connect_unix`) or its TLS listener
+//! (`--connect tls://HOST:PORT`, [`remote`]), prints ipvsadm's layouts
 //! ([`crate::ipvsadm`]) or other plain text ([`text`]), or the API's types as JSON.
 //!
 //! Contract:
@@ -16,6 +17,7 @@
 //! - A closed stdout (`lvsctl events -f | head`) ends the program quietly with status 0.
 
 pub mod args;
+pub mod remote;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -35,9 +37,10 @@ use lvs_proto::{
 use serde::Serialize;
 
 use self::args::{
-    Cli, Command, ConnsArgs, DecisionsArgs, DrainArgs, EventsArgs, ListArgs, SetWeightArgs,
-    SimulateArgs, UsageError, ZeroArgs, parse_positional_service, parse_real_server,
-    resolve_target, translate_ipvsadm,
+    AddServerArgs, AddServiceArgs, Cli, Command, ConnsArgs, DecisionsArgs, DrainArgs, EventsArgs,
+    KillArgs, ListArgs, SaveConfigArgs, SetWeightArgs, SimulateArgs, UsageError, ZeroArgs,
+    parse_positional_service, parse_real_server, resolve_target, resolve_target_weighted,
+    translate_ipvsadm,
 };
 use crate::ipvsadm::{self, ListOptions, View};
 
@@ -126,7 +129,18 @@ pub fn main_with_args(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let target = remote::TlsTarget::from_flags(
+        cli.connect.as_deref(),
+        cli.ca.as_deref(),
+        cli.cert.as_deref(),
+        cli.key.as_deref(),
+        cli.tls_name.as_deref(),
+    );
+    let result = match target {
+        Ok(target) => runtime.block_on(remote::scope(target, run(cli))),
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             match &e {
@@ -148,6 +162,12 @@ struct Daemon {
 
 impl Daemon {
     async fn connect(socket: &Path) -> Result<Self> {
+        if let Some(target) = remote::current() {
+            return Ok(Daemon {
+                client: target.connect().await?,
+                socket: PathBuf::from(&target.url),
+            });
+        }
         let client = lvs_proto::connect_unix(socket).await?;
         Ok(Daemon {
             client,
@@ -290,6 +310,39 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Decisions(a) => decisions(&cli.socket, &a, json).await,
         Command::Simulate(a) => simulate(&cli.socket, &a, json).await,
         Command::Events(a) => events(&cli.socket, &a, json).await,
+        Command::Topology => {
+            let d = Daemon::connect(&cli.socket).await?;
+            let t = d.answer(d.client.topology(context::current()).await)?;
+            if json {
+                emit_json(&t)
+            } else {
+                emit(&text::topology_text(&t))
+            }
+        }
+        Command::AddService(a) => add_service(&cli.socket, &a, json).await,
+        Command::RemoveService(a) => {
+            let service = a.key()?;
+            let d = Daemon::connect(&cli.socket).await?;
+            d.answer(d.client.remove_service(context::current(), service).await)?;
+            done(json, &format!("removed virtual service {service}"))
+        }
+        Command::AddServer(a) => add_server(&cli.socket, &a, json).await,
+        Command::RemoveServer(a) => {
+            let (service, real_server, _) = resolve_target(&a, None, false)?;
+            let d = Daemon::connect(&cli.socket).await?;
+            d.answer(
+                d.client
+                    .remove_real_server(context::current(), service, real_server)
+                    .await,
+            )?;
+            done(
+                json,
+                &format!("removed real server {real_server} from {service}"),
+            )
+        }
+        Command::KillConn(a) => kill(&cli.socket, &a, false, json).await,
+        Command::KillTemplate(a) => kill(&cli.socket, &a, true, json).await,
+        Command::SaveConfig(a) => save_config(&cli.socket, &a, json).await,
         Command::Version => {
             let d = Daemon::connect(&cli.socket).await?;
             let v = d
@@ -597,6 +650,174 @@ async fn simulate(socket: &Path, a: &SimulateArgs, json: bool) -> Result<()> {
         emit_json(&r)
     } else {
         emit(&text::simulate_text(&client, &r))
+    }
+}
+
+/// What an edit without an answer prints: one line, or `{"done": "..."}` with --json.
+fn done(json: bool, what: &str) -> Result<()> {
+    if json {
+        #[derive(Serialize)]
+        struct Done<'a> {
+            done: &'a str,
+        }
+        emit_json(&Done { done: what })
+    } else {
+        emit(&format!("{what}\n"))
+    }
+}
+
+/// `add-service`.
+async fn add_service(socket: &Path, a: &AddServiceArgs, json: bool) -> Result<()> {
+    let service = a.service.key()?;
+    let scheduler: lvs_proto::SchedulerKind = a
+        .scheduler
+        .parse()
+        .map_err(|e| CliError::Usage(format!("-s {}: {e}", a.scheduler)))?;
+    let forwarding = if a.masquerading {
+        lvs_proto::Forwarding::Nat
+    } else {
+        lvs_proto::Forwarding::Dr
+    };
+    let flags = a
+        .flags
+        .as_deref()
+        .map(|f| {
+            f.split(',')
+                .map(|x| x.trim().to_owned())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let persistence = a.persistent.map(|secs| lvs_proto::PersistenceInfo {
+        timeout_secs: secs,
+        netmask: a.netmask.unwrap_or(std::net::Ipv4Addr::BROADCAST),
+        quiescent_template_expire: false,
+    });
+    let new = lvs_proto::NewService {
+        service,
+        scheduler,
+        flags,
+        forwarding,
+        persistence,
+        one_packet: a.one_packet,
+    };
+    let d = Daemon::connect(socket).await?;
+    d.answer(d.client.add_service(context::current(), new).await)?;
+    done(
+        json,
+        &format!("added virtual service {service} {scheduler}"),
+    )
+}
+
+/// `add-server`.
+async fn add_server(socket: &Path, a: &AddServerArgs, json: bool) -> Result<()> {
+    let (service, real_server, weight) = resolve_target_weighted(&a.target, &a.weight)?;
+    let forwarding = match (a.masquerading, a.gatewaying) {
+        (true, _) => Some(lvs_proto::Forwarding::Nat),
+        (_, true) => Some(lvs_proto::Forwarding::Dr),
+        _ => None,
+    };
+    let new = lvs_proto::NewRealServer {
+        real_server,
+        weight,
+        forwarding,
+        upper_threshold: a.upper_threshold,
+        lower_threshold: a.lower_threshold,
+    };
+    let d = Daemon::connect(socket).await?;
+    d.answer(
+        d.client
+            .add_real_server(context::current(), service, new)
+            .await,
+    )?;
+    done(
+        json,
+        &format!("added real server {real_server} to {service} weight {weight}"),
+    )
+}
+
+/// `kill-conn` / `kill-template`: prints the removed entry as `-Lnc` would.
+async fn kill(socket: &Path, a: &KillArgs, template: bool, json: bool) -> Result<()> {
+    let service = match (a.service.key()?, &a.positional) {
+        (Some(k), None) => k,
+        (None, Some(p)) => parse_positional_service(p)?,
+        (None, None) => {
+            return Err(CliError::Usage(
+                "missing the virtual service (-t VIP:PORT)".into(),
+            ));
+        }
+        (Some(_), Some(p)) => return Err(CliError::Usage(format!("unexpected argument `{p}`"))),
+    };
+    let client = a.client.trim();
+    let d;
+    let entry = if template {
+        let ip: std::net::Ipv4Addr = client.parse().map_err(|_| {
+            CliError::Usage(format!(
+                "--client `{client}` is not an IPv4 address (a template's masked client, e.g. \
+                 198.51.100.0)"
+            ))
+        })?;
+        d = Daemon::connect(socket).await?;
+        let key = lvs_proto::TemplateKey {
+            service,
+            client: ip,
+        };
+        d.answer(d.client.kill_template(context::current(), key).await)?
+    } else {
+        let sa: std::net::SocketAddrV4 = client.parse().map_err(|_| {
+            CliError::Usage(format!(
+                "--client `{client}` is not IP:PORT (e.g. 198.51.100.7:40000)"
+            ))
+        })?;
+        d = Daemon::connect(socket).await?;
+        let key = lvs_proto::ConnKey {
+            protocol: service.protocol,
+            client: sa,
+            virt: std::net::SocketAddrV4::new(service.vip, service.port),
+        };
+        d.answer(d.client.kill_connection(context::current(), key).await)?
+    };
+    if json {
+        emit_json(&entry)
+    } else {
+        emit(&format!(
+            "removed {} {} {} -> {} -> {} ({})\n",
+            if entry.template {
+                "template"
+            } else {
+                "connection"
+            },
+            entry.protocol,
+            entry.client,
+            entry.virt,
+            entry.real,
+            entry.state
+        ))
+    }
+}
+
+/// `save-config PATH`.
+async fn save_config(socket: &Path, a: &SaveConfigArgs, json: bool) -> Result<()> {
+    let path = if a.path.is_absolute() {
+        a.path.clone()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| CliError::Failed(format!("the current directory: {e}")))?
+            .join(&a.path)
+    };
+    let path = path
+        .to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| CliError::Usage(format!("`{}` is not valid UTF-8", a.path.display())))?;
+    let d = Daemon::connect(socket).await?;
+    let saved = d.answer(d.client.save_config(context::current(), path).await)?;
+    if json {
+        emit_json(&saved)
+    } else {
+        emit(&format!(
+            "saved {} services and {} real servers to {}\n",
+            saved.services, saved.real_servers, saved.path
+        ))
     }
 }
 

@@ -140,9 +140,83 @@ pub fn event_line(e: &Event) -> String {
         },
         EventKind::Reloaded { ok: true, message } => format!("reload: {message}"),
         EventKind::Reloaded { ok: false, message } => format!("reload failed: {message}"),
+        EventKind::ConnectionKilled {
+            protocol,
+            client,
+            virt,
+            real,
+            template,
+            by,
+        } => format!(
+            "kill {} {protocol} {client} -> {virt} (to {real}) by {by}",
+            if *template { "template" } else { "connection" }
+        ),
+        EventKind::ConfigSaved { path, by } => format!("configuration saved to {path} by {by}"),
+        EventKind::ServiceAdded { service, by } => format!("add service {service} by {by}"),
+        EventKind::ServiceRemoved { service, by } => format!("remove service {service} by {by}"),
+        EventKind::RealServerAdded {
+            service,
+            real_server,
+            weight,
+            by,
+        } => format!("add real server {service} {real_server} weight {weight} by {by}"),
+        EventKind::RealServerRemoved {
+            service,
+            real_server,
+            by,
+        } => format!("remove real server {service} {real_server} by {by}"),
         EventKind::Unknown => "an event this lvsctl does not know (newer lvsd)".to_owned(),
     };
     format!("{} {} {what}\n", e.seq, utc_time(e.at_unix_ms))
+}
+
+/// `lvsctl topology`: interfaces, VIPs, DIPs, then one line per real server of each
+/// service: `tcp VIP:PORT -> RIP:PORT Masq via IFACE next hop ADDR (MAC) from DIP`.
+pub fn topology_text(t: &lvs_proto::Topology) -> String {
+    let mut s = String::from("Interfaces\n");
+    for i in &t.interfaces {
+        let addrs: Vec<String> = i.addresses.iter().map(ToString::to_string).collect();
+        s += &format!(
+            "  {} (ifindex {}) {} mtu {} {}\n",
+            i.name,
+            i.ifindex,
+            i.mac,
+            i.mtu,
+            addrs.join(" ")
+        );
+    }
+    s += "VIPs\n";
+    for v in &t.vips {
+        s += &format!(
+            "  {} on {}{}\n",
+            v.addr,
+            v.interface,
+            if v.added_by_lvsd {
+                " (added by lvsd)"
+            } else {
+                ""
+            }
+        );
+    }
+    let dips: Vec<String> = t.dips.iter().map(ToString::to_string).collect();
+    s += &format!("DIPs {}\n", dips.join(" "));
+    if let Some(role) = &t.vrrp_role {
+        s += &format!("VRRP {role}\n");
+    }
+    s += "Real servers\n";
+    for r in &t.real_servers {
+        s += &format!(
+            "  {} -> {} {} via {} next hop {} ({}) from {}\n",
+            r.service,
+            r.real_server,
+            r.forwarding.ipvsadm_name(),
+            r.interface,
+            r.next_hop,
+            r.next_hop_mac.as_deref().unwrap_or("unresolved"),
+            r.source
+        );
+    }
+    s
 }
 
 /// `SEQ TIME SERVICE CLIENT -> RIP:PORT`, then the reason indented, one step per line.
@@ -331,6 +405,7 @@ mod tests {
             gid: 0,
             pid: Some(42),
             user: Some("root".into()),
+            tls: None,
         };
         let e = Event {
             seq: 7,

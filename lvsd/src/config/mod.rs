@@ -20,6 +20,7 @@ use lvs_proto::{Forwarding, Protocol, SchedulerKind};
 use crate::sched::{self, SchedFlags};
 
 mod raw;
+mod write;
 
 /// ipvsadm's persistence timeout when `-p` is given without a number.
 pub const DEFAULT_PERSISTENCE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -56,6 +57,28 @@ pub struct ControlSettings {
     pub audit_log: Option<PathBuf>,
     /// A connection without a request for this long is closed (default 120 s).
     pub idle_timeout: Duration,
+    /// The optional TCP listener with mutual TLS (`tls_listen` and the other `tls_*` keys).
+    pub tls: Option<TlsSettings>,
+}
+
+/// The TCP listener with mutual TLS (`[control] tls_*`). The files are read when the
+/// listener starts, not while the configuration is validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Where it listens (`tls_listen`); never a wildcard address unless `allow_wildcard`.
+    pub listen: SocketAddr,
+    /// The daemon's certificate chain, PEM (`tls_cert`).
+    pub cert: PathBuf,
+    /// The daemon's private key, PEM (`tls_key`).
+    pub key: PathBuf,
+    /// The CA(s) client certificates must be signed by, PEM (`tls_client_ca`); a client
+    /// certificate is required.
+    pub client_ca: PathBuf,
+    /// Client certificate names (subject CN or DNS SAN) that get the admin role
+    /// (`tls_admin_names`); every other verified client is read-only.
+    pub admin_names: Vec<String>,
+    /// Whether `listen` may be 0.0.0.0 or [::] (`tls_allow_wildcard`, default false).
+    pub allow_wildcard: bool,
 }
 
 impl Default for ControlSettings {
@@ -67,6 +90,7 @@ impl Default for ControlSettings {
             admin_group: None,
             audit_log: None,
             idle_timeout: Duration::from_secs(120),
+            tls: None,
         }
     }
 }
@@ -351,6 +375,7 @@ fn control(src: &Source<'_>, c: raw::Control) -> Result<ControlSettings, ConfigE
             mode
         }
     };
+    let tls = tls(src, &c, path)?;
     let idle_timeout =
         timeout(src, "control.idle_timeout", c.idle_timeout)?.unwrap_or(d.idle_timeout);
     Ok(ControlSettings {
@@ -372,7 +397,102 @@ fn control(src: &Source<'_>, c: raw::Control) -> Result<ControlSettings, ConfigE
             .map(|p| path("control.audit_log", p))
             .transpose()?,
         idle_timeout,
+        tls,
     })
+}
+
+/// `[control] tls_*`: all or nothing around `tls_listen`, absolute paths, no wildcard
+/// address unless `tls_allow_wildcard = true`, admin names that are not empty.
+fn tls(
+    src: &Source<'_>,
+    c: &raw::Control,
+    path: impl Fn(&str, &toml::Spanned<String>) -> Result<PathBuf, ConfigError>,
+) -> Result<Option<TlsSettings>, ConfigError> {
+    let Some(listen) = &c.tls_listen else {
+        // Any other tls_* key without tls_listen is a mistake, not something to ignore.
+        let spans = [
+            ("control.tls_cert", c.tls_cert.as_ref().map(|v| v.span())),
+            ("control.tls_key", c.tls_key.as_ref().map(|v| v.span())),
+            (
+                "control.tls_client_ca",
+                c.tls_client_ca.as_ref().map(|v| v.span()),
+            ),
+            (
+                "control.tls_admin_names",
+                c.tls_admin_names.as_ref().map(|v| v.span()),
+            ),
+            (
+                "control.tls_allow_wildcard",
+                c.tls_allow_wildcard.as_ref().map(|v| v.span()),
+            ),
+        ];
+        if let Some((key, Some(span))) = spans.into_iter().find(|(_, s)| s.is_some()) {
+            return Err(src.error(
+                &span,
+                key,
+                "has no effect without control.tls_listen (the TLS listener's address)".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let key = "control.tls_listen";
+    let addr: SocketAddr = listen.get_ref().trim().parse().map_err(|_| {
+        src.error(
+            &listen.span(),
+            key,
+            format!(
+                "`{}` is not an address: expected IP:PORT, e.g. \"192.0.2.1:7443\"",
+                listen.get_ref()
+            ),
+        )
+    })?;
+    let allow_wildcard = c.tls_allow_wildcard.as_ref().is_some_and(|v| *v.get_ref());
+    if addr.ip().is_unspecified() && !allow_wildcard {
+        return Err(src.error(
+            &listen.span(),
+            key,
+            format!(
+                "`{addr}` listens on every address; name one of the director's addresses, \
+                 or set control.tls_allow_wildcard = true to mean it"
+            ),
+        ));
+    }
+    let required = |name: &str, v: &Option<toml::Spanned<String>>| match v {
+        Some(v) => path(&format!("control.{name}"), v),
+        None => Err(src.error(
+            &listen.span(),
+            key,
+            format!(
+                "needs control.{name} as well (mutual TLS needs a certificate, its key and \
+                 a client CA)"
+            ),
+        )),
+    };
+    let cert = required("tls_cert", &c.tls_cert)?;
+    let tls_key = required("tls_key", &c.tls_key)?;
+    let client_ca = required("tls_client_ca", &c.tls_client_ca)?;
+    let mut admin_names = Vec::new();
+    if let Some(names) = &c.tls_admin_names {
+        for n in names.get_ref() {
+            let name = n.get_ref().trim();
+            if name.is_empty() || name.chars().any(char::is_control) {
+                return Err(src.error(
+                    &n.span(),
+                    "control.tls_admin_names",
+                    format!("`{}` is not a certificate name", n.get_ref()),
+                ));
+            }
+            admin_names.push(name.to_string());
+        }
+    }
+    Ok(Some(TlsSettings {
+        listen: addr,
+        cert,
+        key: tls_key,
+        client_ca,
+        admin_names,
+        allow_wildcard,
+    }))
 }
 
 fn virtual_service(

@@ -23,6 +23,12 @@ pub(super) struct Control {
     pub admin_group: Option<Spanned<String>>,
     pub audit_log: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<Seconds>>,
+    pub tls_listen: Option<Spanned<String>>,
+    pub tls_cert: Option<Spanned<String>>,
+    pub tls_key: Option<Spanned<String>>,
+    pub tls_client_ca: Option<Spanned<String>>,
+    pub tls_admin_names: Option<Spanned<Vec<Spanned<String>>>>,
+    pub tls_allow_wildcard: Option<Spanned<bool>>,
 }
 
 /// A file mode: a TOML integer (`0o660`) or an octal string (`"0660"`).

@@ -460,3 +460,74 @@ fn control_section_errors_name_the_key() {
     let e = err(&format!("{base}\n[control]\nsokcet = \"/x\"\n"));
     assert!(e.message.contains("unknown field"), "{e}");
 }
+
+const TLS_FILES: &str = "tls_cert = \"/etc/lvsd/tls/server.pem\"\n\
+    tls_key = \"/etc/lvsd/tls/server.key\"\n\
+    tls_client_ca = \"/etc/lvsd/tls/clients-ca.pem\"\n";
+
+#[test]
+fn control_tls_keys() {
+    let base = one("", "");
+    let c = parse(&base).unwrap();
+    assert_eq!(c.control.tls, None);
+    let text = format!(
+        "{base}\n[control]\ntls_listen = \"192.0.2.1:7443\"\n{TLS_FILES}\
+         tls_admin_names = [\"ops-admin\", \"deploy.example.net\"]\n"
+    );
+    let t = parse(&text).unwrap().control.tls.unwrap();
+    assert_eq!(t.listen, "192.0.2.1:7443".parse().unwrap());
+    assert_eq!(t.cert, Path::new("/etc/lvsd/tls/server.pem"));
+    assert_eq!(t.key, Path::new("/etc/lvsd/tls/server.key"));
+    assert_eq!(t.client_ca, Path::new("/etc/lvsd/tls/clients-ca.pem"));
+    assert_eq!(t.admin_names, ["ops-admin", "deploy.example.net"]);
+    assert!(!t.allow_wildcard);
+}
+
+#[test]
+fn control_tls_wildcard_needs_to_be_allowed() {
+    let base = one("", "");
+    for any in ["0.0.0.0:7443", "[::]:7443"] {
+        let text = format!("{base}\n[control]\n{TLS_FILES}tls_listen = \"{any}\"\n");
+        let e = err(&text);
+        assert_eq!(e.key, "control.tls_listen");
+        assert_eq!(e.line, text.lines().count(), "{e}");
+        assert!(e.message.contains("tls_allow_wildcard = true"), "{e}");
+        let allowed = format!("{text}tls_allow_wildcard = true\n");
+        let t = parse(&allowed).unwrap().control.tls.unwrap();
+        assert!(t.allow_wildcard);
+        assert!(t.listen.ip().is_unspecified());
+    }
+}
+
+#[test]
+fn control_tls_errors_name_the_key() {
+    let base = one("", "");
+    // Files are required with tls_listen.
+    let e = err(&format!(
+        "{base}\n[control]\ntls_listen = \"192.0.2.1:7443\"\ntls_cert = \"/a.pem\"\n"
+    ));
+    assert_eq!(e.key, "control.tls_listen");
+    assert!(e.message.contains("needs control.tls_key"), "{e}");
+    // tls_* without tls_listen.
+    let e = err(&format!("{base}\n[control]\n{TLS_FILES}"));
+    assert_eq!(e.key, "control.tls_cert");
+    assert!(e.message.contains("without control.tls_listen"), "{e}");
+    let e = err(&format!("{base}\n[control]\ntls_allow_wildcard = true\n"));
+    assert_eq!(e.key, "control.tls_allow_wildcard");
+    // Bad values.
+    let e = err(&format!(
+        "{base}\n[control]\n{TLS_FILES}tls_listen = \"ops.example.net:7443\"\n"
+    ));
+    assert_eq!(e.key, "control.tls_listen");
+    assert!(e.message.contains("not an address"), "{e}");
+    let e = err(&format!(
+        "{base}\n[control]\ntls_listen = \"192.0.2.1:7443\"\n{}",
+        TLS_FILES.replace("/etc/lvsd/tls/server.key", "server.key")
+    ));
+    assert_eq!(e.key, "control.tls_key");
+    assert!(e.message.contains("absolute path"), "{e}");
+    let e = err(&format!(
+        "{base}\n[control]\ntls_listen = \"192.0.2.1:7443\"\n{TLS_FILES}tls_admin_names = [\"\"]\n"
+    ));
+    assert_eq!(e.key, "control.tls_admin_names");
+}

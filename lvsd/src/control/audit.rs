@@ -9,6 +9,9 @@
 //! 2026-11-23T21:30:05Z uid=1000 user=alice pid=4242 set_weight tcp 203.0.113.10:80 192.0.2.11:80 weight=5 -> ok: weight 1 -> 5
 //! ```
 //!
+//! A client of the TLS listener is named by its certificate and address instead:
+//! `tls=ops-admin peer=192.0.2.50:40312 set_weight ...`.
+//!
 //! The file is opened once, with `O_APPEND`, and each line is written with one `write`, so
 //! lines from concurrent calls never interleave. A failing write is reported in the log and
 //! does not fail the call (the change has already been made).
@@ -68,6 +71,9 @@ impl Audit {
 
 /// The text of an audit line (without the timestamp).
 pub fn line(who: &Actor, what: &str, result: &str) -> String {
+    if let Some(t) = &who.tls {
+        return format!("tls={} peer={} {what} -> {result}", t.name, t.addr);
+    }
     let mut s = format!("uid={}", who.uid);
     if let Some(u) = &who.user {
         s.push_str(&format!(" user={u}"));
@@ -129,6 +135,7 @@ mod tests {
             gid: 1000,
             pid: Some(4242),
             user: Some("alice".into()),
+            tls: None,
         };
         assert_eq!(
             line(&who, "drain tcp 203.0.113.10:80 192.0.2.11:80", "ok"),
@@ -147,6 +154,7 @@ mod tests {
             gid: 0,
             pid: None,
             user: None,
+            tls: None,
         };
         let a = Audit::with_file(&path).unwrap_or_else(|e| panic!("{e}"));
         a.record(&who, "zero_counters all", "ok");

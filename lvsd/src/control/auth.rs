@@ -56,6 +56,12 @@ pub struct Peer {
 impl Peer {
     /// Why a read-only peer may not change things, for [`lvs_proto::ApiError::PermissionDenied`].
     pub fn refusal(&self, admin: Option<&AdminGroup>) -> String {
+        if let Some(t) = &self.actor.tls {
+            return format!(
+                "read-only role: certificate `{}` is not in control.tls_admin_names",
+                t.name
+            );
+        }
         match admin {
             Some(g) => format!(
                 "read-only role: {} is neither root nor in group {}",
@@ -96,6 +102,7 @@ pub fn identify(uid: u32, gid: u32, pid: Option<i32>, admin: Option<&AdminGroup>
             gid,
             pid,
             user: user.map(|u| u.name),
+            tls: None,
         },
         role,
     }

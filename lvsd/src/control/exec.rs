@@ -15,6 +15,12 @@
 //! - The drain memory holds, per drained real server, the weight it had before; it is
 //!   forgotten by `set_weight` and `undrain`, and after a reload for servers that are gone
 //!   or no longer at weight 0.
+//! - Adding or removing a service or real server is a [`ConfigEdit`] of the running
+//!   configuration: checked here, applied by the owner of the kernel state (the daemon:
+//!   netlink plan, nft guard, socket filters, VIPs, then `Dataplane::reconfigure`, exactly
+//!   as a SIGHUP reload) through [`Executor::take_config_edit`] before any further command
+//!   runs, so edits apply one after another. A reload replaces the running configuration
+//!   with the file (API edits not saved to it are dropped).
 //! - The channel is bounded ([`COMMAND_QUEUE`]): a full queue answers
 //!   [`ApiError::Unavailable`] at once instead of growing.
 
@@ -28,14 +34,18 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use lvs_proto::{
-    Actor, ApiError, ConnCursor, ConnEntry, ConnPage, ConnQuery, DecisionInfo, DrainInfo, Event,
-    EventKind, FlowSpec, MAX_CONN_PAGE, MAX_WEIGHT, PersistenceInfo, RealServerInfo, RealServerKey,
-    SchedulerKind, ServiceInfo, ServiceKey, SimulateInfo, WeightChange,
+    Actor, ApiError, ConnCursor, ConnEntry, ConnKey, ConnPage, ConnQuery, DecisionInfo, DrainInfo,
+    Event, EventKind, FlowSpec, MAX_CONN_PAGE, MAX_WEIGHT, NewRealServer, NewService,
+    PersistenceInfo, RealServerInfo, RealServerKey, SchedulerKind, ServiceInfo, ServiceKey,
+    SimulateInfo, TemplateKey, Topology, VipInfo, WeightChange,
 };
 
 use super::events::EventRing;
+use crate::config::{self as cfg, Config};
 use crate::conn::TcpState;
-use crate::dataplane::{self, ConnFilter, Dataplane, DestStats, EditError, ServiceStats};
+use crate::dataplane::{
+    self, ConnFilter, ConnInfo, Dataplane, DestStats, EditError, KillTarget, ServiceStats,
+};
 use crate::sched::{Flow, SchedFlags};
 
 /// Commands waiting at most; more are refused as "busy".
@@ -134,6 +144,198 @@ pub enum Command {
         /// Answer.
         reply: Reply<()>,
     },
+    /// Remove one connection entry.
+    KillConnection {
+        /// Which.
+        conn: ConnKey,
+        /// Who.
+        by: Actor,
+        /// Answer: the entry as it was.
+        reply: Reply<ConnEntry>,
+    },
+    /// Remove one persistence template.
+    KillTemplate {
+        /// Which.
+        template: TemplateKey,
+        /// Who.
+        by: Actor,
+        /// Answer: the template as it was.
+        reply: Reply<ConnEntry>,
+    },
+    /// The running configuration as TOML (the caller writes the file, off this thread).
+    RenderConfig(Reply<RenderedConfig>),
+    /// Add or remove a service or a real server: a new running configuration that the
+    /// forwarding loop's owner applies (netlink plan, guard, filters, VIPs) before the
+    /// next command runs ([`Executor::take_config_edit`]).
+    EditConfig {
+        /// The edit.
+        edit: ConfigEdit,
+        /// Who.
+        by: Actor,
+        /// Answer.
+        reply: Reply<()>,
+    },
+    /// Where things are and how real servers are reached.
+    Topology(Reply<Topology>),
+    /// The running configuration was written to `path` (records the event).
+    ConfigSaved {
+        /// The file.
+        path: String,
+        /// Who.
+        by: Actor,
+        /// Answer.
+        reply: Reply<()>,
+    },
+}
+
+/// A change of the running configuration's services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigEdit {
+    /// Add a service (no real servers).
+    AddService(NewService),
+    /// Remove a service.
+    RemoveService(ServiceKey),
+    /// Add a real server to a service.
+    AddRealServer(ServiceKey, NewRealServer),
+    /// Remove a real server from a service.
+    RemoveRealServer(ServiceKey, RealServerKey),
+}
+
+impl ConfigEdit {
+    /// `config` with the edit made and checked as a configuration file is; the error
+    /// says what is wrong.
+    pub fn apply(&self, config: &Config) -> Result<Config, ApiError> {
+        let mut next = config.clone();
+        let find = |c: &Config, k: &ServiceKey| {
+            c.services
+                .iter()
+                .position(|s| (s.protocol, s.vip, s.port) == (k.protocol, k.vip, k.port))
+                .ok_or(ApiError::NoSuchService { service: *k })
+        };
+        match self {
+            ConfigEdit::AddService(ns) => {
+                let k = ns.service;
+                if find(&next, &k).is_ok() {
+                    return Err(ApiError::AlreadyExists {
+                        what: format!("virtual service {k}"),
+                    });
+                }
+                let scheduler_flags = crate::sched::parse_flags(ns.scheduler, &ns.flags)
+                    .map_err(|message| ApiError::InvalidArgument { message })?;
+                next.services.push(cfg::VirtualService {
+                    protocol: k.protocol,
+                    vip: k.vip,
+                    port: k.port,
+                    scheduler: ns.scheduler,
+                    scheduler_flags,
+                    forwarding: ns.forwarding,
+                    persistence: ns.persistence.map(|p| cfg::Persistence {
+                        timeout: std::time::Duration::from_secs(p.timeout_secs),
+                        netmask: p.netmask,
+                        quiescent_template_expire: p.quiescent_template_expire,
+                    }),
+                    one_packet: ns.one_packet,
+                    real_servers: Vec::new(),
+                });
+            }
+            ConfigEdit::RemoveService(k) => {
+                let i = find(&next, k)?;
+                next.services.remove(i);
+            }
+            ConfigEdit::AddRealServer(k, nrs) => {
+                let i = find(&next, k)?;
+                let vs = &mut next.services[i];
+                let r = nrs.real_server;
+                if vs
+                    .real_servers
+                    .iter()
+                    .any(|x| (x.addr, x.port) == (r.addr, r.port))
+                {
+                    return Err(ApiError::AlreadyExists {
+                        what: format!("real server {r} in virtual service {k}"),
+                    });
+                }
+                if nrs.weight > MAX_WEIGHT {
+                    return Err(ApiError::WeightOutOfRange {
+                        weight: u64::from(nrs.weight),
+                    });
+                }
+                vs.real_servers.push(cfg::RealServer {
+                    addr: r.addr,
+                    port: r.port,
+                    weight: nrs.weight,
+                    forwarding: nrs.forwarding.unwrap_or(vs.forwarding),
+                    upper_threshold: nrs.upper_threshold,
+                    lower_threshold: nrs.lower_threshold,
+                });
+            }
+            ConfigEdit::RemoveRealServer(k, r) => {
+                let i = find(&next, k)?;
+                let vs = &mut next.services[i];
+                let j = vs
+                    .real_servers
+                    .iter()
+                    .position(|x| (x.addr, x.port) == (r.addr, r.port))
+                    .ok_or(ApiError::NoSuchRealServer {
+                        service: *k,
+                        real_server: *r,
+                    })?;
+                vs.real_servers.remove(j);
+            }
+        }
+        // The file's rules, by reading the edit back as a file would be read.
+        let mut checked = Config::parse(
+            std::path::Path::new("the edited configuration"),
+            &next.to_toml(),
+        )
+        .map_err(|e| ApiError::InvalidArgument {
+            message: format!("{}: {}", e.key, e.message),
+        })?;
+        checked.control = next.control;
+        Ok(checked)
+    }
+
+    /// The event of the edit, made by `by`.
+    fn event(&self, by: Actor) -> EventKind {
+        match self {
+            ConfigEdit::AddService(ns) => EventKind::ServiceAdded {
+                service: ns.service,
+                by,
+            },
+            ConfigEdit::RemoveService(k) => EventKind::ServiceRemoved { service: *k, by },
+            ConfigEdit::AddRealServer(k, r) => EventKind::RealServerAdded {
+                service: *k,
+                real_server: r.real_server,
+                weight: r.weight,
+                by,
+            },
+            ConfigEdit::RemoveRealServer(k, r) => EventKind::RealServerRemoved {
+                service: *k,
+                real_server: *r,
+                by,
+            },
+        }
+    }
+}
+
+/// A checked configuration edit waiting to be applied by the forwarding loop's owner.
+#[derive(Debug)]
+pub struct PendingEdit {
+    /// The configuration to run.
+    pub config: Config,
+    event: EventKind,
+    reply: Reply<()>,
+}
+
+/// The running configuration rendered for `save_config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedConfig {
+    /// TOML in the documented schema.
+    pub text: String,
+    /// Virtual services in it.
+    pub services: u32,
+    /// Real servers in it.
+    pub real_servers: u32,
 }
 
 /// The control plane's end of the command channel. Cheap to clone.
@@ -180,6 +382,9 @@ pub fn channel(now: Instant) -> io::Result<(CommandSender, Executor)> {
         events: EventRing::default(),
         drained: HashMap::new(),
         epoch: (now, SystemTime::now()),
+        running: None,
+        pending: None,
+        vips: Vec::new(),
     };
     exec.record(
         now,
@@ -206,6 +411,13 @@ pub struct Executor {
     drained: HashMap<(ServiceKey, RealServerKey), u32>,
     /// An instant and the wall-clock time it corresponds to.
     epoch: (Instant, SystemTime),
+    /// The configuration the daemon runs (the file as last loaded; API weight edits live
+    /// in the dataplane and are overlaid when it is rendered).
+    running: Option<Config>,
+    /// A configuration edit for the owner to apply (at most one at a time).
+    pending: Option<PendingEdit>,
+    /// The VIPs and where they live, as the owner last set them up.
+    vips: Vec<VipInfo>,
 }
 
 impl Executor {
@@ -220,18 +432,81 @@ impl Executor {
         let mut buf = [0u8; 64];
         while self.wake.recv(&mut buf).is_ok() {}
         for _ in 0..MAX_COMMANDS_PER_ROUND {
+            if self.pending.is_some() {
+                // The owner applies the edit before the next command sees the config.
+                return true;
+            }
             match self.rx.try_recv() {
                 Ok(cmd) => self.execute(dp, now, cmd),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
+                    return self.pending.is_some();
+                }
             }
         }
         true
+    }
+
+    /// The configuration edit to apply now, if one waits; answer it with
+    /// [`Executor::finish_config_edit`].
+    pub fn take_config_edit(&mut self) -> Option<PendingEdit> {
+        self.pending.take()
+    }
+
+    /// Answers an edit the owner applied (`Ok`) or could not apply (`Err`: the running
+    /// configuration is unchanged); on success it is the running configuration and the
+    /// edit is an event.
+    pub fn finish_config_edit(
+        &mut self,
+        edit: PendingEdit,
+        result: Result<(), String>,
+        dp: &Dataplane,
+        now: Instant,
+    ) {
+        let r = match result {
+            Ok(()) => {
+                self.running = Some(edit.config);
+                self.after_reload(dp);
+                self.record(now, edit.event);
+                Ok(())
+            }
+            Err(message) => Err(ApiError::InvalidArgument { message }),
+        };
+        let _ = edit.reply.send(r);
     }
 
     /// Records an event that did not come through a command (a reload).
     pub fn record(&mut self, now: Instant, kind: EventKind) -> u64 {
         let at = self.unix_ms(now);
         self.events.push(at, kind)
+    }
+
+    /// The VIPs and their interfaces, after the owner set them up (start, reload, edit).
+    pub fn set_vips(&mut self, vips: Vec<VipInfo>) {
+        self.vips = vips;
+    }
+
+    /// The configuration the daemon now runs (at start and after each successful reload).
+    pub fn set_running_config(&mut self, config: Config) {
+        self.running = Some(config);
+    }
+
+    /// The running configuration with the dataplane's current weights (API edits and
+    /// drains included: a drained server is written with weight 0).
+    pub fn running_config(&self, dp: &Dataplane) -> Option<Config> {
+        let mut config = self.running.clone()?;
+        for vs in &mut config.services {
+            let key = dataplane::ServiceKey {
+                protocol: vs.protocol,
+                vip: vs.vip,
+                port: vs.port,
+            };
+            for rs in &mut vs.real_servers {
+                if let Ok(d) = dp.dest_stats(&key, rs.addr, rs.port) {
+                    rs.weight = d.weight;
+                }
+            }
+        }
+        Some(config)
     }
 
     /// After a reload: forgets drains of servers that are gone or no longer at weight 0.
@@ -351,6 +626,84 @@ impl Executor {
             Command::Events { since, reply } => {
                 let _ = reply.send(Ok(self.events.since(since)));
             }
+            Command::KillConnection { conn, by, reply } => {
+                let r = self.kill(dp, now, by, |t| {
+                    !t.template
+                        && t.protocol == conn.protocol
+                        && t.client == (*conn.client.ip(), conn.client.port())
+                        && t.virt == (*conn.virt.ip(), conn.virt.port())
+                });
+                let _ = reply.send(r.ok_or_else(|| ApiError::NoSuchConnection {
+                    what: format!("connection {conn}"),
+                }));
+            }
+            Command::KillTemplate {
+                template,
+                by,
+                reply,
+            } => {
+                let s = template.service;
+                let r = if dp.has_service(&dp_key(&s)) {
+                    self.kill(dp, now, by, |t| {
+                        t.template
+                            && t.protocol == s.protocol
+                            && t.client.0 == template.client
+                            && t.virt == (s.vip, s.port)
+                    })
+                    .ok_or_else(|| ApiError::NoSuchConnection {
+                        what: template.to_string(),
+                    })
+                } else {
+                    Err(ApiError::NoSuchService { service: s })
+                };
+                let _ = reply.send(r);
+            }
+            Command::RenderConfig(reply) => {
+                let r = self
+                    .running_config(dp)
+                    .map(|c| RenderedConfig {
+                        text: c.to_toml(),
+                        services: u32::try_from(c.services.len()).unwrap_or(u32::MAX),
+                        real_servers: u32::try_from(
+                            c.services
+                                .iter()
+                                .map(|s| s.real_servers.len())
+                                .sum::<usize>(),
+                        )
+                        .unwrap_or(u32::MAX),
+                    })
+                    .ok_or_else(|| ApiError::Unavailable {
+                        message: "lvsd has no running configuration to save".into(),
+                    });
+                let _ = reply.send(r);
+            }
+            Command::EditConfig { edit, by, reply } => {
+                let r = self
+                    .running_config(dp)
+                    .ok_or_else(|| ApiError::Unavailable {
+                        message: "lvsd has no running configuration to edit".into(),
+                    })
+                    .and_then(|c| edit.apply(&c));
+                match r {
+                    Ok(config) => {
+                        self.pending = Some(PendingEdit {
+                            config,
+                            event: edit.event(by),
+                            reply,
+                        });
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Command::Topology(reply) => {
+                let _ = reply.send(Ok(self.topology(dp)));
+            }
+            Command::ConfigSaved { path, by, reply } => {
+                self.record(now, EventKind::ConfigSaved { path, by });
+                let _ = reply.send(Ok(()));
+            }
             Command::ZeroCounters { service, by, reply } => {
                 let r = match service {
                     Some(s) if !dp.has_service(&dp_key(&s)) => {
@@ -368,6 +721,83 @@ impl Executor {
                 let _ = reply.send(r);
             }
         }
+    }
+
+    /// The topology (see [`lvs_proto::LvsControl::topology`]).
+    fn topology(&self, dp: &Dataplane) -> Topology {
+        let mac = |m: [u8; 6]| {
+            m.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        };
+        let name = |ifindex: u32| {
+            dp.interfaces()
+                .iter()
+                .find(|i| i.ifindex == ifindex)
+                .map_or_else(|| format!("ifindex {ifindex}"), |i| i.name.clone())
+        };
+        let real_servers: Vec<lvs_proto::RealServerRoute> = dp
+            .dest_routes()
+            .into_iter()
+            .map(|(k, d, m)| lvs_proto::RealServerRoute {
+                service: ServiceKey {
+                    protocol: k.protocol,
+                    vip: k.vip,
+                    port: k.port,
+                },
+                real_server: RealServerKey::new(d.addr, d.port),
+                forwarding: d.forwarding,
+                interface: name(d.ifindex),
+                next_hop: d.next_hop,
+                source: d.source,
+                next_hop_mac: m.map(mac),
+            })
+            .collect();
+        let mut dips: Vec<_> = real_servers.iter().map(|r| r.source).collect();
+        dips.sort();
+        dips.dedup();
+        Topology {
+            interfaces: dp
+                .interfaces()
+                .iter()
+                .map(|i| lvs_proto::InterfaceInfo {
+                    name: i.name.clone(),
+                    ifindex: i.ifindex,
+                    mac: mac(i.mac),
+                    addresses: i.ipv4.clone(),
+                    mtu: i.mtu,
+                })
+                .collect(),
+            vips: self.vips.clone(),
+            dips,
+            real_servers,
+            vrrp_role: None,
+        }
+    }
+
+    /// Removes the first entry `hit` accepts and records the event; the entry as it was.
+    fn kill(
+        &mut self,
+        dp: &mut Dataplane,
+        now: Instant,
+        by: Actor,
+        hit: impl Fn(&KillTarget) -> bool,
+    ) -> Option<ConnEntry> {
+        let (key, info) = dp.kill_entry(now, hit)?;
+        let entry = conn_entry(key, info);
+        self.record(
+            now,
+            EventKind::ConnectionKilled {
+                protocol: entry.protocol,
+                client: entry.client,
+                virt: entry.virt,
+                real: entry.real,
+                template: entry.template,
+                by,
+            },
+        );
+        Some(entry)
     }
 
     fn set_weight(
@@ -660,31 +1090,7 @@ fn connections(dp: &Dataplane, now: Instant, q: &ConnQuery) -> Result<ConnPage, 
         )
     });
     let (page, more) = dp.connections_page(now, &filter, after.as_ref(), limit as usize);
-    let entries: Vec<ConnEntry> = page
-        .into_iter()
-        .map(|(k, c)| ConnEntry {
-            protocol: c.protocol,
-            client: c.client,
-            virt: c.virt,
-            real: c.real,
-            forwarding: c.forwarding,
-            state: c.state.to_string(),
-            expires_in_ms: u64::try_from(c.expires_in.as_millis()).unwrap_or(u64::MAX),
-            active: c.active,
-            template: c.template,
-            cursor: ConnCursor {
-                protocol: k.0,
-                vip: k.1,
-                vport: k.2,
-                client: k.3,
-                cport: k.4,
-                rip: k.5,
-                rport: k.6,
-                template: k.7,
-                id: k.8,
-            },
-        })
-        .collect();
+    let entries: Vec<ConnEntry> = page.into_iter().map(|(k, c)| conn_entry(k, c)).collect();
     let next_cursor = if more {
         entries.last().map(|e| e.cursor)
     } else {
@@ -695,4 +1101,30 @@ fn connections(dp: &Dataplane, now: Instant, q: &ConnQuery) -> Result<ConnPage, 
         next_cursor,
         table_size: dp.conn_count() as u64,
     })
+}
+
+/// A listed entry in the API's terms.
+fn conn_entry(k: dataplane::ConnSortKey, c: ConnInfo) -> ConnEntry {
+    ConnEntry {
+        protocol: c.protocol,
+        client: c.client,
+        virt: c.virt,
+        real: c.real,
+        forwarding: c.forwarding,
+        state: c.state.to_string(),
+        expires_in_ms: u64::try_from(c.expires_in.as_millis()).unwrap_or(u64::MAX),
+        active: c.active,
+        template: c.template,
+        cursor: ConnCursor {
+            protocol: k.0,
+            vip: k.1,
+            vport: k.2,
+            client: k.3,
+            cport: k.4,
+            rip: k.5,
+            rport: k.6,
+            template: k.7,
+            id: k.8,
+        },
+    }
 }

@@ -1,4 +1,5 @@
-//! The control plane: the tarpc API of `lvs-proto` on a Unix socket.
+//! The control plane: the tarpc API of `lvs-proto` on a Unix socket, and optionally on a
+//! TCP listener with mutual TLS ([`tls`], `[control] tls_listen`).
 //!
 //! Threading (see also `docs/architecture.md`):
 //!
@@ -15,8 +16,9 @@
 //!   unless a command is waiting; the control plane never touches the dataplane.
 //! - A mutation is applied between two packet batches, so it reaches the data path at the
 //!   next packet (well inside 100 ms) and no packet is dropped or handled half-way.
-//! - Startup fails if the socket cannot be set up safely (`socket.rs`), or the audit file
-//!   cannot be opened; a missing admin group only narrows admin to root (with a warning).
+//! - Startup fails if the socket cannot be set up safely (`socket.rs`), the audit file
+//!   cannot be opened, or the TLS listener is configured and its files cannot be loaded or
+//!   its address bound; a missing admin group only narrows admin to root (with a warning).
 //! - [`ControlHandle::stop`] (or drop) stops accepting, closes every connection, joins the
 //!   thread and removes the socket file if it is still lvsd's.
 
@@ -24,12 +26,15 @@ pub mod audit;
 pub mod auth;
 pub mod events;
 pub mod exec;
+pub mod save;
 pub mod server;
 pub mod socket;
+pub mod tls;
 
 #[cfg(test)]
 mod tests;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -39,7 +44,7 @@ use lvs_proto::VersionInfo;
 use tokio::sync::watch;
 use tracing::{error, info};
 
-pub use exec::{Command, CommandSender, Executor, channel};
+pub use exec::{Command, CommandSender, ConfigEdit, Executor, PendingEdit, channel};
 
 use crate::config::ControlSettings;
 use audit::Audit;
@@ -53,6 +58,7 @@ pub struct ControlHandle {
     thread: Option<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     socket: BoundSocket,
+    tls_addr: Option<SocketAddr>,
 }
 
 impl ControlHandle {
@@ -69,6 +75,8 @@ impl ControlHandle {
             .as_deref()
             .and_then(AdminGroup::resolve);
         let socket = socket::bind(settings)?;
+        let tls = settings.tls.as_ref().map(tls::bind).transpose()?;
+        let tls_addr = tls.as_ref().map(tls::TlsListener::local_addr);
         let listener = socket
             .listener
             .try_clone()
@@ -97,9 +105,14 @@ impl ControlHandle {
             .name("lvsd-control".into())
             .spawn(move || {
                 runtime.block_on(async move {
+                    let remote = tls
+                        .map(|t| tokio::spawn(tls::serve(t, Arc::clone(&shared), stop_rx.clone())));
                     match tokio::net::UnixListener::from_std(listener) {
                         Ok(l) => server::serve(l, shared, stop_rx).await,
                         Err(e) => error!("control socket {}: {e}", path.display()),
+                    }
+                    if let Some(r) = remote {
+                        let _ = r.await;
                     }
                 });
             })
@@ -109,7 +122,13 @@ impl ControlHandle {
             thread: Some(thread),
             shutdown,
             socket,
+            tls_addr,
         })
+    }
+
+    /// Where the TLS listener is bound (the real port when configured as 0), if configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The socket's path.

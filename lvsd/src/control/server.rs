@@ -23,8 +23,9 @@ use lvs_proto::tarpc::context::Context;
 use lvs_proto::tarpc::server::{BaseChannel, Channel};
 use lvs_proto::transport::server_transport;
 use lvs_proto::{
-    ApiError, ConnPage, ConnQuery, DecisionInfo, DrainInfo, Event, FlowSpec, LvsControl, PeerInfo,
-    RealServerKey, Role, ServiceInfo, ServiceKey, SimulateInfo, VersionInfo, WeightChange,
+    ApiError, ConnEntry, ConnKey, ConnPage, ConnQuery, DecisionInfo, DrainInfo, Event, FlowSpec,
+    LvsControl, NewRealServer, NewService, PeerInfo, RealServerKey, Role, SavedConfig, ServiceInfo,
+    ServiceKey, SimulateInfo, TemplateKey, VersionInfo, WeightChange,
 };
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, oneshot, watch};
@@ -33,7 +34,8 @@ use tracing::{debug, warn};
 
 use super::audit::Audit;
 use super::auth::{self, AdminGroup, Peer};
-use super::exec::{Command, CommandSender, Reply};
+use super::exec::{Command, CommandSender, ConfigEdit, Reply};
+use super::save;
 
 /// Requests of one connection running at once.
 pub const MAX_IN_FLIGHT: usize = 8;
@@ -89,6 +91,41 @@ impl Handler {
                 ),
             }),
         }
+    }
+
+    /// A configuration edit (add/remove a service or real server).
+    async fn edit(&self, what: String, edit: ConfigEdit) -> Result<(), ApiError> {
+        let by = self.peer.actor.clone();
+        self.mutate(
+            what,
+            |reply| Command::EditConfig { edit, by, reply },
+            |()| "applied".to_string(),
+        )
+        .await
+    }
+
+    /// A mutating call that is more than one command: role check, `run`, one audit line.
+    async fn admin<T>(
+        &self,
+        what: String,
+        run: impl Future<Output = Result<T, ApiError>>,
+        describe: impl FnOnce(&T) -> String,
+    ) -> Result<T, ApiError> {
+        let audit = &self.shared.audit;
+        if self.peer.role != Role::Admin {
+            let e = ApiError::PermissionDenied {
+                reason: self.peer.refusal(self.shared.admin.as_ref()),
+            };
+            audit.record(&self.peer.actor, &what, &format!("refused: {e}"));
+            return Err(e);
+        }
+        let r = run.await;
+        let result = match &r {
+            Ok(v) => format!("ok: {}", describe(v)),
+            Err(e) => format!("error: {e}"),
+        };
+        audit.record(&self.peer.actor, &what, &result);
+        r
     }
 
     /// A mutating call: role check, the command, one audit line.
@@ -256,6 +293,110 @@ impl LvsControl for Handler {
         )
         .await
     }
+
+    async fn kill_connection(self, _: Context, conn: ConnKey) -> Result<ConnEntry, ApiError> {
+        let by = self.peer.actor.clone();
+        self.mutate(
+            format!("kill_connection {conn}"),
+            |reply| Command::KillConnection { conn, by, reply },
+            |e| format!("removed {} entry to {}", e.state, e.real),
+        )
+        .await
+    }
+
+    async fn kill_template(self, _: Context, template: TemplateKey) -> Result<ConnEntry, ApiError> {
+        let by = self.peer.actor.clone();
+        self.mutate(
+            format!("kill_template {template}"),
+            |reply| Command::KillTemplate {
+                template,
+                by,
+                reply,
+            },
+            |e| format!("removed template to {}", e.real),
+        )
+        .await
+    }
+
+    async fn topology(self, _: Context) -> Result<lvs_proto::Topology, ApiError> {
+        self.ask(Command::Topology).await
+    }
+
+    async fn add_service(self, _: Context, service: NewService) -> Result<(), ApiError> {
+        let what = format!(
+            "add_service {} scheduler={} forwarding={}",
+            service.service, service.scheduler, service.forwarding
+        );
+        self.edit(what, ConfigEdit::AddService(service)).await
+    }
+
+    async fn remove_service(self, _: Context, service: ServiceKey) -> Result<(), ApiError> {
+        self.edit(
+            format!("remove_service {service}"),
+            ConfigEdit::RemoveService(service),
+        )
+        .await
+    }
+
+    async fn add_real_server(
+        self,
+        _: Context,
+        service: ServiceKey,
+        real_server: NewRealServer,
+    ) -> Result<(), ApiError> {
+        let what = format!(
+            "add_real_server {service} {} weight={}",
+            real_server.real_server, real_server.weight
+        );
+        self.edit(what, ConfigEdit::AddRealServer(service, real_server))
+            .await
+    }
+
+    async fn remove_real_server(
+        self,
+        _: Context,
+        service: ServiceKey,
+        real_server: RealServerKey,
+    ) -> Result<(), ApiError> {
+        self.edit(
+            format!("remove_real_server {service} {real_server}"),
+            ConfigEdit::RemoveRealServer(service, real_server),
+        )
+        .await
+    }
+
+    async fn save_config(self, _: Context, path: String) -> Result<SavedConfig, ApiError> {
+        let by = self.peer.actor.clone();
+        let run = async {
+            let rendered = self.ask(Command::RenderConfig).await?;
+            let file = path.clone();
+            tokio::task::spawn_blocking(move || save::write_config_file(&file, &rendered.text))
+                .await
+                .map_err(|e| ApiError::SaveFailed {
+                    message: format!("{path}: {e}"),
+                })?
+                .map_err(|message| ApiError::SaveFailed { message })?;
+            let saved = path.clone();
+            self.ask(|reply| Command::ConfigSaved {
+                path: saved,
+                by,
+                reply,
+            })
+            .await?;
+            Ok(SavedConfig {
+                path: path.clone(),
+                services: rendered.services,
+                real_servers: rendered.real_servers,
+            })
+        };
+        self.admin(format!("save_config {path}"), run, |s| {
+            format!(
+                "{} services, {} real servers written",
+                s.services, s.real_servers
+            )
+        })
+        .await
+    }
 }
 
 /// Accepts connections until `shutdown` changes (or its sender is dropped), then closes
@@ -297,7 +438,7 @@ pub async fn serve(
 
 /// Serves one connection until it closes, errs (e.g. an oversized frame), idles out, or
 /// the server stops.
-async fn connection(stream: UnixStream, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+async fn connection(stream: UnixStream, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
     let cred = match stream.peer_cred() {
         Ok(c) => c,
         Err(e) => {
@@ -317,6 +458,19 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>, mut shutdown: watch
                 return;
             }
         };
+    serve_peer(stream, peer, shared, shutdown).await;
+}
+
+/// Serves an identified client on any byte stream (the Unix socket, or a TLS stream from
+/// [`super::tls`]) until it closes, errs, idles out, or the server stops.
+pub(super) async fn serve_peer<S>(
+    stream: S,
+    peer: Peer,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
     debug!(peer = %peer.actor, role = %peer.role, "control: client connected");
     let idle = shared.idle_timeout;
     let handler = Handler::new(shared, peer);

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use lvs_proto::tarpc::context;
 use lvs_proto::{
-    ApiError, ConnCursor, ConnQuery, EventKind, FlowSpec, LvsControlClient, RealServerKey, Role,
-    ServiceKey, connect_unix,
+    ApiError, ConnCursor, ConnKey, ConnQuery, EventKind, FlowSpec, LvsControlClient, NewRealServer,
+    NewService, RealServerKey, Role, ServiceKey, TemplateKey, connect_unix,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -28,6 +28,8 @@ use crate::sched::SchedParams;
 use crate::wire::build::FrameSpec;
 use crate::wire::tcp::TcpControl;
 use lvs_proto::{Forwarding, Protocol, SchedulerKind};
+
+mod tls;
 
 const EXT_IF: u32 = 1;
 const INT_IF: u32 = 2;
@@ -114,6 +116,63 @@ fn dp_config() -> DataplaneConfig {
     }
 }
 
+/// What the daemon's netlink plan makes of `config` in this test's world: every real
+/// server in 192.0.2.0/24 is on the inside interface; anything else has no route.
+fn plan(config: &crate::config::Config) -> Result<DataplaneConfig, String> {
+    let inside = |a: Ipv4Addr| a.octets()[..3] == [192, 0, 2];
+    let mut services = Vec::new();
+    for vs in &config.services {
+        let mut dests = Vec::new();
+        for rs in &vs.real_servers {
+            if !inside(rs.addr) {
+                return Err(format!("real server {}: no route", rs.addr));
+            }
+            dests.push(DestSpec {
+                forwarding: rs.forwarding,
+                upper_threshold: rs.upper_threshold,
+                lower_threshold: rs.lower_threshold,
+                ..dest(rs.addr, rs.port, rs.weight)
+            });
+        }
+        services.push(ServiceSpec {
+            vip: vs.vip,
+            port: vs.port,
+            protocol: vs.protocol,
+            scheduler: vs.scheduler,
+            sched_params: SchedParams {
+                flags: vs.scheduler_flags,
+                ..SchedParams::default()
+            },
+            persistence: vs.persistence.map(|p| Persistence {
+                timeout: p.timeout,
+                netmask: p.netmask,
+                quiescent_template_expire: p.quiescent_template_expire,
+            }),
+            one_packet: vs.one_packet,
+            dests,
+        });
+    }
+    Ok(DataplaneConfig {
+        services,
+        ..dp_config()
+    })
+}
+
+/// The configuration file [`dp_config`] comes from (what `save_config` starts from).
+fn running_config() -> crate::config::Config {
+    let text = "[[virtual_server]]\naddress = \"203.0.113.10:80\"\nforwarding = \"nat\"\n\
+        [[virtual_server.real_server]]\naddress = \"192.0.2.11:80\"\n\
+        [[virtual_server.real_server]]\naddress = \"192.0.2.12:80\"\nweight = 2\n\
+        [[virtual_server]]\naddress = \"203.0.113.10:53\"\nprotocol = \"udp\"\n\
+        scheduler = \"rr\"\nforwarding = \"nat\"\n\
+        [[virtual_server.real_server]]\naddress = \"192.0.2.11:53\"\n\
+        [[virtual_server]]\naddress = \"203.0.113.10:443\"\nscheduler = \"rr\"\n\
+        forwarding = \"nat\"\npersistence_timeout = 300\n\
+        [[virtual_server.real_server]]\naddress = \"192.0.2.11:443\"\n";
+    crate::config::Config::parse(std::path::Path::new("test.toml"), text)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 const WEB: ServiceKey = ServiceKey::tcp(VIP, 80);
 const DNS: ServiceKey = ServiceKey::udp(VIP, 53);
 const HTTPS: ServiceKey = ServiceKey::tcp(VIP, 443);
@@ -159,6 +218,7 @@ impl Harness {
         edit(&mut settings);
         let t0 = Instant::now();
         let (commands, mut exec) = channel(t0).unwrap();
+        exec.set_running_config(running_config());
         let control = ControlHandle::start(&settings, commands).unwrap();
         let (jobs, job_rx) = mpsc::channel::<(Job, mpsc::Sender<()>)>();
         let fwd = std::thread::spawn(move || {
@@ -181,7 +241,16 @@ impl Harness {
                         Err(mpsc::TryRecvError::Disconnected) => return,
                     }
                 }
-                while exec.run_pending(&mut dp, now) {}
+                loop {
+                    let more = exec.run_pending(&mut dp, now);
+                    if let Some(edit) = exec.take_config_edit() {
+                        let r = plan(&edit.config).map(|c| dp.reconfigure(c, now));
+                        exec.finish_config_edit(edit, r, &dp, now);
+                    }
+                    if !more {
+                        break;
+                    }
+                }
             }
         });
         Harness {
@@ -753,6 +822,7 @@ async fn a_read_only_peer_is_refused_mutations() {
             gid: 4242,
             pid: Some(77),
             user: Some("mallory".into()),
+            tls: None,
         },
         role: Role::ReadOnly,
     };
@@ -816,36 +886,38 @@ async fn a_read_only_peer_is_refused_mutations() {
     let _ = reader.join();
 }
 
-/// As root: a real client process under another uid can list but not change anything.
+/// As root: a client on a thread running as uid/gid 65534 (nobody) can list but not
+/// change anything; the refusal names the uid and is audited.
 #[tokio::test]
 async fn another_user_is_read_only() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to run a client as another user");
+        eprintln!("skipped: needs root to connect as another user");
         return;
     }
     let h = Harness::start("otheruser", |s| {
         s.socket_mode = 0o666;
         s.admin_group = None;
     });
-    let exe = std::env::current_exe().unwrap();
-    use std::os::unix::process::CommandExt;
+    let socket = h.socket.clone();
     // Blocking is fine: the server runs on its own thread.
-    let out = std::process::Command::new(exe)
-        .args([
-            "--exact",
-            "control::tests::read_only_child",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("LVSD_TEST_CONTROL_SOCKET", &h.socket)
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("1 passed"), "{text}");
+    crate::io::testutil::run_as_user(65534, 65534, move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let c = connect_unix(&socket).await.unwrap();
+            let me = c.whoami(ctx()).await.unwrap();
+            assert_eq!((me.actor.uid, me.role), (65534, Role::ReadOnly));
+            assert_eq!(c.services(ctx()).await.unwrap().unwrap().len(), 3);
+            let e = c.set_weight(ctx(), WEB, R1, 3).await.unwrap().unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with("permission denied: read-only role"),
+                "{e}"
+            );
+        });
+    });
     let lines = h.audit_lines();
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert!(lines[0].contains("uid=65534"), "{}", lines[0]);
@@ -856,20 +928,359 @@ async fn another_user_is_read_only() {
     );
 }
 
-/// The child of [`another_user_is_read_only`] (ignored unless run by it).
 #[tokio::test]
-#[ignore = "run by another_user_is_read_only as another user"]
-async fn read_only_child() {
-    let Some(path) = std::env::var_os("LVSD_TEST_CONTROL_SOCKET") else {
-        return;
+async fn killing_a_connection_and_a_template() {
+    let h = Harness::start("kill", |_| {});
+    let c = h.client().await;
+    let https = ServiceKey::tcp(VIP, 443);
+    h.packet(Protocol::Tcp, client(1, 1000), 80);
+    h.packet(Protocol::Tcp, client(2, 2000), 443);
+    let table = |c: &LvsControlClient| {
+        let c = c.clone();
+        async move {
+            c.connections(ctx(), ConnQuery::default())
+                .await
+                .unwrap()
+                .unwrap()
+                .entries
+        }
     };
-    let c = connect_unix(&path).await.unwrap();
-    assert_eq!(c.whoami(ctx()).await.unwrap().role, Role::ReadOnly);
-    assert_eq!(c.services(ctx()).await.unwrap().unwrap().len(), 3);
-    let e = c.set_weight(ctx(), WEB, R1, 3).await.unwrap().unwrap_err();
-    assert!(
-        e.to_string()
-            .starts_with("permission denied: read-only role"),
-        "{e}"
+    assert_eq!(table(&c).await.len(), 3, "web, https and its template");
+
+    let conn = ConnKey {
+        protocol: Protocol::Tcp,
+        client: client(1, 1000),
+        virt: SocketAddrV4::new(VIP, 80),
+    };
+    let e = c.kill_connection(ctx(), conn).await.unwrap().unwrap();
+    assert_eq!(
+        (e.client, e.template, e.state.as_str()),
+        (client(1, 1000), false, "SYN_RECV")
     );
+    // Its real server's counts settled as on expiry.
+    let web = &c.services(ctx()).await.unwrap().unwrap()[0];
+    assert!(
+        web.real_servers.iter().all(|r| r.active + r.inactive == 0),
+        "{web:?}"
+    );
+    let e = c.kill_connection(ctx(), conn).await.unwrap().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "no connection tcp 198.51.100.1:1000 -> 203.0.113.10:80 in the connection table"
+    );
+
+    // The template goes, its connection stays.
+    let template = TemplateKey {
+        service: https,
+        client: *client(2, 0).ip(),
+    };
+    let e = c.kill_template(ctx(), template).await.unwrap().unwrap();
+    assert!(e.template && e.real == SocketAddrV4::new(RS1, 443), "{e:?}");
+    let left = table(&c).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!((left[0].client, left[0].template), (client(2, 2000), false));
+    let svc = c.services(ctx()).await.unwrap().unwrap();
+    assert_eq!(svc[2].real_servers[0].persistent, 0);
+    let e = c.kill_template(ctx(), template).await.unwrap().unwrap_err();
+    assert!(matches!(e, ApiError::NoSuchConnection { .. }), "{e:?}");
+    let e = c
+        .kill_template(
+            ctx(),
+            TemplateKey {
+                service: ServiceKey::tcp(VIP, 81),
+                client: *client(2, 0).ip(),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.to_string(), "no virtual service tcp 203.0.113.10:81");
+
+    // Events and audit lines.
+    let kills: Vec<_> = c
+        .events_since(ctx(), 0)
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::ConnectionKilled { template, .. } => Some(template),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kills, [false, true]);
+    let lines = h.audit_lines();
+    assert_eq!(lines.len(), 5, "{lines:#?}");
+    assert!(
+        lines[0].contains("kill_connection tcp 198.51.100.1:1000 -> 203.0.113.10:80 -> ok: "),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].contains("-> error: no connection"), "{}", lines[1]);
+}
+
+#[tokio::test]
+async fn saving_the_running_configuration() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let h = Harness::start("save", |_| {});
+    let c = h.client().await;
+    c.set_weight(ctx(), WEB, R1, 7).await.unwrap().unwrap();
+    c.drain(ctx(), WEB, R2).await.unwrap().unwrap();
+    let path = h.dir.join("saved.toml");
+    let p = path.to_string_lossy().into_owned();
+    let saved = c.save_config(ctx(), p.clone()).await.unwrap().unwrap();
+    assert_eq!((saved.services, saved.real_servers), (3, 4));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    // The file is the running configuration: the API's weights, the rest as loaded.
+    let back = crate::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut want = running_config();
+    want.services[0].real_servers[0].weight = 7;
+    want.services[0].real_servers[1].weight = 0;
+    assert_eq!(back, want);
+
+    // A symlink is refused, not followed; so is a relative path.
+    let link = h.dir.join("link.toml");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    let e = c
+        .save_config(ctx(), link.to_string_lossy().into_owned())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, ApiError::SaveFailed { .. }), "{e:?}");
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    let e = c
+        .save_config(ctx(), "relative.toml".into())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(e.to_string().contains("not an absolute path"), "{e}");
+
+    let events = c.events_since(ctx(), 0).await.unwrap().unwrap();
+    let saves: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ConfigSaved { path, .. } => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(saves, [p]);
+    let lines = h.audit_lines();
+    assert!(
+        lines.iter().any(|l| l.contains("save_config ")
+            && l.contains("-> ok: 3 services, 4 real servers written")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("link.toml -> error: cannot save the configuration: ")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn topology_shows_interfaces_vips_and_routes() {
+    let h = Harness::start("topology", |_| {});
+    let c = h.client().await;
+    let t = c.topology(ctx()).await.unwrap().unwrap();
+    let names: Vec<_> = t.interfaces.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["ext", "int"]);
+    assert_eq!(t.interfaces[0].mac, "02:00:00:00:01:01");
+    assert_eq!(t.dips, [Ipv4Addr::new(192, 0, 2, 1)]);
+    // No daemon here set VIPs up.
+    assert!(t.vips.is_empty());
+    assert_eq!(t.vrrp_role, None);
+    let routes: Vec<_> = t
+        .real_servers
+        .iter()
+        .map(|r| (r.service, r.real_server, r.interface.as_str(), r.next_hop))
+        .collect();
+    assert_eq!(routes.len(), 4);
+    assert_eq!(routes[0], (WEB, R2, "int", RS2));
+    assert_eq!(routes[1], (WEB, R1, "int", RS1));
+    assert!(t.real_servers.iter().all(|r| r.next_hop_mac.is_none()));
+}
+
+#[tokio::test]
+async fn adding_and_removing_services_and_real_servers() {
+    let h = Harness::start("edit", |_| {});
+    let c = h.client().await;
+    let keys = |v: Vec<lvs_proto::ServiceInfo>| {
+        v.iter()
+            .map(|s| {
+                (
+                    s.key(),
+                    s.real_servers
+                        .iter()
+                        .map(|r| (r.key(), r.weight))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let alt = ServiceKey::tcp(VIP, 8080);
+    let new = NewService {
+        service: alt,
+        scheduler: SchedulerKind::Wrr,
+        flags: Vec::new(),
+        forwarding: Forwarding::Nat,
+        persistence: None,
+        one_packet: false,
+    };
+    c.add_service(ctx(), new.clone()).await.unwrap().unwrap();
+    let e = c
+        .add_service(ctx(), new.clone())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "virtual service tcp 203.0.113.10:8080 already exists"
+    );
+    // Checked as the file is: sh flags on wrr, one-packet on TCP.
+    for bad in [
+        NewService {
+            service: ServiceKey::tcp(VIP, 8081),
+            flags: vec!["sh-port".into()],
+            ..new.clone()
+        },
+        NewService {
+            service: ServiceKey::tcp(VIP, 8081),
+            one_packet: true,
+            ..new.clone()
+        },
+    ] {
+        let e = c.add_service(ctx(), bad).await.unwrap().unwrap_err();
+        assert!(matches!(e, ApiError::InvalidArgument { .. }), "{e:?}");
+    }
+
+    // A weight edited through the API survives the re-plan of later edits.
+    c.set_weight(ctx(), WEB, R1, 9).await.unwrap().unwrap();
+    let rs = |addr, port, weight| NewRealServer {
+        real_server: RealServerKey::new(addr, port),
+        weight,
+        forwarding: None,
+        upper_threshold: 0,
+        lower_threshold: 0,
+    };
+    c.add_real_server(ctx(), alt, rs(RS1, 8080, 3))
+        .await
+        .unwrap()
+        .unwrap();
+    c.add_real_server(ctx(), alt, rs(RS2, 8080, 1))
+        .await
+        .unwrap()
+        .unwrap();
+    let list = keys(c.services(ctx()).await.unwrap().unwrap());
+    assert_eq!(list.len(), 4);
+    assert_eq!(list[0].1, [(R2, 2), (R1, 9)]);
+    assert_eq!(
+        list[3],
+        (
+            alt,
+            vec![
+                (RealServerKey::new(RS2, 8080), 1),
+                (RealServerKey::new(RS1, 8080), 3)
+            ]
+        )
+    );
+    // The new servers get connections at once.
+    h.packet(Protocol::Tcp, client(1, 1000), 8080);
+    let s = &c.services(ctx()).await.unwrap().unwrap()[3];
+    assert_eq!(s.counters.conns, 1);
+
+    // Errors: a duplicate, no route, an unknown service or server, a weight.
+    let e = c
+        .add_real_server(ctx(), alt, rs(RS1, 8080, 1))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, ApiError::AlreadyExists { .. }), "{e:?}");
+    let e = c
+        .add_real_server(ctx(), alt, rs(Ipv4Addr::new(10, 9, 9, 9), 8080, 1))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid argument: real server 10.9.9.9: no route"
+    );
+    let e = c
+        .add_real_server(ctx(), ServiceKey::tcp(VIP, 9), rs(RS1, 80, 1))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.to_string(), "no virtual service tcp 203.0.113.10:9");
+    let e = c
+        .add_real_server(ctx(), alt, rs(RS1, 9, 70000))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, ApiError::WeightOutOfRange { .. }), "{e:?}");
+    let e = c
+        .remove_real_server(ctx(), alt, RealServerKey::new(RS1, 9))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, ApiError::NoSuchRealServer { .. }), "{e:?}");
+
+    // Removal: the server leaves the list; then the service goes.
+    c.remove_real_server(ctx(), alt, RealServerKey::new(RS2, 8080))
+        .await
+        .unwrap()
+        .unwrap();
+    let list = keys(c.services(ctx()).await.unwrap().unwrap());
+    assert_eq!(list[3].1, [(RealServerKey::new(RS1, 8080), 3)]);
+    c.remove_service(ctx(), alt).await.unwrap().unwrap();
+    let e = c.remove_service(ctx(), alt).await.unwrap().unwrap_err();
+    assert_eq!(e.to_string(), "no virtual service tcp 203.0.113.10:8080");
+    let list = keys(c.services(ctx()).await.unwrap().unwrap());
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0].1, [(R2, 2), (R1, 9)], "weights kept");
+
+    // One event per applied edit, none for refused ones; one audit line per call.
+    let kinds: Vec<&'static str> = c
+        .events_since(ctx(), 0)
+        .await
+        .unwrap()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::ServiceAdded { .. } => Some("service+"),
+            EventKind::ServiceRemoved { .. } => Some("service-"),
+            EventKind::RealServerAdded { .. } => Some("server+"),
+            EventKind::RealServerRemoved { .. } => Some("server-"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["service+", "server+", "server+", "server-", "service-"]
+    );
+    let lines = h.audit_lines();
+    assert!(
+        lines[0].contains(
+            "add_service tcp 203.0.113.10:8080 scheduler=wrr forwarding=nat -> ok: applied"
+        ),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("-> error: invalid argument: real server 10.9.9.9: no route")),
+        "{lines:#?}"
+    );
+
+    // The saved file has what the API did.
+    let path = h.dir.join("after-edits.toml");
+    c.save_config(ctx(), path.to_string_lossy().into_owned())
+        .await
+        .unwrap()
+        .unwrap();
+    let saved = crate::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut want = running_config();
+    want.services[0].real_servers[0].weight = 9;
+    assert_eq!(saved, want);
 }

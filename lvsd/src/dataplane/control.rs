@@ -11,6 +11,9 @@
 //! - [`Dataplane::zero_counters`] zeroes cumulative counters and restarts the estimators
 //!   (kernel `ip_vs_zero_stats`); connection counts (`active`, ...) are state, not counters,
 //!   and stay.
+//! - [`Dataplane::kill_entry`] removes one entry the way expiry does (the destination's
+//!   active/inactive/persistent counts settle, a drained destination in the trash is freed);
+//!   a template's connections continue without it.
 //! - [`Dataplane::connections_page`] reads only; its cost is one pass over the table plus
 //!   `O(log limit)` per matching entry, and it allocates only the page.
 
@@ -59,6 +62,19 @@ pub struct ConnFilter {
     pub client: Option<(Ipv4Addr, u8)>,
     /// Only entries whose ipvsadm state name equals this (ASCII case-insensitive).
     pub state: Option<String>,
+}
+
+/// What [`Dataplane::kill_entry`] matches an entry on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KillTarget {
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Client address and port (a template: the masked client and port 0).
+    pub client: (Ipv4Addr, u16),
+    /// Virtual address and port.
+    pub virt: (Ipv4Addr, u16),
+    /// A persistence template.
+    pub template: bool,
 }
 
 /// The listing order of connection entries: (protocol, VIP, vport, client, cport, RIP,
@@ -159,6 +175,34 @@ impl Dataplane {
                 port,
             })?;
         Ok((sid, pos))
+    }
+
+    /// The interfaces of the running configuration.
+    pub fn interfaces(&self) -> &[super::Interface] {
+        &self.interfaces
+    }
+
+    /// Every listed destination with its service and its spec (how it is reached) and
+    /// its next hop's MAC once known, in configuration order.
+    pub fn dest_routes(&self) -> Vec<(ServiceKey, super::DestSpec, Option<[u8; 6]>)> {
+        let mut out = Vec::new();
+        for &sid in &self.order {
+            let Some(Some(svc)) = self.services.get(sid as usize) else {
+                continue;
+            };
+            let key = ServiceKey {
+                protocol: svc.protocol,
+                vip: svc.vip,
+                port: svc.port,
+            };
+            for &id in &svc.list {
+                if let Some(Some(e)) = self.dests.get(id as usize) {
+                    let mac = self.neighbours.get(e.neighbour).and_then(|n| n.mac);
+                    out.push((key, e.spec, mac));
+                }
+            }
+        }
+        out
     }
 
     /// Whether the service exists.
@@ -325,28 +369,55 @@ impl Dataplane {
         let more = heap.len() > limit;
         let mut picked = heap.into_sorted_vec();
         picked.truncate(limit);
-        let sa = |(a, p): (Ipv4Addr, u16)| SocketAddrV4::new(a, p);
         let page = picked
             .into_iter()
-            .filter_map(|ByKey(key, id)| {
-                let c = self.conns.get(id)?;
-                Some((
-                    key,
-                    ConnInfo {
-                        protocol: c.protocol(),
-                        client: sa(c.client()),
-                        virt: sa(c.virt()),
-                        real: sa(c.real()),
-                        forwarding: c.forwarding(),
-                        state: c.state().name(),
-                        active: c.is_active(),
-                        template: c.is_template(),
-                        expires_in: self.conns.expires_in(id, now).unwrap_or_default(),
-                    },
-                ))
-            })
+            .filter_map(|ByKey(key, id)| Some((key, self.conn_info(now, id)?)))
             .collect();
         (page, more)
+    }
+
+    /// An entry as the listing shows it.
+    fn conn_info(&self, now: Instant, id: ConnId) -> Option<ConnInfo> {
+        let sa = |(a, p): (Ipv4Addr, u16)| SocketAddrV4::new(a, p);
+        let c = self.conns.get(id)?;
+        Some(ConnInfo {
+            protocol: c.protocol(),
+            client: sa(c.client()),
+            virt: sa(c.virt()),
+            real: sa(c.real()),
+            forwarding: c.forwarding(),
+            state: c.state().name(),
+            active: c.is_active(),
+            template: c.is_template(),
+            expires_in: self.conns.expires_in(id, now).unwrap_or_default(),
+        })
+    }
+
+    /// Removes one entry now (module doc): the first in listing order that `hit` accepts;
+    /// its destination's counts settle as when it expires. The entry as it was, or `None`
+    /// if nothing matched.
+    pub fn kill_entry(
+        &mut self,
+        now: Instant,
+        hit: impl Fn(&KillTarget) -> bool,
+    ) -> Option<(ConnSortKey, ConnInfo)> {
+        let (key, id) = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                hit(&KillTarget {
+                    protocol: c.protocol(),
+                    client: c.client(),
+                    virt: c.virt(),
+                    template: c.is_template(),
+                })
+            })
+            .map(|(id, c)| (sort_key(id, c), id))
+            .min_by_key(|(key, _)| *key)?;
+        let info = self.conn_info(now, id)?;
+        let c = self.conns.remove(id)?;
+        self.settle(&c, now);
+        Some((key, info))
     }
 }
 

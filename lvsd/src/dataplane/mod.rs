@@ -102,7 +102,7 @@ mod reconfig;
 mod rewrite;
 mod stats;
 
-pub use control::{ConnFilter, EditError};
+pub use control::{ConnFilter, ConnSortKey, EditError, KillTarget};
 pub use decide::{DECISION_RING, DECISION_WATCH, Decision, ServiceKey, SimulateResult};
 pub use estimator::EST_INTERVAL;
 pub use stats::{ConnInfo, DestStats, DropCounts, DropReason, ServiceStats, Stats};

@@ -165,3 +165,30 @@ pub(crate) fn drop_cap_net_admin_in_this_thread() {
     let ret = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut Header, data.as_ptr()) };
     assert_eq!(ret, 0, "capset: {}", std::io::Error::last_os_error());
 }
+
+/// Runs `f` on a new thread whose real, effective and saved uid and gid are `uid`/`gid`
+/// and which has no supplementary groups; panics propagate. Only that thread changes
+/// (raw syscalls: glibc's wrappers would change every thread of the process), so a test
+/// can connect to a Unix socket as another user (SO_PEERCRED records the connecting
+/// thread's credentials). Threads `f` spawns inherit them. Needs root.
+pub(crate) fn run_as_user<R: Send>(uid: u32, gid: u32, f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|s| {
+        let h = s.spawn(move || {
+            // SAFETY: setgroups(0, NULL) reads no memory; it and the set*id calls below
+            // take plain integers and apply to the calling thread only (raw syscalls).
+            let ret = unsafe { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<u32>()) };
+            assert_eq!(ret, 0, "setgroups: {}", std::io::Error::last_os_error());
+            // SAFETY: as above.
+            let ret = unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) };
+            assert_eq!(ret, 0, "setresgid: {}", std::io::Error::last_os_error());
+            // SAFETY: as above.
+            let ret = unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) };
+            assert_eq!(ret, 0, "setresuid: {}", std::io::Error::last_os_error());
+            f()
+        });
+        match h.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}

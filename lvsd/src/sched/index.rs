@@ -40,6 +40,8 @@
 //! last given (or [`EMPTY`] if it cannot be picked, and for the padding past `len`), and
 //! every inner node `j` holds the winner of its children `2j` (earlier positions) and
 //! `2j + 1`: the right child only if it strictly beats the left. So `nodes[1]` is the pick.
+//! A list of at most [`SCAN_MAX`] keeps no tree (`leaves == 0`): each pick runs the kernel's
+//! scan ([`Rule::scan`]) instead, which is as fast at that size.
 //!
 //! # Fenwick
 //!
@@ -59,6 +61,10 @@ pub(super) trait Rule {
     /// `Some((p, w))` with `w > 0` if `d` can be picked, ranked by `p / w` (least wins);
     /// `None` if it cannot.
     fn key(d: &Dest) -> Option<(u64, u32)>;
+
+    /// The kernel's scan over `dests` (the scheduler's reference loop), which the tree must
+    /// agree with; used as is for lists of at most [`SCAN_MAX`].
+    fn scan(dests: &[Dest]) -> Option<usize>;
 }
 
 /// No position, in [`Node::pos`].
@@ -92,11 +98,16 @@ fn winner(left: Node, right: Node) -> Node {
     if beats(&right, &left) { right } else { left }
 }
 
+/// Lists up to this long keep no tree: [`Tournament::best`] runs the kernel's scan
+/// ([`Rule::scan`]), which is as fast at that size and needs no upkeep on count changes.
+pub(super) const SCAN_MAX: usize = 16;
+
 /// A tournament tree over list positions under rule `R` (module doc).
 pub(super) struct Tournament<R> {
     /// List length the tree was built for.
     len: usize,
-    /// Number of leaves: a power of two ≥ `len` (at least 1).
+    /// Number of leaves: a power of two ≥ `len`; 0 for a list of at most [`SCAN_MAX`],
+    /// which has no tree.
     leaves: usize,
     /// `nodes[1]` is the root; leaves start at `leaves`; `nodes[0]` is unused.
     nodes: Vec<Node>,
@@ -126,7 +137,7 @@ impl<R> fmt::Debug for Tournament<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tournament")
             .field("len", &self.len)
-            .field("best", &self.nodes.get(1).map(|n| n.pos))
+            .field("root", &self.nodes.get(1).map(|n| n.pos))
             .finish()
     }
 }
@@ -155,8 +166,13 @@ impl<R: Rule> Tournament<R> {
     /// Rebuilds the whole tree from `dests`, O(n).
     pub(super) fn rebuild(&mut self, dests: &[Dest]) {
         self.len = dests.len();
-        self.leaves = dests.len().max(1).next_power_of_two();
         self.nodes.clear();
+        if self.len <= SCAN_MAX {
+            // Short list: no tree, `best` scans.
+            self.leaves = 0;
+            return;
+        }
+        self.leaves = dests.len().next_power_of_two();
         self.nodes.resize(2 * self.leaves, EMPTY);
         for (i, d) in dests.iter().enumerate() {
             self.nodes[self.leaves + i] = Self::leaf(i, d);
@@ -173,26 +189,33 @@ impl<R: Rule> Tournament<R> {
             self.rebuild(dests);
             return;
         }
-        let Some(d) = dests.get(i) else { return };
-        let mut j = self.leaves + i;
-        let leaf = Self::leaf(i, d);
-        if self.nodes[j] == leaf {
+        if self.leaves == 0 {
             return;
         }
-        self.nodes[j] = leaf;
+        let Some(d) = dests.get(i) else { return };
+        let leaf = Self::leaf(i, d);
+        let mut j = self.leaves + i;
+        let nodes = self.nodes.as_mut_slice();
+        match nodes.get_mut(j) {
+            Some(n) if *n != leaf => *n = leaf,
+            _ => return,
+        }
+        // Walk up with the winner so far in registers, reading only the sibling: node `j`
+        // is the left (earlier) child when `j` is even. The sibling wins if it is strictly
+        // better, or equal and on the left: `a < b + 1` for integers is `a <= b`.
+        let mut cur = leaf;
         while j > 1 {
-            let sibling = j ^ 1;
-            let (l, r) = if j & 1 == 0 {
-                (self.nodes[j], self.nodes[sibling])
-            } else {
-                (self.nodes[sibling], self.nodes[j])
-            };
-            j >>= 1;
-            let w = winner(l, r);
-            if self.nodes[j] == w {
-                return;
+            let Some(&sib) = nodes.get(j ^ 1) else { return };
+            let a = u128::from(sib.p) * u128::from(cur.w);
+            let b = u128::from(cur.p) * u128::from(sib.w);
+            if a < b + u128::from(j & 1 == 1) {
+                cur = sib;
             }
-            self.nodes[j] = w;
+            j >>= 1;
+            match nodes.get_mut(j) {
+                Some(n) if *n != cur => *n = cur,
+                _ => return,
+            }
         }
     }
 
@@ -203,6 +226,9 @@ impl<R: Rule> Tournament<R> {
         if dests.len() != self.len {
             self.rebuild(dests);
         }
+        if self.leaves == 0 {
+            return R::scan(dests);
+        }
         match self.nodes.get(1) {
             Some(n) if n.pos != NONE => Some(n.pos as usize),
             _ => None,
@@ -212,10 +238,11 @@ impl<R: Rule> Tournament<R> {
     /// Whether every leaf matches `dests` (the invariant; O(n), for debug assertions).
     pub(super) fn in_sync(&self, dests: &[Dest]) -> bool {
         dests.len() == self.len
-            && dests
+            && (self.leaves == 0
+                || dests
                 .iter()
                 .enumerate()
-                .all(|(i, d)| self.nodes.get(self.leaves + i) == Some(&Self::leaf(i, d)))
+                    .all(|(i, d)| self.nodes.get(self.leaves + i) == Some(&Self::leaf(i, d))))
     }
 }
 
@@ -337,6 +364,26 @@ mod tests {
         fn key(d: &Dest) -> Option<(u64, u32)> {
             (d.weight > 0 && !d.overloaded).then(|| (super::super::overhead(d), d.weight))
         }
+
+        fn scan(dests: &[Dest]) -> Option<usize> {
+            plain(dests)
+        }
+    }
+
+    /// wlc's kernel loop, for [`ByOverhead`].
+    fn plain(l: &[Dest]) -> Option<usize> {
+        let mut best: Option<(usize, u64, u32)> = None;
+        for (i, d) in l.iter().enumerate() {
+            if let Some((p, w)) = ByOverhead::key(d) {
+                let better = best.is_none_or(|(_, bp, bw)| {
+                    u128::from(bp) * u128::from(w) > u128::from(p) * u128::from(bw)
+                });
+                if better {
+                    best = Some((i, p, w));
+                }
+            }
+        }
+        best.map(|b| b.0)
     }
 
     fn dest(weight: u32, active: u32) -> Dest {
@@ -360,21 +407,44 @@ mod tests {
 
     #[test]
     fn ties_keep_the_earliest_across_subtrees() {
-        // Five equal keys: positions 0..5 span two subtrees of an 8-leaf tree.
-        let mut list = vec![dest(2, 2); 5];
+        // 20 equal keys (a tree of 32 leaves): positions 0..20 span both halves.
+        let mut list = vec![dest(2, 2); 20];
         let mut t = Tournament::<ByOverhead>::new(&list);
         assert_eq!(t.best(&list), Some(0));
         list[0].overloaded = true;
         t.set(&list, 0);
         assert_eq!(t.best(&list), Some(1));
-        // 3 is lighter per weight (1/1 < 2/2? no: 256/1 vs 512/2 tie), so still 1.
-        list[3] = dest(1, 1);
-        t.set(&list, 3);
+        // 17 (right half) ties: 256/1 = 512/2, so 1 stays.
+        list[17] = dest(1, 1);
+        t.set(&list, 17);
         assert_eq!(t.best(&list), Some(1));
-        list[4] = dest(4, 1);
-        t.set(&list, 4);
-        assert_eq!(t.best(&list), Some(4));
+        // 19 is lighter: 256/4.
+        list[19] = dest(4, 1);
+        t.set(&list, 19);
+        assert_eq!(t.best(&list), Some(19));
+        // 3 ties 19 and is earlier.
+        list[3] = dest(8, 2);
+        t.set(&list, 3);
+        assert_eq!(t.best(&list), Some(3));
         assert!(t.in_sync(&list));
+    }
+
+    #[test]
+    fn tree_and_short_scan_agree_with_a_plain_scan() {
+        // Lengths around SCAN_MAX and powers of two; each position changed in turn.
+        for n in [0, 1, 2, 15, 16, 17, 31, 32, 33, 100] {
+            let mut list: Vec<Dest> = (0..n).map(|i| dest(1 + (i % 3) as u32, 3)).collect();
+            let mut t = Tournament::<ByOverhead>::new(&list);
+            for k in 0..3 * n {
+                let i = (k * 7) % n.max(1);
+                if let Some(d) = list.get_mut(i) {
+                    d.active = ((k * 5) % 7) as u32;
+                    d.overloaded = k % 11 == 0;
+                }
+                t.set(&list, i);
+                assert_eq!(t.best(&list), plain(&list), "n={n} k={k}");
+            }
+        }
     }
 
     #[test]

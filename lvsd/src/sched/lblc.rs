@@ -32,8 +32,9 @@
 //!   rebuilds the [`ServiceIndex`], which changes no decision.
 //! - [`ServiceIndex`] (shared with lblcr): wlc's [`Tournament`] over the whole list and the
 //!   number of destinations below half their weight (`active × 2 < weight`), kept in sync
-//!   by `update` and `dest_changed`. So the wlc pass is O(1) instead of O(n), and so is
-//!   the lblc-overload test (`active > weight` and that number > 0), which the kernel
+//!   by `update` and `dest_changed` (the tournament lazily, see its doc). So the wlc pass
+//!   is O(log n) amortised instead of O(n), and the lblc-overload test (`active > weight`
+//!   and that number > 0) O(1), which the kernel
 //!   answers by scanning for such a destination on every cache hit. The scans ([`wlc`],
 //!   [`lblc_overloaded`]) stay as the reference, asserted equal in debug builds, and name
 //!   the destination below half in explanations.
@@ -296,12 +297,20 @@ fn below_half(m: &Dest) -> bool {
     u64::from(m.active) * 2 < u64::from(m.weight)
 }
 
-/// lblc's and lblcr's index of the service (module doc). Invariant: `below[i]` is
-/// [`below_half`] of position `i` of the list last given, `n_below` counts the `true`s, and
-/// `wlc` is the [`Wlc`] tournament of the same list.
+/// lblc's and lblcr's index of the service (module doc).
+///
+/// Invariant: `below[i]` is [`below_half`] of position `i` of the list last given and
+/// `n_below` counts the `true`s; `wlc` is the [`Wlc`] tournament of that list except at
+/// the positions in `dirty` (each listed once, flagged in `is_dirty`), whose leaves may be
+/// stale. The wlc pass is needed only on a cache miss, rare in steady state, so a count
+/// change just marks its position; [`ServiceIndex::wlc`] brings those leaves up to date
+/// first (O(log n) each, or one O(n) rebuild when more than an eighth of the list is
+/// dirty: amortised O(log n) per change, nothing on a cache hit).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ServiceIndex {
     wlc: Tournament<Wlc>,
+    dirty: Vec<u32>,
+    is_dirty: Vec<bool>,
     below: Vec<bool>,
     n_below: usize,
 }
@@ -309,16 +318,23 @@ pub(super) struct ServiceIndex {
 impl ServiceIndex {
     /// The index of `dests`.
     pub(super) fn new(dests: &[Dest]) -> Self {
-        ServiceIndex {
-            wlc: Tournament::new(dests),
-            below: dests.iter().map(below_half).collect(),
-            n_below: dests.iter().filter(|m| below_half(m)).count(),
-        }
+        let mut index = ServiceIndex {
+            wlc: Tournament::new(&[]),
+            dirty: Vec::new(),
+            is_dirty: Vec::new(),
+            below: Vec::new(),
+            n_below: 0,
+        };
+        index.rebuild(dests);
+        index
     }
 
     /// Rebuilds from `dests`, O(n).
     pub(super) fn rebuild(&mut self, dests: &[Dest]) {
         self.wlc.rebuild(dests);
+        self.dirty.clear();
+        self.is_dirty.clear();
+        self.is_dirty.resize(dests.len(), false);
         self.below.clear();
         self.below.extend(dests.iter().map(below_half));
         self.n_below = self.below.iter().filter(|&&b| b).count();
@@ -331,13 +347,17 @@ impl ServiceIndex {
         }
     }
 
-    /// Follows a change of `dests[i]`, O(log n).
+    /// Follows a change of `dests[i]`: O(1) (the wlc leaf is brought up to date later).
     pub(super) fn set(&mut self, dests: &[Dest], i: usize) {
         if dests.len() != self.below.len() {
             self.rebuild(dests);
             return;
         }
-        let (Some(d), Some(b)) = (dests.get(i), self.below.get_mut(i)) else {
+        let (Some(d), Some(b), Some(dirty)) = (
+            dests.get(i),
+            self.below.get_mut(i),
+            self.is_dirty.get_mut(i),
+        ) else {
             return;
         };
         let now = below_half(d);
@@ -349,12 +369,37 @@ impl ServiceIndex {
                 self.n_below -= 1;
             }
         }
-        self.wlc.set(dests, i);
+        if !*dirty {
+            if let Ok(pos) = u32::try_from(i) {
+                *dirty = true;
+                self.dirty.push(pos);
+            } else {
+                // Not representable (a list of 2^32 destinations): update at once.
+                self.wlc.set(dests, i);
+            }
+        }
     }
 
     /// [`wlc`] over the service, from the index.
     pub(super) fn wlc(&mut self, dests: &[Dest]) -> Option<usize> {
         self.fit(dests);
+        if self.dirty.len() > dests.len() / 8 {
+            self.wlc.rebuild(dests);
+            for &i in &self.dirty {
+                if let Some(d) = self.is_dirty.get_mut(i as usize) {
+                    *d = false;
+                }
+            }
+            self.dirty.clear();
+        } else {
+            while let Some(i) = self.dirty.pop() {
+                let i = i as usize;
+                self.wlc.set(dests, i);
+                if let Some(d) = self.is_dirty.get_mut(i) {
+                    *d = false;
+                }
+            }
+        }
         let pick = self.wlc.best(dests);
         debug_assert_eq!(pick, wlc(dests), "lblc: wlc index disagrees");
         pick
@@ -375,7 +420,14 @@ impl ServiceIndex {
 
     /// Whether the index matches `dests` (the invariant; O(n), for debug assertions).
     pub(super) fn in_sync(&self, dests: &[Dest]) -> bool {
-        self.wlc.in_sync(dests)
+        let mut fresh = self.wlc.clone();
+        for &i in &self.dirty {
+            fresh.set(dests, i as usize);
+        }
+        let listed = self.dirty.iter().filter(|&&i| self.is_dirty.get(i as usize) == Some(&true));
+        fresh.in_sync(dests)
+            && listed.count() == self.dirty.len()
+            && self.is_dirty.iter().filter(|&&d| d).count() == self.dirty.len()
             && self.below.len() == dests.len()
             && self.below.iter().zip(dests).all(|(&b, d)| b == below_half(d))
             && self.n_below == self.below.iter().filter(|&&b| b).count()

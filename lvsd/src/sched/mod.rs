@@ -6,11 +6,20 @@
 //!   destination list **in IPVS list order**: newest first, because IPVS inserts at the head.
 //!   Every "first wins a tie" rule depends on that order. An index returned or passed in
 //!   always indexes that slice.
-//! - Only list membership and weights are scheduler state (plus the hash tables and caches
-//!   of the hashing and locality schedulers). Connection counts and the OVERLOAD flag are
-//!   read live from the slice on every call, so a change to them needs no
-//!   [`Scheduler::update`]; adding, removing or editing a destination does (in the kernel:
-//!   `add_dest`, `del_dest`, `upd_dest`).
+//! - Kernel state is list membership and weights (plus the hash tables and caches of the
+//!   hashing and locality schedulers): adding, removing or editing a destination is
+//!   announced with [`Scheduler::update`] (in the kernel: `add_dest`, `del_dest`,
+//!   `upd_dest`). Connection counts and the OVERLOAD flag are read from the slice, but the
+//!   connection-count schedulers (lc, wlc, sed, nq, fo, ovf, twos, lblc, lblcr) also keep an
+//!   index of them (`index.rs`) so that a decision costs O(1) or O(log n) instead of the
+//!   kernel's O(n) scan: every change of a destination's `active`, `inactive`,
+//!   `persistent` or OVERLOAD must be announced with [`Scheduler::dest_changed`] before the
+//!   next call. Index invariant: after the announcements, each index describes exactly the
+//!   slice passed next, so the pick is the one the kernel's scan makes on that slice (each
+//!   file keeps the scan as the reference; debug builds assert the index matches the slice
+//!   and the pick matches the scan on every decision, and `exactness.rs` checks it over
+//!   random operation sequences). A slice of another length than the index's (a missed
+//!   `update`) makes the index rebuild itself.
 //! - A destination with weight 0 (quiesced) is never returned by any scheduler here, and an
 //!   OVERLOAD-flagged one never is either.
 //! - `None` is the kernel's "no destination available": the packet is dropped by the caller.
@@ -32,6 +41,8 @@ use std::time::{Duration, Instant};
 use lvs_proto::{Protocol, SchedulerKind};
 
 mod dh;
+#[cfg(test)]
+mod exactness;
 mod fo;
 mod hash;
 mod index;

@@ -31,6 +31,9 @@ impl Rule for Ovf {
         let skip = d.overloaded || WeightedOverflow::full(d) || d.weight == 0;
         (!skip).then_some((1, d.weight))
     }
+    fn scan(dests: &[Dest]) -> Option<usize> {
+        WeightedOverflow::pick(dests, usize::MAX)
+    }
 }
 
 /// Weighted-overflow scheduler: its index of the list.

@@ -145,6 +145,21 @@ impl PowerOfTwoChoices {
         Some((c1?, c2?))
     }
 
+    /// The kernel's decision the way it makes it, scanning the list for `T` and walking it
+    /// (the reference the index must agree with; same draws as [`Scheduler::schedule`]).
+    #[cfg(test)]
+    pub(super) fn reference_pick(&mut self, dests: &[Dest]) -> Option<usize> {
+        let total: u64 = dests.iter().map(|d| u64::from(twos_weight(d))).sum();
+        if total == 0 {
+            return None;
+        }
+        let r1 = self.rng.below(total + 1);
+        let r2 = self.rng.below(total + 1);
+        let (c1, c2) = Self::walk(dests, r1, r2)?;
+        let second = Self::second_wins(dests.get(c1)?, dests.get(c2)?);
+        Some(if second { c2 } else { c1 })
+    }
+
     /// Does choice 2 win: `w2 × oh1 > w1 × oh2`?
     fn second_wins(d1: &Dest, d2: &Dest) -> bool {
         u128::from(d2.weight) * u128::from(overhead(d1))
