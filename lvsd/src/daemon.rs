@@ -55,6 +55,8 @@ const NEIGHBOUR_WAIT: Duration = Duration::from_secs(3);
 const MAX_WAIT: Duration = Duration::from_millis(100);
 /// Frames read from one socket before looking at the others.
 const BATCH: usize = 64;
+/// Kernel buffer of each packet socket, each way.
+const SOCKET_BUFFER: usize = 8 << 20;
 /// Receive/transmit buffers hold a full GSO frame.
 const FRAME_BUF: usize = crate::io::MAX_FRAME_LEN;
 
@@ -119,9 +121,9 @@ pub fn run_from_file(path: &Path) -> ExitCode {
         }
     };
     let result = director.run(&signals);
-    let stats = director.dataplane.stats();
+    let report = director.report();
     let cleanup = director.shutdown();
-    println!("{}", format_stats(&stats));
+    println!("{report}");
     match (result, cleanup) {
         (Ok(()), Ok(())) => {
             info!("stopped; everything lvsd installed is removed");
@@ -355,6 +357,9 @@ struct Director {
     /// The interfaces of the running plan (for names in messages).
     interfaces: Vec<Interface>,
     tx_errors: u64,
+    /// Frames the kernel dropped before lvsd could read them (socket buffer full), summed
+    /// over all packet sockets.
+    socket_drops: u64,
     /// Executes control commands on this thread.
     executor: Executor,
     /// The control API (None only while starting and after shutdown).
@@ -382,6 +387,7 @@ impl Director {
             dataplane: Dataplane::new(plan.dataplane.clone(), now),
             interfaces: plan.dataplane.interfaces.clone(),
             tx_errors: 0,
+            socket_drops: 0,
             executor,
             control: None,
             control_settings: config.control.clone(),
@@ -425,9 +431,35 @@ impl Director {
             }
             let sock = PacketSocket::open(iface.ifindex, filter)
                 .map_err(|e| format!("opening a packet socket on {}: {e}", iface.name))?;
+            // Bursts (many clients at once, a slow debug build) must not overflow the
+            // default ~200 KiB buffer: a lost RST would leave a connection entry behind.
+            if let Err(e) = sock.set_buffer_sizes(Some(SOCKET_BUFFER), Some(SOCKET_BUFFER)) {
+                warn!(
+                    "{}: cannot raise the packet socket buffers: {e}",
+                    iface.name
+                );
+            }
             self.sockets.push((iface.ifindex, sock));
         }
         Ok(())
+    }
+
+    /// The counters as printed on SIGUSR1 and at exit: [`format_stats`] plus the frames the
+    /// kernel dropped before lvsd read them and the frames lvsd failed to send.
+    fn report(&mut self) -> String {
+        for (_, sock) in &self.sockets {
+            if let Ok(st) = sock.statistics() {
+                self.socket_drops += u64::from(st.drops);
+            }
+        }
+        let mut text = format_stats(&self.dataplane.stats());
+        let extra = format!(
+            " socket_drops={} send_errors={}",
+            self.socket_drops, self.tx_errors
+        );
+        let end = text.find('\n').unwrap_or(text.len());
+        text.insert_str(end, &extra);
+        text
     }
 
     /// Adds the VIPs that are not yet local; removes the ones lvsd added that are no longer
@@ -473,7 +505,7 @@ impl Director {
                 self.reload();
             }
             if signals.dump.swap(false, Ordering::Relaxed) {
-                println!("{}", format_stats(&self.dataplane.stats()));
+                println!("{}", self.report());
             }
             let now = Instant::now();
             if self.dataplane.poll_timeout().is_some_and(|t| t <= now) {
