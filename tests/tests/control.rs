@@ -908,3 +908,59 @@ fn services_and_real_servers_added_and_removed_at_runtime() {
     assert!(text.contains(&rs3) && !text.contains(&rs1), "{text}");
     lvsd.stop().expect("stopping lvsd");
 }
+
+/// The resident set size of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+#[test]
+fn a_100_mib_frame_is_refused_without_costing_memory() {
+    use std::io::{Read, Write};
+    require_root!();
+    let _serial = serial();
+    let lab = nat_lab();
+    let lvsd = lab.start_lvsd(1, &config(&lab)).expect("starting lvsd");
+    let socket = control_socket(&lvsd);
+    // Let the daemon settle (first RPC, allocator warm-up) before measuring.
+    ok(&lab, &socket, &["-Ln"]);
+    let before = rss_kib(lvsd.pid());
+
+    // A length prefix announcing 100 MiB, then up to 100 MiB of junk: the daemon must close
+    // the connection on the prefix instead of buffering the body.
+    const FRAME: u32 = 100 << 20;
+    let mut conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    conn.set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut sent = 0usize;
+    let chunk = vec![b'x'; 64 << 10];
+    let write_failed = conn
+        .write_all(&FRAME.to_be_bytes())
+        .and_then(|()| {
+            while sent < FRAME as usize {
+                conn.write_all(&chunk)?;
+                sent += chunk.len();
+            }
+            Ok(())
+        })
+        .is_err();
+    let mut buf = [0u8; 64];
+    let closed = write_failed || matches!(conn.read(&mut buf), Ok(0) | Err(_));
+    assert!(closed, "the daemon kept reading a 100 MiB frame");
+    assert!(sent < FRAME as usize, "all 100 MiB were accepted");
+
+    let after = rss_kib(lvsd.pid());
+    assert!(
+        after < before + 8 * 1024,
+        "lvsd grew from {before} KiB to {after} KiB after a 100 MiB frame ({sent} bytes sent)"
+    );
+    // And it still serves.
+    ok(&lab, &socket, &["-Ln"]);
+    assert!(lvsd.stop().unwrap().success());
+}
