@@ -40,6 +40,8 @@ const FLOWS: usize = 4096;
 const DSTS: u32 = 1024;
 /// Passes over the flows before measuring.
 const WARM_ROUNDS: usize = 4;
+/// Passes over the flows before measuring [`bench_spill`]: enough for the spill regime.
+const SPILL_WARM_ROUNDS: usize = 30;
 
 /// A small deterministic generator for the fixture (SplitMix64).
 struct Gen(u64);
@@ -182,5 +184,35 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// lblc and lblcr past capacity: the usual loads (active around 8 × weight), so every
+/// server is over its weight, some drain below half of theirs, and lookups keep spilling
+/// to the wlc pass (lblc) or growing their sets (lblcr). After a long warm-up, 1 000
+/// servers only. The regime where the kernel scans the list on every decision.
+fn bench_spill(c: &mut Criterion) {
+    let now = Instant::now();
+    let flows = flows();
+    let mut group = c.benchmark_group("sched_spill");
+    for kind in [SchedulerKind::Lblc, SchedulerKind::Lblcr] {
+        let n = 1000;
+        let mut dests = servers(n, SchedulerKind::Wlc);
+        let mut open = open_conns(&dests);
+        let mut s = new_scheduler(kind, &SchedParams::default(), &dests, now);
+        let mut f = 0usize;
+        for _ in 0..SPILL_WARM_ROUNDS {
+            for flow in &flows {
+                step(s.as_mut(), now, &mut dests, flow, &mut open);
+            }
+        }
+        group.bench_function(BenchmarkId::new(kind.name(), n), |b| {
+            b.iter(|| {
+                f = (f + 1) % FLOWS;
+                let pick = step(s.as_mut(), now, &mut dests, &flows[f], &mut open);
+                black_box(pick)
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_spill);
 criterion_main!(benches);

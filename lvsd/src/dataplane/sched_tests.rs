@@ -625,3 +625,101 @@ fn simulate_reports_an_invalid_template() {
     );
     assert_eq!(templates(&lab)[0].virt, sa(VIP, 80), "untouched");
 }
+
+// With more than 16 real servers the schedulers keep index trees that the dataplane must
+// keep in step (`announce` after every count change); debug builds check the view before
+// each decision, so a missing notification panics here.
+
+struct R(u64);
+impl R {
+    fn n(&mut self, m: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % m
+    }
+}
+
+fn dests(n: u32, r: &mut R) -> Vec<DestSpec> {
+    (0..n)
+        .map(|i| {
+            let mut d = dest(
+                Ipv4Addr::from(0xC000_0200 + 100 + i),
+                80,
+                r.n(4) as u32,
+                Forwarding::Nat,
+            );
+            if r.n(3) == 0 {
+                d.upper_threshold = 3 + r.n(4) as u32;
+                d.lower_threshold = r.n(3) as u32;
+            }
+            d
+        })
+        .collect()
+}
+
+#[test]
+fn tree_mode_stays_in_step_through_the_dataplane() {
+    for &kind in SchedulerKind::ALL {
+        let mut r = R(kind as u64 + 7);
+        let mut ds = dests(40, &mut r);
+        let mut cfg = config(vec![service(Protocol::Tcp, VIP, 80, kind, ds.clone())]);
+        let mut lab = Lab::resolved(cfg.clone());
+        let mut decided = 0;
+        for step in 0..4000u32 {
+            let c = SocketAddrV4::new(
+                Ipv4Addr::new(198, 51, 100, 1 + r.n(200) as u8),
+                1000 + r.n(50) as u16,
+            );
+            match r.n(20) {
+                0..=7 => {
+                    let _ = lab.rx(EXT_IF, &tcp_in(c, sa(VIP, 80), TcpControl::SYN));
+                    decided += 1;
+                }
+                8..=12 => {
+                    let _ = lab.rx(EXT_IF, &tcp_in(c, sa(VIP, 80), TcpControl::ACK));
+                }
+                13..=15 => {
+                    let _ = lab.rx(EXT_IF, &tcp_in(c, sa(VIP, 80), TcpControl::RST));
+                }
+                16 if r.n(10) == 0 => lab.advance(Duration::from_secs(r.n(30))),
+                _ => {
+                    if step % 7 == 0 {
+                        match r.n(3) {
+                            0 => {
+                                let i = r.n(ds.len() as u64) as usize;
+                                ds[i].weight = r.n(4) as u32;
+                                ds[i].upper_threshold = r.n(6) as u32;
+                            }
+                            1 if ds.len() > 24 => {
+                                ds.remove(r.n(ds.len() as u64) as usize);
+                            }
+                            _ => {
+                                let i = 40 + step;
+                                let mut d = dest(
+                                    Ipv4Addr::from(0xC000_0200 + 100 + (i % 100)),
+                                    80,
+                                    r.n(4) as u32,
+                                    Forwarding::Nat,
+                                );
+                                d.upper_threshold = r.n(5) as u32;
+                                if !ds.iter().any(|x| x.addr == d.addr) {
+                                    ds.push(d);
+                                }
+                            }
+                        }
+                        cfg.services[0].dests = ds.clone();
+                        lab.dp.reconfigure(cfg.clone(), lab.now);
+                    }
+                }
+            }
+        }
+        assert!(decided > 1000, "{kind}");
+        eprintln!(
+            "{kind}: ok, {} conns, {} dests",
+            lab.dp.conn_count(),
+            ds.len()
+        );
+    }
+}

@@ -20,8 +20,8 @@ use lvs_proto::{Protocol, SchedulerKind};
 use super::tests::t0;
 use super::{
     Dest, Explain, Flow, LeastConnection, ListChange, NeverQueue, PowerOfTwoChoices, SchedParams,
-    ShortestExpectedDelay, WeightedFailover, WeightedLeastConnection,
-    WeightedOverflow, new_scheduler,
+    ShortestExpectedDelay, WeightedFailover, WeightedLeastConnection, WeightedOverflow,
+    new_scheduler,
 };
 
 /// SplitMix64, for test data.
@@ -120,7 +120,11 @@ fn sequence(kind: SchedulerKind, seed: u64, steps: usize, max_len: u32) -> usize
     let mut decisions = 0;
     for step in 0..steps {
         let n = list.len();
-        let i = if n == 0 { 0 } else { rng.below(u32::try_from(n).unwrap_or(1)) as usize };
+        let i = if n == 0 {
+            0
+        } else {
+            rng.below(u32::try_from(n).unwrap_or(1)) as usize
+        };
         match rng.below(100) {
             // Count and OVERLOAD changes, one destination at a time (dest_changed).
             0..=39 if n > 0 => {

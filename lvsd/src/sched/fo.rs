@@ -29,6 +29,7 @@ impl Rule for Fo {
     fn key(d: &Dest) -> Option<(u64, u32)> {
         (d.weight > 0 && !d.overloaded).then_some((1, d.weight))
     }
+
     fn scan(dests: &[Dest]) -> Option<usize> {
         WeightedFailover::pick(dests, usize::MAX)
     }

@@ -240,8 +240,8 @@ impl<R: Rule> Tournament<R> {
         dests.len() == self.len
             && (self.leaves == 0
                 || dests
-                .iter()
-                .enumerate()
+                    .iter()
+                    .enumerate()
                     .all(|(i, d)| self.nodes.get(self.leaves + i) == Some(&Self::leaf(i, d))))
     }
 }

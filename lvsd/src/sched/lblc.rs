@@ -32,9 +32,10 @@
 //!   rebuilds the [`ServiceIndex`], which changes no decision.
 //! - [`ServiceIndex`] (shared with lblcr): wlc's [`Tournament`] over the whole list and the
 //!   number of destinations below half their weight (`active × 2 < weight`), kept in sync
-//!   by `update` and `dest_changed` (the tournament lazily, see its doc). So the wlc pass
-//!   is O(log n) amortised instead of O(n), and the lblc-overload test (`active > weight`
-//!   and that number > 0) O(1), which the kernel
+//!   by `update` and `dest_changed` (the tournament only while cache misses are frequent,
+//!   and lazily; see its doc). So a miss costs O(log n) amortised instead of the kernel's
+//!   O(n) when lookups keep spilling, and the lblc-overload test (`active > weight` and that
+//!   number > 0) is O(1), which the kernel
 //!   answers by scanning for such a destination on every cache hit. The scans ([`wlc`],
 //!   [`lblc_overloaded`]) stay as the reference, asserted equal in debug builds, and name
 //!   the destination below half in explanations.
@@ -46,7 +47,7 @@ use std::time::{Duration, Instant};
 use lvs_proto::SchedulerKind;
 
 use super::hash::{fold_v4, hash_32};
-use super::index::Tournament;
+use super::index::{SCAN_MAX, Tournament};
 use super::wlc::Wlc;
 use super::{Dest, Explain, Flow, ListChange, Scheduler, overhead};
 
@@ -299,18 +300,32 @@ fn below_half(m: &Dest) -> bool {
 
 /// lblc's and lblcr's index of the service (module doc).
 ///
+/// The wlc pass is needed only on a cache miss: rare in steady state (one decision in
+/// hundreds), every decision when the cluster is past its capacity and lookups spill. So
+/// the [`Wlc`] tournament is kept only while misses are frequent, and lazily then:
+/// - *live*: a count change marks its position dirty (`dirty`, each position once,
+///   flagged in `is_dirty`); a miss brings those leaves up to date (O(log n) each) and
+///   reads the root. If more than an eighth of the list is dirty by then, misses are rare:
+///   the tree is dropped (*stale*) and this miss scans instead.
+/// - *stale*: a count change only counts (`changes`); a miss scans, O(n), unless at most an
+///   eighth of the list's worth of changes happened since the last miss: then misses are
+///   frequent again and the tree is rebuilt, O(n), and kept live.
+///
+/// Either way a miss costs at most about one O(n) pass per n/8 count changes, and nothing
+/// is spent on the tree between rare misses.
+///
 /// Invariant: `below[i]` is [`below_half`] of position `i` of the list last given and
-/// `n_below` counts the `true`s; `wlc` is the [`Wlc`] tournament of that list except at
-/// the positions in `dirty` (each listed once, flagged in `is_dirty`), whose leaves may be
-/// stale. The wlc pass is needed only on a cache miss, rare in steady state, so a count
-/// change just marks its position; [`ServiceIndex::wlc`] brings those leaves up to date
-/// first (O(log n) each, or one O(n) rebuild when more than an eighth of the list is
-/// dirty: amortised O(log n) per change, nothing on a cache hit).
+/// `n_below` counts the `true`s. When `live`, `wlc` is the tournament of that list except
+/// at the positions in `dirty`; when not, `wlc` is unused and `dirty` empty. `changes`
+/// counts the changes since the last wlc pass. Lists of at most [`SCAN_MAX`] have no tree
+/// (the tournament scans) and track nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ServiceIndex {
     wlc: Tournament<Wlc>,
+    live: bool,
     dirty: Vec<u32>,
     is_dirty: Vec<bool>,
+    changes: usize,
     below: Vec<bool>,
     n_below: usize,
 }
@@ -320,8 +335,10 @@ impl ServiceIndex {
     pub(super) fn new(dests: &[Dest]) -> Self {
         let mut index = ServiceIndex {
             wlc: Tournament::new(&[]),
+            live: true,
             dirty: Vec::new(),
             is_dirty: Vec::new(),
+            changes: 0,
             below: Vec::new(),
             n_below: 0,
         };
@@ -332,9 +349,11 @@ impl ServiceIndex {
     /// Rebuilds from `dests`, O(n).
     pub(super) fn rebuild(&mut self, dests: &[Dest]) {
         self.wlc.rebuild(dests);
+        self.live = true;
         self.dirty.clear();
         self.is_dirty.clear();
         self.is_dirty.resize(dests.len(), false);
+        self.changes = 0;
         self.below.clear();
         self.below.extend(dests.iter().map(below_half));
         self.n_below = self.below.iter().filter(|&&b| b).count();
@@ -347,17 +366,13 @@ impl ServiceIndex {
         }
     }
 
-    /// Follows a change of `dests[i]`: O(1) (the wlc leaf is brought up to date later).
+    /// Follows a change of `dests[i]`: O(1).
     pub(super) fn set(&mut self, dests: &[Dest], i: usize) {
         if dests.len() != self.below.len() {
             self.rebuild(dests);
             return;
         }
-        let (Some(d), Some(b), Some(dirty)) = (
-            dests.get(i),
-            self.below.get_mut(i),
-            self.is_dirty.get_mut(i),
-        ) else {
+        let (Some(d), Some(b)) = (dests.get(i), self.below.get_mut(i)) else {
             return;
         };
         let now = below_half(d);
@@ -369,38 +384,58 @@ impl ServiceIndex {
                 self.n_below -= 1;
             }
         }
-        if !*dirty {
-            if let Ok(pos) = u32::try_from(i) {
-                *dirty = true;
-                self.dirty.push(pos);
-            } else {
-                // Not representable (a list of 2^32 destinations): update at once.
-                self.wlc.set(dests, i);
+        if dests.len() <= SCAN_MAX {
+            return;
+        }
+        self.changes = self.changes.saturating_add(1);
+        if self.live {
+            match (self.is_dirty.get_mut(i), u32::try_from(i)) {
+                (Some(flag), Ok(pos)) if !*flag => {
+                    *flag = true;
+                    self.dirty.push(pos);
+                }
+                (Some(_), Ok(_)) => {}
+                // A position past u32 (a list of 2^32): update the leaf at once.
+                _ => self.wlc.set(dests, i),
             }
         }
     }
 
-    /// [`wlc`] over the service, from the index.
+    /// [`wlc`] over the service, from the index (see the type's doc for the cost).
     pub(super) fn wlc(&mut self, dests: &[Dest]) -> Option<usize> {
         self.fit(dests);
-        if self.dirty.len() > dests.len() / 8 {
-            self.wlc.rebuild(dests);
+        let few = dests.len() / 8;
+        let pick = if dests.len() <= SCAN_MAX {
+            // No tree: the tournament scans.
+            self.wlc.best(dests)
+        } else if self.live && self.dirty.len() > few {
+            // Misses are rare: drop the tree rather than catch it up.
+            self.live = false;
             for &i in &self.dirty {
-                if let Some(d) = self.is_dirty.get_mut(i as usize) {
-                    *d = false;
+                if let Some(flag) = self.is_dirty.get_mut(i as usize) {
+                    *flag = false;
                 }
             }
             self.dirty.clear();
-        } else {
+            wlc(dests)
+        } else if self.live {
             while let Some(i) = self.dirty.pop() {
                 let i = i as usize;
                 self.wlc.set(dests, i);
-                if let Some(d) = self.is_dirty.get_mut(i) {
-                    *d = false;
+                if let Some(flag) = self.is_dirty.get_mut(i) {
+                    *flag = false;
                 }
             }
-        }
-        let pick = self.wlc.best(dests);
+            self.wlc.best(dests)
+        } else if self.changes <= few {
+            // Misses are frequent again: a tree pays off.
+            self.wlc.rebuild(dests);
+            self.live = true;
+            self.wlc.best(dests)
+        } else {
+            wlc(dests)
+        };
+        self.changes = 0;
         debug_assert_eq!(pick, wlc(dests), "lblc: wlc index disagrees");
         pick
     }
@@ -420,16 +455,29 @@ impl ServiceIndex {
 
     /// Whether the index matches `dests` (the invariant; O(n), for debug assertions).
     pub(super) fn in_sync(&self, dests: &[Dest]) -> bool {
-        let mut fresh = self.wlc.clone();
-        for &i in &self.dirty {
-            fresh.set(dests, i as usize);
-        }
-        let listed = self.dirty.iter().filter(|&&i| self.is_dirty.get(i as usize) == Some(&true));
-        fresh.in_sync(dests)
-            && listed.count() == self.dirty.len()
-            && self.is_dirty.iter().filter(|&&d| d).count() == self.dirty.len()
+        let flagged = self.is_dirty.iter().filter(|&&d| d).count();
+        let listed = self
+            .dirty
+            .iter()
+            .filter(|&&i| self.is_dirty.get(i as usize) == Some(&true))
+            .count();
+        let tree = if self.live {
+            let mut fresh = self.wlc.clone();
+            for &i in &self.dirty {
+                fresh.set(dests, i as usize);
+            }
+            fresh.in_sync(dests)
+        } else {
+            self.dirty.is_empty()
+        };
+        tree && flagged == self.dirty.len()
+            && listed == self.dirty.len()
             && self.below.len() == dests.len()
-            && self.below.iter().zip(dests).all(|(&b, d)| b == below_half(d))
+            && self
+                .below
+                .iter()
+                .zip(dests)
+                .all(|(&b, d)| b == below_half(d))
             && self.n_below == self.below.iter().filter(|&&b| b).count()
     }
 }

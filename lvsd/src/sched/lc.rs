@@ -32,6 +32,7 @@ impl Rule for Lc {
     fn key(d: &Dest) -> Option<(u64, u32)> {
         (d.weight != 0 && !d.overloaded).then(|| (overhead(d), 1))
     }
+
     fn scan(dests: &[Dest]) -> Option<usize> {
         LeastConnection::pick(dests, usize::MAX)
     }

@@ -21,7 +21,8 @@
 //!   random operation sequences). A slice of another length than the index's (a missed
 //!   `update`) makes the index rebuild itself.
 //! - A destination with weight 0 (quiesced) is never returned by any scheduler here, and an
-//!   OVERLOAD-flagged one never is either.
+//!   OVERLOAD-flagged one is not either — except on an lblc/lblcr cache hit, which (as in
+//!   the kernel) ignores the OVERLOAD flag and applies its own overload rule.
 //! - `None` is the kernel's "no destination available": the packet is dropped by the caller.
 //! - Load comparisons never divide: `a/wa > b/wb` is `a·wb > b·wa`, strict, so on a tie the
 //!   earlier destination in list order stays chosen. Products are computed in `u128`, so no

@@ -35,6 +35,7 @@ impl Rule for Nq {
         let p = if d.active == 0 { 0 } else { expected(d) };
         (d.weight != 0 && !d.overloaded).then_some((p, d.weight))
     }
+
     fn scan(dests: &[Dest]) -> Option<usize> {
         NeverQueue::pick(dests, usize::MAX)
     }

@@ -31,6 +31,7 @@ impl Rule for Ovf {
         let skip = d.overloaded || WeightedOverflow::full(d) || d.weight == 0;
         (!skip).then_some((1, d.weight))
     }
+
     fn scan(dests: &[Dest]) -> Option<usize> {
         WeightedOverflow::pick(dests, usize::MAX)
     }

@@ -32,6 +32,7 @@ impl Rule for Sed {
     fn key(d: &Dest) -> Option<(u64, u32)> {
         (d.weight > 0 && !d.overloaded).then(|| (expected(d), d.weight))
     }
+
     fn scan(dests: &[Dest]) -> Option<usize> {
         ShortestExpectedDelay::pick(dests, usize::MAX)
     }

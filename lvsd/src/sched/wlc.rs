@@ -37,6 +37,7 @@ impl Rule for Wlc {
     fn key(d: &Dest) -> Option<(u64, u32)> {
         (d.weight > 0 && !d.overloaded).then(|| (overhead(d), d.weight))
     }
+
     fn scan(dests: &[Dest]) -> Option<usize> {
         WeightedLeastConnection::pick(dests, usize::MAX)
     }
