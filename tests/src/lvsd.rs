@@ -35,100 +35,32 @@ pub const STOP_GRACE: Duration = Duration::from_secs(10);
 pub fn lvsd_binary() -> Result<PathBuf> {
     static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BINARY
-        .get_or_init(|| locate_or_build().map_err(|e| e.to_string()))
+        .get_or_init(|| {
+            locate_or_build_bin(
+                "lvsd",
+                "lvsd",
+                "LVSD_BIN",
+                &[
+                    "Cargo.toml",
+                    "Cargo.lock",
+                    "lvsd/Cargo.toml",
+                    "lvsd/src",
+                    "lvs-proto/Cargo.toml",
+                    "lvs-proto/src",
+                    "tests/Cargo.toml",
+                    "tests/src",
+                ],
+            )
+            .map_err(|e| e.to_string())
+        })
         .clone()
         .map_err(LabError::Build)
-}
-
-fn locate_or_build() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("LVSD_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let exe = std::env::current_exe().ctx("locating the test executable")?;
-    let mut profile_dir = exe
-        .parent()
-        .ok_or_else(|| LabError::Build(format!("{} has no parent", exe.display())))?;
-    if profile_dir.file_name().is_some_and(|n| n == "deps") {
-        profile_dir = profile_dir
-            .parent()
-            .ok_or_else(|| LabError::Build("deps/ has no parent".into()))?;
-    }
-    let candidate = profile_dir.join("lvsd");
-    let workspace = workspace_root();
-    if is_fresh(&candidate, &workspace) {
-        return Ok(candidate);
-    }
-    let profile = profile_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| LabError::Build(format!("odd profile dir {}", profile_dir.display())))?;
-    let target_dir = profile_dir
-        .parent()
-        .ok_or_else(|| LabError::Build("profile dir has no parent".into()))?;
-    let cargo = std::env::var_os("CARGO")
-        .or_else(|| option_env!("CARGO").map(Into::into))
-        .unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(&cargo);
-    cmd.current_dir(&workspace)
-        .args(["build", "-p", "lvsd", "--bin", "lvsd"])
-        .env("CARGO_TARGET_DIR", target_dir);
-    match profile {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    tracing::info!(?cmd, "building lvsd");
-    let output = cmd
-        .output()
-        .with_ctx(|| format!("running {}", Path::new(&cargo).display()))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(60).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(LabError::Build(format!(
-            "`cargo build -p lvsd` failed ({}):\n{}",
-            output.status,
-            tail.join("\n")
-        )));
-    }
-    if !candidate.exists() {
-        return Err(LabError::Build(format!(
-            "cargo succeeded but {} does not exist",
-            candidate.display()
-        )));
-    }
-    Ok(candidate)
 }
 
 /// The workspace root: this crate lives in `<root>/tests`.
 fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
-}
-
-/// Whether `binary` exists and is newer than every source it is built from.
-fn is_fresh(binary: &Path, workspace: &Path) -> bool {
-    let Ok(built) = binary.metadata().and_then(|m| m.modified()) else {
-        return false;
-    };
-    let mut newest = SystemTime::UNIX_EPOCH;
-    for rel in [
-        "Cargo.toml",
-        "Cargo.lock",
-        "lvsd/Cargo.toml",
-        "lvsd/src",
-        "lvs-proto/Cargo.toml",
-        "lvs-proto/src",
-        "tests/Cargo.toml",
-        "tests/src",
-    ] {
-        newest_mtime(&workspace.join(rel), &mut newest);
-    }
-    built >= newest
 }
 
 fn newest_mtime(path: &Path, newest: &mut SystemTime) {
