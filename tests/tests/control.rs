@@ -16,20 +16,14 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Output;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use lvs_lab::client::{self, HttpClient};
 use lvs_lab::node::HTTP_PORT;
 use lvs_lab::{Lab, LabSpec, LvsdProcess, RealServerSpec, require_root, vip, wait_for};
 
-const NODE: &str = env!("CARGO_BIN_EXE_lvs-lab-node");
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+mod common;
+use common::*;
 
 /// A NAT lab with three real servers, backends running, lvsd not yet started.
 fn nat_lab() -> Lab {
@@ -131,20 +125,6 @@ fn rip(lab: &Lab, k: usize) -> String {
     format!("{}:{HTTP_PORT}", lab.real_server(k).addr())
 }
 
-/// `count` sequential requests, each on a new connection; the names of the servers.
-fn sequential_names(lab: &Lab, to: SocketAddr, count: usize) -> Vec<String> {
-    lab.client().run(move || {
-        (0..count)
-            .map(|i| {
-                let r = client::http_request(to, "GET", "/", Duration::from_secs(5))
-                    .unwrap_or_else(|e| panic!("request {i} to {to}: {e}"));
-                assert_eq!(r.status, 200);
-                r.backend().expect("X-Backend header").to_string()
-            })
-            .collect()
-    })
-}
-
 #[test]
 fn lvsctl_lists_counts_and_steers_a_running_director() {
     require_root!();
@@ -168,7 +148,7 @@ fn lvsctl_lists_counts_and_steers_a_running_director() {
             })
             .collect()
     });
-    sequential_names(&lab, to, 60);
+    sequential_names(lab.client(), to, 60);
     let want = BTreeMap::from([
         (rip(&lab, 1), ("Masq".to_owned(), 3, 1, 30)),
         (rip(&lab, 2), ("Masq".to_owned(), 2, 1, 20)),
@@ -325,7 +305,7 @@ fn lvsctl_lists_counts_and_steers_a_running_director() {
     let out = ok(&lab, &socket, &["set-weight", "-t", &svc, "-r", &rs3, "0"]);
     assert_eq!(out, format!("tcp {svc} {rs3} weight 1 -> 0\n"));
     assert_eq!(dest_columns(&ok(&lab, &socket, &["-Ln"]))[&rs3].1, 0);
-    let names = sequential_names(&lab, to, 30);
+    let names = sequential_names(lab.client(), to, 30);
     assert!(
         !names.iter().any(|n| n == "rs3"),
         "rs3 got new connections: {names:?}"
@@ -377,7 +357,7 @@ fn lvsctl_lists_counts_and_steers_a_running_director() {
 
     // Decisions are recorded while someone asks; simulate answers without changing anything.
     ok(&lab, &socket, &["decisions", "-t", &svc]);
-    sequential_names(&lab, to, 3);
+    sequential_names(lab.client(), to, 3);
     let decisions = ok(&lab, &socket, &["decisions", "-t", &svc, "--json"]);
     let decisions: Vec<lvs_proto::DecisionInfo> =
         serde_json::from_str(&decisions).expect("decisions JSON");
@@ -517,7 +497,7 @@ fn draining_under_load_fails_no_request_and_wait_reaches_zero() {
     let svc = format!("{v}:{HTTP_PORT}");
     let rs2 = rip(&lab, 2);
     // The lab answers before the load starts.
-    sequential_names(&lab, to, 3);
+    sequential_names(lab.client(), to, 3);
 
     let stop = std::sync::atomic::AtomicBool::new(false);
     let drained = std::sync::atomic::AtomicBool::new(false);
@@ -636,7 +616,7 @@ fn draining_under_load_fails_no_request_and_wait_reaches_zero() {
         format!("tcp {svc} {rs2} weight 0 -> 1\n")
     );
     assert_eq!(dest_columns(&ok(&lab, &socket, &["-Ln"]))[&rs2].1, 1);
-    let names = sequential_names(&lab, to, 6);
+    let names = sequential_names(lab.client(), to, 6);
     assert!(names.iter().any(|n| n == "rs2"), "{names:?}");
     lvsd.stop().expect("stopping lvsd");
 }
@@ -811,7 +791,7 @@ fn services_and_real_servers_added_and_removed_at_runtime() {
     let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
     let socket = control_socket(&lvsd);
     let to = SocketAddr::from((v, HTTP_PORT));
-    let names = sequential_names(&lab, to, 6);
+    let names = sequential_names(lab.client(), to, 6);
     assert!(!names.iter().any(|n| n == "rs3"), "{names:?}");
 
     // A real server added at runtime gets connections.
@@ -828,7 +808,7 @@ fn services_and_real_servers_added_and_removed_at_runtime() {
         dest_columns(&ok(&lab, &socket, &["-Ln"]))[&rs3],
         ("Masq".to_owned(), 1, 0, 0)
     );
-    let names = sequential_names(&lab, to, 9);
+    let names = sequential_names(lab.client(), to, 9);
     assert!(names.iter().any(|n| n == "rs3"), "{names:?}");
     // The topology shows where the VIP lives and how rs3 is reached.
     let topo: lvs_proto::Topology =
@@ -860,7 +840,7 @@ fn services_and_real_servers_added_and_removed_at_runtime() {
     let rs1 = rip(&lab, 1);
     ok(&lab, &socket, &["remove-server", &svc, &rs1]);
     assert!(!dest_columns(&ok(&lab, &socket, &["-Ln"])).contains_key(&rs1));
-    let names = sequential_names(&lab, to, 9);
+    let names = sequential_names(lab.client(), to, 9);
     assert!(!names.iter().any(|n| n == "rs1"), "{names:?}");
     assert!(names.iter().any(|n| n == "rs3"), "{names:?}");
 
@@ -877,7 +857,10 @@ fn services_and_real_servers_added_and_removed_at_runtime() {
         &socket,
         &["add-server", "-t", &alt, "-r", &rip(&lab, 2)],
     );
-    assert_eq!(sequential_names(&lab, to_alt, 3), ["rs2", "rs2", "rs2"]);
+    assert_eq!(
+        sequential_names(lab.client(), to_alt, 3),
+        ["rs2", "rs2", "rs2"]
+    );
     ok(&lab, &socket, &["remove-service", "-t", &alt]);
     let gone = lab
         .client()

@@ -15,35 +15,15 @@
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lvs_lab::client::{self, HttpClient};
 use lvs_lab::node::{self, ECHO_PORT, HTTP_PORT};
-use lvs_lab::{Lab, LabSpec, LvsdProcess, RealServerSpec, require_root, vip, wait_until};
+use lvs_lab::{Lab, LvsdProcess, require_root, vip, wait_until};
 
-const NODE: &str = env!("CARGO_BIN_EXE_lvs-lab-node");
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Nat,
-    Dr,
-}
-
-impl Mode {
-    fn word(self) -> &'static str {
-        match self {
-            Mode::Nat => "nat",
-            Mode::Dr => "dr",
-        }
-    }
-}
+mod common;
+use common::*;
 
 /// One test per forwarding method for a scenario `fn(Mode)`.
 macro_rules! nat_and_dr {
@@ -60,20 +40,6 @@ macro_rules! nat_and_dr {
             $scenario(Mode::Dr);
         }
     };
-}
-
-/// A lab with `n` real servers wired for `mode`, backends running, lvsd not yet started.
-fn lab(mode: Mode, n: usize) -> Lab {
-    let mut spec = LabSpec::new(NODE);
-    for _ in 0..n {
-        spec = spec.real_server(match mode {
-            Mode::Nat => RealServerSpec::nat(),
-            Mode::Dr => RealServerSpec::dr(vec![vip(0)]),
-        });
-    }
-    let lab = Lab::build(spec).expect("building the lab");
-    lab.start_backends().expect("starting backends");
-    lab
 }
 
 /// One `[[virtual_server]]` block: `servers` are (real server index, port, weight).
@@ -105,61 +71,9 @@ fn all_three(port: u16, weights: [u32; 3]) -> Vec<(usize, u16, u32)> {
     (1..=3).map(|k| (k, port, weights[k - 1])).collect()
 }
 
-/// Stops lvsd, checks it exited 0 and that its counters add up; returns its stats text.
-fn stop_and_check(lvsd: &LvsdProcess) -> String {
-    let status = lvsd.stop().expect("stopping lvsd");
-    let out = lvsd.stdout();
-    assert!(
-        status.success(),
-        "lvsd exited with {status}\n{}",
-        lvsd.logs()
-    );
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("lvsd stats:"))
-        .unwrap_or_else(|| panic!("no stats line in lvsd's output:\n{}", lvsd.logs()));
-    let field = |name: &str| -> u64 {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name}= in {line}"))
-    };
-    let (rx, fwd, drop, pass) = (
-        field("received"),
-        field("forwarded"),
-        field("dropped"),
-        field("passed"),
-    );
-    assert_eq!(rx, fwd + drop + pass, "accounting identity broken: {line}");
-    assert!(fwd > 0, "nothing forwarded: {line}");
-    out
-}
-
-fn tally(names: impl IntoIterator<Item = String>) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for n in names {
-        *m.entry(n).or_insert(0) += 1;
-    }
-    m
-}
-
 fn expect_counts(got: &BTreeMap<String, usize>, want: &[(&str, usize)], lvsd: &LvsdProcess) {
     let want: BTreeMap<String, usize> = want.iter().map(|(n, c)| (n.to_string(), *c)).collect();
     assert_eq!(got, &want, "lvsd logs:\n{}", lvsd.logs());
-}
-
-/// `count` sequential requests, each on a new connection (`Connection: close`).
-fn sequential_names(lab: &Lab, to: SocketAddr, count: usize) -> Vec<String> {
-    lab.client().run(move || {
-        (0..count)
-            .map(|i| {
-                let r = client::http_request(to, "GET", "/", Duration::from_secs(5))
-                    .unwrap_or_else(|e| panic!("request {i} to {to}: {e}"));
-                assert_eq!(r.status, 200);
-                r.backend().expect("X-Backend header").to_string()
-            })
-            .collect()
-    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -272,7 +186,7 @@ fn round_robin(mode: Mode) {
         &all_three(HTTP_PORT, [1, 1, 1]),
     );
     let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
-    let names = sequential_names(&lab, to, 300);
+    let names = sequential_names(lab.client(), to, 300);
     // keepalived adds each real server at the head of the IPVS list, so the list order is
     // rs3, rs2, rs1 and rr walks it in that order.
     assert_eq!(
@@ -309,7 +223,7 @@ fn weighted_round_robin(mode: Mode) {
         &all_three(HTTP_PORT, [3, 2, 1]),
     );
     let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
-    let names = sequential_names(&lab, to, 600);
+    let names = sequential_names(lab.client(), to, 600);
     // List order rs3(1), rs2(2), rs1(3): cw=3 picks rs1; cw=2 picks rs2, rs1; cw=1 picks
     // rs3, rs2, rs1 — one cycle of six is rs1 rs2 rs1 rs3 rs2 rs1.
     assert_eq!(
@@ -439,7 +353,7 @@ fn quiesce(mode: Mode) {
         }
     });
     // New connections never go to rs2.
-    let names = sequential_names(&lab, to, 30);
+    let names = sequential_names(lab.client(), to, 30);
     let counts = tally(names);
     assert_eq!(counts.get("rs2"), None, "{counts:?}");
     assert_eq!(counts.values().sum::<usize>(), 30);
@@ -634,7 +548,7 @@ fn no_rst(mode: Mode) {
     let lvsd = lab.start_lvsd(1, &config).expect("starting lvsd");
     let watch = RstWatch::start(&lab);
 
-    let names = sequential_names(&lab, SocketAddr::from((v, HTTP_PORT)), 30);
+    let names = sequential_names(lab.client(), SocketAddr::from((v, HTTP_PORT)), 30);
     assert_eq!(names.len(), 30);
     let attempts: Vec<String> = lab.client().run(|| {
         (0..3)
@@ -716,7 +630,7 @@ fn nothing_remains_after_lvsd_exits() {
         nft_tables(&lab).contains("table netdev lvsd"),
         "no guard table"
     );
-    sequential_names(&lab, SocketAddr::from((vip(0), HTTP_PORT)), 6);
+    sequential_names(lab.client(), SocketAddr::from((vip(0), HTTP_PORT)), 6);
     let pid = lvsd.pid();
     stop_and_check(&lvsd);
     assert!(!director.has_address(vip(0)).unwrap(), "VIP left behind");
@@ -878,7 +792,7 @@ fn malformed_frames_are_counted_by_reason_and_forwarding_goes_on() {
     lab.router().send_raw_frames("eth1", &frames).unwrap();
 
     // Forwarding goes on.
-    let names = sequential_names(&lab, SocketAddr::from((v, HTTP_PORT)), 6);
+    let names = sequential_names(lab.client(), SocketAddr::from((v, HTTP_PORT)), 6);
     assert_eq!(names.len(), 6);
     assert!(lvsd.is_running());
     let stats = stop_and_check(&lvsd);
