@@ -38,7 +38,7 @@ use std::time::Instant;
 use lvs_proto::SchedulerKind;
 
 use super::hash::{HsipKey, MH_KEY1, MH_KEY2, fold_v4, hsiphash_u32};
-use super::sh::hashed_port;
+use super::sh::{hashed_port, lookup};
 use super::{Dest, Explain, Flow, ListChange, SchedFlags, Scheduler};
 
 /// The table sizes `CONFIG_IP_VS_MH_TAB_INDEX` 8..=17 select (`primes[]` of ip_vs_mh.c).
@@ -203,17 +203,6 @@ pub fn mh_populate(dests: &[Dest]) -> Result<MhTable, TooManyDests> {
     Ok(table)
 }
 
-/// Why a destination cannot be used (`None` if it can): the kernel's `is_unavailable`.
-fn unavailable(d: &Dest) -> Option<&'static str> {
-    if d.weight == 0 {
-        Some("weight 0")
-    } else if d.overloaded {
-        Some("overloaded")
-    } else {
-        None
-    }
-}
-
 /// Maglev-hashing scheduler: the lookup table and the service's flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MaglevHash {
@@ -272,65 +261,22 @@ impl Scheduler for MaglevHash {
         _now: Instant,
         dests: &[Dest],
         flow: &Flow,
-        mut explain: Option<&mut Explain>,
+        explain: Option<&mut Explain>,
     ) -> Option<usize> {
         let addr = *flow.src.ip();
         let port = hashed_port(self.flags, flow);
         let client = super::sh::client(addr, port);
         let ihash = mh_hashkey(MH_KEY1, addr, port, 0) % MH_TAB_SIZE;
-        let Some((i, d)) = self.at(dests, ihash) else {
-            if let Some(e) = explain {
-                e.note(format_args!(
-                    "mh: {client} slot {ihash} empty -> no destination available"
-                ));
-            }
-            return None;
-        };
-        let Some(why) = unavailable(d) else {
-            if let Some(e) = explain {
-                e.note(format_args!(
-                    "mh: {client} slot {ihash} -> {}",
-                    d.endpoint()
-                ));
-            }
-            return Some(i);
-        };
-        if !self.flags.flag1 {
-            if let Some(e) = explain {
-                e.note(format_args!(
-                    "mh: {client} slot {ihash} -> {} unavailable ({why}), no fallback -> no destination available",
-                    d.endpoint()
-                ));
-            }
-            return None;
-        }
-        // ip_vs_mh_get_fallback.
-        for off in 0..MH_TAB_SIZE {
-            // off, ihash < M: no overflow.
-            let roffset = (off + ihash) % MH_TAB_SIZE;
-            let hash = mh_hashkey(MH_KEY1, addr, port, roffset) % MH_TAB_SIZE;
-            let Some((j, dj)) = self.at(dests, hash) else {
-                break;
-            };
-            if unavailable(dj).is_none() {
-                if let Some(e) = explain.as_deref_mut() {
-                    e.note(format_args!(
-                        "mh: {client} slot {ihash} -> {} unavailable ({why}); slot {hash} -> {} (fallback, probe {})",
-                        d.endpoint(),
-                        dj.endpoint(),
-                        off + 1
-                    ));
-                }
-                return Some(j);
-            }
-        }
-        if let Some(e) = explain {
-            e.note(format_args!(
-                "mh: {client} slot {ihash} -> {} unavailable ({why}); fallback: no destination available",
-                d.endpoint()
-            ));
-        }
-        None
+        lookup(
+            ("mh", "slot"),
+            &client,
+            ihash,
+            MH_TAB_SIZE,
+            self.flags.flag1,
+            |offset| mh_hashkey(MH_KEY1, addr, port, offset) % MH_TAB_SIZE,
+            |slot| self.at(dests, slot),
+            explain,
+        )
     }
 
     fn update(&mut self, dests: &[Dest], change: ListChange) {

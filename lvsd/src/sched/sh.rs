@@ -80,7 +80,7 @@ pub const fn sh_hashkey(addr: Ipv4Addr, port: u16, offset: u32) -> usize {
 }
 
 /// Why a destination cannot be used (`None` if it can): the kernel's `is_unavailable`.
-fn unavailable(d: &Dest) -> Option<&'static str> {
+pub(super) fn unavailable(d: &Dest) -> Option<&'static str> {
     if d.weight == 0 {
         Some("weight 0")
     } else if d.overloaded {
@@ -88,6 +88,75 @@ fn unavailable(d: &Dest) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// The lookup sh and mh share (`ip_vs_sh_schedule` / `ip_vs_mh_schedule`): the entry at
+/// `ihash`; if it is unusable and `fallback` is set, probe `key(offset)` for offsets
+/// `(ihash + off) % size`, off = 0, 1, … — the offset goes through the hash key again — and
+/// stop at the first empty entry. `at` reads the table; `name`/`word` ("sh"/"bucket",
+/// "mh"/"slot") only shape the explanation.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn lookup<'d>(
+    (name, word): (&str, &str),
+    client: &Client,
+    ihash: u32,
+    size: u32,
+    fallback: bool,
+    key: impl Fn(u32) -> u32,
+    at: impl Fn(u32) -> Option<(usize, &'d Dest)>,
+    mut explain: Option<&mut Explain>,
+) -> Option<usize> {
+    let Some((i, d)) = at(ihash) else {
+        if let Some(e) = explain {
+            e.note(format_args!(
+                "{name}: {client} {word} {ihash} empty -> no destination available"
+            ));
+        }
+        return None;
+    };
+    let Some(why) = unavailable(d) else {
+        if let Some(e) = explain {
+            e.note(format_args!(
+                "{name}: {client} {word} {ihash} -> {}",
+                d.endpoint()
+            ));
+        }
+        return Some(i);
+    };
+    if !fallback {
+        if let Some(e) = explain {
+            e.note(format_args!(
+                "{name}: {client} {word} {ihash} -> {} unavailable ({why}), no fallback -> no destination available",
+                d.endpoint()
+            ));
+        }
+        return None;
+    }
+    for off in 0..size {
+        // off, ihash < size: no overflow.
+        let hash = key((off + ihash) % size);
+        let Some((j, dj)) = at(hash) else {
+            break;
+        };
+        if unavailable(dj).is_none() {
+            if let Some(e) = explain.as_deref_mut() {
+                e.note(format_args!(
+                    "{name}: {client} {word} {ihash} -> {} unavailable ({why}); {word} {hash} -> {} (fallback, probe {})",
+                    d.endpoint(),
+                    dj.endpoint(),
+                    off + 1
+                ));
+            }
+            return Some(j);
+        }
+    }
+    if let Some(e) = explain {
+        e.note(format_args!(
+            "{name}: {client} {word} {ihash} -> {} unavailable ({why}); fallback: no destination available",
+            d.endpoint()
+        ));
+    }
+    None
 }
 
 /// Source-hashing scheduler: the bucket table and the service's flags.
@@ -133,65 +202,23 @@ impl Scheduler for SourceHashing {
         _now: Instant,
         dests: &[Dest],
         flow: &Flow,
-        mut explain: Option<&mut Explain>,
+        explain: Option<&mut Explain>,
     ) -> Option<usize> {
         let addr = *flow.src.ip();
         let port = hashed_port(self.flags, flow);
         let ihash = sh_hashkey(addr, port, 0);
         let client = client(addr, port);
-        let Some((i, d)) = self.at(dests, ihash) else {
-            if let Some(e) = explain {
-                e.note(format_args!(
-                    "sh: {client} bucket {ihash} empty -> no destination available"
-                ));
-            }
-            return None;
-        };
-        let Some(why) = unavailable(d) else {
-            if let Some(e) = explain {
-                e.note(format_args!(
-                    "sh: {client} bucket {ihash} -> {}",
-                    d.endpoint()
-                ));
-            }
-            return Some(i);
-        };
-        if !self.flags.flag1 {
-            if let Some(e) = explain {
-                e.note(format_args!(
-                    "sh: {client} bucket {ihash} -> {} unavailable ({why}), no fallback -> no destination available",
-                    d.endpoint()
-                ));
-            }
-            return None;
-        }
-        // ip_vs_sh_get_fallback: the offset goes through the hash key again.
-        for off in 0..SH_TAB_SIZE {
-            // off < 256 and ihash < 256: the sum fits in u32.
-            let roffset = ((off + ihash) % SH_TAB_SIZE) as u32;
-            let hash = sh_hashkey(addr, port, roffset);
-            let Some((j, dj)) = self.at(dests, hash) else {
-                break;
-            };
-            if unavailable(dj).is_none() {
-                if let Some(e) = explain.as_deref_mut() {
-                    e.note(format_args!(
-                        "sh: {client} bucket {ihash} -> {} unavailable ({why}); bucket {hash} -> {} (fallback, probe {})",
-                        d.endpoint(),
-                        dj.endpoint(),
-                        off + 1
-                    ));
-                }
-                return Some(j);
-            }
-        }
-        if let Some(e) = explain {
-            e.note(format_args!(
-                "sh: {client} bucket {ihash} -> {} unavailable ({why}); fallback: no destination available",
-                d.endpoint()
-            ));
-        }
-        None
+        lookup(
+            ("sh", "bucket"),
+            &client,
+            // sh_hashkey is masked to the table size.
+            ihash as u32,
+            SH_TAB_SIZE as u32,
+            self.flags.flag1,
+            |offset| sh_hashkey(addr, port, offset) as u32,
+            |bucket| self.at(dests, bucket as usize),
+            explain,
+        )
     }
 
     fn update(&mut self, dests: &[Dest], _change: ListChange) {
