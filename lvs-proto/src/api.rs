@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::types::{
     ConnEntry, ConnKey, ConnPage, ConnQuery, DecisionInfo, DrainInfo, Event, FlowSpec,
     NewRealServer, NewService, PeerInfo, RealServerKey, SavedConfig, ServiceInfo, ServiceKey,
-    SimulateInfo, TemplateKey, Topology, VersionInfo, WeightChange,
+    SimulateInfo, TemplateKey, Topology, VersionInfo, VrrpInstanceInfo, WeightChange,
 };
 
 /// The lvsd control service.
@@ -128,4 +128,8 @@ pub trait LvsControl {
         service: ServiceKey,
         real_server: RealServerKey,
     ) -> Result<(), ApiError>;
+
+    /// API level 3: the director's VRRP instances with state, priorities, the current
+    /// master, advert counters and transitions; empty when none is configured.
+    async fn vrrp() -> Result<Vec<VrrpInstanceInfo>, ApiError>;
 }

@@ -36,7 +36,7 @@ pub use transport::{ConnectError, connect_unix};
 pub use types::*;
 
 /// The API level this crate speaks: it grows by one whenever RPCs are added.
-pub const API_LEVEL: u32 = 2;
+pub const API_LEVEL: u32 = 3;
 
 /// Where lvsd listens unless its configuration says otherwise (`[control] socket`).
 pub const DEFAULT_SOCKET: &str = "/run/lvsd/lvsd.sock";

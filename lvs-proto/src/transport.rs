@@ -265,6 +265,9 @@ mod tests {
         ) -> Result<(), ApiError> {
             unavailable()
         }
+        async fn vrrp(self, _: Context) -> Result<Vec<crate::VrrpInstanceInfo>, ApiError> {
+            unavailable()
+        }
     }
 
     #[tokio::test]

@@ -302,6 +302,127 @@ pub struct RealServerInfo {
     pub counters: Counters,
     /// Rate estimates.
     pub rates: Rates,
+    /// API level 3: its health (active checks and passive detection), when a check is
+    /// configured for it; `None` = not checked (always in service).
+    #[serde(default)]
+    pub health: Option<HealthInfo>,
+    /// API level 3: this is the service's sorry server (keepalived `sorry_server`), in
+    /// the scheduling list only while no real server is up or quorum is lost.
+    #[serde(default)]
+    pub sorry: bool,
+    /// API level 3: whether it is in the scheduling list now. A real server whose health
+    /// check failed (without `inhibit_on_failure`) is taken out of the list as keepalived
+    /// does with IPVS (its connections continue) and put back at the head when it is up
+    /// again; an idle sorry server is out of the list too.
+    #[serde(default = "default_true")]
+    pub in_service: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Up or down, as health checks see a real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthState {
+    /// Passing: schedulable (given a weight above 0).
+    Up,
+    /// Failing: out of scheduling (or weight 0 with `inhibit_on_failure`).
+    Down,
+}
+
+impl fmt::Display for HealthState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HealthState::Up => "UP",
+            HealthState::Down => "DOWN",
+        })
+    }
+}
+
+/// The result of one health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckOutcome {
+    /// Whether it passed.
+    pub ok: bool,
+    /// When it finished.
+    pub at_unix_ms: u64,
+    /// How long it took (connect to verdict), in microseconds.
+    pub latency_us: u64,
+    /// What was seen, in a few words (`HTTP 200`, `connect: connection refused`,
+    /// `timeout after 500ms reading the status line`, `exit 3 (weight 1)`).
+    pub message: String,
+}
+
+/// Passive failure detection: failed handshakes the data path saw for a real server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassiveInfo {
+    /// Failed handshakes in a row (no SYN-ACK in time, or RST to a SYN).
+    pub failed_handshakes: u32,
+    /// How many in a row mark it down.
+    pub threshold: u32,
+    /// Whether passive detection has it down now.
+    pub down: bool,
+    /// While down: when it is tried again (milliseconds from now).
+    pub retry_in_ms: Option<u64>,
+    /// The current back-off between retries (doubles after each failed retry).
+    pub backoff_ms: u64,
+}
+
+/// A real server's health: the configured check, its counters, last result and next run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthInfo {
+    /// The check, in a few words (`http GET 192.0.2.11:80/health`, `tcp 192.0.2.11:80`,
+    /// `exec /usr/local/bin/check`); `passive` when only passive detection is on.
+    pub check: String,
+    /// Up or down.
+    pub state: HealthState,
+    /// When it entered that state.
+    pub since_unix_ms: u64,
+    /// Consecutive successes so far (towards `rise` while down).
+    pub successes: u32,
+    /// Consecutive failures so far (towards `fall` while up).
+    pub failures: u32,
+    /// Consecutive successes that bring it up.
+    pub rise: u32,
+    /// Consecutive failures that take it down (keepalived `retry`).
+    pub fall: u32,
+    /// Time between checks (keepalived `delay_loop`).
+    pub interval_ms: u64,
+    /// Per-check timeout (keepalived `connect_timeout`).
+    pub timeout_ms: u64,
+    /// The last result, once a check finished.
+    pub last: Option<CheckOutcome>,
+    /// When the next check starts (milliseconds from now), if one is scheduled.
+    pub next_in_ms: Option<u64>,
+    /// Checks run since the daemon started.
+    pub checks_total: u64,
+    /// Failed checks since the daemon started (keepalived `realServerFailedChecks`).
+    pub failures_total: u64,
+    /// `inhibit_on_failure`: down means weight 0 (connections continue) instead of out of
+    /// the scheduling list.
+    pub inhibit_on_failure: bool,
+    /// With an exec check and `dynamic_weight` (keepalived `misc_dynamic`): the weight the
+    /// last check's exit code asked for.
+    pub dynamic_weight: Option<u32>,
+    /// Passive detection, when on.
+    pub passive: Option<PassiveInfo>,
+}
+
+/// A service's quorum (keepalived `quorum` and `hysteresis`): the total weight of the
+/// real servers that are up must reach `quorum` for the service to be served by them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumInfo {
+    /// The total weight needed.
+    pub quorum: u64,
+    /// The hysteresis: quorum is lost below `quorum - hysteresis` and regained at
+    /// `quorum + hysteresis`.
+    pub hysteresis: u64,
+    /// The total weight of the real servers that are up now.
+    pub live_weight: u64,
+    /// Whether the service has its quorum.
+    pub up: bool,
 }
 
 impl RealServerInfo {
@@ -334,8 +455,12 @@ pub struct ServiceInfo {
     /// Rate estimates.
     pub rates: Rates,
     /// Real servers in scheduling order (IPVS list order: the newest first, which is the
-    /// order ipvsadm lists them in).
+    /// order ipvsadm lists them in); from API level 3, the real servers out of service
+    /// (health down, idle sorry server) follow, in configuration order.
     pub real_servers: Vec<RealServerInfo>,
+    /// API level 3: its quorum state, when health checks are configured.
+    #[serde(default)]
+    pub quorum: Option<QuorumInfo>,
 }
 
 impl ServiceInfo {
@@ -709,6 +834,52 @@ pub enum EventKind {
         /// Who removed it.
         by: Actor,
     },
+    /// API level 3: a real server went up or down (health check or passive detection).
+    HealthChanged {
+        /// The service.
+        service: ServiceKey,
+        /// The real server.
+        real_server: RealServerKey,
+        /// Up or down now.
+        state: HealthState,
+        /// The check that decided (`http GET 192.0.2.11:80/health`, `passive`, ...).
+        check: String,
+        /// Why, in a sentence: what failed or passed, after how many tries
+        /// (`3 failures in a row (fall 3): connect: connection refused`).
+        reason: String,
+    },
+    /// API level 3: a service lost or regained its quorum.
+    QuorumChanged {
+        /// The service.
+        service: ServiceKey,
+        /// Whether it has its quorum now.
+        up: bool,
+        /// The live weight at the change.
+        live_weight: u64,
+        /// The quorum.
+        quorum: u64,
+    },
+    /// API level 3: a service's sorry server went into or out of service.
+    SorryServer {
+        /// The service.
+        service: ServiceKey,
+        /// The sorry server.
+        real_server: RealServerKey,
+        /// In service now.
+        active: bool,
+    },
+    /// API level 3: a VRRP instance changed state.
+    VrrpTransition {
+        /// The instance's name.
+        instance: String,
+        /// The state before.
+        from: VrrpState,
+        /// The state now.
+        to: VrrpState,
+        /// Why (`master down timer expired`, `higher priority advert from 203.0.113.3`,
+        /// `priority 0 advert`, `interface int0 down`, ...).
+        reason: String,
+    },
     /// A kind this client does not know (sent by a newer daemon).
     #[serde(other)]
     Unknown,
@@ -918,4 +1089,75 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(unknown, EventKind::Unknown);
     }
+}
+
+/// A VRRP instance's state (RFC 9568 section 6.4; keepalived's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VrrpState {
+    /// Not started yet.
+    Init,
+    /// Backup: holds no VIP and forwards nothing.
+    Backup,
+    /// Master: holds the VIPs and forwards.
+    Master,
+    /// Fault: a tracked interface is down.
+    Fault,
+}
+
+impl fmt::Display for VrrpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            VrrpState::Init => "INIT",
+            VrrpState::Backup => "BACKUP",
+            VrrpState::Master => "MASTER",
+            VrrpState::Fault => "FAULT",
+        })
+    }
+}
+
+/// One VRRP instance of a director (API level 3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpInstanceInfo {
+    /// Its name (`VI_1`).
+    pub name: String,
+    /// The interface it runs on.
+    pub interface: String,
+    /// Virtual router id (1..=255).
+    pub vrid: u8,
+    /// VRRP version (2 or 3).
+    pub version: u8,
+    /// State now.
+    pub state: VrrpState,
+    /// Configured priority.
+    pub priority: u8,
+    /// Priority in effect (0 while stopping).
+    pub effective_priority: u8,
+    /// Advertisement interval in effect (v3: the master's, adopted by backups).
+    pub advert_interval_ms: u64,
+    /// Preemption on (keepalived: not `nopreempt`).
+    pub preempt: bool,
+    /// The current master's primary address, if known (ourselves when master).
+    pub master: Option<Ipv4Addr>,
+    /// The current master's priority, if known.
+    pub master_priority: Option<u8>,
+    /// The virtual addresses.
+    pub vips: Vec<Ipv4Prefix>,
+    /// The sync group it belongs to, if any.
+    pub sync_group: Option<String>,
+    /// Adverts sent.
+    pub adverts_sent: u64,
+    /// Adverts received (accepted).
+    pub adverts_received: u64,
+    /// Times it became master.
+    pub became_master: u64,
+    /// State transitions.
+    pub transitions: u64,
+    /// When the last transition happened, if any.
+    pub last_transition_unix_ms: Option<u64>,
+    /// Why the last transition happened.
+    pub last_reason: String,
+    /// Rejected adverts by reason (`ttl`, `version`, `length`, `checksum`, `vrid`,
+    /// `unicast_peer`, ...), only the non-zero ones.
+    pub rejected: Vec<(String, u64)>,
 }

@@ -295,6 +295,10 @@ impl LvsControl for Fake {
         })
     }
 
+    async fn vrrp(self, _: Context) -> Result<Vec<lvs_proto::VrrpInstanceInfo>, ApiError> {
+        Ok(Vec::new())
+    }
+
     async fn add_service(self, _: Context, s: NewService) -> Result<(), ApiError> {
         Err(ApiError::AlreadyExists {
             what: format!("virtual service {}", s.service),
@@ -348,6 +352,9 @@ fn rs(last: u8, weight: u32, active: u32, inactive: u32) -> RealServerInfo {
             outbytes: 9_999,
         },
         rates: Rates::default(),
+        health: None,
+        sorry: false,
+        in_service: true,
     }
 }
 
@@ -404,6 +411,7 @@ fn initial_state() -> State {
         },
         // Scheduling order, newest first.
         real_servers: vec![rs(12, 1, 0, 3), rs(11, 3, 2, 16)],
+        quorum: None,
     };
     let dns = ServiceInfo {
         protocol: Protocol::Udp,
@@ -420,6 +428,7 @@ fn initial_state() -> State {
         counters: Counters::default(),
         rates: Rates::default(),
         real_servers: vec![],
+        quorum: None,
     };
     let mut st = State {
         // Configuration order: UDP first; the listing sorts TCP first.

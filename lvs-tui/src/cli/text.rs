@@ -165,6 +165,40 @@ pub fn event_line(e: &Event) -> String {
             real_server,
             by,
         } => format!("remove real server {service} {real_server} by {by}"),
+        EventKind::HealthChanged {
+            service,
+            real_server,
+            state,
+            check,
+            reason,
+        } => format!("health {service} {real_server} {state} ({check}): {reason}"),
+        EventKind::QuorumChanged {
+            service,
+            up,
+            live_weight,
+            quorum,
+        } => format!(
+            "quorum {} for {service} (live weight {live_weight}, quorum {quorum})",
+            if *up { "regained" } else { "lost" }
+        ),
+        EventKind::SorryServer {
+            service,
+            real_server,
+            active,
+        } => format!(
+            "sorry server {real_server} of {service} {}",
+            if *active {
+                "in service"
+            } else {
+                "out of service"
+            }
+        ),
+        EventKind::VrrpTransition {
+            instance,
+            from,
+            to,
+            reason,
+        } => format!("vrrp {instance} {from} -> {to}: {reason}"),
         EventKind::Unknown => "an event this lvsctl does not know (newer lvsd)".to_owned(),
     };
     format!("{} {} {what}\n", e.seq, utc_time(e.at_unix_ms))
@@ -309,6 +343,9 @@ mod tests {
             lower_threshold: 0,
             counters: Counters::default(),
             rates: Rates::default(),
+            health: None,
+            sorry: false,
+            in_service: true,
         }
     }
 
@@ -334,6 +371,7 @@ mod tests {
                 rs(12, 2, Forwarding::Dr),
                 rs(11, 3, Forwarding::Nat),
             ],
+            quorum: None,
         };
         let text = format_list(None, &[service_row(&svc)], ListOptions::default());
         assert_eq!(

@@ -943,6 +943,7 @@ impl Executor {
                     real_server_info(d, self.drained.get(&(key, rs)).copied())
                 })
                 .collect(),
+            quorum: None,
         }
     }
 
@@ -1026,6 +1027,9 @@ fn real_server_info(d: &DestStats, drained_from: Option<u32>) -> RealServerInfo 
         lower_threshold: d.lower_threshold,
         counters: d.counters,
         rates: d.rates,
+        health: None,
+        sorry: false,
+        in_service: true,
     }
 }
 

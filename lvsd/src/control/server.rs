@@ -322,6 +322,12 @@ impl LvsControl for Handler {
         self.ask(Command::Topology).await
     }
 
+    async fn vrrp(self, _: Context) -> Result<Vec<lvs_proto::VrrpInstanceInfo>, ApiError> {
+        // No VRRP instance is configurable yet (issue 7): the director holds its VIPs
+        // itself, so the honest answer is "none".
+        Ok(Vec::new())
+    }
+
     async fn add_service(self, _: Context, service: NewService) -> Result<(), ApiError> {
         let what = format!(
             "add_service {} scheduler={} forwarding={}",
