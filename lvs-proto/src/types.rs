@@ -1085,7 +1085,7 @@ mod tests {
         );
         // A kind from a newer daemon still reads.
         let unknown: EventKind =
-            serde_json::from_str(r#"{"type":"vrrp_transition","from":"backup"}"#)
+            serde_json::from_str(r#"{"type":"sync_peer_lost","peer":"203.0.113.3"}"#)
                 .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(unknown, EventKind::Unknown);
     }

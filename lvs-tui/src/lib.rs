@@ -4,10 +4,11 @@
 //!   byte, over a plain view model, so both the CLI and the console print with them.
 //! - [`cli`]: `lvsctl`, the one-shot scripting CLI over the control API (binary in
 //!   `src/bin/lvsctl.rs`).
-//!
-//! The console itself arrives with issue #5.
+//! - [`console`]: `lvs-tui`, the full-screen console for one or more directors (binary in
+//!   `src/bin/lvs-tui.rs`; [`console::run`] for programs that embed it).
 
 pub mod cli;
+pub mod console;
 pub mod ipvsadm;
 
 /// Formats a counter the way ipvsadm does without `--exact`: plain below 100 million, then

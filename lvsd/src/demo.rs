@@ -2,11 +2,15 @@
 //!
 //! Builds a lab of network namespaces (client, router, one director, three real servers —
 //! see docs/architecture.md), starts the built-in backends and this very binary as the
-//! director, then sends a steady stream of HTTP requests from the client to the VIP and
-//! prints, every second, how many each real server answered. Ctrl-C (or `--duration`) stops
-//! the traffic, stops lvsd (which removes what it installed) and tears the lab down.
+//! director, then sends a steady stream of HTTP requests from the client to the VIP and opens
+//! the operator's console (`lvs-tui`) on the director, where the operator watches the split
+//! and edits weights live; quitting the console stops the demo. Without a terminal (or with
+//! `--no-console`) it prints, every second, how many each real server answered instead, until
+//! Ctrl-C or `--duration`. Either way it then stops lvsd (which removes what it installed)
+//! and tears the lab down.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,8 +23,18 @@ use lvs_lab::{Lab, LabSpec, RealServerSpec, client, node, vip};
 const REQUEST_GAP: Duration = Duration::from_millis(20);
 
 /// Runs the demo; returns the process exit code.
-pub fn run(duration: Option<u64>, scheduler: &str, forwarding: &str) -> ExitCode {
-    match demo(duration.map(Duration::from_secs), scheduler, forwarding) {
+///
+/// With `console` the operator's console (`lvs-tui`) opens on the demo's director while the
+/// client sends traffic; without it (or when stdout is not a terminal) the demo prints one
+/// line of per-server counts every second instead.
+pub fn run(duration: Option<u64>, scheduler: &str, forwarding: &str, console: bool) -> ExitCode {
+    let console = console && std::io::stdout().is_terminal();
+    match demo(
+        duration.map(Duration::from_secs),
+        scheduler,
+        forwarding,
+        console,
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lvsd demo: {e}");
@@ -29,7 +43,12 @@ pub fn run(duration: Option<u64>, scheduler: &str, forwarding: &str) -> ExitCode
     }
 }
 
-fn demo(duration: Option<Duration>, scheduler: &str, forwarding: &str) -> Result<(), String> {
+fn demo(
+    duration: Option<Duration>,
+    scheduler: &str,
+    forwarding: &str,
+    console: bool,
+) -> Result<(), String> {
     crate::daemon::check_privileges()
         .map_err(|e| format!("{e}; the demo builds network namespaces"))?;
     let dr = match forwarding {
@@ -83,31 +102,51 @@ fn demo(duration: Option<Duration>, scheduler: &str, forwarding: &str) -> Result
     let target = SocketAddr::from((vip, node::HTTP_PORT));
     let started = Instant::now();
     let stop_client = Arc::clone(&stop);
-    let totals = lab.client().run(move || {
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        let mut errors = 0u64;
-        let mut last_print = Instant::now();
-        loop {
-            if stop_client.load(Ordering::Relaxed)
-                || duration.is_some_and(|d| started.elapsed() >= d)
-            {
-                break;
-            }
-            match client::http_request(target, "GET", "/", Duration::from_secs(2)) {
-                Ok(r) => {
-                    let name = r.backend().unwrap_or("?").to_string();
-                    *counts.entry(name).or_default() += 1;
+    let client_host = lab.client().clone();
+    let traffic = std::thread::Builder::new()
+        .name("demo-client".into())
+        .spawn(move || {
+            client_host.run(move || {
+                let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+                let mut errors = 0u64;
+                let mut last_print = Instant::now();
+                loop {
+                    if stop_client.load(Ordering::Relaxed)
+                        || duration.is_some_and(|d| started.elapsed() >= d)
+                    {
+                        break;
+                    }
+                    match client::http_request(target, "GET", "/", Duration::from_secs(2)) {
+                        Ok(r) => {
+                            let name = r.backend().unwrap_or("?").to_string();
+                            *counts.entry(name).or_default() += 1;
+                        }
+                        Err(_) => errors += 1,
+                    }
+                    if !console && last_print.elapsed() >= Duration::from_secs(1) {
+                        last_print = Instant::now();
+                        println!("{}", line(started.elapsed(), &counts, errors));
+                    }
+                    std::thread::sleep(REQUEST_GAP);
                 }
-                Err(_) => errors += 1,
-            }
-            if last_print.elapsed() >= Duration::from_secs(1) {
-                last_print = Instant::now();
-                println!("{}", line(started.elapsed(), &counts, errors));
-            }
-            std::thread::sleep(REQUEST_GAP);
+                (counts, errors)
+            })
+        })
+        .map_err(|e| format!("starting the demo client: {e}"))?;
+    if console {
+        // The console in the foreground until the operator quits it (q or Ctrl-C); the
+        // client keeps the traffic going underneath.
+        let mut args = lvs_tui::console::ConsoleArgs::for_socket(lvsd.control_socket());
+        args.interval = Some("1s".into());
+        let result = lvs_tui::console::run(args);
+        stop.store(true, Ordering::Relaxed);
+        if let Err(e) = result {
+            eprintln!("lvsd demo: the console stopped: {e}");
         }
-        (counts, errors)
-    });
+    }
+    let totals = traffic
+        .join()
+        .map_err(|_| "the demo client panicked".to_string())?;
     let (counts, errors) = totals;
     println!("{}", line(started.elapsed(), &counts, errors));
     println!("lvsd demo: stopping lvsd and tearing the lab down");

@@ -6,6 +6,8 @@
 //! - [`io`]: the only module with raw sockets and `unsafe`.
 //! - [`kernel`]: netlink (links, addresses, routes) and the nftables guard rules.
 //! - [`config`]: the TOML configuration, validated with file/line/key errors.
+//! - [`vrrp`]: the VRRP state machine (RFC 9568 / RFC 3768), pure and time-injected, with
+//!   its simulator; the daemon does not drive it yet (issue 7).
 //! - [`control`]: the tarpc control API on a Unix socket, on its own thread, talking to the
 //!   forwarding loop through a command channel.
 //! - [`daemon`]: wires config, kernel, io and the core into a running director.
@@ -20,4 +22,5 @@ pub mod demo;
 pub mod io;
 pub mod kernel;
 pub mod sched;
+pub mod vrrp;
 pub mod wire;

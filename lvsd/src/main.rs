@@ -43,6 +43,9 @@ enum Command {
         /// Forwarding method for the demo's real servers (nat or dr).
         #[arg(long, default_value = "nat")]
         forwarding: String,
+        /// Print per-server counts every second instead of opening the console.
+        #[arg(long)]
+        no_console: bool,
     },
     /// Lab node roles (backends) used by the demo and the integration tests.
     #[command(hide = true)]
@@ -62,7 +65,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if !matches!(command, Command::LabNode { .. }) {
+    // The lab nodes log nothing; the demo's console logs to its own file (a log line on the
+    // terminal would scroll the console's screen).
+    if !matches!(command, Command::LabNode { .. } | Command::Demo { .. }) {
         lvsd::daemon::init_logging();
     }
     match command {
@@ -87,7 +92,8 @@ fn main() -> ExitCode {
             duration,
             scheduler,
             forwarding,
-        } => lvsd::demo::run(duration, &scheduler, &forwarding),
+            no_console,
+        } => lvsd::demo::run(duration, &scheduler, &forwarding, !no_console),
         Command::LabNode { args } => {
             let code = lvs_lab::node::run(&args);
             ExitCode::from(u8::try_from(code).unwrap_or(1))

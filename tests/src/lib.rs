@@ -46,7 +46,7 @@ pub use lab::{
     CLIENT_ADDR, FIRST_VIP, Gateway, Lab, LabSpec, LogFiles, ROUTER_BACK_ADDR, ROUTER_CLIENT_ADDR,
     ROUTER_FRONT_ADDR, RealServerSpec, director_ext_addr, director_int_addr, real_server_addr, vip,
 };
-pub use lvsd::{LvsdProcess, lvsctl_binary, lvsd_binary};
+pub use lvsd::{LvsdProcess, lvs_tui_binary, lvsctl_binary, lvsd_binary};
 pub use netlink::IfAddr;
 pub use netns::Netns;
 pub use nix::sys::signal::Signal;

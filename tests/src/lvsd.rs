@@ -240,6 +240,31 @@ pub fn lvsctl_binary() -> Result<PathBuf> {
         .map_err(LabError::Build)
 }
 
+/// The `lvs-tui` console binary: `$LVS_TUI_BIN`, or the workspace's own build (built on
+/// demand like [`lvsd_binary`]).
+pub fn lvs_tui_binary() -> Result<PathBuf> {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            locate_or_build_bin(
+                "lvs-tui",
+                "lvs-tui",
+                "LVS_TUI_BIN",
+                &[
+                    "Cargo.toml",
+                    "Cargo.lock",
+                    "lvs-tui/Cargo.toml",
+                    "lvs-tui/src",
+                    "lvs-proto/Cargo.toml",
+                    "lvs-proto/src",
+                ],
+            )
+            .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(LabError::Build)
+}
+
 /// `$env_override`, or binary `bin` of workspace package `package` in the test executable's
 /// target directory and profile, (re)built with cargo when missing or older than `sources`
 /// (paths relative to the workspace root).

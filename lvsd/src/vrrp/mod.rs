@@ -1,0 +1,203 @@
+//! VRRP failover between directors: a sans-I/O core (RFC 9568 VRRPv3, RFC 3768 VRRPv2,
+//! IPv4) and a deterministic simulator. Nothing in the daemon drives it yet (issue 7).
+//!
+//! # Shape
+//! - [`Instance`]: one `vrrp_instance`, the RFC 9568 §6.4 state machine
+//!   (Init / Backup / Master / Fault, keepalived's names for RFC 9568's
+//!   Initialize / Backup / Active). Inputs are `start`, `stop`, `handle_packet` /
+//!   `handle_advert`, `set_link` and `handle_timeout`, each with `now` passed in; outputs
+//!   are [`Action`]s pushed onto a caller-owned `Vec`. [`Instance::poll_timeout`] says when
+//!   to call `handle_timeout` next (like `Dataplane::poll_timeout`).
+//! - [`Router`]: every instance of a director, the VRID demultiplexer and the sync groups
+//!   (instances that move together, keepalived `vrrp_sync_group`).
+//! - [`sim`]: N routers on a simulated segment with a seeded PRNG (loss, delay,
+//!   partitions, freezes, kills, graceful stops) that runs the real code path, bytes
+//!   included, in microseconds of CPU per simulated second.
+//!
+//! # Invariants
+//! - No clock reads, no sleeping, no sockets, no `unsafe`. Same inputs → same outputs.
+//! - VIPs are held exactly while an instance is `Master`; every entry into Master emits
+//!   `AddVips` (then an advert and a GARP round), every exit emits `RemoveVips`. A backup
+//!   holds no VIP and must forward nothing, so DR/TUN traffic can never loop between
+//!   directors.
+//! - Untrusted bytes are read only through `wire::vrrp::VrrpPacket::new_checked`; no
+//!   `unwrap`/`expect` on packet data. Every receive check of RFC 9568 §7.1 / RFC 3768
+//!   §7.1 has its own counter ([`Reject`]) and a dropped packet changes no state (the one
+//!   side effect: an owner conflict lowers our priority to 254, as keepalived does).
+//! - Timers: Master_Down_Interval = 3 × Master_Adver_Interval + Skew_Time, Skew_Time
+//!   `(256 − prio)/256 s` (v2) or `(256 − prio) × Master_Adver_Interval / 256` (v3);
+//!   a v3 backup adopts the master's interval; priority 0 sets the down timer to
+//!   Skew_Time; a master hearing priority 0 advertises at once.
+//! - Checksums: v3 over IPv4 is checksummed over the message alone by default, as RFC
+//!   9568 §5.2.8 specifies; [`V3Checksum::PseudoHeader`] is the RFC 5798 reading that
+//!   keepalived uses unless `v3_checksum_as_v2` is set. Peers must agree, or each drops
+//!   the other's adverts and both become master.
+//! - Healing (keepalived #166/#1528): a master hearing a lower priority (or an equal one
+//!   from a lower address) re-advertises and re-sends GARP; a master stepping down for a
+//!   higher priority first sends one advert (`higher_prio_send_advert`, on by default),
+//!   so the winner of every healed split brain re-sends GARP.
+//!
+//! # How the daemon will drive it (integration session)
+//! - Socket: one raw `AF_INET`/`SOCK_RAW`/protocol 112 socket per VRRP interface, bound
+//!   to it (`SO_BINDTODEVICE`), joined to 224.0.0.18 (`IP_ADD_MEMBERSHIP`), with
+//!   `IP_MULTICAST_TTL` / `IP_TTL` 255, `IP_MULTICAST_LOOP` off and `IP_MULTICAST_IF`
+//!   the interface. Received datagrams include the IP header: pass them to
+//!   `Router::handle_packet(now, ifname, bytes)`. Send `Instance::emit_advert(priority,
+//!   dst, buf)` to every `Instance::destinations()` address, from the primary address.
+//! - Loop: `poll` on the sockets and a netlink link-event socket with the timeout from
+//!   `Router::poll_timeout`; then `handle_timeout(now)`; apply the actions in order.
+//!   Adverts must never wait behind health checks or the control plane: VRRP runs on its
+//!   own thread (or the forwarding thread's poll), never behind a tokio task that can
+//!   stall.
+//! - `AddVips` / `RemoveVips`: netlink `RTM_NEWADDR` / `RTM_DELADDR`, and tell the
+//!   dataplane to start / stop forwarding for those VIPs. VIP ownership moves from
+//!   lvsd's startup (today it adds the VIPs unconditionally) to these transitions.
+//!   `SendGarp{repeat}`: `repeat` gratuitous ARP requests per VIP from the interface MAC
+//!   (keepalived spaces them by `garp_interval`). `Transition`: an
+//!   `EventKind::VrrpTransition` event and the notify script.
+//! - Link events (`RTM_NEWLINK` up/down) → `Router::set_link`. Shutdown (SIGTERM) →
+//!   `Router::stop`, send what it returns, then exit.
+//!
+//! # Left for the integration session
+//! The I/O driver and its sockets; netlink VIP add/remove and the dataplane switch; GARP
+//! frames on the packet socket; `[[vrrp_instance]]` / `[[vrrp_sync_group]]` config keys
+//! (as in issue 7) mapped onto [`InstanceConfig`] and `lvsd check` errors from
+//! [`ConfigError`]; the `vrrp()` RPC filled from [`Router::info`]; notify scripts;
+//! keepalived interop tests in the lab (v2/v3, multicast/unicast, both checksum
+//! flavours); the failover benchmark; IPv6 (VRRPv3 over IPv6, NA instead of GARP);
+//! VIP-on-the-interface's-subnet validation; keepalived's `vrrp_startup_delay`,
+//! `track_script` and initial `state MASTER` (not modelled here).
+//!
+//! # Deviations, on purpose
+//! - No virtual MAC (RFC 9568 §7.2 sends adverts from 00-00-5E-00-01-{VRID}): like
+//!   keepalived without `use_vmac`, adverts and GARPs use the interface MAC, and the
+//!   GARPs move the VIPs.
+//! - An owner processes non-255 adverts (RFC 9568 §7.1 would discard them all) so it
+//!   answers priority 0 at once and heals a second master; nothing can demote it.
+//! - v2 adverts always carry the 8 bytes of authentication data (RFC 3768 §5.1); auth
+//!   types 1 and 2 are only compared, never computed.
+
+mod config;
+mod counters;
+mod instance;
+mod router;
+pub mod sim;
+
+#[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use lvs_proto::{Ipv4Prefix, VrrpState};
+
+pub use config::{
+    AcceptConfig, ConfigError, GarpConfig, InstanceConfig, SyncGroupConfig, V3Checksum,
+};
+pub use counters::{Counters, Reject};
+pub use instance::{Instance, Received};
+pub use router::{InstanceId, Router};
+
+/// What the caller must do, in order, after feeding an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send one advert with this priority to every [`Instance::destinations`] address
+    /// (build it with [`Instance::emit_advert`]). Priority 0 = resigning.
+    SendAdvert {
+        /// Priority to advertise.
+        priority: u8,
+    },
+    /// Add these addresses to the instance's interface and start forwarding for them.
+    AddVips(Vec<Ipv4Prefix>),
+    /// Stop forwarding for these addresses and remove them from the interface.
+    RemoveVips(Vec<Ipv4Prefix>),
+    /// Send `repeat` gratuitous ARPs for each VIP (RFC 9568 §6.4.2 "broadcast a
+    /// gratuitous ARP"; keepalived's `garp_*` repeat counts).
+    SendGarp {
+        /// GARPs per VIP.
+        repeat: u32,
+    },
+    /// The state changed (one `EventKind::VrrpTransition`).
+    Transition {
+        /// Before.
+        from: VrrpState,
+        /// After.
+        to: VrrpState,
+        /// Why.
+        reason: Reason,
+    },
+}
+
+/// Why a transition happened. Displays as the event text the console shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Started as a non-owner (RFC 9568 §6.4.1).
+    Startup,
+    /// Started as the address owner, priority 255 (RFC 9568 §6.4.1).
+    Owner,
+    /// The master-down timer expired (RFC 9568 §6.4.2).
+    MasterDown,
+    /// The master resigned with a priority-0 advert and Skew_Time passed
+    /// (RFC 9568 §6.4.2).
+    PriorityZero {
+        /// The resigning master.
+        from: Ipv4Addr,
+    },
+    /// preempt_delay ran out with a lower-priority master still in place.
+    PreemptDelay {
+        /// That master.
+        master: Ipv4Addr,
+        /// Its priority.
+        priority: u8,
+    },
+    /// A master heard a higher priority, or an equal one from a higher address
+    /// (RFC 9568 §6.4.3).
+    HigherPriority {
+        /// The sender.
+        from: Ipv4Addr,
+        /// Its priority.
+        priority: u8,
+    },
+    /// A tracked interface went down.
+    InterfaceDown(String),
+    /// The last tracked interface came back.
+    InterfaceUp(String),
+    /// Graceful stop.
+    Shutdown,
+    /// Moved with its sync group.
+    SyncGroup {
+        /// The group.
+        group: String,
+        /// The member that moved first.
+        instance: String,
+    },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Startup => f.write_str("startup"),
+            Reason::Owner => f.write_str("address owner (priority 255)"),
+            Reason::MasterDown => f.write_str("master down timer expired"),
+            Reason::PriorityZero { from } => write!(f, "priority 0 advert from {from}"),
+            Reason::PreemptDelay { master, priority } => write!(
+                f,
+                "preempt delay expired (master {master} priority {priority})"
+            ),
+            Reason::HigherPriority { from, priority } => {
+                write!(
+                    f,
+                    "higher priority advert from {from} (priority {priority})"
+                )
+            }
+            Reason::InterfaceDown(i) => write!(f, "interface {i} down"),
+            Reason::InterfaceUp(i) => write!(f, "interface {i} up"),
+            Reason::Shutdown => f.write_str("shutdown"),
+            Reason::SyncGroup { group, instance } => {
+                write!(f, "sync group {group} follows {instance}")
+            }
+        }
+    }
+}
