@@ -22,7 +22,7 @@
 //! [`Director::shutdown`]; the guard table is also owned by lvsd's netlink socket, so the
 //! kernel removes it even if lvsd is killed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -37,13 +37,15 @@ use tracing::{error, info, warn};
 
 use lvs_proto::EventKind;
 
-use crate::config::{Config, ControlSettings};
+use crate::config::{Config, ControlSettings, HealthCheck};
 use crate::conn::tcp::{TcpState, Timeouts};
+use crate::control::HealthUpdate;
 use crate::control::{ControlHandle, Executor};
 use crate::dataplane::{
-    Dataplane, DataplaneConfig, DestSpec, Interface, Persistence, RxFrame, ServiceSpec, Stats,
-    Verdict,
+    Dataplane, DataplaneConfig, DestSpec, HealthSpec, Interface, PassiveSpec, Persistence, RxFrame,
+    ServiceHealth, ServiceSpec, Stats, Verdict,
 };
+use crate::health::{HealthReport, HealthRunner, Target, TargetId};
 use crate::io::filter::{Filter, FilterSpec};
 use crate::io::{PacketSocket, VnetHdr};
 use crate::kernel::{GuardDevice, GuardSpec, Kernel, LinkInfo, NftGuard};
@@ -53,6 +55,10 @@ use crate::sched::SchedParams;
 const NEIGHBOUR_WAIT: Duration = Duration::from_secs(3);
 /// Upper bound on one wait, so signals are noticed promptly even without traffic.
 const MAX_WAIT: Duration = Duration::from_millis(100);
+/// When the data path is compared with the health runner after a reconfiguration.
+const RECONCILE_FIRST: Duration = Duration::from_millis(300);
+/// ... and once more, later.
+const RECONCILE_LAST: Duration = Duration::from_secs(2);
 /// Frames read from one socket before looking at the others.
 const BATCH: usize = 64;
 /// Kernel buffer of each packet socket, each way.
@@ -200,50 +206,53 @@ impl Plan {
             inbound.push((vs.protocol, vs.vip, vs.port));
             let mut dests = Vec::with_capacity(vs.real_servers.len());
             for rs in &vs.real_servers {
-                let route = kernel
-                    .route_to(rs.addr)
-                    .map_err(|e| format!("real server {}: no route: {e}", rs.addr))?;
-                let Some(link) = links.iter().find(|l| l.ifindex == route.ifindex) else {
-                    return Err(format!(
-                        "real server {} is reached through {}, which is this director itself or \
-                         an interface lvsd cannot use (down, or without an Ethernet address)",
-                        rs.addr,
-                        name_of(route.ifindex)
-                    ));
-                };
-                if rs.forwarding == Forwarding::Dr {
-                    if let Some(gw) = route.gateway {
-                        return Err(format!(
-                            "real server {} is behind the router {gw}: direct routing needs it on a \
-                             network attached to this director (or use forwarding = \"nat\")",
-                            rs.addr
-                        ));
-                    }
-                }
-                let source = route
-                    .prefsrc
-                    .or_else(|| link.ipv4.first().map(|(a, _)| *a))
-                    .ok_or_else(|| {
-                        format!(
-                            "real server {}: interface {} has no IPv4 address to resolve it from",
-                            rs.addr, link.name
-                        )
-                    })?;
-                if rs.forwarding == Forwarding::Nat {
-                    replies.push((vs.protocol, rs.addr, rs.port));
-                }
-                dests.push(DestSpec {
+                let route = RouteTo {
                     addr: rs.addr,
                     port: rs.port,
                     weight: rs.weight,
                     forwarding: rs.forwarding,
-                    ifindex: link.ifindex,
-                    next_hop: route.gateway.unwrap_or(rs.addr),
-                    source,
                     upper_threshold: rs.upper_threshold,
                     lower_threshold: rs.lower_threshold,
-                });
+                    health: health_spec(vs, rs),
+                };
+                dests.push(route.plan(&links, kernel, &name_of)?);
+                if rs.forwarding == Forwarding::Nat {
+                    replies.push((vs.protocol, rs.addr, rs.port));
+                }
             }
+            let sorry = match &vs.sorry_server {
+                Some(s) => {
+                    if vs
+                        .real_servers
+                        .iter()
+                        .any(|rs| (rs.addr, rs.port) == (s.addr, s.port))
+                    {
+                        return Err(format!(
+                            "virtual service {} {}:{}: the sorry server {}:{} is also one of its \
+                             real servers",
+                            vs.protocol.ipvsadm_name(),
+                            vs.vip,
+                            vs.port,
+                            s.addr,
+                            s.port
+                        ));
+                    }
+                    if s.forwarding == Forwarding::Nat {
+                        replies.push((vs.protocol, s.addr, s.port));
+                    }
+                    let route = RouteTo {
+                        addr: s.addr,
+                        port: s.port,
+                        weight: 1,
+                        forwarding: s.forwarding,
+                        upper_threshold: 0,
+                        lower_threshold: 0,
+                        health: HealthSpec::default(),
+                    };
+                    Some(route.plan(&links, kernel, &name_of)?)
+                }
+                None => None,
+            };
             services.push(ServiceSpec {
                 vip: vs.vip,
                 port: vs.port,
@@ -261,6 +270,11 @@ impl Plan {
                 }),
                 one_packet: vs.one_packet,
                 dests,
+                health: ServiceHealth {
+                    sorry,
+                    quorum: vs.quorum,
+                    hysteresis: vs.hysteresis,
+                },
             });
         }
         dedup(&mut inbound);
@@ -268,6 +282,10 @@ impl Plan {
 
         // The guard and the filter apply on every interface: a client's packet may arrive
         // on any of them, and the kernel must not answer it on any of them.
+        let local: Vec<Ipv4Addr> = links
+            .iter()
+            .flat_map(|l| l.ipv4.iter().map(|(a, _)| *a))
+            .collect();
         let guard = GuardSpec {
             devices: links
                 .iter()
@@ -275,6 +293,8 @@ impl Plan {
                     name: l.name.clone(),
                     drop_dst: inbound.clone(),
                     drop_src: replies.clone(),
+                    // Health checks' answers come from RIP:port to the director itself.
+                    accept_local: local.clone(),
                 })
                 .collect(),
         };
@@ -306,6 +326,94 @@ impl Plan {
             guard,
             vips,
         })
+    }
+}
+
+/// A real server (or sorry server) to reach: what [`RouteTo::plan`] turns into a
+/// [`DestSpec`] through the kernel's route to it.
+#[derive(Debug, Clone, Copy)]
+struct RouteTo {
+    addr: Ipv4Addr,
+    port: u16,
+    weight: u32,
+    forwarding: Forwarding,
+    upper_threshold: u32,
+    lower_threshold: u32,
+    health: HealthSpec,
+}
+
+impl RouteTo {
+    fn plan(
+        &self,
+        links: &[LinkInfo],
+        kernel: &Kernel,
+        name_of: &dyn Fn(u32) -> String,
+    ) -> Result<DestSpec, String> {
+        let route = kernel
+            .route_to(self.addr)
+            .map_err(|e| format!("real server {}: no route: {e}", self.addr))?;
+        let Some(link) = links.iter().find(|l| l.ifindex == route.ifindex) else {
+            return Err(format!(
+                "real server {} is reached through {}, which is this director itself or \
+                 an interface lvsd cannot use (down, or without an Ethernet address)",
+                self.addr,
+                name_of(route.ifindex)
+            ));
+        };
+        if self.forwarding == Forwarding::Dr {
+            if let Some(gw) = route.gateway {
+                return Err(format!(
+                    "real server {} is behind the router {gw}: direct routing needs it on a \
+                     network attached to this director (or use forwarding = \"nat\")",
+                    self.addr
+                ));
+            }
+        }
+        let source = route
+            .prefsrc
+            .or_else(|| link.ipv4.first().map(|(a, _)| *a))
+            .ok_or_else(|| {
+                format!(
+                    "real server {}: interface {} has no IPv4 address to resolve it from",
+                    self.addr, link.name
+                )
+            })?;
+        Ok(DestSpec {
+            addr: self.addr,
+            port: self.port,
+            weight: self.weight,
+            forwarding: self.forwarding,
+            ifindex: link.ifindex,
+            next_hop: route.gateway.unwrap_or(self.addr),
+            source,
+            upper_threshold: self.upper_threshold,
+            lower_threshold: self.lower_threshold,
+            health: self.health,
+        })
+    }
+}
+
+/// How the data path watches a real server: its effective active check (`alpha` starts
+/// it down, as the health runner's `initial_state` does), inhibit, and the
+/// service's passive detection (TCP and NAT only: the director must see the SYN-ACKs).
+pub fn health_spec(
+    vs: &crate::config::VirtualService,
+    rs: &crate::config::RealServer,
+) -> HealthSpec {
+    let check = rs.health_check.as_ref();
+    HealthSpec {
+        checked: check.is_some(),
+        start_down: check.is_some_and(|c| c.alpha),
+        inhibit_on_failure: check.is_some_and(|c| c.inhibit_on_failure),
+        passive: vs
+            .passive
+            .filter(|_| vs.protocol == Protocol::Tcp && rs.forwarding == Forwarding::Nat)
+            .map(|p| PassiveSpec {
+                failures: p.failures,
+                syn_timeout: p.syn_timeout,
+                backoff: p.backoff,
+                max_backoff: p.max_backoff,
+            }),
     }
 }
 
@@ -366,6 +474,60 @@ struct Director {
     control: Option<ControlHandle>,
     /// The `[control]` settings in use (a reload does not change them).
     control_settings: ControlSettings,
+    /// The active health checks (their own thread); shared with the executor's listings.
+    health: Option<Arc<HealthRunner>>,
+    /// The checks the runner runs now, by target (to see which ones a change restarts).
+    health_targets: HashMap<TargetId, HealthCheck>,
+    /// When the data path is next compared with the runner's states (after a
+    /// reconfiguration: a report of the old check may cross the change).
+    reconcile_at: Vec<Instant>,
+}
+
+/// One [`Target`] per real server with an effective check.
+fn health_targets(config: &Config) -> Vec<Target> {
+    let mut out = Vec::new();
+    for vs in &config.services {
+        let service = lvs_proto::ServiceKey {
+            protocol: vs.protocol,
+            vip: vs.vip,
+            port: vs.port,
+        };
+        for rs in &vs.real_servers {
+            if let Some(check) = &rs.health_check {
+                out.push(Target {
+                    id: TargetId {
+                        service,
+                        real_server: lvs_proto::RealServerKey::new(rs.addr, rs.port),
+                    },
+                    check: check.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The forwarding thread's form of a runner report.
+fn health_update(r: HealthReport) -> HealthUpdate {
+    match r {
+        HealthReport::Changed {
+            id,
+            state,
+            check,
+            reason,
+        } => HealthUpdate::Changed {
+            service: id.service,
+            real_server: id.real_server,
+            state,
+            check,
+            reason,
+        },
+        HealthReport::DynamicWeight { id, weight } => HealthUpdate::Weight {
+            service: id.service,
+            real_server: id.real_server,
+            weight,
+        },
+    }
 }
 
 impl Director {
@@ -391,7 +553,14 @@ impl Director {
             executor,
             control: None,
             control_settings: config.control.clone(),
+            health: None,
+            health_targets: HashMap::new(),
+            reconcile_at: Vec::new(),
         };
+        if let Err(e) = director.start_health(config) {
+            let _ = director.shutdown();
+            return Err(e);
+        }
         if let Err(e) = director.open_sockets(&plan, &filter) {
             let _ = director.shutdown();
             return Err(e);
@@ -414,6 +583,90 @@ impl Director {
             "forwarding"
         );
         Ok(director)
+    }
+
+    /// Starts the health runner with the configuration's targets; its reports go to the
+    /// forwarding thread through the executor's health inbox (never blocking the runner).
+    fn start_health(&mut self, config: &Config) -> Result<(), String> {
+        let targets = health_targets(config);
+        self.health_targets = targets.iter().map(|t| (t.id, t.check.clone())).collect();
+        let sender = self.executor.health_sender();
+        let runner = HealthRunner::start(
+            targets,
+            Box::new(move |r: HealthReport| sender.send(health_update(r))),
+        )
+        .map_err(|e| format!("starting the health checks: {e}"))?;
+        let runner = Arc::new(runner);
+        let view = Arc::clone(&runner);
+        self.executor.set_health_view(Box::new(move || {
+            view.snapshot()
+                .into_iter()
+                .map(|(id, info)| ((id.service, id.real_server), info))
+                .collect()
+        }));
+        self.health = Some(runner);
+        Ok(())
+    }
+
+    /// After a reload or an API edit: the runner gets the new targets; a target whose
+    /// check changed starts over in the runner (initial state), so the data path starts it
+    /// over too, and both are compared again shortly after (`reconcile_at`).
+    fn reconfigure_health(&mut self, config: &Config) {
+        let Some(runner) = self.health.as_ref() else {
+            return;
+        };
+        // Reports of the old checks first.
+        self.executor
+            .apply_health(&mut self.dataplane, Instant::now());
+        let targets = health_targets(config);
+        let restarted: Vec<Target> = targets
+            .iter()
+            .filter(|t| self.health_targets.get(&t.id) != Some(&t.check))
+            .cloned()
+            .collect();
+        self.health_targets = targets.iter().map(|t| (t.id, t.check.clone())).collect();
+        runner.reconfigure(targets);
+        for t in restarted {
+            let up = HealthRunner::initial_state(&t.check) == lvs_proto::HealthState::Up;
+            let target = t.check.target(t.id.real_server.addr, t.id.real_server.port);
+            let _ = self.dataplane.set_health(
+                &crate::dataplane::ServiceKey {
+                    protocol: t.id.service.protocol,
+                    vip: t.id.service.vip,
+                    port: t.id.service.port,
+                },
+                t.id.real_server.addr,
+                t.id.real_server.port,
+                up,
+                &t.check.describe(target),
+                "the check was reconfigured: starting over",
+            );
+        }
+        let now = Instant::now();
+        self.reconcile_at = vec![now + RECONCILE_FIRST, now + RECONCILE_LAST];
+    }
+
+    /// Makes the data path agree with the runner's states (after a reconfiguration).
+    fn reconcile_health(&mut self, now: Instant) {
+        self.reconcile_at.retain(|t| *t > now);
+        let Some(runner) = self.health.as_ref() else {
+            return;
+        };
+        for (id, info) in runner.snapshot() {
+            let _ = self.dataplane.set_health(
+                &crate::dataplane::ServiceKey {
+                    protocol: id.service.protocol,
+                    vip: id.service.vip,
+                    port: id.service.port,
+                },
+                id.real_server.addr,
+                id.real_server.port,
+                info.state == lvs_proto::HealthState::Up,
+                &info.check,
+                "state after the reconfiguration",
+            );
+        }
+        self.executor.take_health_events(&mut self.dataplane, now);
     }
 
     fn if_name(&self, ifindex: u32) -> String {
@@ -550,6 +803,12 @@ impl Director {
                     self.drain(i, &mut rx, &mut tx)?;
                 }
             }
+            // Passive detection's flips (made while forwarding) become events.
+            let now = Instant::now();
+            self.executor.take_health_events(&mut self.dataplane, now);
+            if self.reconcile_at.first().is_some_and(|t| *t <= now) {
+                self.reconcile_health(now);
+            }
             // Control commands run between packet batches, never in the middle of one.
             if readable[n] || commands_waiting {
                 commands_waiting = self
@@ -559,6 +818,9 @@ impl Director {
                 // reload applies the file, before any further command runs.
                 if let Some(edit) = self.executor.take_config_edit() {
                     let r = self.apply(&edit.config);
+                    if r.is_ok() {
+                        self.reconfigure_health(&edit.config);
+                    }
                     match &r {
                         Ok(()) => info!("applied a configuration edit from the control API"),
                         Err(e) => warn!("a configuration edit from the control API failed: {e}"),
@@ -649,6 +911,7 @@ impl Director {
             warn!("reload: [control] changes take effect only when lvsd restarts");
         }
         self.apply(&config)?;
+        self.reconfigure_health(&config);
         // API edits not saved to the file are gone now: the file is the running config.
         self.executor.set_running_config(config.clone());
         Ok(config.services.len())
@@ -700,6 +963,14 @@ impl Director {
     fn shutdown(&mut self) -> Result<(), String> {
         if let Some(mut control) = self.control.take() {
             control.stop();
+        }
+        // The executor's listing view holds the other reference to the runner.
+        self.executor.clear_health_view();
+        if let Some(runner) = self.health.take() {
+            match Arc::try_unwrap(runner) {
+                Ok(r) => r.stop(),
+                Err(shared) => drop(shared),
+            }
         }
         let mut failures = Vec::new();
         for (ifindex, addr) in std::mem::take(&mut self.added_vips) {
@@ -762,7 +1033,13 @@ pub fn format_stats(stats: &Stats) -> String {
                 d.active,
                 d.inactive,
                 d.persistent,
-                if d.overloaded { " OVERLOAD" } else { "" },
+                match (d.overloaded, d.sorry, d.in_service) {
+                    (_, true, false) => " SORRY(idle)",
+                    (_, true, true) => " SORRY",
+                    (_, false, false) => " OUT(health)",
+                    (true, _, _) => " OVERLOAD",
+                    _ => "",
+                },
                 c.conns,
                 c.inpkts,
                 c.outpkts,

@@ -75,6 +75,11 @@ fn demo(
         "[[virtual_server]]\naddress = \"{vip}:{port}\"\nprotocol = \"tcp\"\nscheduler = \"{scheduler}\"\nforwarding = \"{forwarding}\"\n",
         port = node::HTTP_PORT
     );
+    // An HTTP health check, so the console's Health column and the service detail have
+    // something to show (and a stopped backend would leave the list).
+    config.push_str(
+        "\n[virtual_server.health_check]\nkind = \"http\"\npath = \"/status/200\"\ninterval = \"1s\"\ntimeout = \"500ms\"\nrise = 2\nfall = 2\n",
+    );
     for (k, w) in weights.iter().enumerate() {
         let rs = lab.real_server(k + 1);
         config.push_str(&format!(

@@ -14,6 +14,17 @@
 //!
 //! It prints `ready` on stdout once every socket is bound, then runs until killed.
 //!
+//! `hostile --mode MODE --port P` is a misbehaving TCP server on 0.0.0.0:P for health-check
+//! tests; each connection gets, after the client's first bytes (or 200 ms of silence):
+//! - `empty`: nothing, then a clean close (a 0-byte reply);
+//! - `huge`: `HTTP/1.1 200 OK` with `Content-Length: 104857600` and 100 MiB of body;
+//! - `garbage`: 4 KiB of bytes that are not HTTP, then close;
+//! - `slow`: `HTTP/1.1 200 OK\r\n...` one byte per second;
+//! - `rst`: a reset (close with `SO_LINGER` 0);
+//! - `plain`: a plain HTTP 200 (to a client that expects TLS).
+//!
+//! It prints `ready` once bound; each connection is bounded to 200 s.
+//!
 //! Invariants: one thread per TCP connection (stack 256 KiB), `RLIMIT_NOFILE` raised to its
 //! hard limit and a 4096 accept backlog, so 1,000 concurrent connections are fine; client input
 //! can end a connection (bad request, timeout) but never panics the process; every socket
@@ -60,6 +71,21 @@ pub fn pattern(len: usize) -> Vec<u8> {
 /// "rs1"]`). Returns the process exit code (2 = usage error, 1 = runtime error); a running
 /// backend never returns on its own.
 pub fn run(args: &[String]) -> i32 {
+    if args.first().is_some_and(|a| a == "hostile") {
+        return match parse_hostile(&args[1..]) {
+            Ok((mode, port)) => match hostile(mode, port) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("lab-node hostile: {e}");
+                    1
+                }
+            },
+            Err(msg) => {
+                eprintln!("lab-node: {msg}\n{USAGE}");
+                2
+            }
+        };
+    }
     match parse(args) {
         Ok(config) => match backend(&config) {
             Ok(()) => 0,
@@ -75,8 +101,140 @@ pub fn run(args: &[String]) -> i32 {
     }
 }
 
-const USAGE: &str =
-    "usage: lab-node backend --name NAME [--http-port P] [--echo-port P] [--udp-name-port P]";
+const USAGE: &str = "usage: lab-node backend --name NAME [--http-port P] [--echo-port P] \
+                     [--udp-name-port P]\n       lab-node hostile --mode \
+                     empty|huge|garbage|slow|rst|plain --port P";
+
+/// How a `hostile` server misbehaves (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hostile {
+    /// Close without a byte.
+    Empty,
+    /// 100 MiB body.
+    Huge,
+    /// Bytes that are not HTTP.
+    Garbage,
+    /// One byte per second.
+    Slow,
+    /// A reset.
+    Rst,
+    /// Plain HTTP where TLS is expected.
+    Plain,
+}
+
+impl Hostile {
+    /// Its `--mode` word.
+    pub fn word(self) -> &'static str {
+        match self {
+            Hostile::Empty => "empty",
+            Hostile::Huge => "huge",
+            Hostile::Garbage => "garbage",
+            Hostile::Slow => "slow",
+            Hostile::Rst => "rst",
+            Hostile::Plain => "plain",
+        }
+    }
+
+    /// Every mode.
+    pub const ALL: [Hostile; 6] = [
+        Hostile::Empty,
+        Hostile::Huge,
+        Hostile::Garbage,
+        Hostile::Slow,
+        Hostile::Rst,
+        Hostile::Plain,
+    ];
+}
+
+fn parse_hostile(args: &[String]) -> Result<(Hostile, u16), String> {
+    let (mut mode, mut port) = (None, None);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--mode" => {
+                mode = Some(
+                    Hostile::ALL
+                        .into_iter()
+                        .find(|m| m.word() == value)
+                        .ok_or_else(|| format!("unknown mode {value:?}"))?,
+                );
+            }
+            "--port" => {
+                port = Some(
+                    value
+                        .parse::<u16>()
+                        .map_err(|_| format!("--port: bad port {value:?}"))?,
+                );
+            }
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    Ok((
+        mode.ok_or("--mode is required")?,
+        port.ok_or("--port is required")?,
+    ))
+}
+
+fn hostile(mode: Hostile, port: u16) -> Result<(), String> {
+    raise_nofile_limit();
+    let l = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+        .map_err(|e| format!("bind tcp/{port}: {e}"))?;
+    {
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "ready");
+        let _ = out.flush();
+    }
+    accept_loop(&l, move |s| serve_hostile(s, mode));
+    Ok(())
+}
+
+fn serve_hostile(mut stream: TcpStream, mode: Hostile) -> io::Result<()> {
+    stream.set_write_timeout(Some(Duration::from_secs(200)))?;
+    // The client's first bytes (a request, a TLS ClientHello), or 200 ms of silence.
+    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut buf = [0u8; 4096];
+    let _ = stream.read(&mut buf);
+    match mode {
+        Hostile::Empty => stream.shutdown(std::net::Shutdown::Both),
+        Hostile::Huge => {
+            const LEN: usize = 100 << 20;
+            stream.write_all(
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n").as_bytes(),
+            )?;
+            let chunk = vec![b'x'; 64 * 1024];
+            for _ in 0..LEN / chunk.len() {
+                stream.write_all(&chunk)?;
+            }
+            Ok(())
+        }
+        Hostile::Garbage => {
+            let junk: Vec<u8> = (0..4096u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect();
+            stream.write_all(&junk)
+        }
+        Hostile::Slow => {
+            for b in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".iter() {
+                stream.write_all(&[*b])?;
+                thread::sleep(Duration::from_secs(1));
+            }
+            Ok(())
+        }
+        Hostile::Rst => {
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::Linger, &linger)
+                .map_err(io::Error::from)?;
+            drop(stream);
+            Ok(())
+        }
+        Hostile::Plain => stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct BackendConfig {

@@ -117,6 +117,9 @@ pub enum Command {
     /// The director's interfaces and addresses, where each VIP lives, the DIPs, and how
     /// each real server is reached.
     Topology,
+    /// Health checks: one line per checked real server (state, check, last result,
+    /// latency, successes/failures, next run); passive detection included.
+    Health(ZeroArgs),
     /// lvsctl's and lvsd's versions and the API level.
     Version,
     /// Who lvsd thinks you are, and whether you may change things.

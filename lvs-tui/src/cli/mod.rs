@@ -319,6 +319,30 @@ async fn run(cli: Cli) -> Result<()> {
                 emit(&text::topology_text(&t))
             }
         }
+        Command::Health(a) => {
+            let only = match (a.service.key()?, &a.positional) {
+                (Some(k), None) => Some(k),
+                (None, Some(p)) => Some(parse_positional_service(p)?),
+                (None, None) => None,
+                (Some(_), Some(p)) => {
+                    return Err(UsageError(format!("unexpected argument `{p}`")).into());
+                }
+            };
+            let d = Daemon::connect(&cli.socket).await?;
+            let mut services = d.services().await?;
+            if let Some(k) = only {
+                services.retain(|s| s.key() == k);
+                if services.is_empty() {
+                    return Err(ApiError::NoSuchService { service: k }.into());
+                }
+            }
+            let rows = text::health_rows(&services);
+            if json {
+                emit_json(&rows)
+            } else {
+                emit(&text::health_text(&rows))
+            }
+        }
         Command::AddService(a) => add_service(&cli.socket, &a, json).await,
         Command::RemoveService(a) => {
             let service = a.key()?;
@@ -401,6 +425,11 @@ async fn list(d: &Daemon, a: &ListArgs, only: Option<ServiceKey>, json: bool) ->
     }
     if json {
         return emit_json(&services);
+    }
+    // As ipvsadm after keepalived removed a dest: only the servers in the scheduling list
+    // (health down, idle sorry server: not listed; `lvsctl health` and --json show them).
+    for s in &mut services {
+        s.real_servers.retain(|r| r.in_service);
     }
     // ipvsadm's precedence when several views are asked for.
     let view = if a.stats {

@@ -62,6 +62,96 @@ fn dest_row(d: &RealServerInfo) -> DestRow {
     }
 }
 
+/// One checked real server, as `lvsctl health` prints it (and `--json` emits it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HealthRow {
+    /// The service.
+    pub service: lvs_proto::ServiceKey,
+    /// The real server.
+    pub real_server: lvs_proto::RealServerKey,
+    /// The service's sorry server.
+    pub sorry: bool,
+    /// In the scheduling list now.
+    pub in_service: bool,
+    /// Its current weight.
+    pub weight: u32,
+    /// Health (checks and passive detection).
+    pub health: lvs_proto::HealthInfo,
+}
+
+/// The checked real servers of `services`, in listing order.
+pub fn health_rows(services: &[ServiceInfo]) -> Vec<HealthRow> {
+    services
+        .iter()
+        .flat_map(|s| {
+            s.real_servers.iter().filter_map(move |r| {
+                Some(HealthRow {
+                    service: s.key(),
+                    real_server: r.key(),
+                    sorry: r.sorry,
+                    in_service: r.in_service,
+                    weight: r.weight,
+                    health: r.health.clone()?,
+                })
+            })
+        })
+        .collect()
+}
+
+/// `lvsctl health`: a header and one line per row.
+pub fn health_text(rows: &[HealthRow]) -> String {
+    let mut out = format!(
+        "{:<24} {:<21} {:<5} {:<34} {:>9} {:>9} {:>8}  {}\n",
+        "Service", "Server", "State", "Check", "Latency", "Succ/Fail", "Next", "Last result"
+    );
+    for r in rows {
+        let h = &r.health;
+        let latency = h
+            .last
+            .as_ref()
+            .map_or_else(|| "-".to_string(), |l| format_us(l.latency_us));
+        let next = h.next_in_ms.map_or_else(
+            || "-".to_string(),
+            |ms| format!("{:.1}s", ms as f64 / 1000.0),
+        );
+        let mut last = h.last.as_ref().map_or_else(
+            || "-".to_string(),
+            |l| format!("{} {}", if l.ok { "ok" } else { "FAILED" }, l.message),
+        );
+        if let Some(p) = &h.passive {
+            last += &format!(
+                " [passive {}/{} failed handshakes{}]",
+                p.failed_handshakes,
+                p.threshold,
+                if p.down { ", down" } else { "" }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{:<24} {:<21} {:<5} {:<34} {:>9} {:>9} {:>8}  {}",
+            r.service.to_string(),
+            r.real_server.to_string(),
+            h.state.to_string(),
+            h.check,
+            latency,
+            format!("{}/{}", h.successes, h.failures),
+            next,
+            last
+        );
+    }
+    out
+}
+
+fn format_us(us: u64) -> String {
+    if us >= 1_000_000 {
+        format!("{:.2}s", us as f64 / 1e6)
+    } else if us >= 1000 {
+        format!("{:.1}ms", us as f64 / 1000.0)
+    } else {
+        format!("{us}us")
+    }
+}
+
 /// ipvsadm's `Forward` word for a forwarding method.
 pub fn forward(f: Forwarding) -> Forward {
     match f {

@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,6 +19,7 @@ use lvs_proto::{Forwarding, Protocol, SchedulerKind};
 
 use crate::sched::{self, SchedFlags};
 
+mod check;
 mod raw;
 mod write;
 
@@ -117,10 +118,25 @@ pub struct VirtualService {
     /// Real servers in file order (lvsd adds them to the scheduling list one by one at the
     /// head, as keepalived does with IPVS, so the list order is the reverse of this).
     pub real_servers: Vec<RealServer>,
+    /// The service's default health check (`[virtual_server.health_check]`) as written;
+    /// each real server's effective check is in [`RealServer::health_check`].
+    pub health_check: Option<HealthCheck>,
+    /// Passive failure detection (`[virtual_server.passive]`): TCP services whose real
+    /// servers are all NAT (the director must see the SYN-ACKs).
+    pub passive: Option<PassiveCheck>,
+    /// keepalived `sorry_server`: in the scheduling list only while no real server is up or
+    /// the quorum is lost.
+    pub sorry_server: Option<SorryServer>,
+    /// keepalived `quorum` (default 1): the total weight of the live real servers the
+    /// service needs to be served by them.
+    pub quorum: u64,
+    /// keepalived `hysteresis` (default 0, always below `quorum`): quorum is lost below
+    /// `quorum - hysteresis` and regained at `quorum + hysteresis`.
+    pub hysteresis: u64,
 }
 
 /// One real server (ipvsadm `-a`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RealServer {
     /// Real server IP (RIP).
     pub addr: Ipv4Addr,
@@ -135,6 +151,282 @@ pub struct RealServer {
     /// Connection lower threshold (ipvsadm `-y`); 0 = none (then OVERLOAD clears below
     /// 3/4 of the upper threshold).
     pub lower_threshold: u32,
+    /// The EFFECTIVE health check: its own table, else the service's default; `None` =
+    /// not checked (always in service).
+    pub health_check: Option<HealthCheck>,
+    /// Whether `health_check` was written in the server's own table (so `save_config`
+    /// writes it there and not the service default again).
+    pub own_health_check: bool,
+}
+
+/// Default `interval` (keepalived `delay_loop`): keepalived's own default of 60 s reacts too
+/// slowly for a director, lvsd checks every 5 s.
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// Default `timeout` (keepalived `connect_timeout`, 5 s), shortened to `interval` when that
+/// is shorter.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Shortest `interval`.
+pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest `interval` and `warmup`.
+pub const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// An active health check (`health_check` table), validated.
+///
+/// Invariants: `1 <= rise, fall <= 100`; `MIN_CHECK_INTERVAL <= interval <=
+/// MAX_CHECK_INTERVAL`; `0 < timeout <= interval`; `warmup <= MAX_CHECK_INTERVAL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// What is checked, with its kind-specific settings (`kind = ...`).
+    pub kind: CheckKind,
+    /// Start-to-start time between checks (keepalived `delay_loop`; default 5 s).
+    pub interval: Duration,
+    /// The whole check (connect, send, read, verdict) must finish within this (keepalived
+    /// `connect_timeout`; default 5 s or `interval` if shorter).
+    pub timeout: Duration,
+    /// Consecutive successes that bring a down server up (default 1).
+    pub rise: u32,
+    /// Consecutive failures that take an up server down (keepalived `retry`; default 1).
+    pub fall: u32,
+    /// keepalived `alpha`: start down until the first `rise` successes (default false: up).
+    pub alpha: bool,
+    /// keepalived `warmup`: the first check starts after a random delay in `0..warmup`
+    /// (default 0: at once), spreading the checks of many servers.
+    pub warmup: Duration,
+    /// keepalived `inhibit_on_failure`: down means weight 0 (connections continue) rather
+    /// than out of the scheduling list.
+    pub inhibit_on_failure: bool,
+    /// Check this address instead of the real server's (keepalived `connect_ip`).
+    pub connect_ip: Option<Ipv4Addr>,
+    /// Check this port instead of the real server's (keepalived `connect_port`).
+    pub connect_port: Option<u16>,
+}
+
+/// The kind of an active check and its own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// `tcp`: a TCP connect (keepalived `TCP_CHECK`).
+    Tcp,
+    /// `http` / `https` (keepalived `HTTP_GET` / `SSL_GET`): `https` is `tls: Some`.
+    Http(HttpCheck),
+    /// `udp`: send a datagram, a reply must come (keepalived `UDP_CHECK`).
+    Udp(UdpCheck),
+    /// `dns`: a query over UDP (keepalived `DNS_CHECK`).
+    Dns(DnsCheck),
+    /// `exec`: run a program (keepalived `MISC_CHECK`).
+    Exec(ExecCheck),
+}
+
+impl CheckKind {
+    /// The `kind` value that selects it (`tcp`, `http`, `https`, `udp`, `dns`, `exec`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            CheckKind::Tcp => "tcp",
+            CheckKind::Http(h) if h.tls.is_some() => "https",
+            CheckKind::Http(_) => "http",
+            CheckKind::Udp(_) => "udp",
+            CheckKind::Dns(_) => "dns",
+            CheckKind::Exec(_) => "exec",
+        }
+    }
+}
+
+/// `http` / `https` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheck {
+    /// The request path (`path`, default `/`); starts with `/`, no spaces or control bytes.
+    pub path: String,
+    /// Accepted status codes as inclusive ranges (`status`; default 200..=299), each within
+    /// 100..=599.
+    pub status: Vec<(u16, u16)>,
+    /// The `Host` header (and TLS server name) (`virtualhost`; default: the address).
+    pub virtualhost: Option<String>,
+    /// MD5 of the body, as keepalived's `genhash` prints it (`digest`, 32 hex digits).
+    pub digest: Option<[u8; 16]>,
+    /// A regular expression the body must match (`regex`).
+    pub regex: Option<BodyRegex>,
+    /// TLS (`kind = "https"`), else plain HTTP.
+    pub tls: Option<TlsCheck>,
+}
+
+/// `https`: how the server's certificate is treated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsCheck {
+    /// `tls_verify` (default false, like keepalived's `SSL_GET`): when true the certificate
+    /// must chain to `ca` and name the `virtualhost` (or the address).
+    pub verify: bool,
+    /// `tls_ca`: the CA certificates (PEM, absolute path); required with `tls_verify`.
+    pub ca: Option<PathBuf>,
+}
+
+/// A compiled `regex` (on the body's bytes), compared by its source text.
+#[derive(Debug, Clone)]
+pub struct BodyRegex(regex::bytes::Regex);
+
+impl BodyRegex {
+    /// Compiles `pattern`.
+    pub fn new(pattern: &str) -> Result<Self, String> {
+        regex::bytes::RegexBuilder::new(pattern)
+            .size_limit(1 << 20)
+            .build()
+            .map(BodyRegex)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// Whether it matches somewhere in `body`.
+    pub fn is_match(&self, body: &[u8]) -> bool {
+        self.0.is_match(body)
+    }
+}
+
+impl PartialEq for BodyRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for BodyRegex {}
+
+/// `udp` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpCheck {
+    /// The datagram sent (`payload` as text or `payload_hex`; default empty).
+    pub payload: Vec<u8>,
+    /// The reply must begin with this (`expect` / `expect_hex`); `None`: any reply passes.
+    pub expect: Option<Vec<u8>>,
+}
+
+/// `dns` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsCheck {
+    /// The name asked for (`name`; default `.`, as keepalived).
+    pub name: String,
+    /// The record type asked for (`type`; default SOA, as keepalived).
+    pub record_type: DnsType,
+    /// An answer record of `record_type` must have this value (`expect`: an address for
+    /// A/AAAA, else the record text, e.g. `mail.example.test.` for CNAME); `None`: any
+    /// NOERROR answer with at least one record passes.
+    pub expect: Option<String>,
+}
+
+/// The DNS record types a `dns` check may ask for (keepalived's list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DnsType {
+    /// IPv4 address.
+    A,
+    /// IPv6 address.
+    Aaaa,
+    /// Name server.
+    Ns,
+    /// Alias.
+    Cname,
+    /// Start of authority.
+    Soa,
+    /// Mail exchange.
+    Mx,
+    /// Text.
+    Txt,
+}
+
+impl DnsType {
+    /// Every type, in the order the error messages list them.
+    pub const ALL: [DnsType; 7] = [
+        DnsType::A,
+        DnsType::Aaaa,
+        DnsType::Ns,
+        DnsType::Cname,
+        DnsType::Soa,
+        DnsType::Mx,
+        DnsType::Txt,
+    ];
+
+    /// Its name in upper case, as written in `type`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DnsType::A => "A",
+            DnsType::Aaaa => "AAAA",
+            DnsType::Ns => "NS",
+            DnsType::Cname => "CNAME",
+            DnsType::Soa => "SOA",
+            DnsType::Mx => "MX",
+            DnsType::Txt => "TXT",
+        }
+    }
+}
+
+/// `exec` settings (keepalived `MISC_CHECK`): exit 0 passes, 1 fails, 2..=255 passes and,
+/// with `dynamic_weight`, asks for weight `code - 2`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecCheck {
+    /// The program and its arguments (`command`; argv, no shell); the program is an
+    /// absolute path.
+    pub command: Vec<String>,
+    /// keepalived `misc_dynamic` (`dynamic_weight`, default false).
+    pub dynamic_weight: bool,
+}
+
+impl HealthCheck {
+    /// Where the check connects for the real server `rip:port`: `connect_ip` /
+    /// `connect_port` where set.
+    pub fn target(&self, rip: Ipv4Addr, port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(
+            self.connect_ip.unwrap_or(rip),
+            self.connect_port.unwrap_or(port),
+        )
+    }
+
+    /// The check in a few words, for events and the API (`http GET 192.0.2.11:80/health`,
+    /// `tcp 192.0.2.11:80`, `dns A example.test @192.0.2.11:53`, `exec /bin/check`).
+    pub fn describe(&self, target: SocketAddrV4) -> String {
+        match &self.kind {
+            CheckKind::Tcp => format!("tcp {target}"),
+            CheckKind::Http(h) => format!("{} GET {target}{}", self.kind.name(), h.path),
+            CheckKind::Udp(_) => format!("udp {target}"),
+            CheckKind::Dns(d) => format!("dns {} {} @{target}", d.record_type.name(), d.name),
+            CheckKind::Exec(e) => format!("exec {}", e.command.join(" ")),
+        }
+    }
+}
+
+/// Passive failure detection (`[virtual_server.passive]`): failed handshakes the data path
+/// sees. Invariants: `failures >= 1`; `0 < backoff <= max_backoff`; `syn_timeout > 0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassiveCheck {
+    /// Failed handshakes in a row (no SYN-ACK within `syn_timeout`, or RST to a SYN) that
+    /// take a real server down (default 5).
+    pub failures: u32,
+    /// How long a SYN may wait for its SYN-ACK (default 2 s).
+    pub syn_timeout: Duration,
+    /// The first retry after going down (default 5 s); doubles after each failed retry.
+    pub backoff: Duration,
+    /// The longest back-off (default 5 min).
+    pub max_backoff: Duration,
+}
+
+impl Default for PassiveCheck {
+    fn default() -> Self {
+        PassiveCheck {
+            failures: 5,
+            syn_timeout: Duration::from_secs(2),
+            backoff: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// keepalived `sorry_server`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SorryServer {
+    /// Its address.
+    pub addr: Ipv4Addr,
+    /// Its port (the virtual port if not written; must be it for DR).
+    pub port: u16,
+    /// The service's default forwarding method.
+    pub forwarding: Forwarding,
 }
 
 /// A persistent service's settings (spec b.16).
@@ -549,13 +841,18 @@ fn virtual_service(
         None => Forwarding::Dr,
         Some(f) => forwarding(src, &format!("{key}.forwarding"), &f)?,
     };
+    let health_check = vs
+        .health_check
+        .as_ref()
+        .map(|hc| check::health_check(src, &format!("{key}.health_check"), hc))
+        .transpose()?;
     let mut real_servers = Vec::with_capacity(vs.real_server.len());
     let mut seen = HashSet::new();
-    for (j, rs) in vs.real_server.into_iter().enumerate() {
+    for (j, rs) in vs.real_server.iter().enumerate() {
         let rkey = format!("{key}.real_server[{j}]");
         let (addr, rport) = endpoint(src, &format!("{rkey}.address"), &rs.address, Some(port))?;
         let rport = rport.unwrap_or(port);
-        let weight = match rs.weight {
+        let weight = match &rs.weight {
             None => 1,
             Some(w) => {
                 let v = *w.get_ref();
@@ -611,6 +908,11 @@ fn virtual_service(
                 ),
             ));
         }
+        let own = rs
+            .health_check
+            .as_ref()
+            .map(|hc| check::health_check(src, &format!("{rkey}.health_check"), hc))
+            .transpose()?;
         real_servers.push(RealServer {
             addr,
             port: rport,
@@ -618,8 +920,92 @@ fn virtual_service(
             forwarding: fwd,
             upper_threshold,
             lower_threshold,
+            own_health_check: own.is_some(),
+            health_check: own.or_else(|| health_check.clone()),
         });
     }
+    let passive = match &vs.passive {
+        None => None,
+        Some(p) => {
+            let pkey = format!("{key}.passive");
+            let refuse = |why: String| Err(src.error(&p.span(), &pkey, why));
+            if protocol != Protocol::Tcp {
+                return refuse(
+                    "passive detection counts TCP handshakes: it is for TCP services only".into(),
+                );
+            }
+            if let Some(rs) = real_servers
+                .iter()
+                .find(|r| r.forwarding != Forwarding::Nat)
+            {
+                return refuse(format!(
+                    "passive detection needs the real servers' replies, which only NAT sends \
+                     through the director: {}:{} uses {}",
+                    rs.addr, rs.port, rs.forwarding
+                ));
+            }
+            Some(check::passive(src, &pkey, p.get_ref())?)
+        }
+    };
+    let sorry_server = match &vs.sorry_server {
+        None => None,
+        Some(v) => {
+            let skey = format!("{key}.sorry_server");
+            let (addr, sport) = endpoint(src, &skey, v, Some(port))?;
+            let sport = sport.unwrap_or(port);
+            if default_fwd == Forwarding::Dr && sport != port {
+                return Err(src.error(
+                    &v.span(),
+                    &skey,
+                    format!(
+                        "direct routing cannot change the port: the sorry server port must be \
+                         the virtual port {port} (or use forwarding = \"nat\")"
+                    ),
+                ));
+            }
+            if seen.contains(&(addr, sport)) {
+                return Err(src.error(
+                    &v.span(),
+                    &skey,
+                    format!("{addr}:{sport} is also a real server of this virtual service"),
+                ));
+            }
+            Some(SorryServer {
+                addr,
+                port: sport,
+                forwarding: default_fwd,
+            })
+        }
+    };
+    let quorum = match &vs.quorum {
+        None => 1,
+        Some(q) => {
+            let n = *q.get_ref();
+            u64::try_from(n).ok().filter(|&n| n >= 1).ok_or_else(|| {
+                src.error(
+                    &q.span(),
+                    &format!("{key}.quorum"),
+                    format!("{n} is out of range: a quorum is a total weight of at least 1"),
+                )
+            })?
+        }
+    };
+    let hysteresis = match &vs.hysteresis {
+        None => 0,
+        Some(h) => {
+            let n = *h.get_ref();
+            u64::try_from(n)
+                .ok()
+                .filter(|&n| n < quorum)
+                .ok_or_else(|| {
+                    src.error(
+                        &h.span(),
+                        &format!("{key}.hysteresis"),
+                        format!("{n} is out of range: 0..quorum ({quorum})"),
+                    )
+                })?
+        }
+    };
     Ok(VirtualService {
         protocol,
         vip,
@@ -630,6 +1016,11 @@ fn virtual_service(
         persistence,
         one_packet,
         real_servers,
+        health_check,
+        passive,
+        sorry_server,
+        quorum,
+        hysteresis,
     })
 }
 

@@ -51,6 +51,11 @@ pub(super) struct VirtualServer {
     pub persistence_netmask: Option<Spanned<Netmask>>,
     pub quiescent_template_expire: Option<Spanned<bool>>,
     pub one_packet: Option<Spanned<bool>>,
+    pub sorry_server: Option<Spanned<String>>,
+    pub quorum: Option<Spanned<i64>>,
+    pub hysteresis: Option<Spanned<i64>>,
+    pub health_check: Option<Spanned<HealthCheck>>,
+    pub passive: Option<Spanned<Passive>>,
     #[serde(default)]
     pub real_server: Vec<RealServer>,
 }
@@ -63,6 +68,64 @@ pub(super) struct RealServer {
     pub forwarding: Option<Spanned<String>>,
     pub upper_threshold: Option<Spanned<i64>>,
     pub lower_threshold: Option<Spanned<i64>>,
+    pub health_check: Option<Spanned<HealthCheck>>,
+}
+
+/// `health_check`: one flat table for every kind; keys that do not belong to `kind` are
+/// refused during validation (with the kind named), not silently ignored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HealthCheck {
+    pub kind: Spanned<String>,
+    pub interval: Option<Spanned<Seconds>>,
+    pub timeout: Option<Spanned<Seconds>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
+    pub alpha: Option<Spanned<bool>>,
+    pub warmup: Option<Spanned<Seconds>>,
+    pub inhibit_on_failure: Option<Spanned<bool>>,
+    pub connect_ip: Option<Spanned<String>>,
+    pub connect_port: Option<Spanned<i64>>,
+    // http / https
+    pub path: Option<Spanned<String>>,
+    pub status: Option<Spanned<Status>>,
+    pub virtualhost: Option<Spanned<String>>,
+    pub digest: Option<Spanned<String>>,
+    pub regex: Option<Spanned<String>>,
+    pub tls_verify: Option<Spanned<bool>>,
+    pub tls_ca: Option<Spanned<String>>,
+    // udp (and dns: expect)
+    pub payload: Option<Spanned<String>>,
+    pub payload_hex: Option<Spanned<String>>,
+    pub expect: Option<Spanned<String>>,
+    pub expect_hex: Option<Spanned<String>>,
+    // dns
+    pub name: Option<Spanned<String>>,
+    #[serde(rename = "type")]
+    pub record_type: Option<Spanned<String>>,
+    // exec
+    pub command: Option<Spanned<Vec<Spanned<String>>>>,
+    pub dynamic_weight: Option<Spanned<bool>>,
+}
+
+/// `status`: one code (`200`), one range (`[200, 299]`) or a list of ranges
+/// (`[[200, 299], [301, 302]]`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum Status {
+    Code(i64),
+    Range(Vec<i64>),
+    Ranges(Vec<Vec<i64>>),
+}
+
+/// `passive`: passive failure detection in the data path.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Passive {
+    pub failures: Option<Spanned<i64>>,
+    pub syn_timeout: Option<Spanned<Seconds>>,
+    pub backoff: Option<Spanned<Seconds>>,
+    pub max_backoff: Option<Spanned<Seconds>>,
 }
 
 #[derive(Debug, Deserialize)]

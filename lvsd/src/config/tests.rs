@@ -327,7 +327,7 @@ fn persistence_errors_name_the_key() {
 #[test]
 fn thresholds() {
     let c = parse(&one("", "upper_threshold = 5\nlower_threshold = 2")).unwrap();
-    let rs = c.services[0].real_servers[0];
+    let rs = &c.services[0].real_servers[0];
     assert_eq!((rs.upper_threshold, rs.lower_threshold), (5, 2));
     // Equal is fine; a lower threshold alone is accepted (it never matters, as in IPVS).
     assert!(parse(&one("", "upper_threshold = 5\nlower_threshold = 5")).is_ok());
@@ -530,4 +530,588 @@ fn control_tls_errors_name_the_key() {
         "{base}\n[control]\ntls_listen = \"192.0.2.1:7443\"\n{TLS_FILES}tls_admin_names = [\"\"]\n"
     ));
     assert_eq!(e.key, "control.tls_admin_names");
+}
+
+/// One NAT service with a `[virtual_server.health_check]` table made of `check` lines, and
+/// two real servers; `svc` goes in the service table.
+fn checked(svc: &str, check: &str) -> String {
+    format!(
+        "[[virtual_server]]\naddress = \"203.0.113.10:80\"\nforwarding = \"nat\"\n{svc}\n\n\
+         [virtual_server.health_check]\n{check}\n\n\
+         [[virtual_server.real_server]]\naddress = \"192.0.2.11\"\n\n\
+         [[virtual_server.real_server]]\naddress = \"192.0.2.12\"\n"
+    )
+}
+
+/// The error for a health check whose table holds `check`; asserts it names `key` (under
+/// `virtual_server[0].health_check.`) on the line where `needle` is written.
+fn check_err(check: &str, key: &str, needle: &str) -> ConfigError {
+    let text = checked("", check);
+    let e = err(&text);
+    assert_eq!(
+        e.key,
+        format!("virtual_server[0].health_check.{key}"),
+        "{e}"
+    );
+    let line = text
+        .lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("`{needle}` not in the text"));
+    assert_eq!(e.line, line, "{e}");
+    e
+}
+
+#[test]
+fn no_health_keys_means_no_checks_and_keepalived_defaults() {
+    let c = parse(GOOD).unwrap();
+    let s = &c.services[0];
+    assert_eq!(
+        (&s.health_check, &s.passive, &s.sorry_server),
+        (&None, &None, &None)
+    );
+    assert_eq!((s.quorum, s.hysteresis), (1, 0));
+    assert!(s.real_servers.iter().all(|r| r.health_check.is_none()));
+    assert!(s.real_servers.iter().all(|r| !r.own_health_check));
+}
+
+#[test]
+fn a_tcp_check_with_defaults() {
+    let c = parse(&checked("", "kind = \"tcp\"")).unwrap();
+    let hc = c.services[0].health_check.clone().unwrap();
+    assert_eq!(hc.kind, CheckKind::Tcp);
+    assert_eq!(hc.interval, DEFAULT_CHECK_INTERVAL);
+    assert_eq!(hc.timeout, DEFAULT_CHECK_TIMEOUT);
+    assert_eq!((hc.rise, hc.fall), (1, 1));
+    assert!(!hc.alpha && !hc.inhibit_on_failure);
+    assert_eq!(hc.warmup, Duration::ZERO);
+    // The default is every real server's effective check, not written in their tables.
+    for rs in &c.services[0].real_servers {
+        assert_eq!(rs.health_check.as_ref(), Some(&hc));
+        assert!(!rs.own_health_check);
+    }
+    // A short interval shortens the default timeout with it.
+    let c = parse(&checked("", "kind = \"tcp\"\ninterval = \"1s\"")).unwrap();
+    let hc = c.services[0].health_check.clone().unwrap();
+    assert_eq!(hc.timeout, Duration::from_secs(1));
+    let target = hc.target(Ipv4Addr::new(192, 0, 2, 11), 80);
+    assert_eq!(hc.describe(target), "tcp 192.0.2.11:80");
+}
+
+#[test]
+fn the_documented_http_check() {
+    let c = parse(&checked(
+        "sorry_server = \"192.0.2.99:80\"\nquorum = 2\nhysteresis = 1",
+        "kind = \"http\"\ninterval = \"1s\"\ntimeout = \"500ms\"\nrise = 2\nfall = 3\n\
+         alpha = true\nwarmup = \"2s\"\ninhibit_on_failure = true\nconnect_port = 8080\n\
+         path = \"/health\"\nstatus = [200, 299]\nvirtualhost = \"www.example.test\"\n\
+         digest = \"9E107D9D372BB6826BD81D3542A419D6\"\nregex = \"ok|OK\"",
+    ))
+    .unwrap();
+    let s = &c.services[0];
+    assert_eq!(
+        s.sorry_server,
+        Some(SorryServer {
+            addr: Ipv4Addr::new(192, 0, 2, 99),
+            port: 80,
+            forwarding: Forwarding::Nat
+        })
+    );
+    assert_eq!((s.quorum, s.hysteresis), (2, 1));
+    let hc = s.health_check.clone().unwrap();
+    assert_eq!(hc.interval, Duration::from_secs(1));
+    assert_eq!(hc.timeout, Duration::from_millis(500));
+    assert_eq!((hc.rise, hc.fall), (2, 3));
+    assert!(hc.alpha && hc.inhibit_on_failure);
+    assert_eq!(hc.warmup, Duration::from_secs(2));
+    let CheckKind::Http(h) = &hc.kind else {
+        panic!("{:?}", hc.kind)
+    };
+    assert_eq!(h.path, "/health");
+    assert_eq!(h.status, vec![(200, 299)]);
+    assert_eq!(h.virtualhost.as_deref(), Some("www.example.test"));
+    assert_eq!(
+        h.digest.map(|d| d[0..3].to_vec()),
+        Some(vec![0x9e, 0x10, 0x7d])
+    );
+    assert!(h.regex.as_ref().unwrap().is_match(b"all OK"));
+    assert_eq!(h.tls, None);
+    let t = hc.target(Ipv4Addr::new(192, 0, 2, 11), 80);
+    assert_eq!(t.to_string(), "192.0.2.11:8080");
+    assert_eq!(hc.describe(t), "http GET 192.0.2.11:8080/health");
+}
+
+#[test]
+fn status_is_a_code_a_range_or_ranges() {
+    let status = |v: &str| {
+        let c = parse(&checked("", &format!("kind = \"http\"\nstatus = {v}"))).unwrap();
+        match c.services[0].health_check.clone().unwrap().kind {
+            CheckKind::Http(h) => h.status,
+            k => panic!("{k:?}"),
+        }
+    };
+    assert_eq!(status("200"), vec![(200, 200)]);
+    assert_eq!(status("[200, 204]"), vec![(200, 204)]);
+    assert_eq!(
+        status("[[200, 204], [301, 302]]"),
+        vec![(200, 204), (301, 302)]
+    );
+    let bad = "kind = \"http\"\nstatus = ";
+    for v in [
+        "99",
+        "600",
+        "[200]",
+        "[300, 200]",
+        "[[200, 299], [1, 2]]",
+        "[]",
+        "[[]]",
+    ] {
+        let e = check_err(&format!("{bad}{v}"), "status", "status");
+        assert!(!e.message.is_empty());
+    }
+}
+
+#[test]
+fn https_udp_dns_exec_checks() {
+    let one_check = |check: &str| {
+        parse(&checked("", check))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .services[0]
+            .health_check
+            .clone()
+            .unwrap()
+    };
+    let hc = one_check("kind = \"https\"\ntls_verify = true\ntls_ca = \"/etc/lvsd/ca.pem\"");
+    let CheckKind::Http(h) = &hc.kind else {
+        panic!()
+    };
+    let tls = h.tls.clone().unwrap();
+    assert!(tls.verify);
+    assert_eq!(tls.ca.as_deref(), Some(Path::new("/etc/lvsd/ca.pem")));
+    assert_eq!(
+        hc.describe(hc.target(Ipv4Addr::new(192, 0, 2, 11), 443)),
+        "https GET 192.0.2.11:443/"
+    );
+    // keepalived's SSL_GET does not verify: neither does https without tls_verify.
+    let hc = one_check("kind = \"https\"");
+    assert!(matches!(&hc.kind, CheckKind::Http(h)
+            if h.tls == Some(TlsCheck { verify: false, ca: None })));
+
+    let hc = one_check("kind = \"udp\"\npayload = \"ping\"\nexpect_hex = \"706f6e67\"");
+    assert_eq!(
+        hc.kind,
+        CheckKind::Udp(UdpCheck {
+            payload: b"ping".to_vec(),
+            expect: Some(b"pong".to_vec())
+        })
+    );
+    let hc = one_check("kind = \"udp\"");
+    assert_eq!(
+        hc.kind,
+        CheckKind::Udp(UdpCheck {
+            payload: Vec::new(),
+            expect: None
+        })
+    );
+
+    let hc =
+        one_check("kind = \"dns\"\nname = \"example.test\"\ntype = \"a\"\nexpect = \"192.0.2.1\"");
+    assert_eq!(
+        hc.kind,
+        CheckKind::Dns(DnsCheck {
+            name: "example.test".into(),
+            record_type: DnsType::A,
+            expect: Some("192.0.2.1".into())
+        })
+    );
+    assert_eq!(
+        hc.describe(hc.target(Ipv4Addr::new(192, 0, 2, 11), 53)),
+        "dns A example.test @192.0.2.11:53"
+    );
+    // keepalived's defaults: SOA for the root.
+    let hc = one_check("kind = \"dns\"");
+    assert!(
+        matches!(&hc.kind, CheckKind::Dns(d) if d.name == "." && d.record_type == DnsType::Soa)
+    );
+
+    let hc = one_check(
+        "kind = \"exec\"\ncommand = [\"/usr/local/bin/check\", \"-v\"]\ndynamic_weight = true",
+    );
+    assert_eq!(
+        hc.kind,
+        CheckKind::Exec(ExecCheck {
+            command: vec!["/usr/local/bin/check".into(), "-v".into()],
+            dynamic_weight: true
+        })
+    );
+    assert_eq!(
+        hc.describe(hc.target(Ipv4Addr::new(192, 0, 2, 11), 80)),
+        "exec /usr/local/bin/check -v"
+    );
+}
+
+#[test]
+fn a_real_servers_own_check_replaces_the_default() {
+    let text = "[[virtual_server]]\naddress = \"203.0.113.10:80\"\n\n\
+        [virtual_server.health_check]\nkind = \"http\"\nfall = 3\n\n\
+        [[virtual_server.real_server]]\naddress = \"192.0.2.11\"\n\n\
+        [virtual_server.real_server.health_check]\nkind = \"tcp\"\n\n\
+        [[virtual_server.real_server]]\naddress = \"192.0.2.12\"\n";
+    let c = parse(text).unwrap();
+    let s = &c.services[0];
+    let own = s.real_servers[0].health_check.clone().unwrap();
+    // Completely: no `fall = 3` inherited.
+    assert_eq!((own.kind.clone(), own.fall), (CheckKind::Tcp, 1));
+    assert!(s.real_servers[0].own_health_check);
+    assert_eq!(s.real_servers[1].health_check, s.health_check);
+    assert!(!s.real_servers[1].own_health_check);
+    // A real server may have a check when the service has none.
+    let c = parse(&one(
+        "",
+        "\n[virtual_server.real_server.health_check]\nkind = \"tcp\"",
+    ))
+    .unwrap();
+    assert_eq!(c.services[0].health_check, None);
+    assert!(c.services[0].real_servers[0].health_check.is_some());
+    // Its errors name its own key.
+    let e = err(&one(
+        "",
+        "\n[virtual_server.real_server.health_check]\nkind = \"tcp\"\nrise = 0",
+    ));
+    assert_eq!(e.key, "virtual_server[0].real_server[0].health_check.rise");
+    assert_eq!(e.line, 10, "{e}");
+}
+
+#[test]
+fn health_check_errors_name_key_and_line() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        // (check lines, key, text on the error's line, part of the message)
+        ("kind = \"icmp\"", "kind", "icmp", "unknown check kind"),
+        ("kind = \"tcp\"\nrise = 0", "rise", "rise", "1..=100"),
+        ("kind = \"tcp\"\nrise = 101", "rise", "rise", "1..=100"),
+        ("kind = \"tcp\"\nfall = -1", "fall", "fall", "1..=100"),
+        (
+            "kind = \"tcp\"\ninterval = \"50ms\"",
+            "interval",
+            "interval",
+            "100ms..=1h",
+        ),
+        (
+            "kind = \"tcp\"\ninterval = \"2h\"",
+            "interval",
+            "interval",
+            "100ms..=1h",
+        ),
+        (
+            "kind = \"tcp\"\ninterval = \"1x\"",
+            "interval",
+            "interval",
+            "unit",
+        ),
+        (
+            "kind = \"tcp\"\ninterval = \"1s\"\ntimeout = \"2s\"",
+            "timeout",
+            "timeout",
+            "longer than the interval",
+        ),
+        (
+            "kind = \"tcp\"\ntimeout = 0",
+            "timeout",
+            "timeout",
+            "greater than zero",
+        ),
+        (
+            "kind = \"tcp\"\nwarmup = \"2h\"",
+            "warmup",
+            "warmup",
+            "at most 1h",
+        ),
+        (
+            "kind = \"tcp\"\nconnect_ip = \"192.0.2.1:80\"",
+            "connect_ip",
+            "connect_ip",
+            "connect_port",
+        ),
+        (
+            "kind = \"tcp\"\nconnect_ip = \"::1\"",
+            "connect_ip",
+            "connect_ip",
+            "IPv6",
+        ),
+        (
+            "kind = \"tcp\"\nconnect_port = 0",
+            "connect_port",
+            "connect_port",
+            "1..=65535",
+        ),
+        (
+            "kind = \"tcp\"\nconnect_port = 70000",
+            "connect_port",
+            "connect_port",
+            "1..=65535",
+        ),
+        (
+            "kind = \"tcp\"\npath = \"/\"",
+            "path",
+            "path",
+            "http and https",
+        ),
+        (
+            "kind = \"http\"\ncommand = [\"/bin/true\"]",
+            "command",
+            "command",
+            "exec checks",
+        ),
+        (
+            "kind = \"http\"\ntls_verify = false",
+            "tls_verify",
+            "tls_verify",
+            "https checks",
+        ),
+        (
+            "kind = \"http\"\ntls_ca = \"/ca.pem\"",
+            "tls_ca",
+            "tls_ca",
+            "https checks",
+        ),
+        (
+            "kind = \"http\"\npath = \"health\"",
+            "path",
+            "path",
+            "request path",
+        ),
+        (
+            "kind = \"http\"\npath = \"/a b\"",
+            "path",
+            "path",
+            "request path",
+        ),
+        (
+            "kind = \"http\"\nstatus = 700",
+            "status",
+            "status",
+            "100..=599",
+        ),
+        (
+            "kind = \"http\"\ndigest = \"abc\"",
+            "digest",
+            "digest",
+            "32 hexadecimal",
+        ),
+        (
+            "kind = \"http\"\ndigest = \"zz107d9d372bb6826bd81d3542a419d6\"",
+            "digest",
+            "digest",
+            "MD5",
+        ),
+        (
+            "kind = \"http\"\nregex = \"(unclosed\"",
+            "regex",
+            "regex",
+            "invalid",
+        ),
+        (
+            "kind = \"http\"\nvirtualhost = \"a b\"",
+            "virtualhost",
+            "virtualhost",
+            "host name",
+        ),
+        (
+            "kind = \"https\"\ntls_verify = true",
+            "tls_verify",
+            "tls_verify",
+            "needs tls_ca",
+        ),
+        (
+            "kind = \"https\"\ntls_ca = \"/etc/ca.pem\"",
+            "tls_ca",
+            "tls_ca",
+            "without tls_verify",
+        ),
+        (
+            "kind = \"https\"\ntls_verify = true\ntls_ca = \"ca.pem\"",
+            "tls_ca",
+            "tls_ca",
+            "absolute",
+        ),
+        (
+            "kind = \"udp\"\npayload_hex = \"abc\"",
+            "payload_hex",
+            "payload_hex",
+            "hexadecimal",
+        ),
+        (
+            "kind = \"udp\"\npayload_hex = \"zz\"",
+            "payload_hex",
+            "payload_hex",
+            "hexadecimal",
+        ),
+        (
+            "kind = \"udp\"\nexpect_hex = \"0g\"",
+            "expect_hex",
+            "expect_hex",
+            "hexadecimal",
+        ),
+        (
+            "kind = \"udp\"\npayload = \"a\"\npayload_hex = \"61\"",
+            "payload_hex",
+            "payload_hex",
+            "not both",
+        ),
+        ("kind = \"udp\"\nname = \"x\"", "name", "name", "dns checks"),
+        (
+            "kind = \"dns\"\ntype = \"PTR\"",
+            "type",
+            "type",
+            "unknown record type",
+        ),
+        (
+            "kind = \"dns\"\nname = \"a..b\"",
+            "name",
+            "name",
+            "domain name",
+        ),
+        (
+            "kind = \"dns\"\ntype = \"A\"\nexpect = \"not-an-ip\"",
+            "expect",
+            "expect",
+            "A record",
+        ),
+        (
+            "kind = \"dns\"\ntype = \"AAAA\"\nexpect = \"192.0.2.1\"",
+            "expect",
+            "expect",
+            "AAAA record",
+        ),
+        (
+            "kind = \"dns\"\npayload = \"x\"",
+            "payload",
+            "payload",
+            "udp checks",
+        ),
+        (
+            "kind = \"exec\"\ncommand = []",
+            "command",
+            "command",
+            "empty",
+        ),
+        (
+            "kind = \"exec\"\ncommand = [\"check.sh\"]",
+            "command",
+            "command",
+            "absolute path",
+        ),
+        (
+            "kind = \"exec\"\ndynamic_weight = true",
+            "command",
+            "health_check]",
+            "needs command",
+        ),
+        (
+            "kind = \"tcp\"\ndynamic_weight = true",
+            "dynamic_weight",
+            "dynamic_weight",
+            "exec checks",
+        ),
+    ];
+    let long = format!("kind = \"udp\"\npayload_hex = \"{}\"", "00".repeat(65_508));
+    let e = check_err(&long, "payload_hex", "payload_hex");
+    assert!(e.message.contains("more than one datagram"), "{e}");
+    for (check, key, needle, message) in cases {
+        let e = check_err(check, key, needle);
+        assert!(e.message.contains(message), "{check:?}: {e}");
+    }
+    // Unknown keys are refused like everywhere else; a missing kind too.
+    let e = err(&checked("", "kind = \"tcp\"\nretry = 3"));
+    assert_eq!(e.key, "retry", "{e}");
+    assert!(e.message.contains("unknown field"), "{e}");
+    let e = err(&checked("", "interval = \"1s\""));
+    assert!(e.message.contains("kind"), "{e}");
+}
+
+#[test]
+fn service_health_keys_and_their_errors() {
+    let svc_err = |svc: &str, key: &str, message: &str| {
+        let text = checked(svc, "kind = \"tcp\"");
+        let e = err(&text);
+        assert_eq!(e.key, format!("virtual_server[0].{key}"), "{svc}: {e}");
+        let line = text.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+        assert_eq!(e.line, line, "{svc}: {e}");
+        assert!(e.message.contains(message), "{svc}: {e}");
+    };
+    svc_err("quorum = 0", "quorum", "at least 1");
+    svc_err("quorum = -3", "quorum", "at least 1");
+    svc_err("quorum = 2\nhysteresis = 2", "hysteresis", "0..quorum");
+    svc_err("hysteresis = 1", "hysteresis", "0..quorum (1)");
+    svc_err(
+        "sorry_server = \"nowhere\"",
+        "sorry_server",
+        "not an address",
+    );
+    svc_err(
+        "sorry_server = \"192.0.2.11:80\"",
+        "sorry_server",
+        "also a real server",
+    );
+    // A bare address takes the virtual port; DR keeps the port.
+    let c = parse(&checked("sorry_server = \"192.0.2.99\"", "kind = \"tcp\"")).unwrap();
+    assert_eq!(c.services[0].sorry_server.map(|s| s.port), Some(80));
+    let e = err(&one("sorry_server = \"192.0.2.99:8080\"", ""));
+    assert_eq!(e.key, "virtual_server[0].sorry_server");
+    assert!(e.message.contains("direct routing"), "{e}");
+}
+
+#[test]
+fn passive_detection() {
+    let c = parse(&checked("", "kind = \"tcp\"\n\n[virtual_server.passive]")).unwrap();
+    assert_eq!(c.services[0].passive, Some(PassiveCheck::default()));
+    let c = parse(&checked(
+        "",
+        "kind = \"tcp\"\n\n[virtual_server.passive]\nfailures = 3\nsyn_timeout = \"1s\"\n\
+         backoff = \"2s\"\nmax_backoff = \"1m\"",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.services[0].passive,
+        Some(PassiveCheck {
+            failures: 3,
+            syn_timeout: Duration::from_secs(1),
+            backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(60)
+        })
+    );
+    let passive_err = |lines: &str, key: &str, message: &str| {
+        let text = checked(
+            "",
+            &format!("kind = \"tcp\"\n\n[virtual_server.passive]\n{lines}"),
+        );
+        let e = err(&text);
+        assert_eq!(e.key, format!("virtual_server[0].passive.{key}"), "{e}");
+        let line = text.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+        assert_eq!(e.line, line, "{e}");
+        assert!(e.message.contains(message), "{e}");
+    };
+    passive_err("failures = 0", "failures", "1..=1000");
+    passive_err("syn_timeout = \"10ms\"", "syn_timeout", "100ms..=1h");
+    passive_err("backoff = 0", "backoff", "100ms..=1h");
+    passive_err(
+        "max_backoff = \"1s\"",
+        "max_backoff",
+        "longer than max_backoff",
+    );
+    passive_err("backoff = \"10m\"", "backoff", "longer than max_backoff");
+    let e = err(&checked(
+        "",
+        "kind = \"tcp\"\n\n[virtual_server.passive]\nfailure = 3",
+    ));
+    assert!(e.message.contains("unknown field"), "{e}");
+    // Only NAT sends the replies through the director; only TCP has handshakes.
+    let e = err(&one("\n[virtual_server.passive]", ""));
+    assert_eq!(e.key, "virtual_server[0].passive");
+    assert!(e.message.contains("only NAT"), "{e}");
+    let e = err(
+        "[[virtual_server]]\naddress = \"203.0.113.10:53\"\nprotocol = \"udp\"\n\
+         forwarding = \"nat\"\n\n[virtual_server.passive]\n",
+    );
+    assert!(e.message.contains("TCP services only"), "{e}");
 }

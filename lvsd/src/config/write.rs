@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use lvs_proto::SchedulerKind;
 
-use super::{Config, ControlSettings, RealServer, VirtualService};
+use super::{
+    CheckKind, Config, ControlSettings, HealthCheck, PassiveCheck, RealServer, VirtualService,
+};
 use crate::sched::SchedFlags;
 
 /// A TOML string literal.
@@ -89,8 +91,131 @@ fn write_service(s: &mut String, vs: &VirtualService) {
         );
     }
     let _ = writeln!(s, "one_packet = {}", vs.one_packet);
+    if let Some(sorry) = &vs.sorry_server {
+        let _ = writeln!(
+            s,
+            "sorry_server = {}",
+            quoted(&format!("{}:{}", sorry.addr, sorry.port))
+        );
+    }
+    let _ = write!(
+        s,
+        "quorum = {}\nhysteresis = {}\n",
+        vs.quorum, vs.hysteresis
+    );
+    if let Some(hc) = &vs.health_check {
+        s.push_str("\n[virtual_server.health_check]\n");
+        write_health_check(s, hc);
+    }
+    if let Some(p) = &vs.passive {
+        write_passive(s, p);
+    }
     for rs in &vs.real_servers {
         write_real_server(s, rs);
+    }
+}
+
+fn write_passive(s: &mut String, p: &PassiveCheck) {
+    let _ = write!(
+        s,
+        "\n[virtual_server.passive]\nfailures = {}\nsyn_timeout = {}\nbackoff = {}\n\
+         max_backoff = {}\n",
+        p.failures,
+        duration(p.syn_timeout),
+        duration(p.backoff),
+        duration(p.max_backoff)
+    );
+}
+
+/// Bytes as `text` when they are printable ASCII, else as hex under `<key>_hex`.
+fn bytes_key(s: &mut String, key: &str, b: &[u8]) {
+    if b.iter().all(|c| (b' '..=b'~').contains(c)) {
+        let text = String::from_utf8_lossy(b);
+        let _ = writeln!(s, "{key} = {}", quoted(&text));
+    } else {
+        let hex: String = b.iter().map(|c| format!("{c:02x}")).collect();
+        let _ = writeln!(s, "{key}_hex = {}", quoted(&hex));
+    }
+}
+
+/// The keys of one `health_check` table (its header is written by the caller).
+fn write_health_check(s: &mut String, hc: &HealthCheck) {
+    let _ = write!(
+        s,
+        "kind = {}\ninterval = {}\ntimeout = {}\nrise = {}\nfall = {}\nalpha = {}\n\
+         warmup = {}\ninhibit_on_failure = {}\n",
+        quoted(hc.kind.name()),
+        duration(hc.interval),
+        duration(hc.timeout),
+        hc.rise,
+        hc.fall,
+        hc.alpha,
+        duration(hc.warmup),
+        hc.inhibit_on_failure
+    );
+    if let Some(ip) = hc.connect_ip {
+        let _ = writeln!(s, "connect_ip = {}", quoted(&ip.to_string()));
+    }
+    if let Some(port) = hc.connect_port {
+        let _ = writeln!(s, "connect_port = {port}");
+    }
+    match &hc.kind {
+        CheckKind::Tcp => {}
+        CheckKind::Http(h) => {
+            let ranges: Vec<String> = h
+                .status
+                .iter()
+                .map(|(lo, hi)| format!("[{lo}, {hi}]"))
+                .collect();
+            let _ = write!(
+                s,
+                "path = {}\nstatus = [{}]\n",
+                quoted(&h.path),
+                ranges.join(", ")
+            );
+            if let Some(v) = &h.virtualhost {
+                let _ = writeln!(s, "virtualhost = {}", quoted(v));
+            }
+            if let Some(d) = &h.digest {
+                let hex: String = d.iter().map(|c| format!("{c:02x}")).collect();
+                let _ = writeln!(s, "digest = {}", quoted(&hex));
+            }
+            if let Some(r) = &h.regex {
+                let _ = writeln!(s, "regex = {}", quoted(r.as_str()));
+            }
+            if let Some(t) = &h.tls {
+                let _ = writeln!(s, "tls_verify = {}", t.verify);
+                if let Some(ca) = &t.ca {
+                    let _ = writeln!(s, "tls_ca = {}", quoted(&ca.display().to_string()));
+                }
+            }
+        }
+        CheckKind::Udp(u) => {
+            bytes_key(s, "payload", &u.payload);
+            if let Some(e) = &u.expect {
+                bytes_key(s, "expect", e);
+            }
+        }
+        CheckKind::Dns(d) => {
+            let _ = write!(
+                s,
+                "name = {}\ntype = {}\n",
+                quoted(&d.name),
+                quoted(d.record_type.name())
+            );
+            if let Some(e) = &d.expect {
+                let _ = writeln!(s, "expect = {}", quoted(e));
+            }
+        }
+        CheckKind::Exec(e) => {
+            let argv: Vec<String> = e.command.iter().map(|a| quoted(a)).collect();
+            let _ = write!(
+                s,
+                "command = [{}]\ndynamic_weight = {}\n",
+                argv.join(", "),
+                e.dynamic_weight
+            );
+        }
     }
 }
 
@@ -105,6 +230,10 @@ fn write_real_server(s: &mut String, rs: &RealServer) {
         rs.upper_threshold,
         rs.lower_threshold
     );
+    if let (true, Some(hc)) = (rs.own_health_check, &rs.health_check) {
+        s.push_str("\n[virtual_server.real_server.health_check]\n");
+        write_health_check(s, hc);
+    }
 }
 
 fn write_control(s: &mut String, c: &ControlSettings) {
@@ -172,5 +301,50 @@ mod tests {
              admin_group = \"lvsadm\"\naudit_log = \"/var/log/lvsd/audit.log\"\n\
              idle_timeout = 30\n",
         );
+    }
+
+    #[test]
+    fn health_checks_read_back_the_same() {
+        round_trip(
+            "[[virtual_server]]\naddress = \"203.0.113.10:80\"\nforwarding = \"nat\"\n\
+             sorry_server = \"192.0.2.99:8080\"\nquorum = 3\nhysteresis = 1\n\n\
+             [virtual_server.health_check]\nkind = \"http\"\ninterval = \"1500ms\"\n\
+             timeout = \"500ms\"\nrise = 2\nfall = 3\nalpha = true\nwarmup = \"2s\"\n\
+             inhibit_on_failure = true\nconnect_ip = \"192.0.2.50\"\nconnect_port = 8080\n\
+             path = \"/health?x=\\\"1\\\"\"\nstatus = [[200, 204], [301, 301]]\n\
+             virtualhost = \"www.example.test\"\n\
+             digest = \"9e107d9d372bb6826bd81d3542a419d6\"\nregex = \"^ok\\\\s+\\\"x\\\"$\"\n\n\
+             [virtual_server.passive]\nfailures = 4\nsyn_timeout = \"1500ms\"\n\n\
+             [[virtual_server.real_server]]\naddress = \"192.0.2.11:8080\"\n\n\
+             [[virtual_server.real_server]]\naddress = \"192.0.2.12:8080\"\n\n\
+             [virtual_server.real_server.health_check]\nkind = \"https\"\ntls_verify = true\n\
+             tls_ca = \"/etc/lvsd/ca.pem\"\n\n\
+             [[virtual_server.real_server]]\naddress = \"192.0.2.13:8080\"\n\n\
+             [virtual_server.real_server.health_check]\nkind = \"udp\"\npayload_hex = \"00ff0a\"\n\
+             expect = \"pong \\\"1\\\"\"\n\n\
+             [[virtual_server.real_server]]\naddress = \"192.0.2.14:8080\"\n\n\
+             [virtual_server.real_server.health_check]\nkind = \"dns\"\nname = \"example.test.\"\n\
+             type = \"MX\"\nexpect = \"10 mail.example.test.\"\n\n\
+             [[virtual_server.real_server]]\naddress = \"192.0.2.15:8080\"\n\n\
+             [virtual_server.real_server.health_check]\nkind = \"exec\"\n\
+             command = [\"/usr/local/bin/check it\", \"--name=\\\"a\\\"\"]\n\
+             dynamic_weight = true\n\n\
+             [[virtual_server.real_server]]\naddress = \"192.0.2.16:8080\"\n\n\
+             [virtual_server.real_server.health_check]\nkind = \"tcp\"\n\n\
+             [[virtual_server]]\naddress = \"203.0.113.10:443\"\n\n\
+             [[virtual_server.real_server]]\naddress = \"192.0.2.11\"\n",
+        );
+    }
+
+    #[test]
+    fn an_inherited_check_is_written_once() {
+        let text = "[[virtual_server]]\naddress = \"203.0.113.10:80\"\n\n\
+             [virtual_server.health_check]\nkind = \"tcp\"\n\n\
+             [[virtual_server.real_server]]\naddress = \"192.0.2.11\"\n\n\
+             [[virtual_server.real_server]]\naddress = \"192.0.2.12\"\n";
+        let c = Config::parse(Path::new("in.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+        let out = c.to_toml();
+        assert_eq!(out.matches("health_check]").count(), 1, "{out}");
+        round_trip(text);
     }
 }

@@ -23,33 +23,49 @@
 //!   with the file (API edits not saved to it are dropped).
 //! - The channel is bounded ([`COMMAND_QUEUE`]): a full queue answers
 //!   [`ApiError::Unavailable`] at once instead of growing.
+//! - Health reports (from the health runner's thread) go through a [`HealthSender`]: a
+//!   bounded inbox ([`HEALTH_INBOX`] reports; when full, older reports of the same real
+//!   server are coalesced away, then the oldest go) and the same wake-up socket, so a
+//!   flip reaches the data path at the next loop turn (well within 100 ms) and a flood of
+//!   reports can never block the checker or grow without bound. The forwarding thread
+//!   only `try_lock`s the inbox: a report being written is taken at the next turn.
+//! - Health flips the data path made (active verdicts applied, passive detection,
+//!   quorum, sorry server) become events in the order they happened
+//!   ([`Executor::take_health_events`]).
+//! - A dynamic weight (exec `dynamic_weight`) is a weight edit by lvsd itself; on a
+//!   drained server it only changes the remembered weight (it stays drained).
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
-use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use lvs_proto::{
     Actor, ApiError, ConnCursor, ConnEntry, ConnKey, ConnPage, ConnQuery, DecisionInfo, DrainInfo,
-    Event, EventKind, FlowSpec, MAX_CONN_PAGE, MAX_WEIGHT, NewRealServer, NewService,
-    PersistenceInfo, RealServerInfo, RealServerKey, SchedulerKind, ServiceInfo, ServiceKey,
-    SimulateInfo, TemplateKey, Topology, VipInfo, WeightChange,
+    Event, EventKind, FlowSpec, HealthInfo, HealthState, MAX_CONN_PAGE, MAX_WEIGHT, NewRealServer,
+    NewService, PassiveInfo, PersistenceInfo, QuorumInfo, RealServerInfo, RealServerKey,
+    SchedulerKind, ServiceInfo, ServiceKey, SimulateInfo, TemplateKey, Topology, VipInfo,
+    WeightChange,
 };
 
 use super::events::EventRing;
 use crate::config::{self as cfg, Config};
 use crate::conn::TcpState;
 use crate::dataplane::{
-    self, ConnFilter, ConnInfo, Dataplane, DestStats, EditError, KillTarget, ServiceStats,
+    self, ConnFilter, ConnInfo, Dataplane, DestStats, EditError, HealthEvent, KillTarget,
+    ServiceStats,
 };
 use crate::sched::{Flow, SchedFlags};
 
 /// Commands waiting at most; more are refused as "busy".
 pub const COMMAND_QUEUE: usize = 256;
+/// Health reports waiting at most (see the module doc).
+pub const HEALTH_INBOX: usize = 8192;
 /// Commands executed per call of [`Executor::run_pending`].
 pub const MAX_COMMANDS_PER_ROUND: usize = 16;
 
@@ -236,6 +252,11 @@ impl ConfigEdit {
                     }),
                     one_packet: ns.one_packet,
                     real_servers: Vec::new(),
+                    health_check: None,
+                    passive: None,
+                    sorry_server: None,
+                    quorum: 1,
+                    hysteresis: 0,
                 });
             }
             ConfigEdit::RemoveService(k) => {
@@ -267,6 +288,9 @@ impl ConfigEdit {
                     forwarding: nrs.forwarding.unwrap_or(vs.forwarding),
                     upper_threshold: nrs.upper_threshold,
                     lower_threshold: nrs.lower_threshold,
+                    // As in the file: the service's default check applies.
+                    health_check: vs.health_check.clone(),
+                    own_health_check: false,
                 });
             }
             ConfigEdit::RemoveRealServer(k, r) => {
@@ -369,6 +393,83 @@ impl CommandSender {
     }
 }
 
+/// One health report for the forwarding thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthUpdate {
+    /// The active check flipped.
+    Changed {
+        /// Service.
+        service: ServiceKey,
+        /// Real server.
+        real_server: RealServerKey,
+        /// Up or down now.
+        state: HealthState,
+        /// The check's description.
+        check: String,
+        /// Why.
+        reason: String,
+    },
+    /// An exec check with `dynamic_weight` asks for a weight.
+    Weight {
+        /// Service.
+        service: ServiceKey,
+        /// Real server.
+        real_server: RealServerKey,
+        /// The weight.
+        weight: u32,
+    },
+}
+
+impl HealthUpdate {
+    fn target(&self) -> (ServiceKey, RealServerKey) {
+        match self {
+            HealthUpdate::Changed {
+                service,
+                real_server,
+                ..
+            }
+            | HealthUpdate::Weight {
+                service,
+                real_server,
+                ..
+            } => (*service, *real_server),
+        }
+    }
+}
+
+/// The health runner's end of the channel (module doc). Cheap to clone; never blocks
+/// for longer than an insert into a bounded queue.
+#[derive(Debug, Clone)]
+pub struct HealthSender {
+    inbox: Arc<Mutex<VecDeque<HealthUpdate>>>,
+    wake: Arc<UnixDatagram>,
+}
+
+impl HealthSender {
+    /// Queues a report and wakes the forwarding loop.
+    pub fn send(&self, update: HealthUpdate) {
+        {
+            let mut inbox = match self.inbox.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if inbox.len() >= HEALTH_INBOX {
+                let target = update.target();
+                inbox.retain(|u| u.target() != target);
+            }
+            while inbox.len() >= HEALTH_INBOX {
+                inbox.pop_front();
+            }
+            inbox.push_back(update);
+        }
+        let _ = self.wake.send(&[2]);
+    }
+}
+
+/// A snapshot of the active checks, by real server (the health runner's view).
+pub type HealthView =
+    Box<dyn Fn() -> HashMap<(ServiceKey, RealServerKey), HealthInfo> + Send + 'static>;
+
 /// A connected command channel: the sender for the control plane, the executor for the
 /// forwarding thread.
 pub fn channel(now: Instant) -> io::Result<(CommandSender, Executor)> {
@@ -376,7 +477,12 @@ pub fn channel(now: Instant) -> io::Result<(CommandSender, Executor)> {
     let (wake_tx, wake_rx) = UnixDatagram::pair()?;
     wake_tx.set_nonblocking(true)?;
     wake_rx.set_nonblocking(true)?;
+    let wake_tx = Arc::new(wake_tx);
     let mut exec = Executor {
+        health_inbox: Arc::new(Mutex::new(VecDeque::new())),
+        health_wake: Arc::clone(&wake_tx),
+        health_view: None,
+        health_waiting: false,
         rx,
         wake: wake_rx,
         events: EventRing::default(),
@@ -392,13 +498,7 @@ pub fn channel(now: Instant) -> io::Result<(CommandSender, Executor)> {
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
     );
-    Ok((
-        CommandSender {
-            tx,
-            wake: Arc::new(wake_tx),
-        },
-        exec,
-    ))
+    Ok((CommandSender { tx, wake: wake_tx }, exec))
 }
 
 /// Executes commands against the dataplane on the forwarding thread (module doc).
@@ -418,6 +518,23 @@ pub struct Executor {
     pending: Option<PendingEdit>,
     /// The VIPs and where they live, as the owner last set them up.
     vips: Vec<VipInfo>,
+    /// Health reports waiting (module doc).
+    health_inbox: Arc<Mutex<VecDeque<HealthUpdate>>>,
+    /// The wake-up socket's sending end, for [`HealthSender`]s.
+    health_wake: Arc<UnixDatagram>,
+    /// The health runner's snapshot, for listings.
+    health_view: Option<HealthViewBox>,
+    /// The inbox was busy at the last turn: look again.
+    health_waiting: bool,
+}
+
+/// [`HealthView`] with a `Debug` impl.
+struct HealthViewBox(HealthView);
+
+impl std::fmt::Debug for HealthViewBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HealthView")
+    }
 }
 
 impl Executor {
@@ -426,11 +543,156 @@ impl Executor {
         self.wake.as_fd()
     }
 
+    /// A sender for health reports into this executor (module doc).
+    pub fn health_sender(&self) -> HealthSender {
+        HealthSender {
+            inbox: Arc::clone(&self.health_inbox),
+            wake: Arc::clone(&self.health_wake),
+        }
+    }
+
+    /// Where listings get the active checks' state from.
+    pub fn set_health_view(&mut self, view: HealthView) {
+        self.health_view = Some(HealthViewBox(view));
+    }
+
+    /// Forgets the listing view (before the health runner stops).
+    pub fn clear_health_view(&mut self) {
+        self.health_view = None;
+    }
+
+    /// Applies the waiting health reports to the data path (never blocks: a busy inbox
+    /// is looked at again at the next turn), then records the data path's health events.
+    pub fn apply_health(&mut self, dp: &mut Dataplane, now: Instant) {
+        let updates: Vec<HealthUpdate> = match self.health_inbox.try_lock() {
+            Ok(mut inbox) => {
+                self.health_waiting = false;
+                inbox.drain(..).collect()
+            }
+            Err(_) => {
+                self.health_waiting = true;
+                Vec::new()
+            }
+        };
+        for u in updates {
+            match u {
+                HealthUpdate::Changed {
+                    service,
+                    real_server,
+                    state,
+                    check,
+                    reason,
+                } => {
+                    // A server gone meanwhile (reload, API) is no error.
+                    let _ = dp.set_health(
+                        &dp_key(&service),
+                        real_server.addr,
+                        real_server.port,
+                        state == HealthState::Up,
+                        &check,
+                        &reason,
+                    );
+                }
+                HealthUpdate::Weight {
+                    service,
+                    real_server,
+                    weight,
+                } => self.dynamic_weight(dp, now, service, real_server, weight),
+            }
+        }
+        self.take_health_events(dp, now);
+    }
+
+    /// Records the data path's health flips as events, in order.
+    pub fn take_health_events(&mut self, dp: &mut Dataplane, now: Instant) {
+        while let Some(e) = dp.poll_health_event() {
+            let kind = match e {
+                HealthEvent::Changed {
+                    service,
+                    addr,
+                    port,
+                    up,
+                    check,
+                    reason,
+                } => EventKind::HealthChanged {
+                    service: api_key(&service),
+                    real_server: RealServerKey::new(addr, port),
+                    state: if up {
+                        HealthState::Up
+                    } else {
+                        HealthState::Down
+                    },
+                    check,
+                    reason,
+                },
+                HealthEvent::Quorum {
+                    service,
+                    up,
+                    live_weight,
+                    quorum,
+                } => EventKind::QuorumChanged {
+                    service: api_key(&service),
+                    up,
+                    live_weight,
+                    quorum,
+                },
+                HealthEvent::Sorry {
+                    service,
+                    addr,
+                    port,
+                    active,
+                } => EventKind::SorryServer {
+                    service: api_key(&service),
+                    real_server: RealServerKey::new(addr, port),
+                    active,
+                },
+            };
+            self.record(now, kind);
+        }
+    }
+
+    /// An exec check's dynamic weight (module doc).
+    fn dynamic_weight(
+        &mut self,
+        dp: &mut Dataplane,
+        now: Instant,
+        service: ServiceKey,
+        real_server: RealServerKey,
+        weight: u32,
+    ) {
+        let weight = weight.min(MAX_WEIGHT);
+        if let Some(remembered) = self.drained.get_mut(&(service, real_server)) {
+            *remembered = weight;
+            return;
+        }
+        let key = dp_key(&service);
+        match dp.dest_stats(&key, real_server.addr, real_server.port) {
+            Ok(d) if d.config_weight != weight => {}
+            _ => return,
+        }
+        if let Ok(old) = dp.set_weight(&key, real_server.addr, real_server.port, weight) {
+            self.record(
+                now,
+                EventKind::WeightChanged {
+                    service,
+                    real_server,
+                    old,
+                    new: weight,
+                    by: health_actor(),
+                },
+            );
+        }
+    }
+
     /// Executes up to [`MAX_COMMANDS_PER_ROUND`] waiting commands; true if more wait (poll
-    /// again without sleeping).
+    /// again without sleeping). Health reports are applied first.
     pub fn run_pending(&mut self, dp: &mut Dataplane, now: Instant) -> bool {
         let mut buf = [0u8; 64];
         while self.wake.recv(&mut buf).is_ok() {}
+        self.apply_health(dp, now);
+        if self.health_waiting {
+            return true;
+        }
         for _ in 0..MAX_COMMANDS_PER_ROUND {
             if self.pending.is_some() {
                 // The owner applies the edit before the next command sees the config.
@@ -502,7 +764,9 @@ impl Executor {
             };
             for rs in &mut vs.real_servers {
                 if let Ok(d) = dp.dest_stats(&key, rs.addr, rs.port) {
-                    rs.weight = d.weight;
+                    // The configured weight: a server down with inhibit_on_failure
+                    // shows 0 but keeps its weight.
+                    rs.weight = d.config_weight;
                 }
             }
         }
@@ -513,7 +777,7 @@ impl Executor {
     pub fn after_reload(&mut self, dp: &Dataplane) {
         self.drained.retain(|(svc, rs), _| {
             dp.dest_stats(&dp_key(svc), rs.addr, rs.port)
-                .is_ok_and(|d| d.weight == 0)
+                .is_ok_and(|d| d.config_weight == 0)
         });
     }
 
@@ -535,10 +799,15 @@ impl Executor {
         match cmd {
             Command::Services(reply) => {
                 let stats = dp.stats();
+                let view = self
+                    .health_view
+                    .as_ref()
+                    .map(|v| (v.0)())
+                    .unwrap_or_default();
                 let list = stats
                     .services
                     .iter()
-                    .map(|s| self.service_info(s))
+                    .map(|s| self.service_info(s, &view, now))
                     .collect();
                 let _ = reply.send(Ok(list));
             }
@@ -852,7 +1121,7 @@ impl Executor {
         let current = dest(dp, service, real_server)?;
         let key = (service, real_server);
         let already = self.drained.get(&key).copied();
-        let before = already.unwrap_or(current.weight);
+        let before = already.unwrap_or(current.config_weight);
         dp.set_weight(&dp_key(&service), real_server.addr, real_server.port, 0)
             .map_err(|e| api_error(e, service, Some(real_server)))?;
         self.drained.insert(key, before);
@@ -915,7 +1184,12 @@ impl Executor {
         })
     }
 
-    fn service_info(&self, s: &ServiceStats) -> ServiceInfo {
+    fn service_info(
+        &self,
+        s: &ServiceStats,
+        view: &HashMap<(ServiceKey, RealServerKey), HealthInfo>,
+        now: Instant,
+    ) -> ServiceInfo {
         let key = ServiceKey {
             protocol: s.protocol,
             vip: s.vip,
@@ -940,10 +1214,17 @@ impl Executor {
                 .iter()
                 .map(|d| {
                     let rs = RealServerKey::new(d.addr, d.port);
-                    real_server_info(d, self.drained.get(&(key, rs)).copied())
+                    let mut info = real_server_info(d, self.drained.get(&(key, rs)).copied());
+                    info.health = health_info(d, view.get(&(key, rs)), now);
+                    info
                 })
                 .collect(),
-            quorum: None,
+            quorum: s.quorum.map(|q| QuorumInfo {
+                quorum: q.quorum,
+                hysteresis: q.hysteresis,
+                live_weight: q.live_weight,
+                up: q.up,
+            }),
         }
     }
 
@@ -961,6 +1242,25 @@ impl Executor {
             scheduler: d.scheduler,
             reason: d.reason,
         }
+    }
+}
+
+/// Who made a dynamic weight edit: lvsd's own health check.
+fn health_actor() -> Actor {
+    Actor {
+        uid: 0,
+        gid: 0,
+        pid: Some(i32::try_from(std::process::id()).unwrap_or(i32::MAX)),
+        user: Some("lvsd health check (dynamic_weight)".into()),
+        tls: None,
+    }
+}
+
+fn api_key(k: &dataplane::ServiceKey) -> ServiceKey {
+    ServiceKey {
+        protocol: k.protocol,
+        vip: k.vip,
+        port: k.port,
     }
 }
 
@@ -1028,9 +1328,59 @@ fn real_server_info(d: &DestStats, drained_from: Option<u32>) -> RealServerInfo 
         counters: d.counters,
         rates: d.rates,
         health: None,
-        sorry: false,
-        in_service: true,
+        sorry: d.sorry,
+        in_service: d.in_service,
     }
+}
+
+/// A real server's health for the API: the runner's record of its active check (when
+/// checked), with the state the data path applies (passive detection included) and
+/// passive detection's counters.
+fn health_info(d: &DestStats, active: Option<&HealthInfo>, now: Instant) -> Option<HealthInfo> {
+    let h = d.health?;
+    let ms = |t: std::time::Duration| u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+    let passive = h.passive.map(|p| PassiveInfo {
+        failed_handshakes: p.failures,
+        threshold: p.threshold,
+        down: p.down,
+        retry_in_ms: p.retry_at.map(|t| ms(t.saturating_duration_since(now))),
+        backoff_ms: ms(p.backoff),
+    });
+    let state = if h.alive {
+        HealthState::Up
+    } else {
+        HealthState::Down
+    };
+    Some(match active {
+        Some(a) => HealthInfo {
+            state,
+            passive,
+            inhibit_on_failure: h.inhibit_on_failure,
+            ..a.clone()
+        },
+        None => HealthInfo {
+            check: if h.checked {
+                "check (not run yet)".into()
+            } else {
+                "passive".into()
+            },
+            state,
+            since_unix_ms: 0,
+            successes: 0,
+            failures: passive.as_ref().map_or(0, |p| p.failed_handshakes),
+            rise: 1,
+            fall: passive.as_ref().map_or(1, |p| p.threshold),
+            interval_ms: 0,
+            timeout_ms: 0,
+            last: None,
+            next_in_ms: None,
+            checks_total: 0,
+            failures_total: 0,
+            inhibit_on_failure: h.inhibit_on_failure,
+            dynamic_weight: None,
+            passive,
+        },
+    })
 }
 
 /// The scheduler flags in ipvsadm's spelling for `kind`.

@@ -44,7 +44,10 @@ use lvs_proto::VersionInfo;
 use tokio::sync::watch;
 use tracing::{error, info};
 
-pub use exec::{Command, CommandSender, ConfigEdit, Executor, PendingEdit, channel};
+pub use exec::{
+    Command, CommandSender, ConfigEdit, Executor, HealthSender, HealthUpdate, HealthView,
+    PendingEdit, channel,
+};
 
 use crate::config::ControlSettings;
 use audit::Audit;

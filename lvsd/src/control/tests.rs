@@ -22,7 +22,8 @@ use super::*;
 use crate::config::ControlSettings;
 use crate::conn::Timeouts;
 use crate::dataplane::{
-    Dataplane, DataplaneConfig, DestSpec, Interface, Persistence, RxFrame, ServiceSpec, Verdict,
+    Dataplane, DataplaneConfig, DestSpec, HealthSpec, Interface, Persistence, RxFrame,
+    ServiceHealth, ServiceSpec, Verdict,
 };
 use crate::sched::SchedParams;
 use crate::wire::build::FrameSpec;
@@ -50,6 +51,7 @@ fn dest(addr: Ipv4Addr, port: u16, weight: u32) -> DestSpec {
         source: Ipv4Addr::new(192, 0, 2, 1),
         upper_threshold: 0,
         lower_threshold: 0,
+        health: HealthSpec::default(),
     }
 }
 
@@ -68,6 +70,7 @@ fn service(
         persistence: None,
         one_packet: false,
         dests,
+        health: ServiceHealth::default(),
     }
 }
 
@@ -150,6 +153,7 @@ fn plan(config: &crate::config::Config) -> Result<DataplaneConfig, String> {
             }),
             one_packet: vs.one_packet,
             dests,
+            health: ServiceHealth::default(),
         });
     }
     Ok(DataplaneConfig {
@@ -1283,4 +1287,87 @@ async fn adding_and_removing_services_and_real_servers() {
     let mut want = running_config();
     want.services[0].real_servers[0].weight = 9;
     assert_eq!(saved, want);
+}
+
+#[test]
+fn health_reports_reach_the_data_path_and_become_events() {
+    use lvs_proto::HealthState;
+    let t0 = Instant::now();
+    let (_commands, mut exec) = channel(t0).unwrap();
+    let mut cfg = dp_config();
+    for d in &mut cfg.services[0].dests {
+        d.health.checked = true;
+    }
+    let mut dp = Dataplane::new(cfg, t0);
+    let web = ServiceKey::tcp(VIP, 80);
+    let key = crate::dataplane::ServiceKey {
+        protocol: Protocol::Tcp,
+        vip: VIP,
+        port: 80,
+    };
+    let sender = exec.health_sender();
+    sender.send(HealthUpdate::Changed {
+        service: web,
+        real_server: RealServerKey::new(RS2, 80),
+        state: HealthState::Down,
+        check: "tcp 192.0.2.12:80".into(),
+        reason: "1 failure in a row (fall 1): connect: connection refused".into(),
+    });
+    sender.send(HealthUpdate::Weight {
+        service: web,
+        real_server: RealServerKey::new(RS1, 80),
+        weight: 7,
+    });
+    // A report for a server that is gone is no error.
+    sender.send(HealthUpdate::Weight {
+        service: web,
+        real_server: RealServerKey::new(Ipv4Addr::new(192, 0, 2, 13), 80),
+        weight: 1,
+    });
+    assert!(!exec.run_pending(&mut dp, t0));
+    assert!(!dp.dest_stats(&key, RS2, 80).unwrap().in_service);
+    assert_eq!(dp.dest_stats(&key, RS1, 80).unwrap().weight, 7);
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    exec.execute(
+        &mut dp,
+        t0,
+        Command::Events {
+            since: 0,
+            reply: tx,
+        },
+    );
+    let events = rx.try_recv().unwrap().unwrap();
+    assert!(
+        events.iter().any(|e| matches!(&e.kind,
+            EventKind::HealthChanged { state: HealthState::Down, reason, .. }
+                if reason.contains("connection refused"))),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| matches!(&e.kind,
+            EventKind::WeightChanged { new: 7, by, .. }
+                if by.user.as_deref().is_some_and(|u| u.contains("dynamic_weight")))),
+        "{events:?}"
+    );
+    // The listing: RS2 follows the listed server, out of service.
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    exec.execute(&mut dp, t0, Command::Services(tx));
+    let services = rx.try_recv().unwrap().unwrap();
+    let rs: Vec<(Ipv4Addr, bool)> = services[0]
+        .real_servers
+        .iter()
+        .map(|r| (r.addr, r.in_service))
+        .collect();
+    assert_eq!(rs, vec![(RS1, true), (RS2, false)]);
+    assert!(services[0].real_servers[1].health.is_some());
+    // A flood of reports stays bounded (one target's are coalesced when full).
+    for i in 0..(super::exec::HEALTH_INBOX as u32 + 100) {
+        sender.send(HealthUpdate::Weight {
+            service: web,
+            real_server: RealServerKey::new(RS1, 80),
+            weight: 1 + i % 3,
+        });
+    }
+    assert!(!exec.run_pending(&mut dp, t0));
+    assert!(dp.dest_stats(&key, RS1, 80).unwrap().weight <= 3);
 }

@@ -144,45 +144,12 @@ fn prefix_contains((net, len): (Ipv4Addr, u8), ip: Ipv4Addr) -> bool {
 }
 
 impl Dataplane {
-    /// The service id and the list position of a listed destination.
-    fn find_listed(
-        &self,
-        service: &ServiceKey,
-        addr: Ipv4Addr,
-        port: u16,
-    ) -> Result<(u32, usize), EditError> {
-        let sid = *self
-            .service_index
-            .get(&(service.protocol, service.vip, service.port))
-            .ok_or(EditError::NoService(*service))?;
-        let svc = self
-            .services
-            .get(sid as usize)
-            .and_then(Option::as_ref)
-            .ok_or(EditError::NoService(*service))?;
-        let pos = svc
-            .list
-            .iter()
-            .position(|&id| {
-                self.dests
-                    .get(id as usize)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|e| e.spec.addr == addr && e.spec.port == port)
-            })
-            .ok_or(EditError::NoDest {
-                service: *service,
-                addr,
-                port,
-            })?;
-        Ok((sid, pos))
-    }
-
     /// The interfaces of the running configuration.
     pub fn interfaces(&self) -> &[super::Interface] {
         &self.interfaces
     }
 
-    /// Every listed destination with its service and its spec (how it is reached) and
+    /// Every configured destination (listed or parked by health) with its service and its spec (how it is reached) and
     /// its next hop's MAC once known, in configuration order.
     pub fn dest_routes(&self) -> Vec<(ServiceKey, super::DestSpec, Option<[u8; 6]>)> {
         let mut out = Vec::new();
@@ -195,7 +162,13 @@ impl Dataplane {
                 vip: svc.vip,
                 port: svc.port,
             };
-            for &id in &svc.list {
+            let parked = svc.members.iter().filter(|&&id| {
+                self.dests
+                    .get(id as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|e| e.parked)
+            });
+            for &id in svc.list.iter().chain(parked) {
                 if let Some(Some(e)) = self.dests.get(id as usize) {
                     let mac = self.neighbours.get(e.neighbour).and_then(|n| n.mac);
                     out.push((key, e.spec, mac));
@@ -222,11 +195,7 @@ impl Dataplane {
         if weight > 65535 {
             return Err(EditError::WeightOutOfRange(weight));
         }
-        let (sid, pos) = self.find_listed(service, addr, port)?;
-        let Some(Some(svc)) = self.services.get_mut(sid as usize) else {
-            return Err(EditError::NoService(*service));
-        };
-        let did = svc.list[pos];
+        let (sid, did) = self.find_member(service, addr, port)?;
         let Some(Some(e)) = self.dests.get_mut(did as usize) else {
             return Err(EditError::NoDest {
                 service: *service,
@@ -235,14 +204,20 @@ impl Dataplane {
             });
         };
         let old = e.spec.weight;
+        let live_before = e.live_weight();
         e.spec.weight = weight;
         if weight != 0 {
             e.last_weight = weight;
         }
-        if old != weight {
-            fill_view(&svc.list, &self.dests, &mut svc.view);
-            svc.scheduler.update(&svc.view, ListChange::Edited);
+        let changed = e.in_list && live_before != e.live_weight();
+        if changed {
+            if let Some(Some(svc)) = self.services.get_mut(sid as usize) {
+                fill_view(&svc.list, &self.dests, &mut svc.view);
+                svc.scheduler.update(&svc.view, ListChange::Edited);
+            }
         }
+        // The live weight may change the quorum (keepalived `update_svr_wgt`).
+        self.settle_health(sid, false);
         Ok(old)
     }
 
@@ -253,33 +228,17 @@ impl Dataplane {
         addr: Ipv4Addr,
         port: u16,
     ) -> Result<DestStats, EditError> {
-        let (sid, pos) = self.find_listed(service, addr, port)?;
+        let (_, did) = self.find_member(service, addr, port)?;
         let e = self
-            .services
-            .get(sid as usize)
+            .dests
+            .get(did as usize)
             .and_then(Option::as_ref)
-            .and_then(|svc| svc.list.get(pos))
-            .and_then(|&id| self.dests.get(id as usize)?.as_ref())
             .ok_or(EditError::NoDest {
                 service: *service,
                 addr,
                 port,
             })?;
-        Ok(DestStats {
-            addr: e.spec.addr,
-            port: e.spec.port,
-            weight: e.spec.weight,
-            forwarding: e.spec.forwarding,
-            active: e.active,
-            inactive: e.inactive,
-            persistent: e.persistent,
-            overloaded: e.overloaded,
-            upper_threshold: e.spec.upper_threshold,
-            lower_threshold: e.spec.lower_threshold,
-            counters: e.counters,
-            rates: e.est.rates(),
-            neighbour_mac: self.neighbours.get(e.neighbour).and_then(|n| n.mac),
-        })
+        Ok(self.dest_stats_of(e))
     }
 
     /// Zeroes the counters and estimators of one service and its real servers (including

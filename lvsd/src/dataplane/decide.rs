@@ -199,7 +199,7 @@ impl Dataplane {
         let dest = t.dest();
         match self.dests.get(dest as usize) {
             Some(Some(d)) if d.in_list => {
-                if p.quiescent_template_expire && d.spec.weight == 0 {
+                if p.quiescent_template_expire && d.live_weight() == 0 {
                     TemplateCheck::Invalid {
                         id,
                         why: "its real server has weight 0 (quiescent_template_expire)",
@@ -212,6 +212,10 @@ impl Dataplane {
                     }
                 }
             }
+            Some(Some(d)) if d.parked => TemplateCheck::Invalid {
+                id,
+                why: "its real server is out of service (health)",
+            },
             _ => TemplateCheck::Invalid {
                 id,
                 why: "its real server was removed",

@@ -31,6 +31,12 @@
 //!   Debug builds check the view against a fresh fill before every decision.
 //! - A connection keeps its forwarding method for life; a destination's route (ifindex,
 //!   next hop) and weight are read live, so edits apply to existing connections.
+//! - Health (`health.rs`): a configured destination is either in its service's list or
+//!   *parked* (health down, held out while the sorry server serves, or an idle sorry
+//!   server); parked is not trash and is never freed. Lists follow health flips, weights
+//!   and the quorum exactly as keepalived drives IPVS; passive detection watches NAT
+//!   handshakes in fixed slots (no allocation per packet) and runs its timers in
+//!   [`Dataplane::handle_timeout`].
 //! - Every destination's `(ifindex, next_hop)` is a tracked neighbour, resolved by ARP
 //!   ([`Dataplane::poll_transmit`]) and learned from any ARP frame whose sender is that
 //!   neighbour; a learned MAC is kept until a newer one is learned.
@@ -98,6 +104,7 @@ use crate::wire::udp::UdpPacket;
 mod control;
 mod decide;
 mod estimator;
+mod health;
 mod reconfig;
 mod rewrite;
 mod stats;
@@ -105,10 +112,16 @@ mod stats;
 pub use control::{ConnFilter, ConnSortKey, EditError, KillTarget};
 pub use decide::{DECISION_RING, DECISION_WATCH, Decision, ServiceKey, SimulateResult};
 pub use estimator::EST_INTERVAL;
+pub use health::{
+    DestHealth, HEALTH_EVENTS, HealthEvent, HealthSpec, PASSIVE_PENDING, PassiveSpec,
+    PassiveStatus, QuorumStatus, ServiceHealth,
+};
 pub use stats::{ConnInfo, DestStats, DropCounts, DropReason, ServiceStats, Stats};
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod health_tests;
 #[cfg(test)]
 mod sched_tests;
 #[cfg(test)]
@@ -157,6 +170,9 @@ pub struct DestSpec {
     /// Connection lower threshold (ipvsadm `-y`): OVERLOAD clears below it; 0 = below
     /// 3/4 of the upper threshold.
     pub lower_threshold: u32,
+    /// Health checking (active check, inhibit, passive detection); the default is
+    /// "not checked: always up".
+    pub health: HealthSpec,
 }
 
 /// A persistent service's settings (spec b.16).
@@ -191,6 +207,8 @@ pub struct ServiceSpec {
     pub one_packet: bool,
     /// Real servers, in config order (the IPVS list is the reverse).
     pub dests: Vec<DestSpec>,
+    /// Sorry server, quorum and hysteresis (keepalived's, see `health.rs`).
+    pub health: ServiceHealth,
 }
 
 /// Everything the core needs to know.
@@ -254,6 +272,11 @@ struct Service {
     decisions: std::collections::VecDeque<Decision>,
     /// Decisions are recorded while `now` is before this.
     watch_until: Option<Instant>,
+    /// Every configured destination (listed or parked), in config order, the sorry
+    /// server last.
+    members: Vec<u32>,
+    /// Keepalived's quorum state (`health.rs`).
+    quorum: health::QuorumState,
 }
 
 impl Service {
@@ -291,6 +314,30 @@ struct DestEntry {
     est: Estimator,
     /// Index into `neighbours`.
     neighbour: usize,
+    /// Configured but out of the list (health down, or held out while the sorry server
+    /// serves, or an idle sorry server): not trash, never freed while parked.
+    parked: bool,
+    /// In the list with weight 0 because it is down with `inhibit_on_failure`.
+    inhibited: bool,
+    /// The service's sorry server.
+    sorry: bool,
+    /// The active check's verdict (true when not checked).
+    check_up: bool,
+    /// Passive detection's state, when on.
+    passive: Option<health::PassiveState>,
+}
+
+impl DestEntry {
+    /// The weight the scheduler sees: 0 while inhibited, else the configured one (API
+    /// edits and dynamic weights included).
+    fn live_weight(&self) -> u32 {
+        if self.inhibited { 0 } else { self.spec.weight }
+    }
+
+    /// Up as far as health is concerned: the active check and passive detection agree.
+    fn alive(&self) -> bool {
+        self.check_up && !self.passive.as_ref().is_some_and(|p| p.down)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -370,6 +417,14 @@ pub struct Dataplane {
     decision_seq: u64,
     /// When the rate estimators are next ticked (every [`EST_INTERVAL`]).
     next_estimate: Instant,
+    /// Health flips not yet taken by [`Dataplane::poll_health_event`] (at most
+    /// [`HEALTH_EVENTS`]; the oldest go first).
+    health_events: std::collections::VecDeque<HealthEvent>,
+    /// A lower bound of every passive deadline (handshake timeouts, retries).
+    next_passive: Option<Instant>,
+    /// The destinations with passive detection (`rebuild_indexes`), so its timers scan
+    /// only them.
+    passive_dests: Vec<u32>,
 }
 
 impl Dataplane {
@@ -394,6 +449,9 @@ impl Dataplane {
             global: Global::default(),
             decision_seq: 0,
             next_estimate: now + EST_INTERVAL,
+            health_events: std::collections::VecDeque::new(),
+            next_passive: None,
+            passive_dests: Vec::new(),
         };
         dp.reconfigure(config, now);
         dp
@@ -613,6 +671,9 @@ impl Dataplane {
                     if let Some(t) = choice.template {
                         self.conns.set_control(id, t);
                     }
+                    if p.tcp.is_some() && forwarding == Forwarding::Nat {
+                        self.passive_syn(now, did, (p.src, p.src_port));
+                    }
                     self.count_in(sid, did, p);
                     let activity =
                         self.conns
@@ -669,6 +730,9 @@ impl Dataplane {
         };
         let (sid, did, virt) = (conn.service(), conn.dest(), conn.virt());
         let (client_mac, ifindex) = (conn.client_mac(), conn.in_ifindex());
+        if let Some(flags) = p.tcp {
+            self.passive_reply(now, did, (p.dst, p.dst_port), flags);
+        }
         let bytes = p.ip_len as u64;
         if let Some(Some(svc)) = self.services.get_mut(sid as usize) {
             svc.counters.outpkts += 1;
@@ -806,6 +870,7 @@ impl Dataplane {
             self.earliest_probe,
             self.conns.next_sweep(),
             Some(self.next_estimate),
+            self.next_passive,
         ]
         .into_iter()
         .flatten()
@@ -814,9 +879,13 @@ impl Dataplane {
     }
 
     /// Expires idle connections and templates (1 s grain), settles their destinations'
-    /// counters, runs the schedulers' timers that are due, and ticks the rate estimators
-    /// every [`EST_INTERVAL`].
+    /// counters, runs the schedulers' timers that are due, ticks the rate estimators
+    /// every [`EST_INTERVAL`], and runs passive detection's timers (unanswered SYNs,
+    /// retries after the back-off; `health.rs`).
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_passive.is_some_and(|t| t <= now) {
+            self.passive_timeout(now);
+        }
         if self.next_estimate <= now {
             self.estimate();
             // Keep the 2 s cadence; after a stall of more than one interval, restart it.
@@ -895,26 +964,20 @@ impl Dataplane {
                 one_packet: svc.one_packet,
                 counters: svc.counters,
                 rates: svc.est.rates(),
+                // The list (scheduling order), then the parked members (config order).
                 dests: svc
                     .list
                     .iter()
+                    .chain(svc.members.iter().filter(|&&id| {
+                        self.dests
+                            .get(id as usize)
+                            .and_then(Option::as_ref)
+                            .is_some_and(|e| e.parked)
+                    }))
                     .filter_map(|&id| self.dests.get(id as usize)?.as_ref())
-                    .map(|e| DestStats {
-                        addr: e.spec.addr,
-                        port: e.spec.port,
-                        weight: e.spec.weight,
-                        forwarding: e.spec.forwarding,
-                        active: e.active,
-                        inactive: e.inactive,
-                        persistent: e.persistent,
-                        overloaded: e.overloaded,
-                        upper_threshold: e.spec.upper_threshold,
-                        lower_threshold: e.spec.lower_threshold,
-                        counters: e.counters,
-                        rates: e.est.rates(),
-                        neighbour_mac: self.neighbours.get(e.neighbour).and_then(|n| n.mac),
-                    })
+                    .map(|e| self.dest_stats_of(e))
                     .collect(),
+                quorum: self.quorum_status(svc),
             })
             .collect();
         Stats {
@@ -997,7 +1060,7 @@ fn unbind_dest(dests: &mut [Option<DestEntry>], did: u32, hold: Hold) -> bool {
     if clear {
         d.overloaded = false;
     }
-    !d.in_list && d.refs == 0
+    !d.in_list && !d.parked && d.refs == 0
 }
 
 /// Tells the scheduler of destination `did`'s service that its counts or OVERLOAD flag

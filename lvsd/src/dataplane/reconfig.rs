@@ -7,6 +7,11 @@
 //!   A weight, forwarding or threshold change is an edit the scheduler hears about.
 //! - A service keeps its scheduler unless the kind, the flags or the lblc expiry change;
 //!   then a fresh one is built over the current list (the seed only seeds a new one).
+//! - Health (`health.rs`): kept destinations keep their health state unless its spec
+//!   changed; new ones start per their spec (alpha: down) and are placed — listed at the
+//!   head in config order, or parked — after the removals; the quorum is re-evaluated as
+//!   keepalived does after a reload (`update_quorum_state(vs, init = true)`). Parked
+//!   destinations that leave the configuration go to the trash like listed ones.
 //! - Persistence and one-packet settings apply to the next new connection. Templates
 //!   already made keep their timeout and destination and expire on their own, even when
 //!   persistence is turned off or the netmask changes (as in IPVS).
@@ -17,6 +22,7 @@ use std::time::Instant;
 use lvs_proto::{Counters, Forwarding};
 
 use super::estimator::Estimator;
+use super::health::{self, HealthEvent};
 use super::{Dataplane, DataplaneConfig, DestEntry, DestSpec, Neighbour, Service, ServiceSpec};
 use crate::sched::{self, ListChange};
 
@@ -70,8 +76,9 @@ impl Dataplane {
         }
     }
 
-    fn new_dest(&mut self, service: u32, spec: DestSpec) -> u32 {
-        self.alloc_dest(DestEntry {
+    /// A new destination, parked (the caller places it).
+    fn new_dest(&mut self, service: u32, spec: DestSpec, sorry: bool) -> u32 {
+        let mut entry = DestEntry {
             service,
             spec,
             last_weight: spec.weight,
@@ -80,12 +87,19 @@ impl Dataplane {
             persistent: 0,
             overloaded: false,
             refs: 0,
-            in_list: true,
+            in_list: false,
             pos: 0,
             counters: Counters::default(),
             est: Estimator::default(),
             neighbour: usize::MAX,
-        })
+            parked: true,
+            inhibited: false,
+            sorry,
+            check_up: true,
+            passive: None,
+        };
+        health::initial(&mut entry);
+        self.alloc_dest(entry)
     }
 
     fn create_service(&mut self, spec: &ServiceSpec, now: Instant) -> u32 {
@@ -96,22 +110,63 @@ impl Dataplane {
                 (self.services.len() - 1) as u32
             }
         };
-        let mut list: Vec<u32> = Vec::with_capacity(spec.dests.len());
+        let mut members: Vec<u32> = Vec::with_capacity(spec.dests.len() + 1);
         for d in &spec.dests {
             // A duplicate (addr, port) in the config edits the first one.
-            if let Some(&id) = list.iter().find(|&&id| self.dest_matches(id, d)) {
+            if let Some(&id) = members.iter().find(|&&id| self.dest_matches(id, d)) {
                 if let Some(e) = self.dests[id as usize].as_mut() {
+                    let old = e.spec.health;
                     e.spec = *d;
+                    health::respec(e, &old);
                 }
                 continue;
             }
-            let id = self.new_dest(sid, *d);
-            list.insert(0, id);
+            members.push(self.new_dest(sid, *d, false));
+        }
+        if let Some(s) = spec.health.sorry {
+            if !members.iter().any(|&id| self.dest_matches(id, &s)) {
+                members.push(self.new_dest(sid, s, true));
+            }
+        }
+        // keepalived at start: the alive servers enter (config order, each at the head),
+        // then the quorum decides whether the sorry server replaces them (`health.rs`).
+        let mut quorum = health::QuorumState::new(&spec.health);
+        let live_weight = self.live_weight_of(&members);
+        quorum.up = live_weight >= quorum.quorum + quorum.hysteresis;
+        let sorry = members
+            .iter()
+            .find_map(|&id| self.dests[id as usize].as_ref().filter(|e| e.sorry))
+            .map(|e| (e.spec.addr, e.spec.port));
+        quorum.sorry_active = !quorum.up && sorry.is_some();
+        let mut list: Vec<u32> = Vec::with_capacity(members.len());
+        let mut managed = false;
+        for &id in &members {
+            let Some(e) = self.dests[id as usize].as_mut() else {
+                continue;
+            };
+            managed |= e.sorry || e.spec.health.checked || e.spec.health.passive.is_some();
+            match health::desired(e, quorum.sorry_active) {
+                Some(inhibited) => {
+                    e.in_list = true;
+                    e.parked = false;
+                    e.inhibited = inhibited;
+                    list.insert(0, id);
+                }
+                None => {
+                    e.in_list = false;
+                    e.parked = true;
+                }
+            }
         }
         renumber(&list, &mut self.dests);
         let mut view = Vec::with_capacity(list.len());
         fill_view(&list, &self.dests, &mut view);
         let scheduler = sched::new_scheduler(spec.scheduler, &spec.sched_params, &view, now);
+        let key = super::ServiceKey {
+            protocol: spec.protocol,
+            vip: spec.vip,
+            port: spec.port,
+        };
         self.services[sid as usize] = Some(Service {
             protocol: spec.protocol,
             vip: spec.vip,
@@ -126,7 +181,25 @@ impl Dataplane {
             est: Estimator::default(),
             decisions: VecDeque::new(),
             watch_until: None,
+            members,
+            quorum,
         });
+        if managed && !quorum.up {
+            self.push_health_event(HealthEvent::Quorum {
+                service: key,
+                up: false,
+                live_weight,
+                quorum: quorum.quorum,
+            });
+            if let (Some((addr, port)), true) = (sorry, quorum.sorry_active) {
+                self.push_health_event(HealthEvent::Sorry {
+                    service: key,
+                    addr,
+                    port,
+                    active: true,
+                });
+            }
+        }
         sid
     }
 
@@ -136,68 +209,125 @@ impl Dataplane {
             .is_some_and(|e| e.spec.addr == d.addr && e.spec.port == d.port)
     }
 
+    fn is_sorry(&self, id: u32) -> bool {
+        self.dests[id as usize].as_ref().is_some_and(|e| e.sorry)
+    }
+
     fn update_service(&mut self, sid: u32, spec: &ServiceSpec, now: Instant) {
         let Some(mut svc) = self.services[sid as usize].take() else {
             return;
         };
-        // 1. Removals, each announced with its index in the old list.
-        let mut i = 0;
-        while i < svc.list.len() {
-            let id = svc.list[i];
-            if spec.dests.iter().any(|d| self.dest_matches(id, d)) {
-                i += 1;
+        let sorry_spec = spec.health.sorry;
+        // 1. Removals, each announced with its index in the old list; parked members
+        //    that are gone go to the trash too.
+        let mut kept = Vec::with_capacity(svc.members.len());
+        for id in std::mem::take(&mut svc.members) {
+            let Some(e) = self.dests[id as usize].as_ref() else {
+                continue;
+            };
+            let same = |d: &DestSpec| e.spec.addr == d.addr && e.spec.port == d.port;
+            let keep = if e.sorry {
+                sorry_spec.as_ref().is_some_and(same)
+            } else {
+                spec.dests.iter().any(same)
+            };
+            if keep {
+                kept.push(id);
                 continue;
             }
-            svc.list.remove(i);
-            renumber(&svc.list, &mut self.dests);
-            fill_view(&svc.list, &self.dests, &mut svc.view);
-            svc.scheduler
-                .update(&svc.view, ListChange::Removed { index: i });
+            if let Some(index) = svc.list.iter().position(|&x| x == id) {
+                svc.list.remove(index);
+                renumber(&svc.list, &mut self.dests);
+                fill_view(&svc.list, &self.dests, &mut svc.view);
+                svc.scheduler
+                    .update(&svc.view, ListChange::Removed { index });
+            }
             self.trash_dest(id);
         }
-        // 2. Edits in place and additions at the head, in config order.
+        // 2. Edits in place, in config order; new servers are parked and placed below
+        //    (at the head, in config order, as before).
+        let mut members: Vec<u32> = Vec::with_capacity(spec.dests.len() + 1);
         for d in &spec.dests {
-            if let Some(pos) = svc.list.iter().position(|&id| self.dest_matches(id, d)) {
-                let Some(e) = self.dests[svc.list[pos] as usize].as_mut() else {
+            let found = kept
+                .iter()
+                .copied()
+                .find(|&id| !self.is_sorry(id) && self.dest_matches(id, d));
+            if let Some(id) = found {
+                let Some(e) = self.dests[id as usize].as_mut() else {
                     continue;
                 };
                 let ipvs_edit = e.spec.weight != d.weight
                     || e.spec.forwarding != d.forwarding
                     || e.spec.upper_threshold != d.upper_threshold
                     || e.spec.lower_threshold != d.lower_threshold;
+                let old = e.spec.health;
                 set_spec(e, d);
+                health::respec(e, &old);
                 if d.weight != 0 {
                     e.last_weight = d.weight;
                 }
-                if ipvs_edit {
+                let listed = e.in_list;
+                if ipvs_edit && listed {
                     fill_view(&svc.list, &self.dests, &mut svc.view);
                     svc.scheduler.update(&svc.view, ListChange::Edited);
+                }
+                if !members.contains(&id) {
+                    members.push(id);
                 }
                 continue;
             }
             let trashed = self.dests.iter().position(|e| {
                 e.as_ref().is_some_and(|e| {
-                    e.service == sid && !e.in_list && e.spec.addr == d.addr && e.spec.port == d.port
+                    e.service == sid
+                        && !e.in_list
+                        && !e.parked
+                        && !e.sorry
+                        && e.spec.addr == d.addr
+                        && e.spec.port == d.port
                 })
             });
             let id = match trashed {
                 Some(id) => {
                     if let Some(e) = self.dests[id].as_mut() {
-                        e.in_list = true;
+                        e.parked = true;
                         set_spec(e, d);
+                        health::initial(e);
                         // Re-added: the kernel sets last_weight on every add.
                         e.last_weight = d.weight;
                     }
                     id as u32
                 }
-                None => self.new_dest(sid, *d),
+                None => self.new_dest(sid, *d, false),
             };
-            svc.list.insert(0, id);
-            renumber(&svc.list, &mut self.dests);
-            fill_view(&svc.list, &self.dests, &mut svc.view);
-            svc.scheduler
-                .update(&svc.view, ListChange::Added { index: 0 });
+            members.push(id);
         }
+        if let Some(s) = sorry_spec {
+            let found = kept
+                .iter()
+                .copied()
+                .find(|&id| self.is_sorry(id) && self.dest_matches(id, &s));
+            let id = match found {
+                Some(id) => {
+                    if let Some(e) = self.dests[id as usize].as_mut() {
+                        set_spec(e, &s);
+                    }
+                    id
+                }
+                None => self.new_dest(sid, s, true),
+            };
+            members.push(id);
+        }
+        svc.members = members;
+        svc.quorum.quorum = spec.health.quorum.max(1);
+        svc.quorum.hysteresis = spec.health.hysteresis;
+        if sorry_spec.is_none() {
+            svc.quorum.sorry_active = false;
+        }
+        self.services[sid as usize] = Some(svc);
+        self.settle_health(sid, true);
+        let Some(mut svc) = self.services[sid as usize].take() else {
+            return;
+        };
         // 3. Another scheduler: a fresh one over the current list (kernel bind/unbind).
         let params_changed = svc.params.flags != spec.sched_params.flags
             || svc.params.lblc_expiration != spec.sched_params.lblc_expiration;
@@ -213,12 +343,25 @@ impl Dataplane {
         self.services[sid as usize] = Some(svc);
     }
 
+    /// The sum of the configured weights of the `members` that are up (sorry server
+    /// excluded): keepalived's `weigh_live_realservers`.
+    pub(super) fn live_weight_of(&self, members: &[u32]) -> u64 {
+        members
+            .iter()
+            .filter_map(|&id| self.dests.get(id as usize)?.as_ref())
+            .filter(|e| !e.sorry && e.alive())
+            .map(|e| u64::from(e.spec.weight))
+            .sum()
+    }
+
     /// Takes a destination out of its list: freed now if idle, else it drains.
     fn trash_dest(&mut self, id: u32) {
         let Some(e) = self.dests[id as usize].as_mut() else {
             return;
         };
         e.in_list = false;
+        e.parked = false;
+        e.inhibited = false;
         if e.refs == 0 {
             self.free_dest(id);
         }
@@ -263,7 +406,7 @@ impl Dataplane {
             // Any destination's address may send replies of live NAT connections (found in
             // the table); a reply without a connection is ours only for a listed NAT one.
             self.rip_addrs.insert((svc.protocol, e.spec.addr));
-            if e.spec.forwarding == Forwarding::Nat && e.in_list {
+            if e.spec.forwarding == Forwarding::Nat && (e.in_list || e.parked) {
                 self.nat_rips
                     .insert((svc.protocol, e.spec.addr, e.spec.port));
             }
@@ -293,6 +436,25 @@ impl Dataplane {
         }
         self.probe_cursor = 0;
         self.earliest_probe = self.neighbours.iter().map(|n| n.next_probe).min();
+        self.passive_dests = (0..self.dests.len() as u32)
+            .filter(|&id| {
+                self.dests[id as usize]
+                    .as_ref()
+                    .is_some_and(|e| e.passive.is_some())
+            })
+            .collect();
+        // Passive state may have been set up or reset: look at its timers again.
+        self.next_passive = self
+            .passive_dests
+            .iter()
+            .filter_map(|&id| {
+                self.dests[id as usize]
+                    .as_ref()?
+                    .passive
+                    .as_ref()?
+                    .next_deadline()
+            })
+            .min();
     }
 }
 
@@ -306,7 +468,7 @@ fn set_spec(e: &mut DestEntry, d: &DestSpec) {
 }
 
 /// Records each listed destination's index in `list` (its `pos`); after every list change.
-fn renumber(list: &[u32], dests: &mut [Option<DestEntry>]) {
+pub(super) fn renumber(list: &[u32], dests: &mut [Option<DestEntry>]) {
     for (pos, &id) in list.iter().enumerate() {
         if let Some(Some(e)) = dests.get_mut(id as usize) {
             e.pos = pos;
@@ -321,7 +483,7 @@ pub(super) fn fill_view(list: &[u32], dests: &[Option<DestEntry>], view: &mut Ve
         Some(Some(e)) => sched::Dest {
             addr: e.spec.addr,
             port: e.spec.port,
-            weight: e.spec.weight,
+            weight: e.live_weight(),
             last_weight: e.last_weight,
             active: e.active,
             inactive: e.inactive,

@@ -138,6 +138,15 @@ pub struct DestStats {
     pub rates: Rates,
     /// The next hop's MAC, once resolved.
     pub neighbour_mac: Option<MacAddr>,
+    /// The configured weight (API edits and dynamic weights included); `weight` is 0
+    /// instead while the server is down with `inhibit_on_failure`.
+    pub config_weight: u32,
+    /// In the scheduling list now.
+    pub in_service: bool,
+    /// The service's sorry server.
+    pub sorry: bool,
+    /// Health as the data path applies it, when checked or passively watched.
+    pub health: Option<super::DestHealth>,
 }
 
 /// A virtual service as reported.
@@ -164,6 +173,9 @@ pub struct ServiceStats {
     /// Real servers in IPVS list order (newest first); removed ones still draining are
     /// not listed.
     pub dests: Vec<DestStats>,
+    /// Quorum and sorry-server state, when the service has health checks, passive
+    /// detection or a sorry server.
+    pub quorum: Option<super::QuorumStatus>,
 }
 
 /// A snapshot of every counter.

@@ -77,6 +77,7 @@ pub(super) fn dest(addr: Ipv4Addr, port: u16, weight: u32, forwarding: Forwardin
         source: DIP,
         upper_threshold: 0,
         lower_threshold: 0,
+        health: HealthSpec::default(),
     }
 }
 
@@ -96,6 +97,7 @@ pub(super) fn service(
         persistence: None,
         one_packet: false,
         dests,
+        health: ServiceHealth::default(),
     }
 }
 

@@ -13,6 +13,10 @@
 //! - `drop_dst (P, X, N)`: `meta protocol ip ip daddr X meta l4proto P th dport N drop`
 //!   (traffic for a virtual service: the director's own stack must not answer it, e.g.
 //!   with a RST);
+//! - `accept_local X` (after the `drop_dst` rules, before the `drop_src` ones):
+//!   `meta protocol ip ip daddr X accept` — traffic to one of the director's own addresses
+//!   (the answers to its health checks, which come from a real server's RIP:port too) is
+//!   the kernel's; a VIP:port is dropped before (its rule comes first);
 //! - `drop_src (P, X, N)`: `meta protocol ip ip saddr X meta l4proto P th sport N drop`
 //!   (NAT replies from a real server: the kernel must not forward a second copy).
 //!
@@ -63,6 +67,9 @@ pub struct GuardDevice {
     pub drop_dst: Vec<(Protocol, Ipv4Addr, u16)>,
     /// Drop IPv4 packets with this (protocol, source address, source port).
     pub drop_src: Vec<(Protocol, Ipv4Addr, u16)>,
+    /// Accept IPv4 packets to these (local) addresses before `drop_src` applies: health
+    /// check answers from a real server's RIP:port to the director itself.
+    pub accept_local: Vec<Ipv4Addr>,
 }
 
 /// The installed guard; dropping it removes the table (best effort; the kernel removes it
@@ -417,12 +424,37 @@ impl Batch {
         self.msg.end(s);
     }
 
-    /// All chains and rules of `spec` (already validated and merged).
+    /// `meta protocol ip ip daddr X accept`.
+    fn new_accept_rule(&mut self, dev: &str, addr: Ipv4Addr) {
+        let s = self.begin(
+            NFT_MSG_NEWRULE,
+            NLM_F_CREATE | NLM_F_APPEND,
+            format!("adding the nftables accept rule for traffic to {addr} on {dev}"),
+        );
+        self.msg.str(NFTA_RULE_TABLE, TABLE);
+        self.msg.str(NFTA_RULE_CHAIN, &chain_name(dev));
+        let e = self.msg.nest(NFTA_RULE_EXPRESSIONS);
+        self.msg.meta_load(NFT_META_PROTOCOL);
+        self.msg.cmp_eq(&0x0800u16.to_be_bytes());
+        self.msg.payload_load(NFT_PAYLOAD_NETWORK_HEADER, 16, 4);
+        self.msg.cmp_eq(&addr.octets());
+        self.msg.verdict(NF_ACCEPT);
+        self.msg.nest_end(e);
+        self.msg.end(s);
+    }
+
+    /// All chains and rules of `spec` (already validated and merged): the `drop_dst`
+    /// rules, then the `accept_local` ones, then the `drop_src` ones (module doc).
     fn contents(&mut self, devices: &BTreeMap<String, Tuples>) {
         for (dev, t) in devices {
             self.new_chain(dev);
             for tuple in &t.dst {
                 self.new_rule(dev, Side::Dst, *tuple);
+            }
+            if !t.src.is_empty() {
+                for addr in &t.local {
+                    self.new_accept_rule(dev, *addr);
+                }
             }
             for tuple in &t.src {
                 self.new_rule(dev, Side::Src, *tuple);
@@ -463,6 +495,7 @@ fn chain_name(dev: &str) -> String {
 struct Tuples {
     dst: Vec<(Protocol, Ipv4Addr, u16)>,
     src: Vec<(Protocol, Ipv4Addr, u16)>,
+    local: Vec<Ipv4Addr>,
 }
 
 /// Validates device names and merges/sorts/de-duplicates the spec.
@@ -488,12 +521,15 @@ fn normalize(spec: &GuardSpec, what: &str) -> Result<BTreeMap<String, Tuples>, K
         let t = out.entry(d.name.clone()).or_default();
         t.dst.extend_from_slice(&d.drop_dst);
         t.src.extend_from_slice(&d.drop_src);
+        t.local.extend_from_slice(&d.accept_local);
     }
     for t in out.values_mut() {
         t.dst.sort_unstable();
         t.dst.dedup();
         t.src.sort_unstable();
         t.src.dedup();
+        t.local.sort_unstable();
+        t.local.dedup();
     }
     Ok(out)
 }
@@ -967,11 +1003,13 @@ mod unit {
                     name: "ext0".into(),
                     drop_dst: vec![(Protocol::Tcp, vip, 80), (Protocol::Tcp, vip, 80)],
                     drop_src: vec![],
+                    accept_local: vec![],
                 },
                 GuardDevice {
                     name: "ext0".into(),
                     drop_dst: vec![(Protocol::Udp, vip, 53)],
                     drop_src: vec![],
+                    accept_local: vec![],
                 },
             ],
         };
@@ -1012,6 +1050,7 @@ mod unit {
                 name: "d0".into(),
                 drop_dst: vec![(Protocol::Tcp, Ipv4Addr::new(203, 0, 113, 10), 80)],
                 drop_src: vec![],
+                accept_local: vec![],
             }],
         };
         let mut guard = ns.run(|| NftGuard::install(&spec)).expect("install");

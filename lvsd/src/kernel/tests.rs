@@ -34,6 +34,7 @@ fn spec_ext(dev: &str) -> GuardSpec {
             name: dev.to_string(),
             drop_dst: vec![(Protocol::Tcp, VIP, 80), (Protocol::Udp, VIP, 53)],
             drop_src: vec![(Protocol::Tcp, RIP, 8080)],
+            accept_local: vec![],
         }],
     }
 }
@@ -242,6 +243,7 @@ fn guard_install_replace_remove() {
             name: "d1".into(),
             drop_dst: vec![(Protocol::Tcp, VIP, 443)],
             drop_src: vec![],
+            accept_local: vec![],
         }],
     };
     guard.replace(&spec2).expect("replace");
@@ -356,6 +358,7 @@ fn guard_stops_the_kernel_answering_but_not_the_tap() {
                 name: "vb".into(),
                 drop_dst: vec![(Protocol::Tcp, VIP, 80)],
                 drop_src: vec![],
+                accept_local: vec![],
             }],
         })
         .expect("install");

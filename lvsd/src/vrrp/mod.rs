@@ -28,9 +28,10 @@
 //!   `(256 − prio)/256 s` (v2) or `(256 − prio) × Master_Adver_Interval / 256` (v3);
 //!   a v3 backup adopts the master's interval; priority 0 sets the down timer to
 //!   Skew_Time; a master hearing priority 0 advertises at once.
-//! - Checksums: v3 over IPv4 is checksummed over the message alone by default, as RFC
-//!   9568 §5.2.8 specifies; [`V3Checksum::PseudoHeader`] is the RFC 5798 reading that
-//!   keepalived uses unless `v3_checksum_as_v2` is set. Peers must agree, or each drops
+//! - Checksums: v3 over IPv4 defaults to [`V3Checksum::PseudoHeader`], the RFC 5798
+//!   reading that a stock keepalived sends (its `v3_checksum_as_v2` unset), so lvsd can
+//!   replace one director of a keepalived pair at a time; [`V3Checksum::Rfc9568`] is the
+//!   message alone, as RFC 9568 §5.2.8 specifies for IPv4. Peers must agree, or each drops
 //!   the other's adverts and both become master.
 //! - Healing (keepalived #166/#1528): a master hearing a lower priority (or an equal one
 //!   from a lower address) re-advertises and re-sends GARP; a master stepping down for a
