@@ -392,6 +392,46 @@ fn filter_narrows_and_esc_clears() {
 }
 
 #[test]
+fn filters_are_case_insensitive_regexes_and_bad_ones_match_literally() {
+    let mut app = lab(80, 24);
+    // `192\.0\.2\.1[12]:` picks two servers of each service that has them.
+    press(&mut app, "2/192\\.0\\.2\\.1[12]:");
+    app.handle_key(code(KeyCode::Enter), NOW);
+    let picked: Vec<_> = app
+        .svc_rows
+        .iter()
+        .filter(|r| matches!(r, SvcRow::Real { .. }))
+        .collect();
+    assert!(!picked.is_empty(), "{:?}", app.svc_rows);
+    assert!(
+        picked.len() < 8 - 1,
+        "the expression should narrow the list: {:?}",
+        app.svc_rows
+    );
+    app.handle_key(code(KeyCode::Esc), NOW);
+    // Upper case matches (case-insensitive), and `!` inverts.
+    press(&mut app, "/DOWN");
+    app.handle_key(code(KeyCode::Enter), NOW);
+    let downs = app
+        .svc_rows
+        .iter()
+        .filter(|r| matches!(r, SvcRow::Real { .. }))
+        .count();
+    assert_eq!(downs, 2);
+    app.handle_key(code(KeyCode::Esc), NOW);
+    // Not a valid expression: matched as text, so nothing matches and nothing breaks.
+    press(&mut app, "/[x");
+    app.handle_key(code(KeyCode::Enter), NOW);
+    assert!(
+        app.svc_rows
+            .iter()
+            .all(|r| !matches!(r, SvcRow::Real { .. })),
+        "{:?}",
+        app.svc_rows
+    );
+}
+
+#[test]
 fn connections_page_with_the_cursor_and_never_hold_the_table() {
     let mut app = lab(80, 24);
     let effects = press(&mut app, "4");

@@ -2449,7 +2449,7 @@ fn sort_reals(idx: &mut [usize], reals: &[RealServerInfo], sort: SvcSort, rev: b
     }
 }
 
-fn real_server_matches(r: &RealServerInfo, needle: &str) -> bool {
+fn real_server_matches(r: &RealServerInfo, needle: &Needle) -> bool {
     let addr = SocketAddrV4::new(r.addr, r.port).to_string();
     contains(&addr, needle)
         || contains(r.forwarding.ipvsadm_name(), needle)
@@ -2461,11 +2461,35 @@ fn real_server_matches(r: &RealServerInfo, needle: &str) -> bool {
         || (r.sorry && contains("sorry", needle))
 }
 
-/// A filter as typed: case-insensitive substring, `!` in front inverts it.
+/// A filter as typed: a case-insensitive regular expression (`rs[12]`, `^tcp`), `!` in
+/// front inverts it. Text that is not a valid expression (`(`, `[x`) is matched literally,
+/// so typing never shows an error.
 #[derive(Debug)]
 struct Filter {
-    needle: String,
+    needle: Option<Needle>,
     invert: bool,
+}
+
+/// A compiled filter expression.
+#[derive(Debug)]
+struct Needle(regex::Regex);
+
+impl Needle {
+    fn new(text: &str) -> Option<Needle> {
+        if text.is_empty() {
+            return None;
+        }
+        let build = |pattern: &str| {
+            regex::RegexBuilder::new(pattern)
+                .case_insensitive(true)
+                .size_limit(1 << 20)
+                .build()
+        };
+        build(text)
+            .or_else(|_| build(&regex::escape(text)))
+            .ok()
+            .map(Needle)
+    }
 }
 
 impl Filter {
@@ -2473,35 +2497,31 @@ impl Filter {
         let text = text.trim();
         match text.strip_prefix('!') {
             Some(rest) => Filter {
-                needle: rest.trim().to_ascii_lowercase(),
+                needle: Needle::new(rest.trim()),
                 invert: true,
             },
             None => Filter {
-                needle: text.to_ascii_lowercase(),
+                needle: Needle::new(text),
                 invert: false,
             },
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.needle.is_empty()
+        self.needle.is_none()
     }
 
-    fn matches(&self, f: impl FnOnce(&str) -> bool) -> bool {
-        if self.needle.is_empty() {
-            return true;
+    fn matches(&self, f: impl FnOnce(&Needle) -> bool) -> bool {
+        match &self.needle {
+            None => true,
+            Some(n) => f(n) != self.invert,
         }
-        f(&self.needle) != self.invert
     }
 }
 
-/// Case-insensitive `contains` with an already lower-case needle.
-fn contains(hay: &str, lower_needle: &str) -> bool {
-    if hay.is_ascii() {
-        hay.to_ascii_lowercase().contains(lower_needle)
-    } else {
-        hay.to_lowercase().contains(lower_needle)
-    }
+/// Whether the filter expression matches somewhere in `hay`.
+fn contains(hay: &str, needle: &Needle) -> bool {
+    needle.0.is_match(hay)
 }
 
 fn push_bounded<T>(q: &mut VecDeque<T>, v: T, cap: usize) {

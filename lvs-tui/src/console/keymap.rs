@@ -150,7 +150,7 @@ const SPECS: &[Spec] = &[
         Action::Filter,
         "filter",
         Scope::Global,
-        "filter the view (`!` inverts)",
+        "filter the view (regex, `!` inverts)",
         &["/"],
     ),
     (
