@@ -8,7 +8,9 @@
 //! 2. install the nftables guard (drops VIP:port and NAT-reply tuples at ingress, after the
 //!    packet taps, so lvsd still sees them);
 //! 3. open one packet socket per interface, with the socket filter for the owned tuples;
-//! 4. add the VIPs that are not already local (remembering which ones lvsd added);
+//! 4. add the VIPs that are not already local (remembering which ones lvsd added) — or,
+//!    with `[[vrrp_instance]]` tables, start the VRRP driver instead (`vrrp::driver`): it
+//!    adds a VIP on becoming master, and the socket filters admit only held VIPs;
 //! 5. start the control API (its socket and thread, `control/`);
 //! 6. forward until SIGINT/SIGTERM; SIGHUP reloads (a bad config keeps the old one
 //!    running); SIGUSR1 prints the counters; control commands run between packet batches;
@@ -481,6 +483,9 @@ struct Director {
     /// When the data path is next compared with the runner's states (after a
     /// reconfiguration: a report of the old check may cross the change).
     reconcile_at: Vec<Instant>,
+    /// VRRP (issue 7), when `[[vrrp_instance]]` tables exist: it owns the VIPs, and the
+    /// socket filters admit only the VIPs it holds (`vrrp::driver`).
+    vrrp: Option<crate::vrrp::driver::VrrpLink>,
 }
 
 /// One [`Target`] per real server with an effective check.
@@ -535,7 +540,8 @@ impl Director {
         let kernel = Kernel::connect().map_err(|e| e.to_string())?;
         let plan = Plan::build(config, &kernel)?;
         let guard = NftGuard::install(&plan.guard).map_err(|e| e.to_string())?;
-        let filter = Filter::build(&plan.filter).map_err(|e| e.to_string())?;
+        let filter = Filter::build(&crate::vrrp::driver::initial_filter(&plan.filter, config))
+            .map_err(|e| e.to_string())?;
         let now = Instant::now();
         let (commands, mut executor) = crate::control::channel(now)
             .map_err(|e| format!("control: creating the command channel: {e}"))?;
@@ -556,6 +562,7 @@ impl Director {
             health: None,
             health_targets: HashMap::new(),
             reconcile_at: Vec::new(),
+            vrrp: None,
         };
         if let Err(e) = director.start_health(config) {
             let _ = director.shutdown();
@@ -565,7 +572,17 @@ impl Director {
             let _ = director.shutdown();
             return Err(e);
         }
-        if let Err(e) = director.sync_vips(&plan.vips) {
+        // With VRRP the driver adds and removes the VIPs; without it lvsd adds them now.
+        let vips = match crate::vrrp::driver::VrrpLink::start(config, &plan.filter) {
+            Ok(Some(link)) => {
+                director.executor.set_vrrp_view(Some(link.view()));
+                director.vrrp = Some(link);
+                Ok(())
+            }
+            Ok(None) => director.sync_vips(&plan.vips),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = vips {
             let _ = director.shutdown();
             return Err(e);
         }
@@ -794,9 +811,16 @@ impl Director {
                 let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(n + 1);
                 fds.extend(self.sockets.iter().map(|(_, s)| s.as_fd()));
                 fds.push(self.executor.wake_fd());
-                readable.resize(n + 1, false);
+                // VRRP's notes (held VIPs, transitions) after it.
+                if let Some(v) = &self.vrrp {
+                    fds.push(v.wake_fd());
+                }
+                readable.resize(fds.len(), false);
                 crate::io::poll_readable(&fds, Some(wait), &mut readable)
                     .map_err(|e| format!("waiting for packets: {e}"))?;
+            }
+            if readable.get(n + 1) == Some(&true) {
+                self.vrrp_notes();
             }
             for (i, &is_ready) in readable[..n].iter().enumerate() {
                 if is_ready {
@@ -836,10 +860,21 @@ impl Director {
     fn drain(&mut self, i: usize, rx: &mut [u8], tx: &mut [u8]) -> Result<(), String> {
         let ifindex = self.sockets[i].0;
         for _ in 0..BATCH {
-            let got = self.sockets[i]
-                .1
-                .recv(rx)
-                .map_err(|e| format!("reading from {}: {e}", self.if_name(ifindex)))?;
+            let got = match self.sockets[i].1.recv(rx) {
+                Ok(got) => got,
+                // The io contract: these leave the socket usable (the interface went
+                // down — reported once —, a frame too long, an unknown GSO type). An
+                // interface going down must not stop the director (VRRP's
+                // track_interface turns it into FAULT).
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::ENETDOWN | libc::EINVAL))
+                        || e.kind() == std::io::ErrorKind::InvalidData =>
+                {
+                    warn!("reading from {}: {e}", self.if_name(ifindex));
+                    break;
+                }
+                Err(e) => return Err(format!("reading from {}: {e}", self.if_name(ifindex))),
+            };
             let Some((vnet, len)) = got else { break };
             let frame = RxFrame {
                 ifindex,
@@ -922,7 +957,11 @@ impl Director {
     /// the dataplane, sync the VIPs. An error before the guard is replaced changes nothing.
     fn apply(&mut self, config: &Config) -> Result<(), String> {
         let plan = Plan::build(config, &self.kernel)?;
-        let filter = Filter::build(&plan.filter).map_err(|e| e.to_string())?;
+        let spec = match self.vrrp.as_mut() {
+            Some(v) => v.replan(&plan.filter, config),
+            None => plan.filter.clone(),
+        };
+        let filter = Filter::build(&spec).map_err(|e| e.to_string())?;
         if let Some(guard) = self.guard.as_mut() {
             guard.replace(&plan.guard).map_err(|e| e.to_string())?;
         }
@@ -936,11 +975,38 @@ impl Director {
         }
         self.interfaces = plan.dataplane.interfaces.clone();
         self.dataplane.reconfigure(plan.dataplane, Instant::now());
-        if let Err(e) = self.sync_vips(&plan.vips) {
-            error!("reload: {e}");
+        if self.vrrp.is_none() {
+            if let Err(e) = self.sync_vips(&plan.vips) {
+                error!("reload: {e}");
+            }
         }
         self.publish_vips(&plan.vips);
         Ok(())
+    }
+
+    /// The VRRP driver's notes: transitions become events; a change of the held VIPs
+    /// re-gates the socket filters (a backup forwards nothing for a VIP it does not hold).
+    fn vrrp_notes(&mut self) {
+        let Some(v) = self.vrrp.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        let executor = &mut self.executor;
+        let Some(spec) = v.take(|kind| {
+            executor.record(now, kind);
+        }) else {
+            return;
+        };
+        match Filter::build(&spec) {
+            Ok(filter) => {
+                for (_, sock) in &self.sockets {
+                    if let Err(e) = sock.set_filter(&filter) {
+                        error!("vrrp: updating a socket filter: {e}");
+                    }
+                }
+            }
+            Err(e) => error!("vrrp: building the socket filter: {e}"),
+        }
     }
 
     /// Tells the control API where the VIPs live and which ones lvsd added.
@@ -961,6 +1027,12 @@ impl Director {
 
     /// Removes everything lvsd installed. Safe to call more than once.
     fn shutdown(&mut self) -> Result<(), String> {
+        // VRRP first: priority-0 adverts (a backup takes over after Skew_Time), then its
+        // VIPs go.
+        self.executor.set_vrrp_view(None);
+        if let Some(mut v) = self.vrrp.take() {
+            v.stop();
+        }
         if let Some(mut control) = self.control.take() {
             control.stop();
         }

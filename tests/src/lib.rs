@@ -30,6 +30,7 @@
 pub mod client;
 mod error;
 mod host;
+pub mod keepalived;
 pub mod lab;
 mod lvsd;
 mod netlink;

@@ -21,7 +21,10 @@ use crate::sched::{self, SchedFlags};
 
 mod check;
 mod raw;
+mod vrrp;
 mod write;
+
+pub use vrrp::{VrrpInstance, VrrpSyncGroup};
 
 /// ipvsadm's persistence timeout when `-p` is given without a number.
 pub const DEFAULT_PERSISTENCE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -39,6 +42,10 @@ pub struct Config {
     pub timeouts: TimeoutSettings,
     /// The control API's listener (`[control]`).
     pub control: ControlSettings,
+    /// `[[vrrp_instance]]` tables in file order; when any exists, VRRP owns every VIP.
+    pub vrrp_instances: Vec<VrrpInstance>,
+    /// `[[vrrp_sync_group]]` tables in file order.
+    pub vrrp_sync_groups: Vec<VrrpSyncGroup>,
 }
 
 /// Where and how the control API listens (`[control]`). Read at startup only: a reload
@@ -510,9 +517,11 @@ impl Config {
     fn from_raw(src: &Source<'_>, raw: raw::File) -> Result<Config, ConfigError> {
         let mut services = Vec::with_capacity(raw.virtual_server.len());
         let mut seen = HashSet::new();
+        let mut service_spans = Vec::with_capacity(raw.virtual_server.len());
         for (i, vs) in raw.virtual_server.into_iter().enumerate() {
             let key = format!("virtual_server[{i}]");
             let address_span = vs.address.span();
+            service_spans.push(address_span.clone());
             let service = virtual_service(src, &key, vs)?;
             if !seen.insert((service.protocol, service.vip, service.port)) {
                 return Err(src.error(
@@ -541,10 +550,19 @@ impl Config {
             None => ControlSettings::default(),
             Some(c) => control(src, c)?,
         };
+        let (vrrp_instances, vrrp_sync_groups) = vrrp::all(
+            src,
+            raw.vrrp_instance,
+            raw.vrrp_sync_group,
+            &services,
+            &service_spans,
+        )?;
         Ok(Config {
             services,
             timeouts,
             control,
+            vrrp_instances,
+            vrrp_sync_groups,
         })
     }
 }

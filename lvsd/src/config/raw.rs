@@ -12,6 +12,10 @@ pub(super) struct File {
     pub virtual_server: Vec<VirtualServer>,
     pub timeouts: Option<Timeouts>,
     pub control: Option<Control>,
+    #[serde(default)]
+    pub vrrp_instance: Vec<super::vrrp::RawInstance>,
+    #[serde(default)]
+    pub vrrp_sync_group: Vec<super::vrrp::RawSyncGroup>,
 }
 
 #[derive(Debug, Deserialize)]

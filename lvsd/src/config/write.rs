@@ -12,6 +12,7 @@ use lvs_proto::SchedulerKind;
 
 use super::{
     CheckKind, Config, ControlSettings, HealthCheck, PassiveCheck, RealServer, VirtualService,
+    VrrpInstance,
 };
 use crate::sched::SchedFlags;
 
@@ -63,6 +64,18 @@ impl Config {
             duration(t.udp)
         );
         write_control(&mut s, &self.control);
+        for v in &self.vrrp_instances {
+            write_vrrp_instance(&mut s, v);
+        }
+        for g in &self.vrrp_sync_groups {
+            let members: Vec<String> = g.group.iter().map(|m| quoted(m)).collect();
+            let _ = write!(
+                s,
+                "\n[[vrrp_sync_group]]\nname = {}\ngroup = [{}]\n",
+                quoted(&g.name),
+                members.join(", ")
+            );
+        }
         s
     }
 }
@@ -233,6 +246,50 @@ fn write_real_server(s: &mut String, rs: &RealServer) {
     if let (true, Some(hc)) = (rs.own_health_check, &rs.health_check) {
         s.push_str("\n[virtual_server.real_server.health_check]\n");
         write_health_check(s, hc);
+    }
+}
+
+fn write_vrrp_instance(s: &mut String, v: &VrrpInstance) {
+    let list = |items: Vec<String>| {
+        items
+            .iter()
+            .map(|i| quoted(i))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = write!(
+        s,
+        "\n[[vrrp_instance]]\nname = {}\ninterface = {}\nvirtual_router_id = {}\npriority = {}\n\
+         version = {}\nadvert_interval = {}\npreempt = {}\npreempt_delay = {}\n\
+         virtual_ipaddress = [{}]\nunicast_peer = [{}]\ntrack_interface = [{}]\n\
+         garp_master_repeat = {}\ngarp_master_delay = {}\ngarp_master_refresh = {}\n\
+         v3_checksum_as_v2 = {}\n",
+        quoted(&v.name),
+        quoted(&v.interface),
+        v.vrid,
+        v.priority,
+        v.version,
+        duration(v.advert_interval),
+        v.preempt,
+        duration(v.preempt_delay),
+        list(
+            v.virtual_ipaddress
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        ),
+        list(v.unicast_peer.iter().map(ToString::to_string).collect()),
+        list(v.track_interface.clone()),
+        v.garp_master_repeat,
+        duration(v.garp_master_delay),
+        duration(v.garp_master_refresh.unwrap_or_default()),
+        v.v3_checksum_as_v2,
+    );
+    if let Some(src) = v.unicast_src {
+        let _ = writeln!(s, "unicast_src = {}", quoted(&src.to_string()));
+    }
+    if let Some(n) = &v.notify {
+        let _ = writeln!(s, "notify = {}", quoted(&n.display().to_string()));
     }
 }
 

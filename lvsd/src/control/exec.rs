@@ -193,6 +193,8 @@ pub enum Command {
     },
     /// Where things are and how real servers are reached.
     Topology(Reply<Topology>),
+    /// The VRRP instances (none without `[[vrrp_instance]]`).
+    Vrrp(Reply<Vec<lvs_proto::VrrpInstanceInfo>>),
     /// The running configuration was written to `path` (records the event).
     ConfigSaved {
         /// The file.
@@ -482,6 +484,7 @@ pub fn channel(now: Instant) -> io::Result<(CommandSender, Executor)> {
         health_inbox: Arc::new(Mutex::new(VecDeque::new())),
         health_wake: Arc::clone(&wake_tx),
         health_view: None,
+        vrrp_view: None,
         health_waiting: false,
         rx,
         wake: wake_rx,
@@ -526,6 +529,8 @@ pub struct Executor {
     health_view: Option<HealthViewBox>,
     /// The inbox was busy at the last turn: look again.
     health_waiting: bool,
+    /// The VRRP driver's instances (issue 7), when VRRP runs.
+    vrrp_view: Option<crate::vrrp::driver::VrrpView>,
 }
 
 /// [`HealthView`] with a `Debug` impl.
@@ -559,6 +564,11 @@ impl Executor {
     /// Forgets the listing view (before the health runner stops).
     pub fn clear_health_view(&mut self) {
         self.health_view = None;
+    }
+
+    /// Where `vrrp()` and the topology's VRRP role come from (`None`: no VRRP).
+    pub fn set_vrrp_view(&mut self, view: Option<crate::vrrp::driver::VrrpView>) {
+        self.vrrp_view = view;
     }
 
     /// Applies the waiting health reports to the data path (never blocks: a busy inbox
@@ -969,6 +979,13 @@ impl Executor {
             Command::Topology(reply) => {
                 let _ = reply.send(Ok(self.topology(dp)));
             }
+            Command::Vrrp(reply) => {
+                let _ = reply.send(Ok(self
+                    .vrrp_view
+                    .as_ref()
+                    .map(crate::vrrp::driver::VrrpView::info)
+                    .unwrap_or_default()));
+            }
             Command::ConfigSaved { path, by, reply } => {
                 self.record(now, EventKind::ConfigSaved { path, by });
                 let _ = reply.send(Ok(()));
@@ -1041,7 +1058,21 @@ impl Executor {
             vips: self.vips.clone(),
             dips,
             real_servers,
-            vrrp_role: None,
+            // `master` / `backup` with one instance, `VI_1 master, VI_2 backup` with more.
+            vrrp_role: self.vrrp_view.as_ref().and_then(|v| {
+                let info = v.info();
+                let role = |i: &lvs_proto::VrrpInstanceInfo| i.state.to_string().to_lowercase();
+                match info.as_slice() {
+                    [] => None,
+                    [one] => Some(role(one)),
+                    all => Some(
+                        all.iter()
+                            .map(|i| format!("{} {}", i.name, role(i)))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                }
+            }),
         }
     }
 

@@ -323,9 +323,7 @@ impl LvsControl for Handler {
     }
 
     async fn vrrp(self, _: Context) -> Result<Vec<lvs_proto::VrrpInstanceInfo>, ApiError> {
-        // No VRRP instance is configurable yet (issue 7): the director holds its VIPs
-        // itself, so the honest answer is "none".
-        Ok(Vec::new())
+        self.ask(Command::Vrrp).await
     }
 
     async fn add_service(self, _: Context, service: NewService) -> Result<(), ApiError> {

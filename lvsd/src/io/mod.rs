@@ -30,6 +30,7 @@
 pub mod filter;
 #[cfg(test)]
 pub(crate) mod testutil;
+mod vrrp;
 
 use std::io;
 use std::mem;
@@ -37,6 +38,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 pub use filter::{Filter, FilterError, FilterSpec, SockFilter};
+pub use vrrp::VrrpSocket;
 
 /// The largest frame the kernel hands to a packet socket with default GSO limits: a
 /// 64 KiB IPv4 GSO super-frame plus Ethernet and one VLAN header. Receive buffers should

@@ -17,6 +17,7 @@
 //!   that exists fails with `EEXIST`, deleting a missing one with `EADDRNOTAVAIL`
 //!   ([`KernelError::errno`] lets the caller decide).
 
+mod links;
 mod nft;
 #[cfg(test)]
 mod tests;
@@ -32,6 +33,7 @@ use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 
+pub use links::LinkWatch;
 pub use nft::{GuardDevice, GuardSpec, NftGuard};
 
 /// How long one netlink request may take before it is reported as failed.

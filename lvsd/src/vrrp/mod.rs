@@ -1,5 +1,6 @@
 //! VRRP failover between directors: a sans-I/O core (RFC 9568 VRRPv3, RFC 3768 VRRPv2,
-//! IPv4) and a deterministic simulator. Nothing in the daemon drives it yet (issue 7).
+//! IPv4), a deterministic simulator, and the daemon's driver ([`driver`], the I/O shell:
+//! sockets, netlink, GARP, notify scripts, on its own thread). Operator docs: docs/vrrp.md.
 //!
 //! # Shape
 //! - [`Instance`]: one `vrrp_instance`, the RFC 9568 §6.4 state machine
@@ -38,36 +39,28 @@
 //!   higher priority first sends one advert (`higher_prio_send_advert`, on by default),
 //!   so the winner of every healed split brain re-sends GARP.
 //!
-//! # How the daemon will drive it (integration session)
-//! - Socket: one raw `AF_INET`/`SOCK_RAW`/protocol 112 socket per VRRP interface, bound
-//!   to it (`SO_BINDTODEVICE`), joined to 224.0.0.18 (`IP_ADD_MEMBERSHIP`), with
-//!   `IP_MULTICAST_TTL` / `IP_TTL` 255, `IP_MULTICAST_LOOP` off and `IP_MULTICAST_IF`
-//!   the interface. Received datagrams include the IP header: pass them to
-//!   `Router::handle_packet(now, ifname, bytes)`. Send `Instance::emit_advert(priority,
-//!   dst, buf)` to every `Instance::destinations()` address, from the primary address.
-//! - Loop: `poll` on the sockets and a netlink link-event socket with the timeout from
-//!   `Router::poll_timeout`; then `handle_timeout(now)`; apply the actions in order.
-//!   Adverts must never wait behind health checks or the control plane: VRRP runs on its
-//!   own thread (or the forwarding thread's poll), never behind a tokio task that can
-//!   stall.
-//! - `AddVips` / `RemoveVips`: netlink `RTM_NEWADDR` / `RTM_DELADDR`, and tell the
-//!   dataplane to start / stop forwarding for those VIPs. VIP ownership moves from
-//!   lvsd's startup (today it adds the VIPs unconditionally) to these transitions.
-//!   `SendGarp{repeat}`: `repeat` gratuitous ARP requests per VIP from the interface MAC
-//!   (keepalived spaces them by `garp_interval`). `Transition`: an
+//! # How the daemon drives it ([`driver`])
+//! - Socket: one raw `AF_INET`/`SOCK_RAW`/protocol 112 socket per VRRP interface
+//!   (`io::VrrpSocket`), bound to it (`SO_BINDTODEVICE`), joined to 224.0.0.18,
+//!   `IP_MULTICAST_LOOP` off, `IP_HDRINCL` (the driver writes the IPv4 header: source =
+//!   the primary address, TTL 255). Received packets go to `Router::handle_packet`.
+//! - Loop ("lvsd-vrrp" thread): `poll` on the sockets, a netlink `RTMGRP_LINK` socket
+//!   (`kernel::LinkWatch`, re-read at least every second) and a stop fd, with the
+//!   timeout from `Router::poll_timeout`; then `handle_timeout(now)`; actions in order.
+//!   Adverts never wait behind health checks, the control plane or the forwarding loop.
+//! - `AddVips` / `RemoveVips`: netlink `RTM_NEWADDR` / `RTM_DELADDR` (the instance's
+//!   prefix), and a `Held` note to the forwarding thread, which re-gates its socket
+//!   filters: only held VIPs are read from the wire, so a backup forwards nothing. With
+//!   any `[[vrrp_instance]]`, lvsd's startup adds no VIP. `SendGarp{repeat}`: `repeat`
+//!   ARP requests per VIP (sender = target = VIP) from the interface MAC, back to back
+//!   (keepalived's default `garp_interval` 0). `Transition`: an
 //!   `EventKind::VrrpTransition` event and the notify script.
-//! - Link events (`RTM_NEWLINK` up/down) → `Router::set_link`. Shutdown (SIGTERM) →
-//!   `Router::stop`, send what it returns, then exit.
-//!
-//! # Left for the integration session
-//! The I/O driver and its sockets; netlink VIP add/remove and the dataplane switch; GARP
-//! frames on the packet socket; `[[vrrp_instance]]` / `[[vrrp_sync_group]]` config keys
-//! (as in issue 7) mapped onto [`InstanceConfig`] and `lvsd check` errors from
-//! [`ConfigError`]; the `vrrp()` RPC filled from [`Router::info`]; notify scripts;
-//! keepalived interop tests in the lab (v2/v3, multicast/unicast, both checksum
-//! flavours); the failover benchmark; IPv6 (VRRPv3 over IPv6, NA instead of GARP);
-//! VIP-on-the-interface's-subnet validation; keepalived's `vrrp_startup_delay`,
-//! `track_script` and initial `state MASTER` (not modelled here).
+//! - Shutdown (SIGTERM) → `Router::stop` (priority-0 adverts, VIPs removed), then exit.
+
+//! # Not done yet
+//! IPv6 (VRRPv3 over IPv6, NA instead of GARP); keepalived's `vrrp_startup_delay`,
+//! `track_script` and initial `state MASTER`; a reload does not change running instances
+//! (VRRP settings are read at startup); the failover benchmark against keepalived.
 //!
 //! # Deviations, on purpose
 //! - No virtual MAC (RFC 9568 §7.2 sends adverts from 00-00-5E-00-01-{VRID}): like
@@ -80,6 +73,7 @@
 
 mod config;
 mod counters;
+pub mod driver;
 mod instance;
 mod router;
 pub mod sim;
