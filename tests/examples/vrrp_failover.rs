@@ -2,9 +2,10 @@
 //! keepalived, with 100 ms VRRPv3 adverts, in a lab of two directors.
 //!
 //! ```sh
-//! cargo build -p lvsd
 //! sudo -E cargo run -p lvs-lab --example vrrp_failover [ROUNDS]   # default 5 rounds
 //! ```
+//!
+//! (lvsd is built on demand, as for the lab tests; `LVSD_BIN` overrides it.)
 //!
 //! Scenarios, for each implementation (priorities 150 / 100 on director 1 / 2):
 //! - **crash**: kill -9 of the master *and* its `ext0` down at the same instant (a dead
@@ -189,9 +190,12 @@ fn summary(name: &str, v: &[Duration]) {
 
 fn bench(lvsd: bool, rounds: usize) {
     let name = if lvsd { "lvsd" } else { "keepalived" };
-    let Some(node) = lvsd_exe() else {
-        eprintln!("no lvsd next to this example: run `cargo build -p lvsd` first, or set LVSD_BIN");
-        return;
+    let node = match lvs_lab::lvsd_binary() {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("no lvsd to run: {e}");
+            return;
+        }
     };
     let lab = match Lab::build(
         LabSpec::new(&node)
@@ -253,17 +257,6 @@ fn bench(lvsd: bool, rounds: usize) {
         summary(&format!("{name} kill -9 (host crash), http"), &results[0].1);
         summary(&format!("{name} graceful stop, http"), &results[1].1);
     }
-}
-
-/// `$LVSD_BIN`, else `lvsd` of the same profile (`target/debug/examples/THIS` →
-/// `target/debug/lvsd`).
-fn lvsd_exe() -> Option<std::path::PathBuf> {
-    if let Some(p) = std::env::var_os("LVSD_BIN") {
-        return Some(p.into());
-    }
-    let exe = std::env::current_exe().ok()?;
-    let p = exe.parent()?.parent()?.join("lvsd");
-    p.exists().then_some(p)
 }
 
 fn main() {

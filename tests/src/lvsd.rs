@@ -281,7 +281,11 @@ fn locate_or_build_bin(
     let mut profile_dir = exe
         .parent()
         .ok_or_else(|| LabError::Build(format!("{} has no parent", exe.display())))?;
-    if profile_dir.file_name().is_some_and(|n| n == "deps") {
+    // Test executables live in `<profile>/deps`, examples in `<profile>/examples`.
+    if profile_dir
+        .file_name()
+        .is_some_and(|n| n == "deps" || n == "examples")
+    {
         profile_dir = profile_dir
             .parent()
             .ok_or_else(|| LabError::Build("deps/ has no parent".into()))?;
