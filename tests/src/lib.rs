@@ -27,6 +27,7 @@
 //! - Library code does not panic on I/O or peer input; the only panics are documented
 //!   programming errors (`Lab::director(0)`, `Host::run` when a thread cannot be created).
 
+pub mod bench;
 pub mod client;
 mod error;
 mod host;
