@@ -862,14 +862,9 @@ impl Director {
         for _ in 0..BATCH {
             let got = match self.sockets[i].1.recv(rx) {
                 Ok(got) => got,
-                // The io contract: these leave the socket usable (the interface went
-                // down — reported once —, a frame too long, an unknown GSO type). An
-                // interface going down must not stop the director (VRRP's
-                // track_interface turns it into FAULT).
-                Err(e)
-                    if matches!(e.raw_os_error(), Some(libc::ENETDOWN | libc::EINVAL))
-                        || e.kind() == std::io::ErrorKind::InvalidData =>
-                {
+                // An interface going down must not stop the director (VRRP's
+                // track_interface turns it into FAULT), nor must one bad frame.
+                Err(e) if PacketSocket::recv_error_is_transient(&e) => {
                     warn!("reading from {}: {e}", self.if_name(ifindex));
                     break;
                 }

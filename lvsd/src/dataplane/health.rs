@@ -566,14 +566,15 @@ impl Dataplane {
         client: (Ipv4Addr, u16),
         flags: TcpFlags,
     ) {
-        let Some(Some(e)) = self.dests.get_mut(did as usize) else {
-            return;
-        };
-        let Some(p) = e.passive.as_mut() else { return };
+        // Most replies are neither: decide before touching the destination.
         let ok = flags.syn && flags.ack && !flags.rst;
         if !ok && !flags.rst {
             return;
         }
+        let Some(Some(e)) = self.dests.get_mut(did as usize) else {
+            return;
+        };
+        let Some(p) = e.passive.as_mut() else { return };
         let Some(slot) = p
             .pending
             .iter_mut()

@@ -375,6 +375,14 @@ impl PacketSocket {
         self.ifindex
     }
 
+    /// Whether an error from [`PacketSocket::recv`] is one of those that leave the socket
+    /// usable (a frame too long or with an unknown GSO type, lost; the interface went
+    /// down): the caller counts or reports it and goes on reading later.
+    pub fn recv_error_is_transient(e: &io::Error) -> bool {
+        matches!(e.raw_os_error(), Some(libc::ENETDOWN | libc::EINVAL))
+            || e.kind() == io::ErrorKind::InvalidData
+    }
+
     /// Receives one frame: its vnet header, and the frame (from the Ethernet header on)
     /// copied to the start of `buf`; returns the frame length.
     ///
