@@ -6,6 +6,8 @@
 //!   bound to `0.0.0.0` answers from the address the datagram was sent to (a DR real server
 //!   must answer from the VIP on `lo`, not from its RIP).
 //! - [`set_listen_backlog`]: re-`listen()` a std listener with a larger backlog.
+//! - [`send_copies`], [`recv_many`]: `sendmmsg`/`recvmmsg` for the benchmark's UDP load, so
+//!   the generator and the sinks are not what limits a path's datagram rate.
 //!
 //! Invariant: no function here keeps a raw pointer or fd beyond the call; the pre-exec hook
 //! only makes async-signal-safe system calls and never allocates.
@@ -240,4 +242,73 @@ pub(crate) fn send_raw_frames(ifindex: u32, frames: &[Vec<u8>]) -> io::Result<()
         }
     }
     Ok(())
+}
+
+/// Send `count` copies of `payload` on the connected socket `sock` with one `sendmmsg(2)`
+/// (at most 1024 per call, the kernel's `UIO_MAXIOV`); returns how many the kernel accepted.
+/// A benchmark sender's way to offer a high datagram rate without one system call each.
+pub(crate) fn send_copies(sock: &UdpSocket, payload: &[u8], count: usize) -> io::Result<usize> {
+    let count = count.clamp(1, 1024);
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr().cast_mut().cast(),
+        iov_len: payload.len(),
+    };
+    // SAFETY: mmsghdr is plain data; all-zero is a valid (empty) value.
+    let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { mem::zeroed() }; count];
+    for m in &mut msgs {
+        m.msg_hdr.msg_iov = &mut iov;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: `msgs` holds `count` headers, each pointing to the one iovec `iov`, which
+    // describes `payload` (valid for reads for the call; sendmmsg only reads through it).
+    // No names (the socket is connected) and no control data.
+    let rc = unsafe {
+        libc::sendmmsg(
+            sock.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            count as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc as usize)
+}
+
+/// Receive up to `bufs.len()` datagrams with one `recvmmsg(2)` (blocking for the first one
+/// up to the socket's read timeout); returns how many arrived. The contents land in `bufs`,
+/// truncated to each buffer's length; only the count matters to the benchmark's sinks.
+pub(crate) fn recv_many(sock: &UdpSocket, bufs: &mut [[u8; 2048]]) -> io::Result<usize> {
+    let n = bufs.len().min(1024);
+    let mut iovs: Vec<libc::iovec> = bufs[..n]
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    // SAFETY: mmsghdr is plain data; all-zero is a valid (empty) value.
+    let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { mem::zeroed() }; n];
+    for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: each header points to its own iovec describing a distinct buffer of `bufs`,
+    // valid for writes of its length for the call; `iovs` and `msgs` outlive it. MSG_WAITFORONE
+    // returns as soon as one datagram is in; no timeout pointer (the socket's SO_RCVTIMEO
+    // bounds the wait).
+    let rc = unsafe {
+        libc::recvmmsg(
+            sock.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_WAITFORONE,
+            ptr::null_mut(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc as usize)
 }
