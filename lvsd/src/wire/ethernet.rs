@@ -32,6 +32,8 @@ impl EtherType {
     pub const IPV4: EtherType = EtherType(0x0800);
     /// ARP (0x0806).
     pub const ARP: EtherType = EtherType(0x0806);
+    /// IPv6 (0x86DD).
+    pub const IPV6: EtherType = EtherType(0x86dd);
 }
 
 /// Whether `mac` is a unicast address that can name a host (not multicast, not all-zero).
