@@ -35,8 +35,9 @@ pub use tls::{TlsConnectError, connect_tls};
 pub use transport::{ConnectError, connect_unix};
 pub use types::*;
 
-/// The API level this crate speaks: it grows by one whenever RPCs are added.
-pub const API_LEVEL: u32 = 3;
+/// The API level this crate speaks: it grows by one whenever RPCs (or enum variants a
+/// client must know to decode answers) are added. Level 4: [`Forwarding::Tun`].
+pub const API_LEVEL: u32 = 4;
 
 /// Where lvsd listens unless its configuration says otherwise (`[control] socket`).
 pub const DEFAULT_SOCKET: &str = "/run/lvsd/lvsd.sock";
@@ -86,6 +87,10 @@ pub enum Forwarding {
     Nat,
     /// Direct routing / gatewaying (ipvsadm `-g`, the ipvsadm default): only MACs rewritten.
     Dr,
+    /// Tunnelling (ipvsadm `-i`): the packet is wrapped in IPIP (outer source = the
+    /// director's address towards the real server, outer destination = RIP); replies go
+    /// straight to the client. API level 4: older peers do not know `"tun"`.
+    Tun,
 }
 
 impl Forwarding {
@@ -94,6 +99,7 @@ impl Forwarding {
         match self {
             Forwarding::Nat => "Masq",
             Forwarding::Dr => "Route",
+            Forwarding::Tun => "Tunnel",
         }
     }
 }
@@ -103,6 +109,7 @@ impl fmt::Display for Forwarding {
         f.write_str(match self {
             Forwarding::Nat => "nat",
             Forwarding::Dr => "dr",
+            Forwarding::Tun => "tun",
         })
     }
 }
@@ -245,6 +252,7 @@ mod tests {
     fn ipvsadm_words() {
         assert_eq!(Forwarding::Nat.ipvsadm_name(), "Masq");
         assert_eq!(Forwarding::Dr.ipvsadm_name(), "Route");
+        assert_eq!(Forwarding::Tun.ipvsadm_name(), "Tunnel");
         assert_eq!(Protocol::Udp.ipvsadm_name(), "UDP");
         assert_eq!(Protocol::Tcp.number(), 6);
     }

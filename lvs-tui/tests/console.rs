@@ -1001,3 +1001,45 @@ fn rate_history_is_bounded_and_forgets_removed_servers() {
     feed(&mut a, 0, &services(), None, 1);
     assert!(a.history.len() <= 6 + 64, "{} rings kept", a.history.len());
 }
+
+#[test]
+fn tunnelled_real_servers_show_tunnel_aligned() {
+    // The fixtures with every real server of the first service tunnelled.
+    let mut svcs = services();
+    let dr_before: Vec<Ipv4Addr> = svcs
+        .iter()
+        .flat_map(|s| &s.real_servers)
+        .filter(|r| r.forwarding == Forwarding::Dr)
+        .map(|r| r.addr)
+        .collect();
+    assert!(!dr_before.is_empty(), "the fixtures have a DR server");
+    for r in &mut svcs[0].real_servers {
+        r.forwarding = Forwarding::Tun;
+    }
+    let tun: Vec<Ipv4Addr> = svcs[0].real_servers.iter().map(|r| r.addr).collect();
+    for (w, h) in [(80, 24), (200, 50)] {
+        let mut app = app(&["lvs1"], w, h);
+        feed(&mut app, 0, &svcs, Some(VrrpState::Master), 3);
+        press(&mut app, "1");
+        let screen = render(&app);
+        let column = |addr: Ipv4Addr| {
+            screen.lines().find_map(|l| {
+                let at = l.find(&format!("{addr}:"))?;
+                Some(l[..at].chars().count())
+            })
+        };
+        let first_tun = column(tun[0]).unwrap_or_else(|| panic!("{screen}"));
+        assert!(screen.contains("Tunnel"), "{screen}");
+        assert!(screen.contains("IPIP"), "{screen}");
+        // Addresses start in the same column whatever the method.
+        for addr in tun.iter().chain(&dr_before) {
+            if let Some(c) = column(*addr) {
+                assert_eq!(c, first_tun, "{addr} misaligned:\n{screen}");
+            }
+        }
+        press(&mut app, "2");
+        let screen = render(&app);
+        let word = if w < 100 { "Tun " } else { "Tunnel" };
+        assert!(screen.contains(word), "{w}x{h}:\n{screen}");
+    }
+}

@@ -8,14 +8,19 @@
 //! fresh [`ConnTable`] gets N TCP entries (distinct clients in 198.18.0.0/15, one VIP, three
 //! real servers), inserted in random order. Reported:
 //! - **bytes per entry**: heap bytes live after the inserts minus before, over N, counted by
-//!   a wrapping global allocator (slab slots, both hash maps with their spare capacity, the
-//!   expiry wheel's records) — what a director pays, not `size_of` alone; and the peak
-//!   during the inserts (a map doubling holds old and new tables at once);
+//!   a wrapping global allocator (slab chunks, the key index with its spare capacity, the
+//!   expiry wheel's records) — what a director pays, not `size_of` alone; checked against
+//!   the table's own `heap_bytes`; and the peak during the inserts (an index doubling holds
+//!   old and new buckets at once);
 //! - **insert**: ns per `insert` + first `on_packet` (a SYN), as the dataplane does;
 //! - **lookup hit**: ns per `find_inbound` + `get` of a present flow, keys in random order
 //!   (median of 5 rounds);
 //! - **lookup miss**: ns per `find_inbound` of an absent flow (the first packet of a new
-//!   connection), median of 5 rounds.
+//!   connection), median of 5 rounds;
+//! - **reply hit** (NAT only): ns per `find_reply` + `get` of a present flow's reply
+//!   5-tuple (a real server's packet), median of 5 rounds;
+//! - **worst insert**: the longest single `insert` while filling a second table the same
+//!   way (the pause of the largest growth step).
 //!
 //! Invariant: the allocator only counts and forwards to the system allocator; nothing else
 //! here is unsafe.
@@ -114,6 +119,17 @@ fn new_conn(i: u32, forwarding: Forwarding) -> NewConn {
     }
 }
 
+fn reply_key(i: u32) -> FlowKey {
+    let (dst, dst_port) = client(i);
+    FlowKey {
+        protocol: Protocol::Tcp,
+        src: Ipv4Addr::new(192, 0, 2, 11 + (i % 3) as u8),
+        src_port: 80,
+        dst,
+        dst_port,
+    }
+}
+
 fn key(i: u32) -> FlowKey {
     let (src, src_port) = client(i);
     FlowKey {
@@ -138,6 +154,8 @@ struct Row {
     insert_ns: f64,
     hit_ns: f64,
     miss_ns: f64,
+    reply_ns: Option<f64>,
+    worst_insert_us: f64,
 }
 
 fn measure(n: u32, forwarding: Forwarding, lookups: usize, rng: &mut Rng) -> Row {
@@ -164,13 +182,18 @@ fn measure(n: u32, forwarding: Forwarding, lookups: usize, rng: &mut Rng) -> Row
     let after = LIVE.load(Ordering::Relaxed);
     let peak = PEAK.load(Ordering::Relaxed);
     assert_eq!(table.len(), n as usize);
+    // The table's own count is the allocator's (the test `memory_per_entry_at_1m` bounds it).
+    assert_eq!(table.heap_bytes(), after.saturating_sub(before));
 
     // Lookup keys in an order of their own, repeated to `lookups`.
     let mut probe: Vec<FlowKey> = order.iter().map(|&i| key(i)).collect();
     rng.shuffle(&mut probe);
     let absent: Vec<FlowKey> = (0..n.min(1 << 20)).map(|i| key(i + n)).collect();
+    let mut replies: Vec<FlowKey> = order.iter().map(|&i| reply_key(i)).collect();
+    rng.shuffle(&mut replies);
     let mut hits = Vec::new();
     let mut misses = Vec::new();
+    let mut reply_hits = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
         let mut found = 0usize;
@@ -188,6 +211,28 @@ fn measure(n: u32, forwarding: Forwarding, lookups: usize, rng: &mut Rng) -> Row
         }
         misses.push(t.elapsed().as_nanos() as f64 / lookups as f64);
         assert_eq!(none, lookups);
+        if forwarding == Forwarding::Nat {
+            let t = Instant::now();
+            let mut found = 0usize;
+            for k in replies.iter().cycle().take(lookups) {
+                if let Some(c) = table.find_reply(k).and_then(|id| table.get(id)) {
+                    found += usize::from(black_box(c).dest() < 3);
+                }
+            }
+            reply_hits.push(t.elapsed().as_nanos() as f64 / lookups as f64);
+            assert_eq!(found, lookups);
+        }
+    }
+    drop(table);
+    // Again, timing each insert: the longest one is the pause of the table's largest
+    // growth step (the index rebuilt, or a map doubled).
+    let mut table = ConnTable::new(epoch);
+    let mut worst = Duration::ZERO;
+    for &i in &order {
+        let t = Instant::now();
+        let id = table.insert(new_conn(i, forwarding), epoch, &timeouts);
+        worst = worst.max(t.elapsed());
+        black_box(table.on_packet(id, epoch, &timeouts, Direction::Input, Some(syn)));
     }
     drop(table);
     Row {
@@ -198,6 +243,8 @@ fn measure(n: u32, forwarding: Forwarding, lookups: usize, rng: &mut Rng) -> Row
         insert_ns,
         hit_ns: median(hits),
         miss_ns: median(misses),
+        reply_ns: (!reply_hits.is_empty()).then(|| median(reply_hits)),
+        worst_insert_us: worst.as_nanos() as f64 / 1000.0,
     }
 }
 
@@ -221,26 +268,29 @@ fn main() {
         std::mem::size_of::<Conn>()
     );
     println!(
-        "| entries | forwarding | bytes/entry | peak bytes/entry during inserts | insert ns | lookup hit ns | lookup miss ns |"
+        "| entries | forwarding | bytes/entry | peak bytes/entry during inserts | insert ns | lookup hit ns | lookup miss ns | reply hit ns | worst insert µs |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let started = Instant::now();
     for &n in &sizes {
         for forwarding in [Forwarding::Nat, Forwarding::Dr] {
             let r = measure(n, forwarding, lookups, &mut rng);
             println!(
-                "| {} | {} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} |",
+                "| {} | {} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {} | {:.0} |",
                 r.n,
                 match r.forwarding {
                     Forwarding::Nat => "NAT",
                     Forwarding::Dr => "DR",
+                    Forwarding::Tun => "TUN",
                 },
                 r.bytes_per_entry,
                 r.peak_per_entry,
                 r.insert_ns,
                 r.hit_ns,
-                r.miss_ns
+                r.miss_ns,
+                r.reply_ns.map_or("–".to_string(), |ns| format!("{ns:.1}")),
+                r.worst_insert_us,
             );
         }
     }

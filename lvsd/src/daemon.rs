@@ -40,6 +40,7 @@ use tracing::{error, info, warn};
 use lvs_proto::EventKind;
 
 use crate::config::{Config, ControlSettings, HealthCheck};
+use crate::config::{IoBackend, IoSettings};
 use crate::conn::tcp::{TcpState, Timeouts};
 use crate::control::HealthUpdate;
 use crate::control::{ControlHandle, Executor};
@@ -49,6 +50,7 @@ use crate::dataplane::{
 };
 use crate::health::{HealthReport, HealthRunner, Target, TargetId};
 use crate::io::filter::{Filter, FilterSpec};
+use crate::io::ring::{RxRing, TxRing};
 use crate::io::{PacketSocket, VnetHdr};
 use crate::kernel::{GuardDevice, GuardSpec, Kernel, LinkInfo, NftGuard};
 use crate::sched::SchedParams;
@@ -63,6 +65,11 @@ const RECONCILE_FIRST: Duration = Duration::from_millis(300);
 const RECONCILE_LAST: Duration = Duration::from_secs(2);
 /// Frames read from one socket before looking at the others.
 const BATCH: usize = 64;
+/// Frames taken from one RX ring per round, so that control commands and timers run
+/// between rounds even under load.
+const RING_BATCH: usize = 256;
+/// How soon frames the kernel could not take yet (socket buffer full) are offered again.
+const TX_RETRY: Duration = Duration::from_millis(1);
 /// Kernel buffer of each packet socket, each way.
 const SOCKET_BUFFER: usize = 8 << 20;
 /// Receive/transmit buffers hold a full GSO frame.
@@ -460,7 +467,10 @@ struct Director {
     config_path: PathBuf,
     kernel: Kernel,
     guard: Option<NftGuard>,
-    sockets: Vec<(u32, PacketSocket)>,
+    /// The packet I/O, one port per interface (`[io]`, fixed at startup).
+    ports: Ports,
+    /// The `[io]` settings in use (a reload does not change them).
+    io_settings: IoSettings,
     /// VIPs lvsd added (ifindex, address); removed on shutdown.
     added_vips: Vec<(u32, Ipv4Addr)>,
     dataplane: Dataplane,
@@ -486,6 +496,166 @@ struct Director {
     /// VRRP (issue 7), when `[[vrrp_instance]]` tables exist: it owns the VIPs, and the
     /// socket filters admit only the VIPs it holds (`vrrp::driver`).
     vrrp: Option<crate::vrrp::driver::VrrpLink>,
+}
+
+/// Two distinct elements of `v`, both mutable.
+fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> Option<(&mut T, &mut T)> {
+    if a == b || a.max(b) >= v.len() {
+        return None;
+    }
+    if a < b {
+        let (l, r) = v.split_at_mut(b);
+        Some((l.get_mut(a)?, r.first_mut()?))
+    } else {
+        let (l, r) = v.split_at_mut(a);
+        Some((r.first_mut()?, l.get_mut(b)?))
+    }
+}
+
+/// The packet I/O of the running director, one port per interface (`[io] backend`).
+#[derive(Debug)]
+enum Ports {
+    /// `recvmsg`/`sendmsg` per frame.
+    Socket(Vec<(u32, PacketSocket)>),
+    /// TPACKET_V2 RX and TX rings; `rx[i]` and `tx[i]` are the same interface's.
+    Ring {
+        rx: Vec<RxRing>,
+        tx: Vec<TxRing>,
+        /// Slots per ring (`[io] ring_frames`).
+        frames: u32,
+        /// The TX ring the last forwarded frame went to: the next one is rewritten
+        /// straight into its next slot.
+        last_tx: usize,
+    },
+}
+
+impl Ports {
+    fn new(io: IoSettings) -> Ports {
+        match io.backend {
+            IoBackend::Socket => Ports::Socket(Vec::new()),
+            IoBackend::Ring => Ports::Ring {
+                rx: Vec::new(),
+                tx: Vec::new(),
+                frames: io.ring_frames,
+                last_tx: 0,
+            },
+        }
+    }
+
+    /// For the log: the backend and, for rings, their size.
+    fn describe(&self) -> String {
+        match self {
+            Ports::Socket(_) => "socket".into(),
+            Ports::Ring { rx, tx, frames, .. } => {
+                use crate::io::ring::{DEFAULT_MTU, Geometry, TX_FRAMES};
+                let (r, t) = match (rx.first(), tx.first()) {
+                    (Some(r), Some(t)) => (r.geometry(), t.geometry()),
+                    _ => (
+                        Geometry::for_mtu(*frames, DEFAULT_MTU, 4096),
+                        Geometry::for_frames((*frames).min(TX_FRAMES), 4096),
+                    ),
+                };
+                format!(
+                    "ring: {} RX slots of {} KiB (longer frames through the socket queue) \
+                     and {} TX slots of {} KiB, {} MiB per interface",
+                    r.frame_nr(),
+                    r.frame_size / 1024,
+                    t.frame_nr(),
+                    t.frame_size / 1024,
+                    (r.bytes() + t.bytes()) >> 20
+                )
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Ports::Socket(s) => s.len(),
+            Ports::Ring { rx, .. } => rx.len(),
+        }
+    }
+
+    fn ifindexes(&self) -> Vec<u32> {
+        match self {
+            Ports::Socket(s) => s.iter().map(|(i, _)| *i).collect(),
+            Ports::Ring { rx, .. } => rx.iter().map(|r| r.ifindex()).collect(),
+        }
+    }
+
+    /// The fds to wait on for received frames, in port order.
+    fn fds<'a>(&'a self, out: &mut Vec<BorrowedFd<'a>>) {
+        match self {
+            Ports::Socket(s) => out.extend(s.iter().map(|(_, s)| s.as_fd())),
+            Ports::Ring { rx, .. } => out.extend(rx.iter().map(|r| r.as_fd())),
+        }
+    }
+
+    /// Whether an RX ring holds a frame (no system call; always false for sockets, whose
+    /// readiness `poll` reports).
+    fn rx_ready(&self) -> bool {
+        match self {
+            Ports::Socket(_) => false,
+            Ports::Ring { rx, .. } => rx.iter().any(|r| r.ready()),
+        }
+    }
+
+    /// Whether a TX ring holds frames the kernel has not taken yet (and its interface is
+    /// not down).
+    fn tx_pending(&self) -> bool {
+        match self {
+            Ports::Socket(_) => false,
+            Ports::Ring { tx, .. } => tx.iter().any(|t| t.wants_retry()),
+        }
+    }
+
+    /// Replaces every port's filter; the failures, by interface.
+    fn set_filter(&self, filter: &Filter) -> Vec<(u32, std::io::Error)> {
+        let mut failures = Vec::new();
+        match self {
+            Ports::Socket(s) => {
+                for (i, sock) in s {
+                    if let Err(e) = sock.set_filter(filter) {
+                        failures.push((*i, e));
+                    }
+                }
+            }
+            Ports::Ring { rx, .. } => {
+                for r in rx {
+                    if let Err(e) = r.set_filter(filter) {
+                        failures.push((r.ifindex(), e));
+                    }
+                }
+            }
+        }
+        failures
+    }
+
+    /// Frames the kernel dropped before lvsd read them since the last call (buffer or
+    /// ring full), summed over the ports.
+    fn kernel_drops(&self) -> u64 {
+        let stats: Vec<_> = match self {
+            Ports::Socket(s) => s.iter().map(|(_, s)| s.statistics()).collect(),
+            Ports::Ring { rx, .. } => rx.iter().map(|r| r.statistics()).collect(),
+        };
+        stats
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|st| u64::from(st.drops))
+            .sum()
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Ports::Socket(s) => s.clear(),
+            Ports::Ring {
+                rx, tx, last_tx, ..
+            } => {
+                rx.clear();
+                tx.clear();
+                *last_tx = 0;
+            }
+        }
+    }
 }
 
 /// One [`Target`] per real server with an effective check.
@@ -550,7 +720,8 @@ impl Director {
             config_path,
             kernel,
             guard: Some(guard),
-            sockets: Vec::new(),
+            ports: Ports::new(config.io),
+            io_settings: config.io,
             added_vips: Vec::new(),
             dataplane: Dataplane::new(plan.dataplane.clone(), now),
             interfaces: plan.dataplane.interfaces.clone(),
@@ -596,7 +767,8 @@ impl Director {
         }
         info!(
             services = config.services.len(),
-            interfaces = %director.sockets.iter().map(|(i, _)| director.if_name(*i)).collect::<Vec<_>>().join(","),
+            interfaces = %director.ports.ifindexes().into_iter().map(|i| director.if_name(i)).collect::<Vec<_>>().join(","),
+            io = %director.ports.describe(),
             "forwarding"
         );
         Ok(director)
@@ -695,21 +867,45 @@ impl Director {
     }
 
     fn open_sockets(&mut self, plan: &Plan, filter: &Filter) -> Result<(), String> {
+        // RX ring slots fit a frame of the largest MTU (longer ones take the copy path).
+        let mtu = plan
+            .dataplane
+            .interfaces
+            .iter()
+            .map(|i| i.mtu)
+            .max()
+            .unwrap_or(crate::io::ring::DEFAULT_MTU);
         for iface in &plan.dataplane.interfaces {
-            if self.sockets.iter().any(|(i, _)| *i == iface.ifindex) {
+            if self.ports.ifindexes().contains(&iface.ifindex) {
                 continue;
             }
-            let sock = PacketSocket::open(iface.ifindex, filter)
-                .map_err(|e| format!("opening a packet socket on {}: {e}", iface.name))?;
-            // Bursts (many clients at once, a slow debug build) must not overflow the
-            // default ~200 KiB buffer: a lost RST would leave a connection entry behind.
-            if let Err(e) = sock.set_buffer_sizes(Some(SOCKET_BUFFER), Some(SOCKET_BUFFER)) {
-                warn!(
-                    "{}: cannot raise the packet socket buffers: {e}",
-                    iface.name
-                );
+            match &mut self.ports {
+                Ports::Socket(sockets) => {
+                    let sock = PacketSocket::open(iface.ifindex, filter)
+                        .map_err(|e| format!("opening a packet socket on {}: {e}", iface.name))?;
+                    // Bursts (many clients at once, a slow debug build) must not overflow
+                    // the default ~200 KiB buffer: a lost RST would leave a connection
+                    // entry behind.
+                    if let Err(e) = sock.set_buffer_sizes(Some(SOCKET_BUFFER), Some(SOCKET_BUFFER))
+                    {
+                        warn!(
+                            "{}: cannot raise the packet socket buffers: {e}",
+                            iface.name
+                        );
+                    }
+                    sockets.push((iface.ifindex, sock));
+                }
+                Ports::Ring { rx, tx, frames, .. } => {
+                    let (r, t) = crate::io::ring::open_mtu(iface.ifindex, filter, *frames, mtu)
+                        .map_err(|e| format!("opening packet rings on {}: {e}", iface.name))?;
+                    // The send buffer bounds the bytes in flight from the TX ring.
+                    if let Err(e) = t.set_send_buffer(SOCKET_BUFFER) {
+                        warn!("{}: cannot raise the send buffer: {e}", iface.name);
+                    }
+                    rx.push(r);
+                    tx.push(t);
+                }
             }
-            self.sockets.push((iface.ifindex, sock));
         }
         Ok(())
     }
@@ -717,16 +913,33 @@ impl Director {
     /// The counters as printed on SIGUSR1 and at exit: [`format_stats`] plus the frames the
     /// kernel dropped before lvsd read them and the frames lvsd failed to send.
     fn report(&mut self) -> String {
-        for (_, sock) in &self.sockets {
-            if let Ok(st) = sock.statistics() {
-                self.socket_drops += u64::from(st.drops);
-            }
-        }
+        self.socket_drops += self.ports.kernel_drops();
         let mut text = format_stats(&self.dataplane.stats());
-        let extra = format!(
+        let mut extra = format!(
             " socket_drops={} send_errors={}",
             self.socket_drops, self.tx_errors
         );
+        if let Ports::Ring { rx, tx, .. } = &self.ports {
+            let (mut copied, mut lost, mut errors, mut malformed) = (0, 0, 0, 0);
+            let (mut full, mut too_big) = (0, 0);
+            for r in rx {
+                let c = r.counters();
+                copied += c.copied;
+                lost += c.copy_lost;
+                errors += c.copy_errors;
+                malformed += c.malformed;
+            }
+            for t in tx {
+                full += t.counters().ring_full;
+                too_big += t.counters().too_big;
+            }
+            let _ = write!(
+                extra,
+                " ring.rx_copied={copied} ring.rx_copy_lost={lost} \
+                 ring.rx_copy_errors={errors} ring.rx_malformed={malformed} \
+                 ring.tx_ring_full={full} ring.tx_too_big={too_big}"
+            );
+        }
         let end = text.find('\n').unwrap_or(text.len());
         text.insert_str(end, &extra);
         text
@@ -796,20 +1009,26 @@ impl Director {
                 println!("lvsd: ready");
                 info!("ready");
             }
-            let wait = if commands_waiting {
+            let timer = self
+                .dataplane
+                .poll_timeout()
+                .map(|t| t.saturating_duration_since(now))
+                .unwrap_or(MAX_WAIT)
+                .min(MAX_WAIT);
+            // Block only when every RX ring is empty; frames the kernel could not take yet
+            // are offered again soon (never a busy loop).
+            let wait = if commands_waiting || self.ports.rx_ready() {
                 Duration::ZERO
+            } else if self.ports.tx_pending() {
+                timer.min(TX_RETRY)
             } else {
-                self.dataplane
-                    .poll_timeout()
-                    .map(|t| t.saturating_duration_since(now))
-                    .unwrap_or(MAX_WAIT)
-                    .min(MAX_WAIT)
+                timer
             };
-            // The packet sockets, then the control plane's wake-up fd (last).
-            let n = self.sockets.len();
+            // The packet ports, then the control plane's wake-up fd, then VRRP's.
+            let n = self.ports.len();
             {
-                let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(n + 1);
-                fds.extend(self.sockets.iter().map(|(_, s)| s.as_fd()));
+                let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(n + 2);
+                self.ports.fds(&mut fds);
                 fds.push(self.executor.wake_fd());
                 // VRRP's notes (held VIPs, transitions) after it.
                 if let Some(v) = &self.vrrp {
@@ -822,9 +1041,22 @@ impl Director {
             if readable.get(n + 1) == Some(&true) {
                 self.vrrp_notes();
             }
-            for (i, &is_ready) in readable[..n].iter().enumerate() {
-                if is_ready {
-                    self.drain(i, &mut rx, &mut tx)?;
+            if let Ports::Ring { rx, .. } = &self.ports {
+                // Readable with nothing in the ring: a pending socket error (ENETDOWN)
+                // keeps poll waking up until it is read.
+                for (r, _) in rx
+                    .iter()
+                    .zip(&readable[..n])
+                    .filter(|(r, ready)| **ready && !r.ready())
+                {
+                    let _ = r.take_error();
+                }
+                self.forward_rings(&mut tx);
+            } else {
+                for (i, &is_ready) in readable[..n].iter().enumerate() {
+                    if is_ready {
+                        self.drain(i, &mut rx, &mut tx)?;
+                    }
                 }
             }
             // Passive detection's flips (made while forwarding) become events.
@@ -858,9 +1090,17 @@ impl Director {
 
     /// Reads up to [`BATCH`] frames from socket `i` and acts on each verdict.
     fn drain(&mut self, i: usize, rx: &mut [u8], tx: &mut [u8]) -> Result<(), String> {
-        let ifindex = self.sockets[i].0;
+        let Ports::Socket(sockets) = &self.ports else {
+            return Ok(());
+        };
+        let Some(ifindex) = sockets.get(i).map(|(i, _)| *i) else {
+            return Ok(());
+        };
         for _ in 0..BATCH {
-            let got = match self.sockets[i].1.recv(rx) {
+            let Ports::Socket(sockets) = &self.ports else {
+                return Ok(());
+            };
+            let got = match sockets[i].1.recv(rx) {
                 Ok(got) => got,
                 // An interface going down must not stop the director (VRRP's
                 // track_interface turns it into FAULT), nor must one bad frame.
@@ -876,6 +1116,7 @@ impl Director {
                 data: &rx[..len],
                 csum_partial: vnet.csum_partial(),
                 gso: vnet.gso(),
+                gso_size: vnet.gso_size,
             };
             let now = Instant::now();
             match self.dataplane.process(now, frame, tx) {
@@ -883,18 +1124,172 @@ impl Director {
                     let hdr = vnet.for_transmit();
                     self.send(out, &hdr, &tx[..len]);
                 }
+                // TUN: IPIP frames (and ICMP errors) go out without offloads; a segmented
+                // or fragmented packet has more frames to send.
+                Verdict::TransmitPlain { ifindex: out, len } => {
+                    self.send(out, &VnetHdr::NONE, &tx[..len]);
+                    while let Some((out, len)) = self.dataplane.next_frame(tx) {
+                        self.send(out, &VnetHdr::NONE, &tx[..len]);
+                    }
+                }
+                Verdict::Reject {
+                    ifindex: out, len, ..
+                } => {
+                    self.send(out, &VnetHdr::NONE, &tx[..len]);
+                }
                 Verdict::Drop(_) | Verdict::Pass => {}
             }
         }
         Ok(())
     }
 
-    fn send(&mut self, ifindex: u32, vnet: &VnetHdr, frame: &[u8]) {
-        let Some((_, sock)) = self.sockets.iter().find(|(i, _)| *i == ifindex) else {
-            self.tx_errors += 1;
+    /// The ring backend's round: up to [`RING_BATCH`] frames from every RX ring, each
+    /// rewritten straight into the next slot of the TX ring used last (copied only when the
+    /// verdict names another interface, or through `scratch` when that ring is full), then
+    /// one kick per TX ring.
+    fn forward_rings(&mut self, scratch: &mut [u8]) {
+        let Director {
+            ports, dataplane, ..
+        } = self;
+        let Ports::Ring {
+            rx, tx, last_tx, ..
+        } = ports
+        else {
             return;
         };
-        if let Err(e) = sock.send(vnet, frame) {
+        let now = Instant::now();
+        let mut unknown_if = 0u64;
+        for ring in rx.iter_mut() {
+            let in_if = ring.ifindex();
+            for _ in 0..RING_BATCH {
+                let Some(slot) = ring.next_slot() else { break };
+                let frame = RxFrame {
+                    ifindex: in_if,
+                    data: slot.data,
+                    csum_partial: slot.vnet.csum_partial(),
+                    gso: slot.vnet.gso(),
+                    gso_size: slot.vnet.gso_size,
+                };
+                let offload = slot.vnet.for_transmit();
+                let j = (*last_tx).min(tx.len().saturating_sub(1));
+                let (verdict, in_place) = match tx.get_mut(j).and_then(|t| t.reserve_or_kick()) {
+                    Some(out) => (dataplane.process(now, frame, out), true),
+                    None => (dataplane.process(now, frame, scratch), false),
+                };
+                // The frame is in `out` now: the RX slot goes back to the kernel.
+                drop(slot);
+                let (ifindex, len, hdr, more) = match verdict {
+                    Verdict::Transmit { ifindex, len } => (ifindex, len, offload, false),
+                    Verdict::TransmitPlain { ifindex, len } => (ifindex, len, VnetHdr::NONE, true),
+                    Verdict::Reject { ifindex, len, .. } => (ifindex, len, VnetHdr::NONE, false),
+                    Verdict::Drop(_) | Verdict::Pass => continue,
+                };
+                let Some(k) = tx.iter().position(|t| t.ifindex() == ifindex) else {
+                    unknown_if += 1;
+                    while more && dataplane.next_frame(scratch).is_some() {}
+                    continue;
+                };
+                if !in_place {
+                    if let Some(src) = scratch.get(..len) {
+                        tx[k].send(&hdr, src);
+                    }
+                } else if k == j {
+                    tx[j].commit(len, &hdr);
+                } else if let Some((a, b)) = pair_mut(tx, j, k) {
+                    if let Some(src) = a.reserve().and_then(|s| s.get(..len)) {
+                        b.send(&hdr, src);
+                    }
+                }
+                *last_tx = k;
+                // TUN: the other segments or fragments of the same packet, in place.
+                if more {
+                    while let Some(t) = tx.get_mut(k) {
+                        let tif = t.ifindex();
+                        match t.reserve_or_kick() {
+                            Some(out) => match dataplane.next_frame(out) {
+                                Some((i, len)) if i == tif => {
+                                    t.commit(len, &VnetHdr::NONE);
+                                }
+                                Some((i, len)) => {
+                                    let (Some(dst), Some(src)) =
+                                        (scratch.get_mut(..len), out.get(..len))
+                                    else {
+                                        continue;
+                                    };
+                                    dst.copy_from_slice(src);
+                                    match tx.iter_mut().find(|t| t.ifindex() == i) {
+                                        Some(t) => {
+                                            t.send(&VnetHdr::NONE, dst);
+                                        }
+                                        None => unknown_if += 1,
+                                    }
+                                }
+                                None => break,
+                            },
+                            None => match dataplane.next_frame(scratch) {
+                                // Counted as ring full.
+                                Some((_, len)) => {
+                                    t.send(&VnetHdr::NONE, &scratch[..len]);
+                                }
+                                None => break,
+                            },
+                        }
+                    }
+                }
+            }
+        }
+        self.tx_errors += unknown_if;
+        let (mut failures, mut bypass_off) = (Vec::new(), Vec::new());
+        if let Ports::Ring { tx, .. } = &mut self.ports {
+            for t in tx.iter_mut() {
+                let bypass = t.bypass();
+                if let Err(e) = t.kick() {
+                    failures.push((t.ifindex(), e));
+                }
+                if bypass && !t.bypass() {
+                    bypass_off.push(t.ifindex());
+                }
+            }
+        }
+        for ifindex in bypass_off {
+            warn!(
+                "{}: a frame needed the qdisc (e.g. GSO without the device's offload): qdisc \
+                 bypass is off on this interface from now on",
+                self.if_name(ifindex)
+            );
+        }
+        for (ifindex, e) in failures {
+            // The frames stay queued (offered again after TX_RETRY).
+            self.tx_errors += 1;
+            if self.tx_errors.is_power_of_two() {
+                warn!(
+                    "sending on {}: {e} ({} send errors so far; frames kept for a retry)",
+                    self.if_name(ifindex),
+                    self.tx_errors
+                );
+            }
+        }
+    }
+
+    fn send(&mut self, ifindex: u32, vnet: &VnetHdr, frame: &[u8]) {
+        let result = match &mut self.ports {
+            Ports::Socket(sockets) => match sockets.iter().find(|(i, _)| *i == ifindex) {
+                Some((_, sock)) => sock.send(vnet, frame),
+                None => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+            },
+            // A full ring counts the frame itself.
+            Ports::Ring { tx, .. } => match tx.iter_mut().find(|t| t.ifindex() == ifindex) {
+                Some(t) => {
+                    if t.send(vnet, frame) {
+                        t.kick()
+                    } else {
+                        Ok(())
+                    }
+                }
+                None => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+            },
+        };
+        if let Err(e) = result {
             self.tx_errors += 1;
             if self.tx_errors.is_power_of_two() {
                 warn!(
@@ -940,6 +1335,9 @@ impl Director {
         if config.control != self.control_settings {
             warn!("reload: [control] changes take effect only when lvsd restarts");
         }
+        if config.io != self.io_settings {
+            warn!("reload: [io] changes take effect only when lvsd restarts");
+        }
         self.apply(&config)?;
         self.reconfigure_health(&config);
         // API edits not saved to the file are gone now: the file is the running config.
@@ -963,10 +1361,11 @@ impl Director {
         if let Err(e) = self.open_sockets(&plan, &filter) {
             error!("reload: {e}");
         }
-        for (_, sock) in &self.sockets {
-            if let Err(e) = sock.set_filter(&filter) {
-                error!("reload: updating a socket filter: {e}");
-            }
+        for (ifindex, e) in self.ports.set_filter(&filter) {
+            error!(
+                "reload: updating the socket filter on {}: {e}",
+                self.if_name(ifindex)
+            );
         }
         self.interfaces = plan.dataplane.interfaces.clone();
         self.dataplane.reconfigure(plan.dataplane, Instant::now());
@@ -994,10 +1393,11 @@ impl Director {
         };
         match Filter::build(&spec) {
             Ok(filter) => {
-                for (_, sock) in &self.sockets {
-                    if let Err(e) = sock.set_filter(&filter) {
-                        error!("vrrp: updating a socket filter: {e}");
-                    }
+                for (ifindex, e) in self.ports.set_filter(&filter) {
+                    error!(
+                        "vrrp: updating the socket filter on {}: {e}",
+                        self.if_name(ifindex)
+                    );
                 }
             }
             Err(e) => error!("vrrp: building the socket filter: {e}"),
@@ -1046,7 +1446,7 @@ impl Director {
                 Err(e) => failures.push(format!("removing VIP {addr}: {e}")),
             }
         }
-        self.sockets.clear();
+        self.ports.clear();
         if let Some(guard) = self.guard.take() {
             if let Err(e) = guard.remove() {
                 failures.push(format!("removing the nftables guard: {e}"));

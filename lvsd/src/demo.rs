@@ -51,10 +51,11 @@ fn demo(
 ) -> Result<(), String> {
     crate::daemon::check_privileges()
         .map_err(|e| format!("{e}; the demo builds network namespaces"))?;
-    let dr = match forwarding {
-        "nat" => false,
-        "dr" => true,
-        other => return Err(format!("--forwarding {other}: expected nat or dr")),
+    let (dr, tun) = match forwarding {
+        "nat" => (false, false),
+        "dr" => (true, false),
+        "tun" => (false, true),
+        other => return Err(format!("--forwarding {other}: expected nat, dr or tun")),
     };
     let exe = std::env::current_exe().map_err(|e| format!("finding my own executable: {e}"))?;
     let vip = vip(0);
@@ -63,6 +64,9 @@ fn demo(
     for _ in &weights {
         spec = spec.real_server(if dr {
             RealServerSpec::dr(vec![vip])
+        } else if tun {
+            // Prepared by `lvsd realserver --mode tun` below.
+            RealServerSpec::bare()
         } else {
             RealServerSpec::nat()
         });
@@ -70,6 +74,13 @@ fn demo(
     let lab = Lab::build(spec).map_err(|e| format!("building the lab: {e}"))?;
     lab.start_backends()
         .map_err(|e| format!("starting the real servers: {e}"))?;
+    if tun {
+        let v = vip.to_string();
+        for k in 1..=weights.len() {
+            lab.start_realserver_helper(k, &["--vip", &v, "--mode", "tun"])
+                .map_err(|e| format!("starting lvsd realserver in rs{k}: {e}"))?;
+        }
+    }
 
     let mut config = format!(
         "[[virtual_server]]\naddress = \"{vip}:{port}\"\nprotocol = \"tcp\"\nscheduler = \"{scheduler}\"\nforwarding = \"{forwarding}\"\n",

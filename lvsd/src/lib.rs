@@ -24,6 +24,7 @@ pub mod health;
 #[allow(unsafe_code)]
 pub mod io;
 pub mod kernel;
+pub mod realserver;
 pub mod sched;
 pub mod vrrp;
 pub mod wire;

@@ -1,4 +1,5 @@
-//! The `lvsd` command: run the director, check a configuration, or run the demo lab.
+//! The `lvsd` command: run the director, check a configuration, prepare a real server, or
+//! run the demo lab.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,12 +41,29 @@ enum Command {
         /// Scheduler for the demo service.
         #[arg(long, default_value = "wrr")]
         scheduler: String,
-        /// Forwarding method for the demo's real servers (nat or dr).
+        /// Forwarding method for the demo's real servers (nat, dr or tun).
         #[arg(long, default_value = "nat")]
         forwarding: String,
         /// Print per-server counts every second instead of opening the console.
         #[arg(long)]
         no_console: bool,
+    },
+    /// Prepare this host as a real server (VIPs on a non-ARPing interface, arp_ignore /
+    /// arp_announce; for TUN a userspace IPIP decapsulator) until SIGINT/SIGTERM, then
+    /// undo every change.
+    Realserver {
+        /// A virtual address this host serves (repeat for more).
+        #[arg(long = "vip", value_name = "ADDR", required = true)]
+        vips: Vec<std::net::Ipv4Addr>,
+        /// Forwarding method of the director towards this host: dr or tun.
+        #[arg(long, value_name = "dr|tun")]
+        mode: lvsd::realserver::Mode,
+        /// The non-ARPing interface that holds the VIPs.
+        #[arg(long, value_name = "NAME", default_value = "lo")]
+        dev: String,
+        /// Print what would be changed, change nothing.
+        #[arg(long)]
+        check: bool,
     },
     /// Lab node roles (backends) used by the demo and the integration tests.
     #[command(hide = true)]
@@ -67,7 +85,10 @@ fn main() -> ExitCode {
     };
     // The lab nodes log nothing; the demo's console logs to its own file (a log line on the
     // terminal would scroll the console's screen).
-    if !matches!(command, Command::LabNode { .. } | Command::Demo { .. }) {
+    if !matches!(
+        command,
+        Command::LabNode { .. } | Command::Demo { .. } | Command::Realserver { .. }
+    ) {
         lvsd::daemon::init_logging();
     }
     match command {
@@ -94,6 +115,12 @@ fn main() -> ExitCode {
             forwarding,
             no_console,
         } => lvsd::demo::run(duration, &scheduler, &forwarding, !no_console),
+        Command::Realserver {
+            vips,
+            mode,
+            dev,
+            check,
+        } => lvsd::realserver::run(&lvsd::realserver::Options { vips, mode, dev }, check),
         Command::LabNode { args } => {
             let code = lvs_lab::node::run(&args);
             ExitCode::from(u8::try_from(code).unwrap_or(1))

@@ -128,6 +128,16 @@ impl RealServerSpec {
             dr_vips: vips.into_iter().collect(),
         }
     }
+
+    /// A real server for TUN (or DR) prepared by `lvsd realserver` rather than by the lab:
+    /// gateway = the router, no VIPs, ARP sysctls untouched (see
+    /// [`Lab::start_realserver_helper`]).
+    pub fn bare() -> Self {
+        Self {
+            gateway: Gateway::Router,
+            dr_vips: Vec::new(),
+        }
+    }
 }
 
 /// What to build.
@@ -828,6 +838,29 @@ impl Lab {
         lock(&self.lvsd_logs).push((name, logs.clone()));
         wait_ready(&process, &logs, lvsd::READY_TIMEOUT)?;
         Ok(LvsdProcess::new(process, config_path, logs, socket))
+    }
+
+    /// Run `lvsd realserver ARGS` (the real-server helper) in real server `k` and wait
+    /// (≤ [`NODE_READY_TIMEOUT`]) until it prints `ready`. It is stopped (SIGTERM, so it
+    /// undoes its changes) with the lab, or earlier through the returned [`Process`];
+    /// its output is in the returned [`LogFiles`].
+    pub fn start_realserver_helper(&self, k: usize, args: &[&str]) -> Result<(Process, LogFiles)> {
+        let i = self.rs_index(k)?;
+        let host = &self.real_servers[i];
+        let exe = match &self.spec.lvsd_exe {
+            Some(exe) => exe.clone(),
+            None => crate::lvsd_binary()?,
+        };
+        let logs = LogFiles::in_dir(
+            &self.work_dir,
+            &format!("{}-realserver-{}", host.name(), self.next_seq()),
+        );
+        let (out, err) = logs.create()?;
+        let mut cmd = host.command(&exe);
+        cmd.arg("realserver").args(args).stdout(out).stderr(err);
+        let process = host.spawn_named(format!("realserver {}", host.name()), cmd)?;
+        wait_ready(&process, &logs, NODE_READY_TIMEOUT)?;
+        Ok((process, logs))
     }
 
     /// Change real server `k`'s default gateway.

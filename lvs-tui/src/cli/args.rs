@@ -243,7 +243,7 @@ pub struct SetWeightArgs {
     /// ipvsadm -m: accepted when the server already uses NAT.
     #[arg(short = 'm', long = "masquerading", hide = true)]
     pub masquerading: bool,
-    /// ipvsadm -i: tunnelling, which lvsd does not do.
+    /// ipvsadm -i: accepted when the server already uses tunnelling.
     #[arg(short = 'i', long = "ipip", hide = true)]
     pub ipip: bool,
     /// ipvsadm -x: not changeable through the API.
@@ -348,11 +348,14 @@ pub struct AddServiceArgs {
     #[arg(short = 's', long, default_value = "wlc")]
     pub scheduler: String,
     /// Real servers forward by NAT by default (default: direct routing, as ipvsadm).
-    #[arg(short = 'm', long = "masquerading", conflicts_with = "gatewaying")]
+    #[arg(short = 'm', long = "masquerading", conflicts_with_all = ["gatewaying", "ipip"])]
     pub masquerading: bool,
     /// Real servers forward by direct routing by default (the default).
-    #[arg(short = 'g', long = "gatewaying")]
+    #[arg(short = 'g', long = "gatewaying", conflicts_with = "ipip")]
     pub gatewaying: bool,
+    /// Real servers forward by IPIP tunnelling by default.
+    #[arg(short = 'i', long = "ipip")]
+    pub ipip: bool,
     /// Persistence timeout in seconds.
     #[arg(short = 'p', long = "persistent", value_name = "SECS")]
     pub persistent: Option<u64>,
@@ -382,11 +385,14 @@ pub struct AddServerArgs {
     #[arg(short = 'w', long, value_name = "N", default_value = "1")]
     pub weight: String,
     /// Forward by NAT (default: the service's method).
-    #[arg(short = 'm', long = "masquerading", conflicts_with = "gatewaying")]
+    #[arg(short = 'm', long = "masquerading", conflicts_with_all = ["gatewaying", "ipip"])]
     pub masquerading: bool,
     /// Forward by direct routing (default: the service's method).
-    #[arg(short = 'g', long = "gatewaying")]
+    #[arg(short = 'g', long = "gatewaying", conflicts_with = "ipip")]
     pub gatewaying: bool,
+    /// Forward by IPIP tunnelling (default: the service's method).
+    #[arg(short = 'i', long = "ipip")]
+    pub ipip: bool,
     /// Upper connection threshold (0 = none).
     #[arg(
         short = 'x',

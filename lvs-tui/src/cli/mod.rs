@@ -520,17 +520,14 @@ async fn set_weight(socket: &Path, a: &SetWeightArgs, json: bool) -> Result<()> 
                 .into(),
         ));
     }
-    if a.ipip {
-        return Err(CliError::Usage(
-            "-i (tunnelling): lvsd forwards by NAT (-m) and direct routing (-g) only".into(),
-        ));
-    }
     let d = Daemon::connect(socket).await?;
-    if a.gatewaying || a.masquerading {
+    if a.gatewaying || a.masquerading || a.ipip {
         // ipvsadm -e restates the forwarding method; lvsd cannot change it, so accept it
         // only when it is already the server's.
         let wanted = if a.gatewaying {
             lvs_proto::Forwarding::Dr
+        } else if a.ipip {
+            lvs_proto::Forwarding::Tun
         } else {
             lvs_proto::Forwarding::Nat
         };
@@ -704,6 +701,8 @@ async fn add_service(socket: &Path, a: &AddServiceArgs, json: bool) -> Result<()
         .map_err(|e| CliError::Usage(format!("-s {}: {e}", a.scheduler)))?;
     let forwarding = if a.masquerading {
         lvs_proto::Forwarding::Nat
+    } else if a.ipip {
+        lvs_proto::Forwarding::Tun
     } else {
         lvs_proto::Forwarding::Dr
     };
@@ -741,9 +740,10 @@ async fn add_service(socket: &Path, a: &AddServiceArgs, json: bool) -> Result<()
 /// `add-server`.
 async fn add_server(socket: &Path, a: &AddServerArgs, json: bool) -> Result<()> {
     let (service, real_server, weight) = resolve_target_weighted(&a.target, &a.weight)?;
-    let forwarding = match (a.masquerading, a.gatewaying) {
-        (true, _) => Some(lvs_proto::Forwarding::Nat),
-        (_, true) => Some(lvs_proto::Forwarding::Dr),
+    let forwarding = match (a.masquerading, a.gatewaying, a.ipip) {
+        (true, _, _) => Some(lvs_proto::Forwarding::Nat),
+        (_, true, _) => Some(lvs_proto::Forwarding::Dr),
+        (_, _, true) => Some(lvs_proto::Forwarding::Tun),
         _ => None,
     };
     let new = lvs_proto::NewRealServer {

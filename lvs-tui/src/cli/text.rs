@@ -157,6 +157,7 @@ pub fn forward(f: Forwarding) -> Forward {
     match f {
         Forwarding::Nat => Forward::Masq,
         Forwarding::Dr => Forward::Route,
+        Forwarding::Tun => Forward::Tunnel,
     }
 }
 
@@ -457,7 +458,7 @@ mod tests {
             rates: Rates::default(),
             // Scheduling order (newest first); the listing sorts by address.
             real_servers: vec![
-                rs(13, 1, Forwarding::Nat),
+                rs(13, 1, Forwarding::Tun),
                 rs(12, 2, Forwarding::Dr),
                 rs(11, 3, Forwarding::Nat),
             ],
@@ -470,7 +471,7 @@ mod tests {
                 "TCP  203.0.113.10:80 wrr persistent 300 mask 255.255.255.0",
                 "  -> 192.0.2.11:80                Masq    3      11         2         ",
                 "  -> 192.0.2.12:80                Route   2      12         2         ",
-                "  -> 192.0.2.13:80                Masq    1      13         2         ",
+                "  -> 192.0.2.13:80                Tunnel  1      13         2         ",
             ]
         );
     }

@@ -621,7 +621,7 @@ fn draw_services(frame: &mut Frame, app: &App, area: Rect) {
                 cells.push(Cell::from(format!("  -> {}:{}", r.addr, r.port)));
                 match app.columns {
                     Columns::Conns => {
-                        cells.push(Cell::from(r.forwarding.ipvsadm_name()));
+                        cells.push(Cell::from(fwd_word(r.forwarding, n)));
                         cells.push(Cell::from(r.weight.to_string()));
                         cells.push(Cell::from(num(app, u64::from(r.active))));
                         cells.push(Cell::from(num(app, u64::from(r.inactive))));
@@ -876,7 +876,7 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect) {
             .unwrap_or_else(|| "-".into());
         let mut cells = vec![
             Cell::from(format!("  -> {}:{}", r.addr, r.port)),
-            Cell::from(r.forwarding.ipvsadm_name()),
+            Cell::from(fwd_word(r.forwarding, n)),
             Cell::from(r.weight.to_string()),
             Cell::from(num(app, u64::from(r.active))),
             Cell::from(num(app, u64::from(r.inactive))),
@@ -1178,13 +1178,14 @@ fn topo_line<'a>(app: &App, line: &TopoLine<'a>) -> Line<'a> {
                     ),
                 ),
                 Forwarding::Dr => ("Route", format!("→ {via} MAC →")),
+                Forwarding::Tun => ("Tunnel", format!("→ {via} IPIP →")),
             };
             let wide = app.size.0 >= 110;
             let (h, hs) = health_cell(app, r);
             let (st, sts) = state_cell(app, 0, s, r);
             let ret = match r.forwarding {
                 Forwarding::Nat => "replies back via director",
-                Forwarding::Dr => "replies straight to client",
+                Forwarding::Dr | Forwarding::Tun => "replies straight to client",
             };
             let mut spans = vec![
                 Span::styled(format!("{trunk}{branch}"), t.dim),
@@ -1196,7 +1197,15 @@ fn topo_line<'a>(app: &App, line: &TopoLine<'a>) -> Line<'a> {
                         t.spark
                     },
                 ),
-                Span::styled(format!(" {path:<17} "), t.dim),
+                // "Tunnel" is one character wider than "Masq " and "Route".
+                Span::styled(
+                    if r.forwarding == Forwarding::Tun {
+                        format!(" {path:<16} ")
+                    } else {
+                        format!(" {path:<17} ")
+                    },
+                    t.dim,
+                ),
                 Span::raw(format!("{:<21}", format!("{}:{}", r.addr, r.port))),
                 Span::raw(format!("w{:<5}", r.weight)),
                 Span::styled(format!("{h:<5}"), hs),
@@ -1214,6 +1223,15 @@ fn topo_line<'a>(app: &App, line: &TopoLine<'a>) -> Line<'a> {
         }
         TopoLine::Note(n) => Line::from(Span::styled(format!("   {n}"), t.dim)),
         TopoLine::Blank => Line::default(),
+    }
+}
+
+/// ipvsadm's `Forward` word; in the narrow layouts (a 5-character column) `Tunnel` is
+/// shortened to `Tun`.
+fn fwd_word(f: Forwarding, narrow: bool) -> &'static str {
+    match (narrow, f) {
+        (true, Forwarding::Tun) => "Tun",
+        (_, f) => f.ipvsadm_name(),
     }
 }
 

@@ -42,10 +42,56 @@ pub struct Config {
     pub timeouts: TimeoutSettings,
     /// The control API's listener (`[control]`).
     pub control: ControlSettings,
+    /// The packet I/O backend (`[io]`; read at startup only).
+    pub io: IoSettings,
     /// `[[vrrp_instance]]` tables in file order; when any exists, VRRP owns every VIP.
     pub vrrp_instances: Vec<VrrpInstance>,
     /// `[[vrrp_sync_group]]` tables in file order.
     pub vrrp_sync_groups: Vec<VrrpSyncGroup>,
+}
+
+/// How lvsd reads and writes frames (`[io]`). Read at startup only: a reload keeps the
+/// running backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoSettings {
+    /// `backend`: mmap rings (default) or one system call per frame.
+    pub backend: IoBackend,
+    /// `ring_frames`: slots of each interface's RX ring, 16..=65536 (default 4096). RX
+    /// slots hold one frame of the largest MTU (2 KiB at 1500; longer frames go through
+    /// the socket's receive queue); the TX ring gets at most 256 slots of 68 KiB; both are
+    /// rounded up to whole ring blocks, see `io::ring`.
+    pub ring_frames: u32,
+}
+
+/// `[io] backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoBackend {
+    /// `"ring"`: TPACKET_V2 RX and TX rings (`io::ring`).
+    Ring,
+    /// `"socket"`: `recvmsg`/`sendmsg` per frame (`io::PacketSocket`), the fallback.
+    Socket,
+}
+
+impl IoBackend {
+    /// The name in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoBackend::Ring => "ring",
+            IoBackend::Socket => "socket",
+        }
+    }
+}
+
+/// Fewest and most `[io] ring_frames`.
+pub const RING_FRAMES: std::ops::RangeInclusive<u32> = 16..=65536;
+
+impl Default for IoSettings {
+    fn default() -> Self {
+        IoSettings {
+            backend: IoBackend::Ring,
+            ring_frames: 4096,
+        }
+    }
 }
 
 /// Where and how the control API listens (`[control]`). Read at startup only: a reload
@@ -550,6 +596,10 @@ impl Config {
             None => ControlSettings::default(),
             Some(c) => control(src, c)?,
         };
+        let io = match raw.io {
+            None => IoSettings::default(),
+            Some(i) => io_settings(src, i)?,
+        };
         let (vrrp_instances, vrrp_sync_groups) = vrrp::all(
             src,
             raw.vrrp_instance,
@@ -561,6 +611,7 @@ impl Config {
             services,
             timeouts,
             control,
+            io,
             vrrp_instances,
             vrrp_sync_groups,
         })
@@ -629,6 +680,47 @@ fn key_on_line(line: &str) -> String {
         Some((k, _)) => k.trim().trim_matches('"').to_string(),
         None => String::new(),
     }
+}
+
+/// `[io]`: a known backend, a ring size within [`RING_FRAMES`].
+fn io_settings(src: &Source<'_>, i: raw::Io) -> Result<IoSettings, ConfigError> {
+    let d = IoSettings::default();
+    let backend = match &i.backend {
+        None => d.backend,
+        Some(b) => match b.get_ref().as_str() {
+            "ring" => IoBackend::Ring,
+            "socket" => IoBackend::Socket,
+            other => {
+                return Err(src.error(
+                    &b.span(),
+                    "io.backend",
+                    format!("`{other}` is not an I/O backend: expected \"ring\" or \"socket\""),
+                ));
+            }
+        },
+    };
+    let ring_frames = match &i.ring_frames {
+        None => d.ring_frames,
+        Some(n) => u32::try_from(*n.get_ref())
+            .ok()
+            .filter(|v| RING_FRAMES.contains(v))
+            .ok_or_else(|| {
+                src.error(
+                    &n.span(),
+                    "io.ring_frames",
+                    format!(
+                        "{} is out of range: expected {}..={} slots per ring",
+                        n.get_ref(),
+                        RING_FRAMES.start(),
+                        RING_FRAMES.end()
+                    ),
+                )
+            })?,
+    };
+    Ok(IoSettings {
+        backend,
+        ring_frames,
+    })
 }
 
 /// `[control]`: absolute paths, a mode within 0o777, group names that look like names.
@@ -890,13 +982,14 @@ fn virtual_service(
             None => default_fwd,
             Some(f) => forwarding(src, &format!("{rkey}.forwarding"), f)?,
         };
-        if fwd == Forwarding::Dr && rport != port {
+        if fwd != Forwarding::Nat && rport != port {
             return Err(src.error(
                 &rs.address.span(),
                 &format!("{rkey}.address"),
                 format!(
-                    "direct routing cannot change the port: the real server port must be the \
-                     virtual port {port} (or use forwarding = \"nat\")"
+                    "{} cannot change the port: the real server port must be the \
+                     virtual port {port} (or use forwarding = \"nat\")",
+                    method_name(fwd)
                 ),
             ));
         }
@@ -971,13 +1064,14 @@ fn virtual_service(
             let skey = format!("{key}.sorry_server");
             let (addr, sport) = endpoint(src, &skey, v, Some(port))?;
             let sport = sport.unwrap_or(port);
-            if default_fwd == Forwarding::Dr && sport != port {
+            if default_fwd != Forwarding::Nat && sport != port {
                 return Err(src.error(
                     &v.span(),
                     &skey,
                     format!(
-                        "direct routing cannot change the port: the sorry server port must be \
-                         the virtual port {port} (or use forwarding = \"nat\")"
+                        "{} cannot change the port: the sorry server port must be \
+                         the virtual port {port} (or use forwarding = \"nat\")",
+                        method_name(default_fwd)
                     ),
                 ));
             }
@@ -1225,6 +1319,15 @@ fn threshold(
         })
 }
 
+/// The forwarding method in words, for messages.
+fn method_name(f: Forwarding) -> &'static str {
+    match f {
+        Forwarding::Nat => "NAT",
+        Forwarding::Dr => "direct routing",
+        Forwarding::Tun => "tunnelling",
+    }
+}
+
 fn forwarding(
     src: &Source<'_>,
     key: &str,
@@ -1233,15 +1336,11 @@ fn forwarding(
     match f.get_ref().as_str() {
         "nat" => Ok(Forwarding::Nat),
         "dr" => Ok(Forwarding::Dr),
-        "tun" => Err(src.error(
-            &f.span(),
-            key,
-            "tunnelling (\"tun\") is not implemented in this version; use \"nat\" or \"dr\"".into(),
-        )),
+        "tun" => Ok(Forwarding::Tun),
         other => Err(src.error(
             &f.span(),
             key,
-            format!("unknown forwarding method `{other}`: expected \"nat\" or \"dr\""),
+            format!("unknown forwarding method `{other}`: expected \"nat\", \"dr\" or \"tun\""),
         )),
     }
 }

@@ -12,6 +12,7 @@ pub(super) struct File {
     pub virtual_server: Vec<VirtualServer>,
     pub timeouts: Option<Timeouts>,
     pub control: Option<Control>,
+    pub io: Option<Io>,
     #[serde(default)]
     pub vrrp_instance: Vec<super::vrrp::RawInstance>,
     #[serde(default)]
@@ -33,6 +34,14 @@ pub(super) struct Control {
     pub tls_client_ca: Option<Spanned<String>>,
     pub tls_admin_names: Option<Spanned<Vec<Spanned<String>>>>,
     pub tls_allow_wildcard: Option<Spanned<bool>>,
+}
+
+/// `[io]`: the packet I/O backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Io {
+    pub backend: Option<Spanned<String>>,
+    pub ring_frames: Option<Spanned<i64>>,
 }
 
 /// A file mode: a TOML integer (`0o660`) or an octal string (`"0660"`).

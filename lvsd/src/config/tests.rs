@@ -90,9 +90,15 @@ fn bad_values_are_named() {
         ),
         (
             "forwarding = \"nat\"",
-            "forwarding = \"tun\"",
+            "forwarding = \"gre\"",
             "virtual_server[0].forwarding",
-            "not implemented",
+            "unknown forwarding method",
+        ),
+        (
+            "forwarding = \"nat\"",
+            "forwarding = \"tun\"",
+            "virtual_server[0].real_server[0].address",
+            "tunnelling cannot change the port",
         ),
         (
             "\"203.0.113.10:80\"",
@@ -1114,4 +1120,46 @@ fn passive_detection() {
          forwarding = \"nat\"\n\n[virtual_server.passive]\n",
     );
     assert!(e.message.contains("TCP services only"), "{e}");
+}
+
+#[test]
+fn io_backend_and_ring_frames() {
+    let c = parse("").unwrap();
+    assert_eq!(c.io, IoSettings::default());
+    assert_eq!((c.io.backend, c.io.ring_frames), (IoBackend::Ring, 4096));
+    let c = parse("[io]\nbackend = \"socket\"\nring_frames = 64\n").unwrap();
+    assert_eq!((c.io.backend, c.io.ring_frames), (IoBackend::Socket, 64));
+    let c = parse("[io]\nring_frames = 65536\n").unwrap();
+    assert_eq!((c.io.backend, c.io.ring_frames), (IoBackend::Ring, 65536));
+
+    let e = parse("# x\n[io]\nbackend = \"xdp\"\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (3, "io.backend"), "{e}");
+    assert!(e.message.contains("\"ring\" or \"socket\""), "{e}");
+    for bad in ["0", "15", "65537", "-1"] {
+        let e = parse(&format!("[io]\n\nring_frames = {bad}\n")).unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (3, "io.ring_frames"),
+            "{bad}: {e}"
+        );
+        assert!(e.message.contains("16..=65536"), "{e}");
+    }
+    let e = parse("[io]\nbackend = \"ring\"\nrings = 3\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (3, "rings"), "{e}");
+    let e = parse("[io]\nring_frames = \"many\"\n").unwrap_err();
+    assert_eq!(e.line, 2, "{e}");
+}
+
+#[test]
+fn io_settings_survive_save() {
+    for (backend, frames) in [(IoBackend::Socket, 16), (IoBackend::Ring, 1000)] {
+        let text = format!(
+            "[io]\nbackend = \"{}\"\nring_frames = {frames}\n",
+            backend.name()
+        );
+        let c = parse(&text).unwrap();
+        let saved = c.to_toml();
+        assert!(saved.contains("\n[io]\n"), "{saved}");
+        assert_eq!(parse(&saved).unwrap(), c, "{saved}");
+    }
 }

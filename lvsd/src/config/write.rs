@@ -64,6 +64,12 @@ impl Config {
             duration(t.udp)
         );
         write_control(&mut s, &self.control);
+        let _ = write!(
+            s,
+            "\n[io]\nbackend = {}\nring_frames = {}\n",
+            quoted(self.io.backend.name()),
+            self.io.ring_frames
+        );
         for v in &self.vrrp_instances {
             write_vrrp_instance(&mut s, v);
         }
@@ -358,6 +364,26 @@ mod tests {
              admin_group = \"lvsadm\"\naudit_log = \"/var/log/lvsd/audit.log\"\n\
              idle_timeout = 30\n",
         );
+    }
+
+    #[test]
+    fn tunnelling_reads_back_the_same() {
+        round_trip(
+            "[[virtual_server]]\naddress = \"203.0.113.10:80\"\nforwarding = \"tun\"\n\n\
+             [[virtual_server.real_server]]\naddress = \"192.0.2.11\"\n\n\
+             [[virtual_server.real_server]]\naddress = \"192.0.2.12\"\nforwarding = \"dr\"\n",
+        );
+        let c = Config::parse(
+            Path::new("in.toml"),
+            "[[virtual_server]]\naddress = \"203.0.113.10:80\"\n\n\
+             [[virtual_server.real_server]]\naddress = \"192.0.2.11:80\"\nforwarding = \"tun\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.services[0].real_servers[0].forwarding,
+            lvs_proto::Forwarding::Tun
+        );
+        assert!(c.to_toml().contains("forwarding = \"tun\""));
     }
 
     #[test]

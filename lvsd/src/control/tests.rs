@@ -306,6 +306,7 @@ impl Harness {
                     data: &frame,
                     csum_partial: false,
                     gso: false,
+                    gso_size: 0,
                 },
                 &mut out,
             );

@@ -284,6 +284,27 @@ fn rows() -> Vec<Row> {
             &FrameSpec::tcp(INT_MAC, RS1_MAC, c7, sa(RS1, 80), syn).to_vec(),
         )),
     ));
+    rows.push(row(
+        "IP options on a NAT reply: kept, the source rewritten at the IHL offset",
+        INT_IF,
+        with_ip_options(&tcp_reply(
+            sa(RS1, 80),
+            RS1_MAC,
+            c7,
+            TcpControl::SYN | TcpControl::ACK,
+        )),
+        tx(EXT_IF, 14 + 24 + 20),
+        Out::Bytes(with_ip_options(
+            &FrameSpec::tcp(
+                EXT_MAC,
+                GW_MAC,
+                vip80,
+                c7,
+                TcpControl::SYN | TcpControl::ACK,
+            )
+            .to_vec(),
+        )),
+    ));
     let c8 = client(8, 1000);
     let mut padded = FrameSpec::udp(GW_MAC, EXT_MAC, c8, sa(VIP, 53), b"x").to_vec();
     padded.resize(60, 0);
@@ -441,6 +462,14 @@ fn rows() -> Vec<Row> {
         R::Fragment,
     ));
     rows.push(pass(
+        "non-first fragment from a NAT real server: the kernel's (no ports to match)",
+        INT_IF,
+        ip_edit(
+            tcp_reply(sa(RS1, 80), RS1_MAC, client(1, 1), TcpControl::ACK),
+            |ip| ip.set_flags_and_offset(false, false, 1480),
+        ),
+    ));
+    rows.push(pass(
         "first fragment to a VIP port without a service",
         EXT_IF,
         ip_edit(tcp_in(client(1, 1), sa(VIP, 8080), syn), |ip| {
@@ -489,6 +518,7 @@ fn golden_fixtures() {
             data: &r.input,
             csum_partial: r.csum_partial,
             gso: r.gso,
+            gso_size: 0,
         };
         let (verdict, out) = lab.rx_frame(rx);
         assert_eq!(verdict, r.verdict, "row {i}: {}", r.desc);
@@ -530,9 +560,11 @@ fn golden_fixtures() {
     let s1 = &s.services[0];
     assert_eq!(
         (s1.counters.conns, s1.counters.inpkts, s1.counters.outpkts),
-        (4, 5, 1)
+        (4, 5, 2)
     );
-    assert_eq!(s1.counters.outbytes, 44);
+    // The SYN-ACK (44 bytes with its MSS option) and the reply with 4 bytes of IP options
+    // (20 + 4 + 20).
+    assert_eq!(s1.counters.outbytes, 44 + 44);
     assert_eq!(s1.dests[0].neighbour_mac, Some(RS1_MAC));
     // S6 made a connection even though its next hop is unresolved.
     assert_eq!(s.services[5].counters.conns, 1);

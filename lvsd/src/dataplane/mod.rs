@@ -9,7 +9,8 @@
 //!
 //! Invariants:
 //! - After every call, `received == forwarded + Σ dropped[reason] + passed` (each
-//!   [`Dataplane::process`] call bumps `received` once and exactly one of the others).
+//!   [`Dataplane::process`] call bumps `received` once and exactly one of the others;
+//!   `TransmitPlain` counts as forwarded however many frames it has, `Reject` as dropped).
 //! - Destination lists are in IPVS order (newest first): a fresh build inserts the dests of
 //!   a [`ServiceSpec`] one by one at the head, so the list is the config order reversed,
 //!   and [`Dataplane::reconfigure`] keeps it exactly as a sequence of ipvsadm edits would.
@@ -47,13 +48,16 @@
 //! 3. IPv4 header: too short → `Drop(Truncated)`; version ≠ 4, IHL < 5, total length
 //!    outside `IHL×4 ..= captured` → `Drop(BadIpHeader)`. Ethernet padding after the total
 //!    length is ignored (and not forwarded). IP options are kept and skipped.
-//! 4. Not TCP/UDP, or neither to a VIP address of a service of that protocol nor from a
-//!    real server address of one: `Pass`.
+//! 4. IPIP to a VIP address: `Drop(Tunnelled)` (nested tunnels are not decapsulated).
+//!    ICMP: `icmp.rs` (errors about connections relayed as IPVS does, echo to a VIP left
+//!    to the kernel, bad quotes counted as `icmp_*`). Otherwise not TCP/UDP, or neither
+//!    to a VIP address of a service of that protocol nor from a real server address of
+//!    one: `Pass`.
 //! 5. IPv4 header checksum wrong: `Drop(BadChecksum)`. (L4 checksums are not verified, as
 //!    in IPVS; incremental updates keep a bad one bad, so the receiver still drops it.)
-//! 6. Fragments (policy, to be refined): a first fragment whose ports name a service, or a
-//!    NAT real server's RIP:port, and any non-first fragment to a VIP address:
-//!    `Drop(Fragment)`; other fragments `Pass`.
+//! 6. Fragments (lvsd does not reassemble; docs/ipvs-differences.md): a first fragment
+//!    whose ports name a service, or a NAT real server's RIP:port, and any non-first
+//!    fragment to a VIP address: `Drop(Fragment)`; other fragments `Pass`.
 //! 7. L4 header: too short for the fixed header → `Drop(Truncated)`; TCP data offset < 5 or
 //!    past the packet, UDP length < 8 or past the packet → `Drop(BadL4Header)`.
 //! 8. To a service's VIP:port → inbound (below). From a NAT connection's RIP:rport to its
@@ -70,7 +74,8 @@
 //! in-counters, state transition, forward. On a one-packet UDP service the new
 //! connection is bound, counted and unbound around its one datagram and no entry is kept
 //! (kernel `IP_VS_CONN_F_ONE_PACKET`), so every datagram is scheduled on its own. NAT rewrites dst to RIP:rport; DR rewrites only
-//! MACs. The frame goes to the destination's ifindex, to the next hop's MAC, from that
+//! MACs; TUN wraps the packet in IPIP (`tunnel.rs`: [`Verdict::TransmitPlain`], GSO
+//! segmentation, ICMP frag-needed as [`Verdict::Reject`], outer fragmentation). The frame goes to the destination's ifindex, to the next hop's MAC, from that
 //! interface's MAC.
 //!
 //! Replies (NAT): src RIP:rport → VIP:vport, out of the interface the client's last packet
@@ -105,9 +110,11 @@ mod control;
 mod decide;
 mod estimator;
 mod health;
+mod icmp;
 mod reconfig;
 mod rewrite;
 mod stats;
+mod tunnel;
 
 pub use control::{ConnFilter, ConnSortKey, EditError, KillTarget};
 pub use decide::{DECISION_RING, DECISION_WATCH, Decision, ServiceKey, SimulateResult};
@@ -123,9 +130,13 @@ mod fixtures;
 #[cfg(test)]
 mod health_tests;
 #[cfg(test)]
+mod icmp_fixtures;
+#[cfg(test)]
 mod sched_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tun_fixtures;
 
 /// How often an unresolved neighbour is asked for again.
 pub const ARP_RETRY: Duration = Duration::from_secs(1);
@@ -233,6 +244,9 @@ pub struct RxFrame<'a> {
     pub csum_partial: bool,
     /// A GSO/GRO super-frame: may exceed the MTU (the device segments it on transmit).
     pub gso: bool,
+    /// Payload bytes per segment of a GSO super-frame (virtio `gso_size`); 0 = unknown
+    /// (TUN then cuts segments to the egress MTU).
+    pub gso_size: u16,
 }
 
 /// What to do with a frame.
@@ -242,6 +256,28 @@ pub enum Verdict {
     /// Send `out[..len]` on `ifindex`.
     Transmit {
         /// Outgoing interface.
+        ifindex: u32,
+        /// Frame length in `out`.
+        len: usize,
+    },
+    /// Send `out[..len]` on `ifindex` as a plain frame: complete checksums, no offloads
+    /// (no virtio GSO or `NEEDS_CSUM`, whatever the received frame had). TUN forwarding:
+    /// an IPIP packet the core built. When a GSO super-frame was segmented or an outer
+    /// packet fragmented, this is the first frame: call [`Dataplane::next_frame`] until
+    /// `None` for the others, before the next [`Dataplane::process`].
+    TransmitPlain {
+        /// Outgoing interface.
+        ifindex: u32,
+        /// Frame length in `out`.
+        len: usize,
+    },
+    /// Ours and dropped (counted under `reason`), answered with the ICMP error the core
+    /// wrote to `out[..len]`: send it on `ifindex` as a plain frame (TUN's
+    /// "fragmentation needed" back to the client).
+    Reject {
+        /// Why the packet was dropped.
+        reason: DropReason,
+        /// Interface towards the client.
         ifindex: u32,
         /// Frame length in `out`.
         len: usize,
@@ -425,6 +461,9 @@ pub struct Dataplane {
     /// The destinations with passive detection (`rebuild_indexes`), so its timers scan
     /// only them.
     passive_dests: Vec<u32>,
+    /// TUN: frames after the first of a segmented or fragmented packet, the ICMP rate
+    /// limit and the outer identification counter (`tunnel.rs`).
+    tunnel: tunnel::TunnelState,
 }
 
 impl Dataplane {
@@ -452,9 +491,16 @@ impl Dataplane {
             health_events: std::collections::VecDeque::new(),
             next_passive: None,
             passive_dests: Vec::new(),
+            tunnel: tunnel::TunnelState::default(),
         };
         dp.reconfigure(config, now);
         dp
+    }
+
+    /// Whether `addr` is the VIP of any service (TCP or UDP).
+    fn is_vip_addr(&self, addr: Ipv4Addr) -> bool {
+        self.vip_addrs.contains(&(Protocol::Tcp, addr))
+            || self.vip_addrs.contains(&(Protocol::Udp, addr))
     }
 
     fn interface(&self, ifindex: u32) -> Option<&Interface> {
@@ -464,10 +510,13 @@ impl Dataplane {
     /// Processes one received frame (module doc); a `Transmit` verdict refers to `out`.
     pub fn process(&mut self, now: Instant, rx: RxFrame<'_>, out: &mut [u8]) -> Verdict {
         self.global.received += 1;
+        self.tunnel.clear();
         let v = self.classify(now, rx, out);
         match v {
-            Verdict::Transmit { .. } => self.global.forwarded += 1,
-            Verdict::Drop(r) => self.global.dropped.bump(r),
+            Verdict::Transmit { .. } | Verdict::TransmitPlain { .. } => {
+                self.global.forwarded += 1;
+            }
+            Verdict::Drop(r) | Verdict::Reject { reason: r, .. } => self.global.dropped.bump(r),
             Verdict::Pass => self.global.passed += 1,
         }
         v
@@ -494,6 +543,10 @@ impl Dataplane {
         let protocol = match ip.protocol() {
             IpProtocol::TCP => Protocol::Tcp,
             IpProtocol::UDP => Protocol::Udp,
+            IpProtocol::IPIP if self.is_vip_addr(ip.dst_addr()) => {
+                return Verdict::Drop(R::Tunnelled);
+            }
+            IpProtocol::ICMP => return self.icmp(now, rx, &ip, out),
             _ => return Verdict::Pass,
         };
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
@@ -698,6 +751,17 @@ impl Dataplane {
         let Some(mac) = self.neighbours.get(dest.neighbour).and_then(|n| n.mac) else {
             return Verdict::Drop(DropReason::NeighbourUnresolved);
         };
+        if forwarding == Forwarding::Tun {
+            let path = tunnel::Path {
+                ifindex,
+                src_mac: iface.mac,
+                dst_mac: mac,
+                mtu: iface.mtu,
+                dip: dest.spec.source,
+                rip: real.0,
+            };
+            return self.tunnel_out(now, rx, p, path, out);
+        }
         let len = match copy_out(rx, p.ip_len, iface.mtu, out) {
             Ok(len) => len,
             Err(v) => return v,

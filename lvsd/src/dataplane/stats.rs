@@ -31,13 +31,33 @@ pub enum DropReason {
     NeighbourUnresolved,
     /// The outgoing interface is not in the configuration.
     NoInterface,
-    /// The frame exceeds the outgoing MTU (and is not GSO) or the output buffer.
+    /// The frame exceeds the outgoing MTU (and is not GSO) or the output buffer; or a
+    /// UDP GSO super-frame for a tunnelled real server (not segmented).
     TooBig,
+    /// TUN: a DF packet that does not fit the egress MTU once encapsulated; answered with
+    /// ICMP "fragmentation needed" unless rate-limited.
+    NeedFrag,
+    /// An IPIP packet to a VIP address (nested tunnels are not decapsulated).
+    Tunnelled,
+    /// An ICMP error whose quoted datagram is cut short or malformed (less than an IPv4
+    /// header and 8 bytes of payload, IHL past the quote, IHL < 5, version ≠ 4).
+    IcmpMalformed,
+    /// An ICMP error to a VIP or from a NAT real server that quotes no connection.
+    IcmpNoConnection,
+    /// An ICMP error lvsd cannot relay: it quotes an ICMP message, a protocol other than
+    /// TCP/UDP, or a non-first fragment (no ports).
+    IcmpUnsupported,
+    /// A "fragmentation needed" about a tunnelled packet whose client did not set DF: the
+    /// client does no path MTU discovery, so nothing is relayed (as IPVS).
+    IcmpNotRelayed,
+    /// An error about a tunnelled packet that would have been relayed to the client, over
+    /// the ICMP rate limit (`tunnel.rs`: the budget of the core's own ICMP errors).
+    IcmpRateLimited,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 17;
 
     /// Every reason, in declaration order (= counter index).
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -51,6 +71,13 @@ impl DropReason {
         DropReason::NeighbourUnresolved,
         DropReason::NoInterface,
         DropReason::TooBig,
+        DropReason::NeedFrag,
+        DropReason::Tunnelled,
+        DropReason::IcmpMalformed,
+        DropReason::IcmpNoConnection,
+        DropReason::IcmpUnsupported,
+        DropReason::IcmpNotRelayed,
+        DropReason::IcmpRateLimited,
     ];
 
     /// snake_case name, for metrics and logs.
@@ -66,6 +93,13 @@ impl DropReason {
             DropReason::NeighbourUnresolved => "neighbour_unresolved",
             DropReason::NoInterface => "no_interface",
             DropReason::TooBig => "too_big",
+            DropReason::NeedFrag => "need_frag",
+            DropReason::Tunnelled => "tunnelled",
+            DropReason::IcmpMalformed => "icmp_malformed",
+            DropReason::IcmpNoConnection => "icmp_no_connection",
+            DropReason::IcmpUnsupported => "icmp_unsupported",
+            DropReason::IcmpNotRelayed => "icmp_not_relayed",
+            DropReason::IcmpRateLimited => "icmp_rate_limited",
         }
     }
 }

@@ -209,6 +209,7 @@ impl Lab {
             data,
             csum_partial: false,
             gso: false,
+            gso_size: 0,
         })
     }
 
@@ -811,6 +812,7 @@ fn size_limits() {
         data: &frame,
         csum_partial: false,
         gso: true,
+        gso_size: 0,
     });
     assert_eq!(
         v,
@@ -832,6 +834,7 @@ fn size_limits() {
         data: &fits,
         csum_partial: false,
         gso: false,
+        gso_size: 0,
     };
     assert_eq!(
         lab.dp.process(lab.now, rx, &mut small),
@@ -924,6 +927,7 @@ fn garbage_and_truncations_never_panic() {
                     data: &s[..n],
                     csum_partial: partial,
                     gso: partial,
+                    gso_size: 0,
                 };
                 let _ = lab.rx_frame(rx);
             }
@@ -946,6 +950,7 @@ fn garbage_and_truncations_never_panic() {
             data: &f,
             csum_partial: rng.below(3) == 0,
             gso: false,
+            gso_size: 0,
         });
         if i % 1000 == 0 {
             lab.advance(Duration::from_secs(7));

@@ -14,7 +14,16 @@
 //!   header length is taken from IHL (`BPF_MSH`), so frames with IP options match too;
 //! - IPv4 non-first fragments (fragment offset != 0, which carry no ports) whose
 //!   destination address appears in `inbound` or whose source address appears in
-//!   `replies`. The core counts and drops them (lvsd does not reassemble).
+//!   `replies`. The core counts and drops them (lvsd does not reassemble);
+//! - ICMP errors lvsd relays (type 3 destination unreachable, 4 source quench, 11 time
+//!   exceeded: IPVS's set) whose destination address appears in `inbound` (about a packet
+//!   sent from a VIP) or whose source address appears in `replies` (a NAT real server's
+//!   error about a packet the director forwarded to it). The type is read at the IHL
+//!   offset. Such an error quoting an IPIP packet (a router between the director and a
+//!   TUN real server reporting on a tunnelled packet) is accepted whatever its
+//!   addresses: it is sent to the DIP, which the spec does not list; the core keeps only
+//!   those about its own tunnels. Other ICMP (echo to a VIP, which the kernel answers) is
+//!   not copied.
 //!
 //! Everything else is rejected (never copied to userspace). An empty spec yields a program
 //! that rejects everything. Accepted frames are accepted whole (snap length `u32::MAX`), so
@@ -90,6 +99,13 @@ const OFF_L4_DPORT: u32 = OFF_IP + 2;
 const ETHERTYPE_IPV4: u32 = 0x0800;
 const ETHERTYPE_ARP: u32 = 0x0806;
 const IP_FRAG_OFFSET_MASK: u32 = 0x1fff;
+const IPPROTO_ICMP: u32 = 1;
+/// ICMP types lvsd relays (`wire::icmp::is_relayed_error`): the type byte is the first of
+/// the L4 header, read at X + [`OFF_L4_SPORT`].
+const ICMP_RELAYED: [u32; 3] = [3, 4, 11];
+const IPPROTO_IPIP: u32 = 4;
+/// The protocol byte of the datagram an ICMP error quotes, relative to X.
+const OFF_ICMP_QUOTED_PROTO: u32 = OFF_IP + 8 + 9;
 
 /// The traffic lvsd owns on one interface.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -156,6 +172,10 @@ impl Filter {
         a.ld(BPF_H, OFF_IP_FRAG);
         let to_frag = a.label();
         a.jset_ja(IP_FRAG_OFFSET_MASK, to_frag);
+        // ICMP: errors by type and address (section below).
+        a.ld(BPF_B, OFF_IP_PROTO);
+        let to_icmp = a.label();
+        a.jeq_ja(IPPROTO_ICMP, to_icmp);
         // X = IPv4 header length (4 * IHL).
         a.push(BPF_LDX | BPF_B | BPF_MSH, 0, 0, OFF_IP);
         let to_replies = a.label();
@@ -166,19 +186,25 @@ impl Filter {
         a.bind(to_reject);
         a.ret(REJECT);
 
+        a.bind(to_icmp);
+        a.push(BPF_LDX | BPF_B | BPF_MSH, 0, 0, OFF_IP);
+        a.ld_ind(BPF_B, OFF_L4_SPORT);
+        let is_error = a.label();
+        for t in ICMP_RELAYED {
+            a.jeq_ja(t, is_error);
+        }
+        a.ret(REJECT);
+        a.bind(is_error);
+        a.addresses(&inbound, &replies);
+        // An error quoting IPIP (protocol byte of the quoted header, X + 14 + 8 + 9): about
+        // a TUN packet, to whichever address the director sent it from. Last, because a
+        // frame too short for this load rejects.
+        a.ld_ind(BPF_B, OFF_ICMP_QUOTED_PROTO);
+        a.jeq_ret(IPPROTO_IPIP, ACCEPT);
+        a.ret(REJECT);
+
         a.bind(to_frag);
-        if !inbound.is_empty() {
-            a.ld(BPF_W, OFF_IP_DST);
-            for addr in inbound.keys() {
-                a.jeq_ret(u32::from(*addr), ACCEPT);
-            }
-        }
-        if !replies.is_empty() {
-            a.ld(BPF_W, OFF_IP_SRC);
-            for addr in replies.keys() {
-                a.jeq_ret(u32::from(*addr), ACCEPT);
-            }
-        }
+        a.addresses(&inbound, &replies);
         a.ret(REJECT);
         a.finish(spec)
     }
@@ -280,6 +306,12 @@ impl Asm {
         self.ja(label);
     }
 
+    /// `if A == k { goto label }`
+    fn jeq_ja(&mut self, k: u32, label: usize) {
+        self.push(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, k);
+        self.ja(label);
+    }
+
     /// `if A & k != 0 { goto label }`
     fn jset_ja(&mut self, k: u32, label: usize) {
         self.push(BPF_JMP | BPF_JSET | BPF_K, 0, 1, k);
@@ -299,6 +331,23 @@ impl Asm {
     fn bind(&mut self, label: usize) {
         if let Some(slot) = self.labels.get_mut(label) {
             *slot = Some(self.insns.len());
+        }
+    }
+
+    /// Accepts if the destination address is one of `inbound`'s or the source address one
+    /// of `replies`'; falls through otherwise.
+    fn addresses(&mut self, inbound: &Grouped, replies: &Grouped) {
+        if !inbound.is_empty() {
+            self.ld(BPF_W, OFF_IP_DST);
+            for addr in inbound.keys() {
+                self.jeq_ret(u32::from(*addr), ACCEPT);
+            }
+        }
+        if !replies.is_empty() {
+            self.ld(BPF_W, OFF_IP_SRC);
+            for addr in replies.keys() {
+                self.jeq_ret(u32::from(*addr), ACCEPT);
+            }
         }
     }
 
@@ -521,6 +570,62 @@ pub(crate) mod tests {
         assert!(accepts(&f, &t(RIP, 8080, VIP, 22)));
         // Other protocol to the VIP (ICMP).
         assert!(!accepts(&f, &ipv4_frame(1, CIP, 0, VIP, 80, 0, 0)));
+    }
+
+    /// ICMP frame of `typ`/`code` (the filter reads the type where a source port would be).
+    fn icmp(typ: u8, code: u8, src: Ipv4Addr, dst: Ipv4Addr, options: usize) -> Vec<u8> {
+        ipv4_frame(1, src, u16::from_be_bytes([typ, code]), dst, 0, options, 0)
+    }
+
+    #[test]
+    fn icmp_errors_to_vips_and_from_nat_real_servers() {
+        let f = Filter::build(&spec()).expect("build");
+        let router = Ipv4Addr::new(198, 51, 100, 254);
+        // Errors IPVS relays: to a VIP address (any of its services)...
+        for (t, c) in [(3, 4), (3, 1), (3, 3), (4, 0), (11, 0), (11, 1)] {
+            assert!(accepts(&f, &icmp(t, c, router, VIP, 0)), "{t}/{c}");
+            assert!(accepts(&f, &icmp(t, c, router, VIP2, 0)), "{t}/{c}");
+            // ...and from a NAT real server's address, to anyone.
+            assert!(accepts(&f, &icmp(t, c, RIP, CIP, 0)), "{t}/{c}");
+        }
+        // Options: the type is read at the IHL offset.
+        for opts in [4, 8, 40] {
+            assert!(accepts(&f, &icmp(3, 4, router, VIP, opts)));
+            assert!(!accepts(&f, &icmp(8, 0, router, VIP, opts)));
+        }
+        // Echo and the other types stay with the kernel; so do errors elsewhere.
+        for t in [0, 5, 8, 12, 13] {
+            assert!(!accepts(&f, &icmp(t, 0, router, VIP, 0)), "{t}");
+            assert!(!accepts(&f, &icmp(t, 0, RIP, CIP, 0)), "{t}");
+        }
+        assert!(!accepts(&f, &icmp(3, 3, router, CIP, 0)));
+        assert!(!accepts(&f, &icmp(3, 3, CIP, RIP, 0)));
+        assert!(!accepts(&f, &icmp(3, 3, VIP, CIP, 0)));
+        // A frame cut before the type byte: rejected.
+        let full = icmp(3, 3, router, VIP, 0);
+        assert!(!accepts(&f, &full[..34]));
+        assert!(accepts(&f, &full[..35]));
+        // Errors quoting IPIP (about a TUN packet), to the DIP: accepted.
+        let dip = Ipv4Addr::new(192, 0, 2, 1);
+        let mut ipip = icmp(3, 4, Ipv4Addr::new(192, 0, 2, 254), dip, 0);
+        ipip.truncate(14 + 20 + 8);
+        ipip.extend([0x45, 0, 0, 60, 0, 0, 0x40, 0, 64, 4, 0, 0]);
+        assert!(accepts(&f, &ipip));
+        // ...not when the quote is of another protocol, or cut before its protocol byte.
+        let mut udp = ipip.clone();
+        udp[14 + 20 + 8 + 9] = 17;
+        assert!(!accepts(&f, &udp));
+        assert!(!accepts(&f, &ipip[..14 + 20 + 8 + 9]));
+        // Non-first fragments of ICMP: by address, like any fragment.
+        assert!(accepts(&f, &ipv4_frame(1, router, 0, VIP, 0, 0, 185)));
+        // An inbound-only spec admits no ICMP from anywhere but to its VIPs.
+        let i = Filter::build(&FilterSpec {
+            inbound: vec![(Protocol::Udp, VIP, 53)],
+            ..FilterSpec::default()
+        })
+        .expect("build");
+        assert!(accepts(&i, &icmp(3, 3, router, VIP, 0)));
+        assert!(!accepts(&i, &icmp(3, 3, RIP, CIP, 0)));
     }
 
     #[test]

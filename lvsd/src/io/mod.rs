@@ -26,11 +26,21 @@
 //!   stack without hiding it from lvsd.
 //! - The byte buffer given to [`PacketSocket::recv`] should hold [`MAX_FRAME_LEN`] bytes;
 //!   a frame that does not fit is consumed and reported as an error (see `recv`).
+//! - [`ring`] is the fast alternative to [`PacketSocket`] (the daemon's default backend):
+//!   TPACKET_V2 RX and TX rings mapped into the process, with the same vnet headers,
+//!   filter discipline and `PACKET_IGNORE_OUTGOING`, read and written without a system
+//!   call per frame (one `send` kicks a TX ring's batch; a received frame longer than an
+//!   RX slot, e.g. a GSO super-frame, is read whole with one `recvmsg` through
+//!   `recv_frame`, in ring order). Its module docs give the slot sizes, the memory and
+//!   the invariants.
 
 pub mod filter;
+pub mod ring;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod tun;
 mod vrrp;
+pub mod xdp;
 
 use std::io;
 use std::mem;
@@ -396,53 +406,7 @@ impl PacketSocket {
     /// After any of these errors the socket stays usable; callers should count and
     /// continue. `EINTR` is retried internally.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(VnetHdr, usize)>> {
-        let mut hdr = [0u8; VnetHdr::LEN];
-        let mut iov = [
-            libc::iovec {
-                iov_base: hdr.as_mut_ptr().cast::<libc::c_void>(),
-                iov_len: hdr.len(),
-            },
-            libc::iovec {
-                iov_base: buf.as_mut_ptr().cast::<libc::c_void>(),
-                iov_len: buf.len(),
-            },
-        ];
-        loop {
-            // SAFETY: msghdr is plain data; all-zero is a valid (empty) value.
-            let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-            msg.msg_iov = iov.as_mut_ptr();
-            msg.msg_iovlen = iov.len() as _;
-            // SAFETY: `msg` points to two iovecs describing `hdr` and `buf`, both valid for
-            // writes of their lengths and alive for the call; no name or control buffer.
-            let ret = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC) };
-            if ret < 0 {
-                let err = io::Error::last_os_error();
-                match err.kind() {
-                    io::ErrorKind::WouldBlock => return Ok(None),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => return Err(err),
-                }
-            }
-            // With MSG_TRUNC the return value is the full length, even if it did not fit.
-            let total = cvt_size(ret)?;
-            let Some(frame_len) = total.checked_sub(VnetHdr::LEN) else {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("packet socket returned {total} bytes, shorter than a vnet header"),
-                ));
-            };
-            if frame_len > buf.len() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "frame of {frame_len} bytes truncated to the {}-byte receive buffer",
-                        buf.len()
-                    ),
-                ));
-            }
-            let vnet = VnetHdr::parse(&hdr).unwrap_or(VnetHdr::NONE);
-            return Ok(Some((vnet, frame_len)));
-        }
+        recv_frame(self.fd.as_fd(), buf)
     }
 
     /// Sends one frame (from the Ethernet header on) with its vnet header, without copying
@@ -501,27 +465,87 @@ impl PacketSocket {
 
     /// Reads and resets the kernel's counters for this socket.
     pub fn statistics(&self) -> io::Result<PacketStats> {
-        let mut st = libc::tpacket_stats {
-            tp_packets: 0,
-            tp_drops: 0,
-        };
-        let mut len = mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
-        // SAFETY: `st` and `len` are valid for writes during the call; `len` is its size.
-        let ret = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                (&mut st as *mut libc::tpacket_stats).cast::<libc::c_void>(),
-                &mut len,
-            )
-        };
-        cvt(ret)?;
-        Ok(PacketStats {
-            packets: st.tp_packets,
-            drops: st.tp_drops,
-        })
+        packet_statistics(self.fd.as_fd())
     }
+}
+
+/// [`PacketSocket::recv`] on any `PACKET_VNET_HDR` packet socket (the ring's copy path
+/// reads its socket queue with it).
+pub(crate) fn recv_frame(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<Option<(VnetHdr, usize)>> {
+    let mut hdr = [0u8; VnetHdr::LEN];
+    let mut iov = [
+        libc::iovec {
+            iov_base: hdr.as_mut_ptr().cast::<libc::c_void>(),
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: buf.as_mut_ptr().cast::<libc::c_void>(),
+            iov_len: buf.len(),
+        },
+    ];
+    loop {
+        // SAFETY: msghdr is plain data; all-zero is a valid (empty) value.
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = iov.len() as _;
+        // SAFETY: `msg` points to two iovecs describing `hdr` and `buf`, both valid for
+        // writes of their lengths and alive for the call; no name or control buffer.
+        let ret = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC) };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::WouldBlock => return Ok(None),
+                io::ErrorKind::Interrupted => continue,
+                _ => return Err(err),
+            }
+        }
+        // With MSG_TRUNC the return value is the full length, even if it did not fit.
+        let total = cvt_size(ret)?;
+        let Some(frame_len) = total.checked_sub(VnetHdr::LEN) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("packet socket returned {total} bytes, shorter than a vnet header"),
+            ));
+        };
+        if frame_len > buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "frame of {frame_len} bytes truncated to the {}-byte receive buffer",
+                    buf.len()
+                ),
+            ));
+        }
+        let vnet = VnetHdr::parse(&hdr).unwrap_or(VnetHdr::NONE);
+        return Ok(Some((vnet, frame_len)));
+    }
+}
+
+/// `PACKET_STATISTICS` of a packet socket (reading resets the kernel's counters).
+fn packet_statistics(fd: BorrowedFd<'_>) -> io::Result<PacketStats> {
+    let mut st = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut len = mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+    // SAFETY: `st` and `len` are valid for writes during the call; `len` is its size.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&mut st as *mut libc::tpacket_stats).cast::<libc::c_void>(),
+            &mut len,
+        )
+    };
+    cvt(ret)?;
+    Ok(PacketStats {
+        packets: st.tp_packets,
+        drops: st.tp_drops,
+    })
 }
 
 impl AsFd for PacketSocket {

@@ -19,6 +19,16 @@
 //!   the kernel's; a VIP:port is dropped before (its rule comes first);
 //! - `drop_src (P, X, N)`: `meta protocol ip ip saddr X meta l4proto P th sport N drop`
 //!   (NAT replies from a real server: the kernel must not forward a second copy).
+//! - ICMP errors lvsd relays (types 3, 4 and 11, IPVS's set; `dataplane/icmp.rs`), one
+//!   rule per address and type: `meta protocol ip ip daddr X meta l4proto icmp icmp type
+//!   T drop` for every address of `drop_dst`, right after the `drop_dst` rules (the
+//!   kernel must not act on an error lvsd forwards to a real server); and `... ip saddr X
+//!   ... drop` for every address of `drop_src`, after `accept_local` (a NAT real server's
+//!   error about a client's packet goes to the client translated by lvsd, not untranslated
+//!   by the kernel; its errors to the director itself, e.g. a UDP health check's port
+//!   unreachable, stay the kernel's). Echo and every other type are not touched: the
+//!   kernel answers pings to a VIP. Non-first fragments never match a transport-header
+//!   rule, so they reach the kernel.
 //!
 //! Packet sockets see frames before the ingress hook, so lvsd still receives them.
 //!
@@ -163,6 +173,12 @@ const NFTA_IMMEDIATE_DREG: u16 = 1;
 const NFTA_IMMEDIATE_DATA: u16 = 2;
 const NFT_REG_VERDICT: u32 = 0;
 const NFT_REG_1: u32 = 1;
+
+/// IP protocol number of ICMP.
+const IPPROTO_ICMP: u8 = 1;
+/// ICMP types whose errors lvsd relays and the kernel must not also handle (destination
+/// unreachable, source quench, time exceeded: `wire::icmp::is_relayed_error`).
+const ICMP_RELAYED: [u8; 3] = [3, 4, 11];
 
 /// Interface names are at most IFNAMSIZ - 1 bytes.
 const IFNAMSIZ: usize = 16;
@@ -424,6 +440,40 @@ impl Batch {
         self.msg.end(s);
     }
 
+    /// `meta protocol ip ip {daddr|saddr} X meta l4proto icmp icmp type T drop`.
+    fn new_icmp_rule(&mut self, dev: &str, side: Side, addr: Ipv4Addr, icmp_type: u8) {
+        let dir = match side {
+            Side::Dst => "to",
+            Side::Src => "from",
+        };
+        let s = self.begin(
+            NFT_MSG_NEWRULE,
+            NLM_F_CREATE | NLM_F_APPEND,
+            format!(
+                "adding the nftables drop rule for ICMP type {icmp_type} {dir} {addr} on {dev}"
+            ),
+        );
+        self.msg.str(NFTA_RULE_TABLE, TABLE);
+        self.msg.str(NFTA_RULE_CHAIN, &chain_name(dev));
+        let addr_off = match side {
+            Side::Dst => 16,
+            Side::Src => 12,
+        };
+        let e = self.msg.nest(NFTA_RULE_EXPRESSIONS);
+        self.msg.meta_load(NFT_META_PROTOCOL);
+        self.msg.cmp_eq(&0x0800u16.to_be_bytes());
+        self.msg
+            .payload_load(NFT_PAYLOAD_NETWORK_HEADER, addr_off, 4);
+        self.msg.cmp_eq(&addr.octets());
+        self.msg.meta_load(NFT_META_L4PROTO);
+        self.msg.cmp_eq(&[IPPROTO_ICMP]);
+        self.msg.payload_load(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
+        self.msg.cmp_eq(&[icmp_type]);
+        self.msg.verdict(NF_DROP);
+        self.msg.nest_end(e);
+        self.msg.end(s);
+    }
+
     /// `meta protocol ip ip daddr X accept`.
     fn new_accept_rule(&mut self, dev: &str, addr: Ipv4Addr) {
         let s = self.begin(
@@ -451,6 +501,11 @@ impl Batch {
             for tuple in &t.dst {
                 self.new_rule(dev, Side::Dst, *tuple);
             }
+            for addr in addrs(&t.dst) {
+                for ty in ICMP_RELAYED {
+                    self.new_icmp_rule(dev, Side::Dst, addr, ty);
+                }
+            }
             if !t.src.is_empty() {
                 for addr in &t.local {
                     self.new_accept_rule(dev, *addr);
@@ -458,6 +513,11 @@ impl Batch {
             }
             for tuple in &t.src {
                 self.new_rule(dev, Side::Src, *tuple);
+            }
+            for addr in addrs(&t.src) {
+                for ty in ICMP_RELAYED {
+                    self.new_icmp_rule(dev, Side::Src, addr, ty);
+                }
             }
         }
     }
@@ -484,6 +544,14 @@ impl Batch {
         self.msg.end(s);
         (self.msg.buf, ack_seq, self.what, self.next_seq)
     }
+}
+
+/// The distinct addresses of sorted tuples, in order.
+fn addrs(tuples: &[(Protocol, Ipv4Addr, u16)]) -> Vec<Ipv4Addr> {
+    let mut v: Vec<Ipv4Addr> = tuples.iter().map(|t| t.1).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 fn chain_name(dev: &str) -> String {

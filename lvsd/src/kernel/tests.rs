@@ -191,10 +191,16 @@ fn guard_install_replace_remove() {
         "ip daddr 203.0.113.10 tcp dport 80 drop",
         "ip daddr 203.0.113.10 udp dport 53 drop",
         "ip saddr 192.0.2.21 tcp sport 8080 drop",
+        "ip daddr 203.0.113.10 icmp type destination-unreachable drop",
+        "ip daddr 203.0.113.10 icmp type source-quench drop",
+        "ip daddr 203.0.113.10 icmp type time-exceeded drop",
+        "ip saddr 192.0.2.21 icmp type destination-unreachable drop",
+        "ip saddr 192.0.2.21 icmp type source-quench drop",
+        "ip saddr 192.0.2.21 icmp type time-exceeded drop",
     ] {
         assert!(rs.contains(rule), "missing `{rule}` in\n{rs}");
     }
-    assert_eq!(rs.matches(" drop\n").count(), 3, "{rs}");
+    assert_eq!(rs.matches(" drop\n").count(), 9, "{rs}");
     // Byte for byte the rules nft itself compiles from the documented rule text.
     nft(
         &ns,
@@ -203,7 +209,13 @@ fn guard_install_replace_remove() {
              priority 0; policy accept; \
              meta protocol ip ip daddr 203.0.113.10 meta l4proto tcp th dport 80 drop; \
              meta protocol ip ip daddr 203.0.113.10 meta l4proto udp th dport 53 drop; \
-             meta protocol ip ip saddr 192.0.2.21 meta l4proto tcp th sport 8080 drop; }; }",
+             meta protocol ip ip daddr 203.0.113.10 meta l4proto icmp icmp type 3 drop; \
+             meta protocol ip ip daddr 203.0.113.10 meta l4proto icmp icmp type 4 drop; \
+             meta protocol ip ip daddr 203.0.113.10 meta l4proto icmp icmp type 11 drop; \
+             meta protocol ip ip saddr 192.0.2.21 meta l4proto tcp th sport 8080 drop; \
+             meta protocol ip ip saddr 192.0.2.21 meta l4proto icmp icmp type 3 drop; \
+             meta protocol ip ip saddr 192.0.2.21 meta l4proto icmp icmp type 4 drop; \
+             meta protocol ip ip saddr 192.0.2.21 meta l4proto icmp icmp type 11 drop; }; }",
         ],
     );
     let bytecode = |table: &str| -> Vec<String> {
@@ -214,7 +226,7 @@ fn guard_install_replace_remove() {
             .collect()
     };
     let ours = bytecode("lvsd");
-    assert_eq!(ours.len(), 27, "{ours:#?}");
+    assert_eq!(ours.len(), 81, "{ours:#?}");
     assert_eq!(ours, bytecode("reference"));
     nft(&ns, &["delete", "table", "netdev", "reference"]);
 
@@ -255,7 +267,8 @@ fn guard_install_replace_remove() {
         rs.contains("ip daddr 203.0.113.10 tcp dport 443 drop"),
         "{rs}"
     );
-    assert_eq!(rs.matches(" drop\n").count(), 1, "{rs}");
+    // The TCP rule and the VIP's three ICMP error rules.
+    assert_eq!(rs.matches(" drop\n").count(), 4, "{rs}");
 
     // A failing replace (unknown device) changes nothing.
     let err = guard.replace(&spec_ext("nosuchdev0")).map(|_| ());

@@ -37,11 +37,15 @@ const FLAG_DF: u16 = 0x4000;
 const FLAG_MF: u16 = 0x2000;
 const OFFSET_MASK: u16 = 0x1fff;
 
-/// An IP protocol number. Only the two this core forwards are named.
+/// An IP protocol number. Only the ones this core forwards or builds are named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IpProtocol(pub u8);
 
 impl IpProtocol {
+    /// ICMP (1).
+    pub const ICMP: IpProtocol = IpProtocol(1);
+    /// IPv4 in IPv4 (4): IPIP, TUN forwarding.
+    pub const IPIP: IpProtocol = IpProtocol(4);
     /// TCP (6).
     pub const TCP: IpProtocol = IpProtocol(6);
     /// UDP (17).

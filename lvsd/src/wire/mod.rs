@@ -1,5 +1,7 @@
 //! Zero-copy views of the packet formats the forwarding core reads and rewrites:
-//! Ethernet II, ARP (Ethernet/IPv4), IPv4, TCP and UDP, plus the internet checksum.
+//! Ethernet II, ARP (Ethernet/IPv4), IPv4, TCP and UDP, plus the internet checksum; and
+//! for TUN forwarding IPIP ([`ipip`]), ICMP frag-needed ([`icmp`]) and software TCP
+//! segmentation ([`gso`]).
 //!
 //! Shape (after smoltcp's `wire`): each format has a view `Xxx<T: AsRef<[u8]>>` over a
 //! borrowed buffer, with field offsets in a private `mod field`, getters in the
@@ -21,7 +23,10 @@ pub mod arp;
 pub mod build;
 pub mod checksum;
 pub mod ethernet;
+pub mod gso;
+pub mod icmp;
 pub mod icmpv6;
+pub mod ipip;
 pub mod ipv4;
 pub mod ipv6;
 pub mod tcp;
