@@ -51,19 +51,7 @@ impl IpipSocket {
         // SAFETY: `fd` is a fresh, valid descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let size = libc::c_int::try_from(rcvbuf).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `size` is a live c_int for the call; the fd is valid.
-        let ret = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&size as *const libc::c_int).cast::<libc::c_void>(),
-                mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if ret < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        super::setsockopt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &size)?;
         Ok(IpipSocket { fd })
     }
 
