@@ -16,7 +16,7 @@ use std::time::Duration;
 use lvs_lab::client;
 use lvs_lab::node::{self, ECHO_PORT, HTTP_PORT};
 use lvs_lab::{
-    CLIENT_ADDR, Host, Lab, LabSpec, ROUTER_BACK_ADDR, ROUTER_FRONT_ADDR, RealServerSpec, Signal,
+    CLIENT_ADDR, Lab, LabSpec, ROUTER_BACK_ADDR, ROUTER_FRONT_ADDR, RealServerSpec, Signal,
     real_server_addr, require_root, vip, wait_until,
 };
 
@@ -38,21 +38,6 @@ fn config(lab: &Lab, mode: Mode) -> String {
          protocol = \"udp\"\nscheduler = \"rr\"\nforwarding = \"{m}\"\n\n\
          [[virtual_server.real_server]]\naddress = \"{rip}:{CLOSED_UDP_PORT}\"\n"
     )
-}
-
-/// A counter `name=N` from lvsd's final output (0 if absent).
-fn counter(stats: &str, name: &str) -> u64 {
-    stats
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{name}=")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn ip(host: &Host, args: &[&str]) -> String {
-    let out = host.command("ip").args(args).output().expect("running ip");
-    assert!(out.status.success(), "ip {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// RFC 1071 checksum, complemented.

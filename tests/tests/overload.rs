@@ -60,13 +60,6 @@ fn vm_rss_kib(lvsd: &LvsdProcess) -> u64 {
         .expect("VmRSS in /proc status")
 }
 
-fn stat(line: &str, name: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{name}=")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name}= in {line}"))
-}
-
 /// After a burst: a 1 MiB echo byte-identical and an HTTP answer, through the VIP.
 fn still_forwards(lab: &Lab, lvsd: &LvsdProcess, after: &str) {
     let v = vip(0);
@@ -150,7 +143,9 @@ fn bursts_beyond_capacity_are_dropped_counted_and_survived() {
         .lines()
         .rfind(|l| l.starts_with("lvsd stats:"))
         .expect("stats line");
-    let (received, socket_drops) = (stat(line, "received"), stat(line, "socket_drops"));
+    let field =
+        |name: &str| counter_opt(line, name).unwrap_or_else(|| panic!("no {name}= in {line}"));
+    let (received, socket_drops) = (field("received"), field("socket_drops"));
     let arrived = rx_after - rx_before;
     eprintln!(
         "director interfaces received {arrived} frames; lvsd received {received}, the kernel \

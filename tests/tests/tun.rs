@@ -98,22 +98,6 @@ fn icmp_out_unreachable(host: &Host) -> u64 {
     })
 }
 
-/// Runs `ip ARGS` in `host`; its stdout.
-fn ip(host: &Host, args: &[&str]) -> String {
-    let out = host.command("ip").args(args).output().expect("running ip");
-    assert!(out.status.success(), "ip {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A counter `name=N` from lvsd's final output (0 if absent).
-fn counter(stats: &str, name: &str) -> u64 {
-    stats
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{name}=")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 // ---------------------------------------------------------------------------------------
 
 #[test]

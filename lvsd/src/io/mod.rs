@@ -291,57 +291,64 @@ pub fn set_buffer_sizes(
     ))
 }
 
+/// A new, unbound `AF_PACKET`/`SOCK_RAW` socket (protocol 0: it receives nothing until
+/// [`bind_all`]), non-blocking and close-on-exec, with the reject-all filter attached and
+/// `PACKET_VNET_HDR` and `PACKET_IGNORE_OUTGOING` set: the common start of a
+/// [`PacketSocket`] and of a ring socket ([`ring`]), which then adds its own options.
+fn new_packet_fd() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the result is checked below.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    let raw = cvt(raw)?;
+    // SAFETY: `raw` is a freshly created, valid descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    attach_filter(fd.as_fd(), &Filter::reject_all())?;
+    let one: libc::c_int = 1;
+    setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VNET_HDR, &one)?;
+    setsockopt(
+        fd.as_fd(),
+        libc::SOL_PACKET,
+        libc::PACKET_IGNORE_OUTGOING,
+        &one,
+    )?;
+    Ok(fd)
+}
+
+/// Binds a packet socket to every protocol (`ETH_P_ALL`) on interface `ifindex`.
+fn bind_all(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
+    let ifindex_c = libc::c_int::try_from(ifindex)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex out of range"))?;
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as libc::c_ushort;
+    sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    sll.sll_ifindex = ifindex_c;
+    // SAFETY: `sll` is a valid sockaddr_ll and the length passed is its size.
+    let ret = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast::<libc::sockaddr>(),
+            mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    cvt(ret).map(drop)
+}
+
 impl PacketSocket {
     /// Opens a packet socket on interface `ifindex` with `filter` attached.
     ///
     /// Needs CAP_NET_RAW. Fails with the OS error (e.g. `ENODEV` for an unknown ifindex).
     pub fn open(ifindex: u32, filter: &Filter) -> io::Result<Self> {
-        let ifindex_c = libc::c_int::try_from(ifindex)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex out of range"))?;
-        // Protocol 0: the socket receives nothing until bind() names a protocol.
-        // SAFETY: plain socket(2) call; the result is checked below.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
+        let sock = PacketSocket {
+            fd: new_packet_fd()?,
+            ifindex,
         };
-        let raw = cvt(raw)?;
-        // SAFETY: `raw` is a freshly created, valid descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let sock = PacketSocket { fd, ifindex };
-
-        attach_filter(sock.fd.as_fd(), &Filter::reject_all())?;
-        let one: libc::c_int = 1;
-        setsockopt(
-            sock.fd.as_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_VNET_HDR,
-            &one,
-        )?;
-        setsockopt(
-            sock.fd.as_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_IGNORE_OUTGOING,
-            &one,
-        )?;
-
-        // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-        let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as libc::c_ushort;
-        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        sll.sll_ifindex = ifindex_c;
-        // SAFETY: `sll` is a valid sockaddr_ll and the length passed is its size.
-        let ret = unsafe {
-            libc::bind(
-                sock.fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast::<libc::sockaddr>(),
-                mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        cvt(ret)?;
-
+        bind_all(sock.fd.as_fd(), ifindex)?;
         sock.drain()?;
         sock.set_filter(filter)?;
         Ok(sock)

@@ -84,12 +84,12 @@
 
 use std::io;
 use std::mem;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{Filter, PacketStats, VnetHdr, cvt, setsockopt};
+use super::{Filter, PacketStats, VnetHdr, setsockopt};
 
 /// `TPACKET_V2` (linux/if_packet.h `enum tpacket_versions`).
 const TPACKET_V2: libc::c_int = 1;
@@ -399,24 +399,9 @@ pub(crate) fn open_with(
             ));
         }
     }
-    let ifindex_c = libc::c_int::try_from(ifindex)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex out of range"))?;
-    // SAFETY: plain socket(2) call; the result is checked below.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    let raw = cvt(raw)?;
-    // SAFETY: `raw` is a freshly created, valid descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    super::attach_filter(fd.as_fd(), &Filter::reject_all())?;
+    let fd = super::new_packet_fd()?;
     let one: libc::c_int = 1;
     for opt in [
-        libc::PACKET_VNET_HDR,
-        libc::PACKET_IGNORE_OUTGOING,
         libc::PACKET_LOSS,
         libc::PACKET_QDISC_BYPASS,
         PACKET_COPY_THRESH,
@@ -470,20 +455,7 @@ pub(crate) fn open_with(
         map_len,
     });
 
-    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-    let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as libc::c_ushort;
-    sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-    sll.sll_ifindex = ifindex_c;
-    // SAFETY: `sll` is a valid sockaddr_ll and the length passed is its size.
-    let ret = unsafe {
-        libc::bind(
-            shared.fd.as_raw_fd(),
-            (&sll as *const libc::sockaddr_ll).cast::<libc::sockaddr>(),
-            mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    cvt(ret)?;
+    super::bind_all(shared.fd.as_fd(), ifindex)?;
 
     // SAFETY: the TX ring starts right after the RX ring, inside the mapping of both.
     let tx_base = unsafe { NonNull::new_unchecked(map.as_ptr().add(rx_geo.bytes())) };

@@ -67,10 +67,7 @@ pub fn stop_and_check(lvsd: &LvsdProcess) -> String {
         .rfind(|l| l.starts_with("lvsd stats:"))
         .unwrap_or_else(|| panic!("no stats line in lvsd's output:\n{}", lvsd.logs()));
     let field = |name: &str| -> u64 {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name}= in {line}"))
+        counter_opt(line, name).unwrap_or_else(|| panic!("no {name}= in {line}"))
     };
     let (rx, fwd, drop, pass) = (
         field("received"),
@@ -105,4 +102,25 @@ pub fn sequential_names(host: &Host, to: SocketAddr, count: usize) -> Vec<String
             })
             .collect()
     })
+}
+
+/// A counter `name=N` from lvsd's output (its `lvsd stats:` line), if present.
+pub fn counter_opt(stats: &str, name: &str) -> Option<u64> {
+    stats
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
+
+/// A counter `name=N` from lvsd's output (0 if absent: counters of drop reasons are only
+/// printed once they are non-zero).
+pub fn counter(stats: &str, name: &str) -> u64 {
+    counter_opt(stats, name).unwrap_or(0)
+}
+
+/// Runs `ip ARGS` in `host`; its stdout (the command must succeed).
+pub fn ip(host: &Host, args: &[&str]) -> String {
+    let out = host.command("ip").args(args).output().expect("running ip");
+    assert!(out.status.success(), "ip {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
