@@ -36,8 +36,13 @@ pub use transport::{ConnectError, connect_unix};
 pub use types::*;
 
 /// The API level this crate speaks: it grows by one whenever RPCs (or enum variants a
-/// client must know to decode answers) are added. Level 4: [`Forwarding::Tun`].
-pub const API_LEVEL: u32 = 4;
+/// client must know to decode answers, or values an older client cannot read) are added.
+/// Level 4: [`Forwarding::Tun`]. Level 5: IPv6 — every address in the API
+/// ([`ServiceKey::vip`], [`RealServerKey::addr`], connections, decisions, topology, VRRP)
+/// may be IPv6 (`IpAddr`/`SocketAddr`; IPv4 JSON unchanged), [`IpPrefix`] filters, and
+/// [`PersistenceInfo::prefix6`]. A level-4 client decodes everything about IPv4 services
+/// but fails on an answer that carries an IPv6 address.
+pub const API_LEVEL: u32 = 5;
 
 /// Where lvsd listens unless its configuration says otherwise (`[control] socket`).
 pub const DEFAULT_SOCKET: &str = "/run/lvsd/lvsd.sock";

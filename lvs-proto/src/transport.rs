@@ -287,8 +287,8 @@ mod tests {
         let r = client
             .set_weight(
                 tarpc::context::current(),
-                ServiceKey::tcp([203, 0, 113, 10].into(), 80),
-                RealServerKey::new([192, 0, 2, 11].into(), 80),
+                ServiceKey::tcp([203, 0, 113, 10], 80),
+                RealServerKey::new([192, 0, 2, 11], 80),
                 70000,
             )
             .await

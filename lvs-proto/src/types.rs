@@ -1,8 +1,13 @@
 //! Request and response types of the control API ([`crate::LvsControl`]).
 //!
 //! Conventions:
-//! - Addresses are `Ipv4Addr` / `SocketAddrV4` (JSON: `"203.0.113.10"`, `"198.51.100.7:40000"`);
-//!   protocols, forwarding methods and schedulers use the lower-case words of
+//! - Addresses are family-agnostic `IpAddr` / `SocketAddr` (API level 5; before, IPv4
+//!   only). JSON: `"203.0.113.10"`, `"198.51.100.7:40000"`, `"2001:db8:f::10"`,
+//!   `"[2001:db8:c::10]:40000"` — an IPv4 address reads and writes exactly as it did at
+//!   level 4, so older peers that only know IPv4 keep working with IPv4 services. Text forms
+//!   (`Display`/`FromStr` of the keys) write an IPv6 address with a port in brackets, as
+//!   ipvsadm does: `tcp [2001:db8:f::10]:80`.
+//! - Protocols, forwarding methods and schedulers use the lower-case words of
 //!   [`crate::Protocol`], [`crate::Forwarding`], [`crate::SchedulerKind`].
 //! - Times are milliseconds: wall-clock instants as `*_unix_ms` (milliseconds since the Unix
 //!   epoch, UTC), durations as `*_ms`.
@@ -13,7 +18,7 @@
 //!   as `Unknown` instead of failing.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -25,48 +30,74 @@ pub const MAX_WEIGHT: u32 = 65535;
 
 /// A virtual service's identity: protocol, VIP and virtual port (ipvsadm `-t VIP:PORT`).
 ///
-/// Displays as `tcp 203.0.113.10:80`; parses from that form or from a bare `VIP:PORT`
-/// (TCP).
+/// Displays as `tcp 203.0.113.10:80`, or `tcp [2001:db8:f::10]:80` for an IPv6 VIP;
+/// parses from that form or from a bare `VIP:PORT` (TCP). The VIP's family is the
+/// service's family: its real servers are reached over the same family unless a tunnel
+/// says otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ServiceKey {
     /// Transport protocol.
     pub protocol: Protocol,
-    /// Virtual IP.
-    pub vip: Ipv4Addr,
+    /// Virtual IP (IPv4 or, from API level 5, IPv6).
+    pub vip: IpAddr,
     /// Virtual port.
     pub port: u16,
 }
 
 impl ServiceKey {
     /// A TCP service.
-    pub const fn tcp(vip: Ipv4Addr, port: u16) -> Self {
+    pub fn tcp(vip: impl Into<IpAddr>, port: u16) -> Self {
         ServiceKey {
             protocol: Protocol::Tcp,
-            vip,
+            vip: vip.into(),
             port,
         }
     }
 
     /// A UDP service.
-    pub const fn udp(vip: Ipv4Addr, port: u16) -> Self {
+    pub fn udp(vip: impl Into<IpAddr>, port: u16) -> Self {
         ServiceKey {
             protocol: Protocol::Udp,
-            vip,
+            vip: vip.into(),
             port,
         }
+    }
+
+    /// A TCP service on an IPv4 VIP (usable in `const` items).
+    pub const fn tcp4(vip: Ipv4Addr, port: u16) -> Self {
+        ServiceKey {
+            protocol: Protocol::Tcp,
+            vip: IpAddr::V4(vip),
+            port,
+        }
+    }
+
+    /// A UDP service on an IPv4 VIP (usable in `const` items).
+    pub const fn udp4(vip: Ipv4Addr, port: u16) -> Self {
+        ServiceKey {
+            protocol: Protocol::Udp,
+            vip: IpAddr::V4(vip),
+            port,
+        }
+    }
+
+    /// The VIP and port as a socket address (`[2001:db8:f::10]:80` when printed).
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.vip, self.port)
     }
 }
 
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}:{}", self.protocol, self.vip, self.port)
+        write!(f, "{} {}", self.protocol, self.socket_addr())
     }
 }
 
 impl FromStr for ServiceKey {
     type Err = String;
 
-    /// `tcp 203.0.113.10:80`, `udp 203.0.113.10:53`, or `203.0.113.10:80` (TCP).
+    /// `tcp 203.0.113.10:80`, `udp 203.0.113.10:53`, `tcp [2001:db8:f::10]:80`, or
+    /// `203.0.113.10:80` / `[2001:db8:f::10]:80` (TCP).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         let (protocol, rest) = match s.split_once(char::is_whitespace) {
@@ -82,59 +113,103 @@ impl FromStr for ServiceKey {
             }
             None => (Protocol::Tcp, s),
         };
-        let sa: SocketAddrV4 = rest
-            .parse()
-            .map_err(|_| format!("`{rest}` is not VIP:PORT (e.g. 203.0.113.10:80)"))?;
+        let sa = parse_socket_addr(rest, "VIP:PORT", "203.0.113.10:80", "[2001:db8:f::10]:80")?;
         Ok(ServiceKey {
             protocol,
-            vip: *sa.ip(),
+            vip: sa.ip(),
             port: sa.port(),
         })
     }
 }
 
+/// Parses `ADDR:PORT` of either family (`192.0.2.11:80`, `[2001:db8:b::11]:80`); the error
+/// names what was expected (`what`, with an IPv4 and an IPv6 example) and says so when an
+/// IPv6 address lacks its brackets.
+pub fn parse_socket_addr(
+    s: &str,
+    what: &str,
+    example4: &str,
+    example6: &str,
+) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    // `2001:db8::1:80` is ambiguous (is `80` the port or the last group?): IPv6 needs
+    // brackets, as in URLs and ipvsadm.
+    if !s.starts_with('[') && s.matches(':').count() > 1 {
+        return Err(format!(
+            "`{s}` is not {what}: an IPv6 address takes brackets (e.g. {example6})"
+        ));
+    }
+    Err(format!(
+        "`{s}` is not {what} (e.g. {example4} or {example6})"
+    ))
+}
+
 /// A real server's identity within a service: RIP and port (ipvsadm `-r RIP:PORT`).
+///
+/// Displays as `192.0.2.11:80` or `[2001:db8:b::11]:80`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RealServerKey {
-    /// Real server IP.
-    pub addr: Ipv4Addr,
+    /// Real server IP (IPv4 or, from API level 5, IPv6).
+    pub addr: IpAddr,
     /// Real server port.
     pub port: u16,
 }
 
 impl RealServerKey {
     /// The real server at `addr:port`.
-    pub const fn new(addr: Ipv4Addr, port: u16) -> Self {
-        RealServerKey { addr, port }
+    pub fn new(addr: impl Into<IpAddr>, port: u16) -> Self {
+        RealServerKey {
+            addr: addr.into(),
+            port,
+        }
+    }
+
+    /// An IPv4 real server (usable in `const` items).
+    pub const fn new4(addr: Ipv4Addr, port: u16) -> Self {
+        RealServerKey {
+            addr: IpAddr::V4(addr),
+            port,
+        }
+    }
+
+    /// The address and port as a socket address.
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.addr, self.port)
     }
 }
 
 impl fmt::Display for RealServerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.addr, self.port)
+        fmt::Display::fmt(&self.socket_addr(), f)
     }
 }
 
 impl FromStr for RealServerKey {
     type Err = String;
 
-    /// `192.0.2.11:80`.
+    /// `192.0.2.11:80` or `[2001:db8:b::11]:80`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let sa: SocketAddrV4 = s
-            .parse()
-            .map_err(|_| format!("`{s}` is not RIP:PORT (e.g. 192.0.2.11:80)"))?;
-        Ok(RealServerKey {
-            addr: *sa.ip(),
+        let sa = parse_socket_addr(s, "RIP:PORT", "192.0.2.11:80", "[2001:db8:b::11]:80")?;
+        Ok(RealServerKey::from(sa))
+    }
+}
+
+impl From<SocketAddr> for RealServerKey {
+    fn from(sa: SocketAddr) -> Self {
+        RealServerKey {
+            addr: sa.ip(),
             port: sa.port(),
-        })
+        }
     }
 }
 
 impl From<SocketAddrV4> for RealServerKey {
     fn from(sa: SocketAddrV4) -> Self {
         RealServerKey {
-            addr: *sa.ip(),
+            addr: IpAddr::V4(*sa.ip()),
             port: sa.port(),
         }
     }
@@ -260,23 +335,92 @@ pub struct Rates {
 }
 
 /// A persistent service's settings (ipvsadm `-p`, `-M`).
+///
+/// The persistence granularity depends on the service's family, as in IPVS, which keeps
+/// one `netmask` field that holds a dotted IPv4 mask for an IPv4 service and a prefix
+/// length 1..=128 for an IPv6 one (ipvsadm `-M 255.255.255.0` vs `-M 64`; listed as
+/// `mask 255.255.255.0` / `mask 64` when not the default /32 or /128). Here the two are
+/// separate fields so that IPv4 JSON stays what it was before API level 5:
+/// - an IPv4 service uses [`netmask`](Self::netmask) (default `255.255.255.255`);
+/// - an IPv6 service uses [`prefix6`](Self::prefix6) (default 128; absent in JSON from
+///   older peers, which only know IPv4 services).
+///
+/// The field of the other family is ignored. [`PersistenceInfo::mask_client`] applies
+/// the right one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistenceInfo {
     /// Template timeout in seconds (`persistent N` in ipvsadm's listing).
     pub timeout_secs: u64,
-    /// Client netmask: clients equal under it share a template.
+    /// IPv4 client netmask: clients equal under it share a template (IPv4 services).
     pub netmask: Ipv4Addr,
+    /// API level 5: IPv6 client prefix length, 0..=128: clients equal in their first
+    /// `prefix6` bits share a template (IPv6 services; ipvsadm `-M 64`).
+    #[serde(default = "default_prefix6")]
+    pub prefix6: u8,
     /// A template whose real server has weight 0 is dropped (sysctl
     /// `expire_quiescent_template`).
     pub quiescent_template_expire: bool,
+}
+
+fn default_prefix6() -> u8 {
+    128
+}
+
+impl PersistenceInfo {
+    /// Persistence for `timeout_secs` with the default granularity (one template per
+    /// client address: /32, /128).
+    pub fn new(timeout_secs: u64) -> Self {
+        PersistenceInfo {
+            timeout_secs,
+            netmask: Ipv4Addr::BROADCAST,
+            prefix6: 128,
+            quiescent_template_expire: false,
+        }
+    }
+
+    /// `client` masked with the granularity of its family (the address a template of the
+    /// client shows).
+    pub fn mask_client(&self, client: IpAddr) -> IpAddr {
+        match client {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & u32::from(self.netmask))),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(
+                u128::from(a) & prefix_mask_v6(self.prefix6.min(128)),
+            )),
+        }
+    }
+
+    /// The mask in ipvsadm's spelling for a service of `vip`'s family, or `None` when it
+    /// is the default (/32, /128), which ipvsadm does not print: `255.255.255.0`, `64`.
+    pub fn ipvsadm_mask(&self, vip: IpAddr) -> Option<String> {
+        match vip {
+            IpAddr::V4(_) => {
+                (self.netmask != Ipv4Addr::BROADCAST).then(|| self.netmask.to_string())
+            }
+            IpAddr::V6(_) => (self.prefix6 < 128).then(|| self.prefix6.to_string()),
+        }
+    }
+}
+
+/// The IPv6 netmask of a prefix length (`len` at most 128).
+fn prefix_mask_v6(len: u8) -> u128 {
+    u128::MAX
+        .checked_shl(128 - u32::from(len.min(128)))
+        .unwrap_or(0)
+}
+
+/// The IPv4 netmask of a prefix length (`len` at most 32).
+fn prefix_mask_v4(len: u8) -> u32 {
+    u32::MAX
+        .checked_shl(32 - u32::from(len.min(32)))
+        .unwrap_or(0)
 }
 
 /// A real server of a service, with its load, counters and rates (ipvsadm `-Ln`,
 /// `--stats`, `--rate`, `--thresholds`, `--persistent-conn` in one record).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RealServerInfo {
-    /// Real server IP.
-    pub addr: Ipv4Addr,
+    /// Real server IP (IPv6 from API level 5).
+    pub addr: IpAddr,
     /// Real server port.
     pub port: u16,
     /// Forwarding method.
@@ -437,8 +581,8 @@ impl RealServerInfo {
 pub struct ServiceInfo {
     /// Transport protocol.
     pub protocol: Protocol,
-    /// Virtual IP.
-    pub vip: Ipv4Addr,
+    /// Virtual IP (IPv6 from API level 5).
+    pub vip: IpAddr,
     /// Virtual port.
     pub port: u16,
     /// Scheduler.
@@ -513,7 +657,8 @@ pub struct DrainInfo {
     pub connections_left: u64,
 }
 
-/// An IPv4 prefix, `198.51.100.0/24` (a bare address is a /32).
+/// An IPv4 prefix, `198.51.100.0/24` (a bare address is a /32). See [`IpPrefix`] for
+/// either family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Ipv4Prefix {
     /// Network address (host bits are ignored).
@@ -528,7 +673,7 @@ impl Ipv4Prefix {
         if self.len > 32 {
             return false;
         }
-        let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+        let mask = prefix_mask_v4(self.len);
         u32::from(ip) & mask == u32::from(self.addr) & mask
     }
 }
@@ -543,21 +688,105 @@ impl FromStr for Ipv4Prefix {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.parse::<IpPrefix>()? {
+            IpPrefix {
+                addr: IpAddr::V4(addr),
+                len,
+            } => Ok(Ipv4Prefix { addr, len }),
+            IpPrefix { addr, .. } => Err(format!("`{addr}` is not an IPv4 address")),
+        }
+    }
+}
+
+/// An IPv4 or IPv6 prefix: `198.51.100.0/24`, `2001:db8:c::/64` (a bare address is a /32
+/// or a /128). JSON `{"addr":"198.51.100.0","len":24}`, the same shape as
+/// [`Ipv4Prefix`]'s, so an IPv4 prefix reads and writes as before API level 5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IpPrefix {
+    /// Network address (host bits are ignored).
+    pub addr: IpAddr,
+    /// Prefix length, 0..=32 (IPv4) or 0..=128 (IPv6).
+    pub len: u8,
+}
+
+impl IpPrefix {
+    /// Whether `ip` is inside the prefix. An address of the other family is not, and a
+    /// length beyond the family's width matches nothing.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => Ipv4Prefix {
+                addr: net,
+                len: self.len,
+            }
+            .contains(ip),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                if self.len > 128 {
+                    return false;
+                }
+                let mask = prefix_mask_v6(self.len);
+                u128::from(ip) & mask == u128::from(net) & mask
+            }
+            _ => false,
+        }
+    }
+
+    /// The widest prefix length of the address's family (32 or 128).
+    fn max_len(addr: IpAddr) -> u8 {
+        match addr {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        }
+    }
+}
+
+impl From<Ipv4Prefix> for IpPrefix {
+    fn from(p: Ipv4Prefix) -> Self {
+        IpPrefix {
+            addr: IpAddr::V4(p.addr),
+            len: p.len,
+        }
+    }
+}
+
+impl From<IpAddr> for IpPrefix {
+    /// The host prefix of `addr` (/32 or /128).
+    fn from(addr: IpAddr) -> Self {
+        IpPrefix {
+            addr,
+            len: IpPrefix::max_len(addr),
+        }
+    }
+}
+
+impl fmt::Display for IpPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl FromStr for IpPrefix {
+    type Err = String;
+
+    /// `198.51.100.0/24`, `2001:db8:c::/64`, or a bare address (a host prefix).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         let (addr, len) = match s.split_once('/') {
-            Some((a, l)) => (
-                a,
-                l.parse::<u8>()
-                    .ok()
-                    .filter(|&l| l <= 32)
-                    .ok_or_else(|| format!("`{l}` is not a prefix length 0..=32"))?,
-            ),
-            None => (s, 32),
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
         };
-        let addr = addr
+        let addr: IpAddr = addr
             .parse()
-            .map_err(|_| format!("`{addr}` is not an IPv4 address"))?;
-        Ok(Ipv4Prefix { addr, len })
+            .map_err(|_| format!("`{addr}` is not an IP address"))?;
+        let max = IpPrefix::max_len(addr);
+        let len = match len {
+            Some(l) => l
+                .parse::<u8>()
+                .ok()
+                .filter(|&l| l <= max)
+                .ok_or_else(|| format!("`{l}` is not a prefix length 0..={max}"))?,
+            None => max,
+        };
+        Ok(IpPrefix { addr, len })
     }
 }
 
@@ -574,8 +803,9 @@ pub struct ConnQuery {
     pub service: Option<ServiceKey>,
     /// Only entries to this real server (any service unless `service` is set too).
     pub real_server: Option<RealServerKey>,
-    /// Only clients inside this prefix (templates show the masked client address).
-    pub client_prefix: Option<Ipv4Prefix>,
+    /// Only clients inside this prefix (templates show the masked client address); a
+    /// prefix of one family matches no client of the other.
+    pub client_prefix: Option<IpPrefix>,
     /// Only entries in this state, by its ipvsadm name (`ESTABLISHED`, `TIME_WAIT`, `UDP`,
     /// `NONE` for persistence templates; case-insensitive).
     pub state: Option<String>,
@@ -598,15 +828,15 @@ pub struct ConnCursor {
     /// Protocol.
     pub protocol: Protocol,
     /// Virtual address.
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     /// Virtual port.
     pub vport: u16,
     /// Client address.
-    pub client: Ipv4Addr,
+    pub client: IpAddr,
     /// Client port.
     pub cport: u16,
     /// Real server address.
-    pub rip: Ipv4Addr,
+    pub rip: IpAddr,
     /// Real server port.
     pub rport: u16,
     /// A persistence template.
@@ -621,11 +851,12 @@ pub struct ConnEntry {
     /// Protocol.
     pub protocol: Protocol,
     /// Client address and port (`source`); a template shows the masked client and port 0.
-    pub client: SocketAddrV4,
+    pub client: SocketAddr,
     /// Virtual address and port (`virtual`).
-    pub virt: SocketAddrV4,
-    /// Real server address and port (`destination`).
-    pub real: SocketAddrV4,
+    pub virt: SocketAddr,
+    /// Real server address and port (`destination`); with a 6in4/4in6 tunnel its family
+    /// may differ from the virtual address's.
+    pub real: SocketAddr,
     /// Forwarding method.
     pub forwarding: Forwarding,
     /// State as ipvsadm prints it (`ESTABLISHED`, `SYN_RECV`, `TIME_WAIT`, `UDP`, `NONE`).
@@ -661,7 +892,7 @@ pub struct DecisionInfo {
     /// The service.
     pub service: ServiceKey,
     /// The client (the first packet's source).
-    pub client: SocketAddrV4,
+    pub client: SocketAddr,
     /// The real server chosen; `None`: no server was available (the packet was dropped).
     pub real_server: Option<RealServerKey>,
     /// The service's scheduler.
@@ -676,10 +907,10 @@ pub struct DecisionInfo {
 pub struct FlowSpec {
     /// Protocol.
     pub protocol: Protocol,
-    /// Client address and port.
-    pub client: SocketAddrV4,
+    /// Client address and port (of the VIP's family to reach the service).
+    pub client: SocketAddr,
     /// Virtual IP.
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     /// Virtual port.
     pub port: u16,
 }
@@ -783,11 +1014,11 @@ pub enum EventKind {
         /// Protocol.
         protocol: Protocol,
         /// Client address and port (a template: the masked client and port 0).
-        client: SocketAddrV4,
+        client: SocketAddr,
         /// Virtual address and port.
-        virt: SocketAddrV4,
+        virt: SocketAddr,
         /// Real server address and port.
-        real: SocketAddrV4,
+        real: SocketAddr,
         /// A persistence template.
         template: bool,
         /// Who removed it.
@@ -887,15 +1118,16 @@ pub enum EventKind {
 
 /// A connection entry's identity: protocol, client and virtual address and port (the
 /// `source` and `virtual` columns of ipvsadm `-Lnc`). Displays as
-/// `tcp 198.51.100.7:40000 -> 203.0.113.10:80`.
+/// `tcp 198.51.100.7:40000 -> 203.0.113.10:80` (IPv6:
+/// `tcp [2001:db8:c::10]:40000 -> [2001:db8:f::10]:80`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ConnKey {
     /// Protocol.
     pub protocol: Protocol,
     /// Client address and port.
-    pub client: SocketAddrV4,
+    pub client: SocketAddr,
     /// Virtual address and port.
-    pub virt: SocketAddrV4,
+    pub virt: SocketAddr,
 }
 
 impl fmt::Display for ConnKey {
@@ -912,7 +1144,7 @@ pub struct TemplateKey {
     /// The service.
     pub service: ServiceKey,
     /// The (masked) client address.
-    pub client: Ipv4Addr,
+    pub client: IpAddr,
 }
 
 impl fmt::Display for TemplateKey {
@@ -968,8 +1200,8 @@ pub struct Topology {
     /// Every VIP and the interface it lives on.
     pub vips: Vec<VipInfo>,
     /// The director's own addresses towards the real servers (DIPs): the source address of
-    /// its ARP requests to each next hop, deduplicated.
-    pub dips: Vec<Ipv4Addr>,
+    /// its ARP requests (IPv6: neighbor solicitations) to each next hop, deduplicated.
+    pub dips: Vec<IpAddr>,
     /// How each real server of each service is reached.
     pub real_servers: Vec<RealServerRoute>,
     /// This director's VRRP role, when lvsd knows it (`master`, `backup`); `None` without
@@ -987,8 +1219,8 @@ pub struct InterfaceInfo {
     pub ifindex: u32,
     /// Ethernet address, `02:00:00:00:01:01`.
     pub mac: String,
-    /// IPv4 addresses.
-    pub addresses: Vec<Ipv4Addr>,
+    /// Its addresses: IPv4, then (API level 5) IPv6 (global and link-local).
+    pub addresses: Vec<IpAddr>,
     /// MTU.
     pub mtu: u32,
 }
@@ -997,7 +1229,7 @@ pub struct InterfaceInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VipInfo {
     /// The address.
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// The interface it is on.
     pub interface: String,
     /// lvsd added it (and removes it on exit); false: it was there already.
@@ -1015,11 +1247,12 @@ pub struct RealServerRoute {
     pub forwarding: Forwarding,
     /// The interface packets to it leave by.
     pub interface: String,
-    /// The next hop (the real server itself when it is on an attached network).
-    pub next_hop: Ipv4Addr,
+    /// The next hop (the real server itself when it is on an attached network); IPv6 next
+    /// hops may be link-local (`fe80::1`).
+    pub next_hop: IpAddr,
     /// The director's address on that path (DIP).
-    pub source: Ipv4Addr,
-    /// The next hop's Ethernet address, once it answered ARP.
+    pub source: IpAddr,
+    /// The next hop's Ethernet address, once it answered ARP (IPv6: neighbor discovery).
     pub next_hop_mac: Option<String>,
 }
 
@@ -1089,6 +1322,170 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(unknown, EventKind::Unknown);
     }
+
+    fn v6(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn ipv6_keys_print_and_parse_with_brackets() {
+        let k = ServiceKey::tcp(v6("2001:db8:f::10"), 80);
+        assert_eq!(k.to_string(), "tcp [2001:db8:f::10]:80");
+        assert_eq!("tcp [2001:db8:f::10]:80".parse::<ServiceKey>(), Ok(k));
+        assert_eq!("[2001:db8:f::10]:80".parse::<ServiceKey>(), Ok(k));
+        assert_eq!(
+            "udp  [2001:db8:f::10]:53 ".parse::<ServiceKey>(),
+            Ok(ServiceKey::udp(v6("2001:db8:f::10"), 53))
+        );
+        // Without brackets the port cannot be told from the address: refused, saying why.
+        let err = "tcp 2001:db8:f::10:80"
+            .parse::<ServiceKey>()
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("brackets"), "{err}");
+        assert!("[2001:db8:f::10]".parse::<ServiceKey>().is_err());
+        assert!("[2001:db8:f::10]:65536".parse::<ServiceKey>().is_err());
+
+        let r = RealServerKey::new(v6("2001:db8:b::11"), 8080);
+        assert_eq!(r.to_string(), "[2001:db8:b::11]:8080");
+        assert_eq!("[2001:db8:b::11]:8080".parse::<RealServerKey>(), Ok(r));
+        assert!("2001:db8:b::11:8080".parse::<RealServerKey>().is_err());
+        let sa: SocketAddr = "[2001:db8:b::11]:8080"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(RealServerKey::from(sa), r);
+
+        let conn = ConnKey {
+            protocol: Protocol::Tcp,
+            client: "[2001:db8:c::10]:40000"
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
+            virt: k.socket_addr(),
+        };
+        assert_eq!(
+            conn.to_string(),
+            "tcp [2001:db8:c::10]:40000 -> [2001:db8:f::10]:80"
+        );
+        // The families order IPv4 first, so listings keep IPv4 services on top.
+        assert!(ServiceKey::tcp4(Ipv4Addr::new(255, 255, 255, 255), 65535) < k);
+        assert_eq!(
+            ServiceKey::tcp4(Ipv4Addr::new(203, 0, 113, 10), 80),
+            ServiceKey::tcp(Ipv4Addr::new(203, 0, 113, 10), 80)
+        );
+    }
+
+    #[test]
+    fn ip_prefixes_of_both_families() {
+        let p: IpPrefix = "2001:db8:c::/64".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.len, 64);
+        assert!(p.contains(v6("2001:db8:c::10")));
+        assert!(p.contains(v6("2001:db8:c:0:ffff:ffff:ffff:ffff")));
+        assert!(!p.contains(v6("2001:db8:c:1::10")));
+        assert!(!p.contains(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7))));
+        assert_eq!(p.to_string(), "2001:db8:c::/64");
+        let host: IpPrefix = "2001:db8:c::10".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(host.len, 128);
+        assert!(host.contains(v6("2001:db8:c::10")));
+        assert!(!host.contains(v6("2001:db8:c::11")));
+        let all: IpPrefix = "::/0".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert!(all.contains(v6("fe80::1")));
+        assert!(!all.contains(IpAddr::V4(Ipv4Addr::new(1, 2, 3, 4))));
+        assert!("2001:db8::/129".parse::<IpPrefix>().is_err());
+        assert!("192.0.2.0/33".parse::<IpPrefix>().is_err());
+        assert!("2001:db8::/64".parse::<Ipv4Prefix>().is_err());
+        let v4: IpPrefix = "198.51.100.0/24".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert!(v4.contains(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 77))));
+        assert!(!v4.contains(v6("::ffff:198.51.100.77")));
+        let old: Ipv4Prefix = "198.51.100.0/24".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(IpPrefix::from(old), v4);
+        // Same JSON as Ipv4Prefix for IPv4.
+        assert_eq!(
+            serde_json::to_string(&v4).ok(),
+            serde_json::to_string(&old).ok()
+        );
+        let bad = IpPrefix {
+            addr: v6("2001:db8::"),
+            len: 200,
+        };
+        assert!(!bad.contains(v6("2001:db8::1")));
+    }
+
+    #[test]
+    fn ipv6_json_and_ipv4_json_unchanged() {
+        let k = ServiceKey::tcp(v6("2001:db8:f::10"), 80);
+        let json = serde_json::to_string(&k).unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"{"protocol":"tcp","vip":"2001:db8:f::10","port":80}"#
+        );
+        let back: ServiceKey = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, k);
+        // A level-4 peer's IPv4 JSON reads into the new types.
+        let d: DecisionInfo = serde_json::from_str(
+            r#"{"seq":1,"at_unix_ms":2,"service":{"protocol":"tcp","vip":"203.0.113.10","port":80},
+               "client":"198.51.100.7:40000","real_server":{"addr":"192.0.2.11","port":80},
+               "scheduler":"rr","reason":"rr"}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(d.client, SocketAddr::from(([198, 51, 100, 7], 40000)));
+        let d6 = DecisionInfo {
+            client: "[2001:db8:c::10]:40000"
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
+            ..d.clone()
+        };
+        let json = serde_json::to_string(&d6).unwrap_or_default();
+        assert!(
+            json.contains(r#""client":"[2001:db8:c::10]:40000""#),
+            "{json}"
+        );
+        let back: DecisionInfo = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, d6);
+        // And it writes the IPv4 one exactly as level 4 did.
+        let json4 = serde_json::to_string(&d).unwrap_or_default();
+        assert!(
+            json4.contains(r#""client":"198.51.100.7:40000""#),
+            "{json4}"
+        );
+        assert!(json4.contains(r#""vip":"203.0.113.10""#), "{json4}");
+    }
+
+    #[test]
+    fn persistence_granularity_per_family() {
+        // Older JSON has no prefix6: it defaults to 128.
+        let p: PersistenceInfo = serde_json::from_str(
+            r#"{"timeout_secs":300,"netmask":"255.255.255.0","quiescent_template_expire":false}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.prefix6, 128);
+        assert_eq!(
+            p.mask_client(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7))),
+            IpAddr::V4(Ipv4Addr::new(198, 51, 100, 0))
+        );
+        assert_eq!(p.mask_client(v6("2001:db8:c::10")), v6("2001:db8:c::10"));
+        assert_eq!(
+            p.ipvsadm_mask(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).as_deref(),
+            Some("255.255.255.0")
+        );
+        assert_eq!(p.ipvsadm_mask(v6("2001:db8:f::10")), None);
+        let p6 = PersistenceInfo {
+            prefix6: 64,
+            ..PersistenceInfo::new(300)
+        };
+        assert_eq!(p6.mask_client(v6("2001:db8:c::10")), v6("2001:db8:c::"));
+        assert_eq!(
+            p6.mask_client(v6("2001:db8:c:1:2:3:4:5")),
+            v6("2001:db8:c:1::")
+        );
+        assert_eq!(p6.ipvsadm_mask(v6("2001:db8:f::10")).as_deref(), Some("64"));
+        assert_eq!(p6.ipvsadm_mask(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), None);
+        let zero = PersistenceInfo { prefix6: 0, ..p6 };
+        assert_eq!(zero.mask_client(v6("2001:db8:c::10")), v6("::"));
+        let json = serde_json::to_string(&p6).unwrap_or_default();
+        assert!(json.contains(r#""prefix6":64"#), "{json}");
+        let back: PersistenceInfo = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, p6);
+    }
 }
 
 /// A VRRP instance's state (RFC 9568 section 6.4; keepalived's names).
@@ -1138,11 +1535,11 @@ pub struct VrrpInstanceInfo {
     /// Preemption on (keepalived: not `nopreempt`).
     pub preempt: bool,
     /// The current master's primary address, if known (ourselves when master).
-    pub master: Option<Ipv4Addr>,
+    pub master: Option<IpAddr>,
     /// The current master's priority, if known.
     pub master_priority: Option<u8>,
-    /// The virtual addresses.
-    pub vips: Vec<Ipv4Prefix>,
+    /// The virtual addresses (IPv6 from API level 5).
+    pub vips: Vec<IpPrefix>,
     /// The sync group it belongs to, if any.
     pub sync_group: Option<String>,
     /// Adverts sent.

@@ -136,12 +136,18 @@ impl Forward {
 }
 
 /// Persistence settings of a service (`persistent T [mask M]`).
+///
+/// ipvsadm prints the mask of an IPv4 service dotted (`mask 255.255.255.0`) and that of an
+/// IPv6 service as a prefix length (`mask 64`), each only when it is not the default (/32,
+/// /128).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Persistence {
     /// Template timeout in seconds.
     pub timeout_secs: u32,
     /// Client netmask for IPv4 services; `255.255.255.255` is not printed.
     pub netmask: Ipv4Addr,
+    /// Client prefix length for IPv6 services; 128 is not printed.
+    pub prefix6: u8,
 }
 
 /// One virtual service and its real servers.
@@ -294,6 +300,9 @@ fn service_entry(out: &mut String, svc: &ServiceRow, opts: ListOptions) {
                 let _ = write!(out, " persistent {}", p.timeout_secs);
                 if !svc.key.is_ipv6() && p.netmask != Ipv4Addr::BROADCAST {
                     let _ = write!(out, " mask {}", p.netmask);
+                }
+                if svc.key.is_ipv6() && p.prefix6 != 128 {
+                    let _ = write!(out, " mask {}", p.prefix6);
                 }
             }
             if svc.one_packet {

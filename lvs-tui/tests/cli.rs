@@ -5,7 +5,7 @@
 // Helpers outside #[test] fns are not covered by clippy's allow-unwrap-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -25,6 +25,8 @@ struct State {
     events: Vec<Event>,
     drain_left: u64,
     zeroed: Vec<Option<ServiceKey>>,
+    /// What `add_service` and `add_real_server` were asked (they answer errors).
+    added: Vec<(NewService, Option<NewRealServer>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -204,7 +206,8 @@ impl LvsControl for Fake {
             let matching: Vec<&ConnEntry> = st
                 .conns
                 .iter()
-                .filter(|c| q.service.is_none_or(|s| s.vip == *c.virt.ip()))
+                .filter(|c| q.service.is_none_or(|s| s.vip == c.virt.ip()))
+                .filter(|c| q.client_prefix.is_none_or(|p| p.contains(c.client.ip())))
                 .filter(|c| q.cursor.is_none_or(|cur| c.cursor > cur))
                 .collect();
             let limit = if q.limit == 1 { 1 } else { 2 };
@@ -233,8 +236,16 @@ impl LvsControl for Fake {
             seq,
             at_unix_ms: 1_786_619_472_000,
             service,
-            client: SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), 40000 + seq as u16),
-            real_server: Some(RealServerKey::new(Ipv4Addr::new(192, 0, 2, 11), 80)),
+            client: if service.vip.is_ipv6() {
+                SocketAddr::new(ip("2001:db8:c::10"), 40000 + seq as u16)
+            } else {
+                SocketAddr::new(ip("198.51.100.7"), 40000 + seq as u16)
+            },
+            real_server: Some(if service.vip.is_ipv6() {
+                RealServerKey::new(ip("2001:db8:b::11"), 80)
+            } else {
+                RealServerKey::new(Ipv4Addr::new(192, 0, 2, 11), 80)
+            }),
             scheduler: SchedulerKind::Wlc,
             reason: "wlc picked 192.0.2.11:80\n0*256+0 / w3 < 0*256+1 / w2".into(),
         });
@@ -300,9 +311,9 @@ impl LvsControl for Fake {
     }
 
     async fn add_service(self, _: Context, s: NewService) -> Result<(), ApiError> {
-        Err(ApiError::AlreadyExists {
-            what: format!("virtual service {}", s.service),
-        })
+        let what = format!("virtual service {}", s.service);
+        self.with(|st| st.added.push((s, None)));
+        Err(ApiError::AlreadyExists { what })
     }
 
     async fn remove_service(self, _: Context, service: ServiceKey) -> Result<(), ApiError> {
@@ -313,8 +324,19 @@ impl LvsControl for Fake {
         self,
         _: Context,
         service: ServiceKey,
-        _: NewRealServer,
+        r: NewRealServer,
     ) -> Result<(), ApiError> {
+        self.with(|st| {
+            let s = NewService {
+                service,
+                scheduler: SchedulerKind::Wlc,
+                flags: vec![],
+                forwarding: Forwarding::Dr,
+                persistence: None,
+                one_packet: false,
+            };
+            st.added.push((s, Some(r)));
+        });
         Err(ApiError::NoSuchService { service })
     }
 
@@ -331,9 +353,13 @@ impl LvsControl for Fake {
     }
 }
 
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
 fn rs(last: u8, weight: u32, active: u32, inactive: u32) -> RealServerInfo {
     RealServerInfo {
-        addr: Ipv4Addr::new(192, 0, 2, last),
+        addr: Ipv4Addr::new(192, 0, 2, last).into(),
         port: 80,
         forwarding: Forwarding::Nat,
         weight,
@@ -359,9 +385,13 @@ fn rs(last: u8, weight: u32, active: u32, inactive: u32) -> RealServerInfo {
 }
 
 fn conn(client: &str, state: &str, secs: u64, id: u64) -> ConnEntry {
-    let client: SocketAddrV4 = client.parse().unwrap();
-    let virt = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 80);
-    let real = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 11), 80);
+    conn_to(client, "203.0.113.10:80", "192.0.2.11:80", state, secs, id)
+}
+
+fn conn_to(client: &str, virt: &str, real: &str, state: &str, secs: u64, id: u64) -> ConnEntry {
+    let client: SocketAddr = client.parse().unwrap();
+    let virt: SocketAddr = virt.parse().unwrap();
+    let real: SocketAddr = real.parse().unwrap();
     ConnEntry {
         protocol: Protocol::Tcp,
         client,
@@ -374,11 +404,11 @@ fn conn(client: &str, state: &str, secs: u64, id: u64) -> ConnEntry {
         template: state == "NONE",
         cursor: ConnCursor {
             protocol: Protocol::Tcp,
-            vip: *virt.ip(),
-            vport: 80,
-            client: *client.ip(),
+            vip: virt.ip(),
+            vport: virt.port(),
+            client: client.ip(),
             cport: client.port(),
-            rip: *real.ip(),
+            rip: real.ip(),
             rport: 80,
             template: state == "NONE",
             id,
@@ -389,7 +419,7 @@ fn conn(client: &str, state: &str, secs: u64, id: u64) -> ConnEntry {
 fn initial_state() -> State {
     let web = ServiceInfo {
         protocol: Protocol::Tcp,
-        vip: Ipv4Addr::new(203, 0, 113, 10),
+        vip: ip("203.0.113.10"),
         port: 80,
         scheduler: SchedulerKind::Wlc,
         flags: vec![],
@@ -415,14 +445,13 @@ fn initial_state() -> State {
     };
     let dns = ServiceInfo {
         protocol: Protocol::Udp,
-        vip: Ipv4Addr::new(203, 0, 113, 10),
+        vip: ip("203.0.113.10"),
         port: 53,
         scheduler: SchedulerKind::Sh,
         flags: vec!["sh-fallback".into(), "sh-port".into()],
         persistence: Some(PersistenceInfo {
-            timeout_secs: 300,
             netmask: Ipv4Addr::new(255, 255, 255, 0),
-            quiescent_template_expire: false,
+            ..PersistenceInfo::new(300)
         }),
         one_packet: true,
         counters: Counters::default(),
@@ -763,7 +792,7 @@ fn kill_save_and_service_edits_print_one_line() {
         &d.run(&["kill-template", "-t", "203.0.113.10:80", "--client", "x"]),
         2,
     );
-    assert!(e.contains("--client `x` is not an IPv4 address"), "{e}");
+    assert!(e.contains("--client `x` is not an IP address"), "{e}");
     let e = fails(
         &d.run(&[
             "kill-template",
@@ -862,6 +891,231 @@ fn errors_are_one_line_with_the_right_status() {
             missing.display()
         )
     );
+}
+
+/// Adds the lab's IPv6 web service (NAT66, persistent per /64) and two of its connections
+/// to a fake daemon.
+fn add_ipv6(d: &Daemon) {
+    let mut st = d.state.lock().unwrap();
+    let mut a = rs(11, 3, 2, 16);
+    a.addr = ip("2001:db8:b::11");
+    let mut b = rs(12, 1, 0, 3);
+    b.addr = ip("2001:db8:b::12");
+    b.forwarding = Forwarding::Tun;
+    st.services.push(ServiceInfo {
+        protocol: Protocol::Tcp,
+        vip: ip("2001:db8:f::10"),
+        port: 80,
+        scheduler: SchedulerKind::Wrr,
+        flags: vec![],
+        persistence: Some(PersistenceInfo {
+            prefix6: 64,
+            ..PersistenceInfo::new(300)
+        }),
+        one_packet: false,
+        counters: Counters::default(),
+        rates: Rates::default(),
+        real_servers: vec![b, a],
+        quorum: None,
+    });
+    st.conns.extend([
+        conn_to(
+            "[2001:db8:c::10]:40000",
+            "[2001:db8:f::10]:80",
+            "[2001:db8:b::11]:80",
+            "ESTABLISHED",
+            899,
+            4,
+        ),
+        conn_to(
+            "[2001:db8:c::]:0",
+            "[2001:db8:f::10]:80",
+            "[2001:db8:b::11]:80",
+            "NONE",
+            299,
+            5,
+        ),
+    ]);
+}
+
+#[test]
+fn ipv6_services_list_edit_and_kill_like_ipvsadm() {
+    let d = Daemon::start("ipv6");
+    add_ipv6(&d);
+    // ipvsadm: IPv6 in brackets, never truncated, after the IPv4 services; the mask of an
+    // IPv6 service is a prefix length.
+    assert_eq!(
+        d.ok(&["-Ln"]),
+        "IP Virtual Server version 9.8.7 (size=5)\n\
+         Prot LocalAddress:Port Scheduler Flags\n\
+         \x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+         TCP  203.0.113.10:80 wlc\n\
+         \x20 -> 192.0.2.11:80                Masq    3      2          16        \n\
+         \x20 -> 192.0.2.12:80                Masq    1      0          3         \n\
+         UDP  203.0.113.10:53 sh (sh-fallback,sh-port) persistent 300 mask 255.255.255.0 ops\n\
+         TCP  [2001:db8:f::10]:80 wrr persistent 300 mask 64\n\
+         \x20 -> [2001:db8:b::11]:80          Masq    3      2          16        \n\
+         \x20 -> [2001:db8:b::12]:80          Tunnel  1      0          3         \n"
+    );
+    assert_eq!(
+        d.ok(&["-Ln", "--stats", "-t", "[2001:db8:f::10]:80"]),
+        "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n\
+         \x20 -> RemoteAddress:Port\n\
+         TCP  [2001:db8:f::10]:80                 0        0        0        0        0\n\
+         \x20 -> [2001:db8:b::11]:80                18     1234     1000  123456K     9999\n\
+         \x20 -> [2001:db8:b::12]:80                 3     1234     1000  123456K     9999\n"
+    );
+    let expected = "IPVS connection entries\n\
+                    pro expire state       source             virtual            destination\n\
+                    TCP 14:59  ESTABLISHED [2001:db8:c::10]:40000 [2001:db8:f::10]:80 [2001:db8:b::11]:80\n\
+                    TCP 04:59  NONE        [2001:db8:c::]:0   [2001:db8:f::10]:80 [2001:db8:b::11]:80\n";
+    assert_eq!(d.ok(&["-Lnc", "-t", "[2001:db8:f::10]:80"]), expected);
+    assert_eq!(d.ok(&["conns", "--client", "2001:db8:c::/64"]), expected);
+    assert_eq!(
+        d.ok(&[
+            "set-weight",
+            "-t",
+            "[2001:db8:f::10]:80",
+            "-r",
+            "[2001:db8:b::11]:80",
+            "0"
+        ]),
+        "tcp [2001:db8:f::10]:80 [2001:db8:b::11]:80 weight 3 -> 0\n"
+    );
+    // The positional forms take brackets too.
+    assert_eq!(
+        d.ok(&[
+            "weight",
+            "tcp:[2001:db8:f::10]:80",
+            "[2001:db8:b::11]:80",
+            "4"
+        ]),
+        "tcp [2001:db8:f::10]:80 [2001:db8:b::11]:80 weight 0 -> 4\n"
+    );
+    assert!(
+        d.ok(&["events"])
+            .contains("weight tcp [2001:db8:f::10]:80 [2001:db8:b::11]:80 0 -> 4 by root"),
+    );
+    assert_eq!(
+        d.ok(&[
+            "kill-conn",
+            "-t",
+            "[2001:db8:f::10]:80",
+            "--client",
+            "[2001:db8:c::10]:40000"
+        ]),
+        "removed connection tcp [2001:db8:c::10]:40000 -> [2001:db8:f::10]:80 -> \
+         [2001:db8:b::11]:80 (ESTABLISHED)\n"
+    );
+    let e = fails(
+        &d.run(&[
+            "kill-template",
+            "-t",
+            "[2001:db8:f::10]:80",
+            "--client",
+            "2001:db8:c::",
+        ]),
+        1,
+    );
+    assert_eq!(
+        e,
+        "lvsctl: no template tcp [2001:db8:f::10]:80 client 2001:db8:c:: in the connection table\n"
+    );
+    assert_eq!(
+        d.ok(&["decisions", "-t", "[2001:db8:f::10]:80", "--since", "1"]),
+        "2 2026-08-13T11:11:12.000Z tcp [2001:db8:f::10]:80 [2001:db8:c::10]:40002 -> \
+         [2001:db8:b::11]:80\n\
+         \x20   wlc picked 192.0.2.11:80\n\
+         \x20   0*256+0 / w3 < 0*256+1 / w2\n"
+    );
+    assert_eq!(
+        d.ok(&[
+            "simulate",
+            "tcp:[2001:db8:f::10]:80",
+            "--client",
+            "[2001:db8:c::10]:1234"
+        ]),
+        "tcp [2001:db8:f::10]:80 [2001:db8:c::10]:1234 -> none (no real server available: it \
+         would be dropped)\n\
+         \x20   every real server has weight 0\n"
+    );
+    // add-service: -M is a prefix length for IPv6, a netmask for IPv4 (as ipvsadm).
+    let e = fails(
+        &d.run(&[
+            "add-service",
+            "-t",
+            "[2001:db8:f::20]:443",
+            "-s",
+            "sh",
+            "-m",
+            "-p",
+            "600",
+            "-M",
+            "48",
+        ]),
+        1,
+    );
+    assert_eq!(
+        e,
+        "lvsctl: virtual service tcp [2001:db8:f::20]:443 already exists\n"
+    );
+    let e = fails(
+        &d.run(&[
+            "add-service",
+            "-t",
+            "[2001:db8:f::20]:443",
+            "-p",
+            "600",
+            "-M",
+            "255.255.0.0",
+        ]),
+        2,
+    );
+    assert!(e.contains("prefix length 1..=128"), "{e}");
+    let e = fails(
+        &d.run(&[
+            "add-service",
+            "-t",
+            "203.0.113.20:443",
+            "-p",
+            "600",
+            "-M",
+            "24",
+        ]),
+        2,
+    );
+    assert!(e.contains("netmask"), "{e}");
+    fails(
+        &d.run(&[
+            "add-server",
+            "[2001:db8:f::20]:443",
+            "[2001:db8:b::14]:443",
+            "-m",
+            "-w",
+            "2",
+        ]),
+        1,
+    );
+    let added = d.state.lock().unwrap().added.clone();
+    let (svc, _) = &added[0];
+    assert_eq!(svc.service, ServiceKey::tcp(ip("2001:db8:f::20"), 443));
+    assert_eq!(svc.scheduler, SchedulerKind::Sh);
+    assert_eq!(svc.forwarding, Forwarding::Nat);
+    let p = svc.persistence.unwrap();
+    assert_eq!((p.timeout_secs, p.prefix6), (600, 48));
+    let (svc, r) = &added[1];
+    assert_eq!(svc.service, ServiceKey::tcp(ip("2001:db8:f::20"), 443));
+    let r = r.unwrap();
+    assert_eq!(r.real_server, RealServerKey::new(ip("2001:db8:b::14"), 443));
+    assert_eq!((r.weight, r.forwarding), (2, Some(Forwarding::Nat)));
+    // Without brackets an IPv6 address is refused, saying why.
+    let e = fails(&d.run(&["-Ln", "-t", "2001:db8:f::10:80"]), 2);
+    assert!(e.contains("brackets"), "{e}");
+    // JSON carries the addresses as strings, IPv4 as before.
+    let services: Vec<ServiceInfo> = serde_json::from_str(&d.ok(&["--json", "-Ln"])).unwrap();
+    assert_eq!(services, d.state.lock().unwrap().services);
+    let json = d.ok(&["--json", "-Ln", "-t", "[2001:db8:f::10]:80"]);
+    assert!(json.contains("\"vip\": \"2001:db8:f::10\""), "{json}");
 }
 
 fn wait_for_lines(path: &Path, n: usize) -> String {

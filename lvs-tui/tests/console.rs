@@ -10,7 +10,7 @@
 #[path = "console_fixtures.rs"]
 mod fixtures;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use fixtures::*;
@@ -502,8 +502,8 @@ fn connection_filter_becomes_the_query() {
     };
     assert_eq!(
         query.client_prefix,
-        Some(Ipv4Prefix {
-            addr: Ipv4Addr::new(198, 51, 100, 0),
+        Some(IpPrefix {
+            addr: Ipv4Addr::new(198, 51, 100, 0).into(),
             len: 24
         })
     );
@@ -542,7 +542,7 @@ fn kill_asks_and_names_connection_or_template() {
             director: 0,
             call: Call::KillTemplate(TemplateKey {
                 service: web(),
-                client: Ipv4Addr::new(198, 51, 100, 0)
+                client: Ipv4Addr::new(198, 51, 100, 0).into()
             })
         }]
     );
@@ -1006,7 +1006,7 @@ fn rate_history_is_bounded_and_forgets_removed_servers() {
 fn tunnelled_real_servers_show_tunnel_aligned() {
     // The fixtures with every real server of the first service tunnelled.
     let mut svcs = services();
-    let dr_before: Vec<Ipv4Addr> = svcs
+    let dr_before: Vec<IpAddr> = svcs
         .iter()
         .flat_map(|s| &s.real_servers)
         .filter(|r| r.forwarding == Forwarding::Dr)
@@ -1016,13 +1016,13 @@ fn tunnelled_real_servers_show_tunnel_aligned() {
     for r in &mut svcs[0].real_servers {
         r.forwarding = Forwarding::Tun;
     }
-    let tun: Vec<Ipv4Addr> = svcs[0].real_servers.iter().map(|r| r.addr).collect();
+    let tun: Vec<IpAddr> = svcs[0].real_servers.iter().map(|r| r.addr).collect();
     for (w, h) in [(80, 24), (200, 50)] {
         let mut app = app(&["lvs1"], w, h);
         feed(&mut app, 0, &svcs, Some(VrrpState::Master), 3);
         press(&mut app, "1");
         let screen = render(&app);
-        let column = |addr: Ipv4Addr| {
+        let column = |addr: IpAddr| {
             screen.lines().find_map(|l| {
                 let at = l.find(&format!("{addr}:"))?;
                 Some(l[..at].chars().count())
@@ -1039,7 +1039,226 @@ fn tunnelled_real_servers_show_tunnel_aligned() {
         }
         press(&mut app, "2");
         let screen = render(&app);
-        let word = if w < 100 { "Tun " } else { "Tunnel" };
-        assert!(screen.contains(word), "{w}x{h}:\n{screen}");
+        // ipvsadm's word in every layout, the narrow one included.
+        assert!(screen.contains("Tunnel"), "{w}x{h}:\n{screen}");
+        assert!(!screen.contains("Tun "), "{w}x{h}:\n{screen}");
+        // And the detail view.
+        app.handle_key(code(KeyCode::Enter), NOW);
+        let screen = render(&app);
+        assert!(screen.contains("  -> 192.0.2.11:80"), "{w}x{h}:\n{screen}");
+        assert!(screen.contains(" Tunnel "), "{w}x{h}:\n{screen}");
     }
+}
+
+// ----- IPv6 -----
+
+/// One director with the IPv4 fixture services and the IPv6 one (NAT66, lab addresses).
+fn lab_dual(w: u16, h: u16) -> App {
+    let mut app = app(&["lvs1"], w, h);
+    feed(&mut app, 0, &services_dual(), Some(VrrpState::Master), 12);
+    app
+}
+
+#[test]
+fn snapshot_ipv6_services() {
+    both("ipv6_services", |w, h| {
+        let mut a = lab_dual(w, h);
+        press(&mut a, "2");
+        a
+    });
+}
+
+#[test]
+fn snapshot_ipv6_service_detail() {
+    both("ipv6_service_detail", |w, h| {
+        let mut a = lab_dual(w, h);
+        press(&mut a, "2G");
+        a.handle_key(code(KeyCode::Enter), NOW);
+        a
+    });
+}
+
+#[test]
+fn snapshot_ipv6_topology() {
+    both("ipv6_topology", |w, h| {
+        let mut a = lab_dual(w, h);
+        press(&mut a, "1");
+        a
+    });
+}
+
+#[test]
+fn snapshot_ipv6_decisions() {
+    both("ipv6_decisions", |w, h| {
+        let mut a = lab_dual(w, h);
+        press(&mut a, "3");
+        a
+    });
+}
+
+#[test]
+fn snapshot_ipv6_vrrp() {
+    both("ipv6_vrrp", |w, h| {
+        let mut a = lab_dual(w, h);
+        press(&mut a, "5");
+        a
+    });
+}
+
+/// The Connections view showing a page of IPv6 entries.
+fn ipv6_connections(w: u16, h: u16) -> App {
+    let mut a = lab_dual(w, h);
+    let effects = press(&mut a, "4");
+    let Some(Effect::FetchConnections { query, .. }) = effects.first().cloned() else {
+        panic!("no fetch");
+    };
+    a.apply(
+        PollResult::Page {
+            director: 0,
+            query: query.clone(),
+            page: Ok(conn_page6(&query, 1_000_000)),
+        },
+        NOW - 3000,
+    );
+    a.tick(NOW);
+    a
+}
+
+#[test]
+fn snapshot_ipv6_connections() {
+    both("ipv6_connections", ipv6_connections);
+}
+
+#[test]
+fn ipv6_addresses_are_never_cut_at_the_port() {
+    for (w, h) in [(80, 24), (200, 50)] {
+        let mut a = lab_dual(w, h);
+        press(&mut a, "2");
+        let screen = render(&a);
+        for text in [
+            "TCP  [2001:db8:f::10]:80",
+            "  -> [2001:db8:b::11]:80",
+            "  -> [2001:db8:b::13]:80",
+        ] {
+            assert!(screen.contains(text), "{w}x{h} lacks {text}:\n{screen}");
+        }
+        // IPv4 rows keep their place: the address column only widened.
+        assert!(screen.contains("  -> 192.0.2.11:80"), "{screen}");
+        let a = ipv6_connections(w, h);
+        let screen = render(&a);
+        // Every row shows the service's port and a real server's, complete.
+        let rows: Vec<&str> = screen.lines().filter(|l| l.starts_with("TCP ")).collect();
+        assert!(!rows.is_empty(), "{screen}");
+        for l in rows {
+            assert!(l.contains("]:80 "), "{w}x{h} virtual cut: {l}");
+            assert!(
+                l.trim_end().ends_with("]:80") || l.contains("]:80 (persistence template)"),
+                "{w}x{h} destination cut: {l}"
+            );
+        }
+        if w >= 100 {
+            assert!(screen.contains("[2001:db8:c::11]:1025"), "{screen}");
+        }
+        let mut a = lab_dual(w, h);
+        press(&mut a, "1");
+        let screen = render(&a);
+        assert!(screen.contains("2001:db8:f::10"), "{screen}");
+        assert!(screen.contains("[2001:db8:b::12]:80"), "{screen}");
+        assert!(screen.contains("2001:db8:b::1"), "the DIP:\n{screen}");
+        assert!(screen.contains("IP6IP6 →  [2001:db8:b::13]:80"), "{screen}");
+        assert!(screen.contains("6in4 →    192.0.2.15:80"), "{screen}");
+    }
+}
+
+#[test]
+fn ipv6_connection_filters_and_kills() {
+    let mut app = lab_dual(80, 24);
+    press(&mut app, "4/2001:db8:c::/64 [2001:db8:f::10]:80");
+    let effects = app.handle_key(code(KeyCode::Enter), NOW);
+    let Some(Effect::FetchConnections { query, .. }) = effects.first() else {
+        panic!("no fetch: {effects:?}");
+    };
+    assert_eq!(
+        query.client_prefix,
+        Some("2001:db8:c::/64".parse::<IpPrefix>().unwrap())
+    );
+    assert_eq!(query.service, Some(web6()));
+    // A bare IPv6 address is a client (a /128), not a service.
+    press(&mut app, "/");
+    for _ in 0..60 {
+        app.handle_key(code(KeyCode::Backspace), NOW);
+    }
+    press(&mut app, "2001:db8:c::10 udp [2001:db8:f::10]:53");
+    let effects = app.handle_key(code(KeyCode::Enter), NOW);
+    let Some(Effect::FetchConnections { query, .. }) = effects.first() else {
+        panic!("no fetch: {effects:?}");
+    };
+    assert_eq!(query.client_prefix.map(|p| p.len), Some(128));
+    assert_eq!(query.service, Some(ServiceKey::udp(vip6(), 53)));
+
+    let mut app = ipv6_connections(80, 24);
+    // Entry 0 is a persistence template: its client is the masked /64.
+    press(&mut app, "K");
+    assert_eq!(
+        press(&mut app, "y"),
+        vec![Effect::Call {
+            director: 0,
+            call: Call::KillTemplate(TemplateKey {
+                service: web6(),
+                client: "2001:db8:c::".parse().unwrap(),
+            })
+        }]
+    );
+    press(&mut app, "jK");
+    let e = conn_entry6(1);
+    assert_eq!(
+        press(&mut app, "y"),
+        vec![Effect::Call {
+            director: 0,
+            call: Call::KillConnection(ConnKey {
+                protocol: Protocol::Tcp,
+                client: e.client,
+                virt: e.virt
+            })
+        }]
+    );
+}
+
+#[test]
+fn ipv6_service_jump_and_weight_edit() {
+    let mut app = lab_dual(80, 24);
+    press(&mut app, "2:vs [2001:db8:f::10]:80");
+    app.handle_key(code(KeyCode::Enter), NOW);
+    let (t, _) = app.selected_real_server().unwrap();
+    assert_eq!(t.service, web6());
+    let rs1 = RealServerKey::new(rip6(11), 80);
+    for _ in 0..4 {
+        if selected_rs(&app) == Some(rs1) {
+            break;
+        }
+        press(&mut app, "j");
+    }
+    assert_eq!(selected_rs(&app), Some(rs1));
+    press(&mut app, "+");
+    assert!(matches!(
+        app.mode,
+        Mode::Dialog(Dialog::Weight { old: 3, new: 4, .. })
+    ));
+    assert_eq!(
+        press(&mut app, "y"),
+        vec![Effect::Call {
+            director: 0,
+            call: Call::SetWeight {
+                service: web6(),
+                real_server: rs1,
+                weight: 4
+            }
+        }]
+    );
+    // An IPv6 address without brackets is refused with the reason.
+    press(&mut app, ":vs 2001:db8:f::10:80");
+    app.handle_key(code(KeyCode::Enter), NOW);
+    let status = app.status_at(NOW).unwrap();
+    assert_eq!(status.level, Level::Error);
+    assert!(status.text.contains("brackets"), "{}", status.text);
 }

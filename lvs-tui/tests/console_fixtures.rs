@@ -6,7 +6,7 @@
 
 #![allow(dead_code)]
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use lvs_proto::*;
 use lvs_tui::console::app::{App, Director, PollResult, Snapshot};
@@ -16,8 +16,30 @@ use lvs_tui::console::theme::{Theme, ThemeName};
 /// "Now" in every fixture: 2026-11-23T00:40:00Z.
 pub const NOW: u64 = 1_795_394_400_000;
 
-pub fn vip() -> Ipv4Addr {
-    Ipv4Addr::new(203, 0, 113, 10)
+pub fn vip() -> IpAddr {
+    Ipv4Addr::new(203, 0, 113, 10).into()
+}
+
+/// The lab's first IPv6 VIP, 2001:db8:f::10.
+pub fn vip6() -> IpAddr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10).into()
+}
+
+/// The IPv6 web service, `tcp [2001:db8:f::10]:80`.
+pub fn web6() -> ServiceKey {
+    ServiceKey::tcp(vip6(), 80)
+}
+
+/// The IPv6 twin of [`rip`]: `rip6(11)` is 2001:db8:b::11 (the digits read as hex, as the
+/// lab's address plan writes them).
+pub fn rip6(n: u8) -> IpAddr {
+    let last = u16::from_str_radix(&n.to_string(), 16).unwrap_or(0);
+    Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, last).into()
+}
+
+/// The director's link-local address on the front network (VRRP over IPv6 uses it).
+pub fn link_local(n: u8) -> IpAddr {
+    Ipv6Addr::new(0xfe80, 0, 0, 0, 0x200, 0xff, 0xfe00, 0x100 + u16::from(n)).into()
 }
 
 pub fn web() -> ServiceKey {
@@ -28,8 +50,8 @@ pub fn dns() -> ServiceKey {
     ServiceKey::udp(vip(), 53)
 }
 
-pub fn rip(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(192, 0, 2, n)
+pub fn rip(n: u8) -> IpAddr {
+    Ipv4Addr::new(192, 0, 2, n).into()
 }
 
 pub fn rs(n: u8, port: u16, weight: u32, forwarding: Forwarding) -> RealServerInfo {
@@ -170,9 +192,8 @@ pub fn services() -> Vec<ServiceInfo> {
         scheduler: SchedulerKind::Rr,
         flags: vec![],
         persistence: Some(PersistenceInfo {
-            timeout_secs: 300,
             netmask: Ipv4Addr::new(255, 255, 255, 0),
-            quiescent_template_expire: false,
+            ..PersistenceInfo::new(300)
         }),
         one_packet: false,
         counters: Counters::default(),
@@ -188,6 +209,72 @@ pub fn services() -> Vec<ServiceInfo> {
     vec![web, dns]
 }
 
+/// An IPv6 web service (NAT66, persistent per /64), as the lab's address plan has it: two
+/// NAT real servers (one UP, one DOWN), one tunnelled over IPv6 and one IPv4 real server
+/// reached by a 6in4 tunnel (IPVS allows mixing families for tunnels).
+pub fn services_v6() -> Vec<ServiceInfo> {
+    let mut a = rs(11, 80, 3, Forwarding::Nat);
+    a.addr = rip6(11);
+    a.active = 7;
+    a.inactive = 20;
+    a.persistent = 3;
+    a.rates.cps = 5;
+    a.health = Some(health(HealthState::Up, true, "HTTP 200", Some(1200)));
+    let mut b = rs(12, 80, 2, Forwarding::Nat);
+    b.addr = rip6(12);
+    b.health = Some(health(
+        HealthState::Down,
+        false,
+        "connect: connection refused",
+        Some(800),
+    ));
+    b.in_service = false;
+    let mut c = rs(13, 80, 1, Forwarding::Tun);
+    c.addr = rip6(13);
+    c.active = 2;
+    c.rates.cps = 1;
+    let t4 = rs(15, 80, 1, Forwarding::Tun);
+    vec![ServiceInfo {
+        protocol: Protocol::Tcp,
+        vip: vip6(),
+        port: 80,
+        scheduler: SchedulerKind::Wrr,
+        flags: vec![],
+        persistence: Some(PersistenceInfo {
+            prefix6: 64,
+            ..PersistenceInfo::new(300)
+        }),
+        one_packet: false,
+        counters: Counters {
+            conns: 9_000,
+            inpkts: 90_000,
+            outpkts: 80_000,
+            inbytes: 9_000_000,
+            outbytes: 120_000_000,
+        },
+        rates: Rates {
+            cps: 6,
+            inpps: 60,
+            outpps: 55,
+            inbps: 6_000,
+            outbps: 80_000,
+        },
+        real_servers: vec![t4, c, b, a],
+        quorum: None,
+    }]
+}
+
+/// The IPv4 fixture services followed by the IPv6 one.
+pub fn services_dual() -> Vec<ServiceInfo> {
+    let mut v = services();
+    v.extend(services_v6());
+    v
+}
+
+fn has_v6(services: &[ServiceInfo]) -> bool {
+    services.iter().any(|s| s.vip.is_ipv6())
+}
+
 pub fn topology(services: &[ServiceInfo]) -> Topology {
     let mut real_servers = Vec::new();
     for s in services {
@@ -198,18 +285,18 @@ pub fn topology(services: &[ServiceInfo]) -> Topology {
                 forwarding: r.forwarding,
                 interface: "int0".into(),
                 next_hop: r.addr,
-                source: rip(1),
+                source: if r.addr.is_ipv6() { rip6(1) } else { rip(1) },
                 next_hop_mac: Some("02:00:00:00:02:0b".into()),
             });
         }
     }
-    Topology {
+    let mut t = Topology {
         interfaces: vec![
             InterfaceInfo {
                 name: "ext0".into(),
                 ifindex: 2,
                 mac: "02:00:00:00:01:02".into(),
-                addresses: vec![Ipv4Addr::new(203, 0, 113, 2)],
+                addresses: vec![Ipv4Addr::new(203, 0, 113, 2).into()],
                 mtu: 1500,
             },
             InterfaceInfo {
@@ -228,7 +315,39 @@ pub fn topology(services: &[ServiceInfo]) -> Topology {
         dips: vec![rip(1)],
         real_servers,
         vrrp_role: Some("master".into()),
+    };
+    if has_v6(services) {
+        // The lab's IPv6 plan: ext0 2001:db8:f::2, int0 (DIP) 2001:db8:b::1, link-locals.
+        t.interfaces[0].addresses.extend([
+            Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 2).into(),
+            link_local(2),
+        ]);
+        t.interfaces[1]
+            .addresses
+            .extend([rip6(1), "fe80::200:ff:fe00:201".parse().unwrap_or(rip(1))]);
+        t.vips.push(VipInfo {
+            addr: vip6(),
+            interface: "ext0".into(),
+            added_by_lvsd: true,
+        });
+        t.dips.push(rip6(1));
     }
+    t
+}
+
+/// The fixture's IPv4 instance, and with `v6` an IPv6 one (VRRPv3 over IPv6: the master is
+/// named by its link-local address).
+pub fn vrrp_dual(state: VrrpState, n: u8, priority: u8, v6: bool) -> Vec<VrrpInstanceInfo> {
+    let mut v = vrrp(state, Ipv4Addr::new(203, 0, 113, 2 + n), priority);
+    if v6 {
+        let mut i = v[0].clone();
+        i.name = "VI_6".into();
+        i.vrid = 52;
+        i.master = Some(link_local(2 + n));
+        i.vips = vec![IpPrefix::from(vip6())];
+        v.push(i);
+    }
+    v
 }
 
 pub fn vrrp(state: VrrpState, primary: Ipv4Addr, priority: u8) -> Vec<VrrpInstanceInfo> {
@@ -242,9 +361,9 @@ pub fn vrrp(state: VrrpState, primary: Ipv4Addr, priority: u8) -> Vec<VrrpInstan
         effective_priority: priority,
         advert_interval_ms: 1000,
         preempt: true,
-        master: Some(primary),
+        master: Some(primary.into()),
         master_priority: Some(priority),
-        vips: vec![Ipv4Prefix {
+        vips: vec![IpPrefix {
             addr: vip(),
             len: 32,
         }],
@@ -328,7 +447,10 @@ pub fn decisions() -> Vec<DecisionInfo> {
             seq: u64::from(i) + 1,
             at_unix_ms: NOW - 6000 + u64::from(i) * 1000,
             service: web(),
-            client: SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 10 + i), 40000 + u16::from(i)),
+            client: SocketAddr::new(
+                Ipv4Addr::new(198, 51, 100, 10 + i).into(),
+                40000 + u16::from(i),
+            ),
             real_server: if i == 5 {
                 None
             } else {
@@ -347,13 +469,39 @@ pub fn decisions() -> Vec<DecisionInfo> {
         .collect()
 }
 
+/// The IPv6 decisions of [`web6`]: clients from 2001:db8:c::10 on.
+pub fn decisions6() -> Vec<DecisionInfo> {
+    decisions()
+        .into_iter()
+        .map(|mut d| {
+            d.seq += 100;
+            d.at_unix_ms += 500;
+            d.service = web6();
+            d.client = SocketAddr::new(
+                Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 0x10 + d.seq as u16 % 100).into(),
+                d.client.port(),
+            );
+            d.real_server = d.real_server.map(|r| {
+                let IpAddr::V4(a) = r.addr else { return r };
+                RealServerKey::new(rip6(a.octets()[3]), r.port)
+            });
+            d.reason = d
+                .reason
+                .replace("192.0.2.", "[2001:db8:b::")
+                .replace(":80:", "]:80:");
+            d
+        })
+        .collect()
+}
+
 /// Entry `i` of a connection table of `total` entries (`i` in 0..total), in listing order.
 pub fn conn_entry(i: u64) -> ConnEntry {
-    let client = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 51, 100, 0)) + (i / 50_000) as u32);
+    let client: IpAddr =
+        Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 51, 100, 0)) + (i / 50_000) as u32).into();
     let cport = 1024 + (i % 50_000) as u16;
     let template = i % 97 == 0;
-    let real = SocketAddrV4::new(rip(11 + (i % 3) as u8), 80);
-    let virt = SocketAddrV4::new(vip(), 80);
+    let real = SocketAddr::new(rip(11 + (i % 3) as u8), 80);
+    let virt = SocketAddr::new(vip(), 80);
     let state = if template {
         "NONE"
     } else if i % 7 == 0 {
@@ -363,7 +511,7 @@ pub fn conn_entry(i: u64) -> ConnEntry {
     };
     ConnEntry {
         protocol: Protocol::Tcp,
-        client: SocketAddrV4::new(client, if template { 0 } else { cport }),
+        client: SocketAddr::new(client, if template { 0 } else { cport }),
         virt,
         real,
         forwarding: Forwarding::Nat,
@@ -381,12 +529,35 @@ pub fn conn_entry(i: u64) -> ConnEntry {
             vport: 80,
             client,
             cport,
-            rip: *real.ip(),
+            rip: real.ip(),
             rport: 80,
             template,
             id: i,
         },
     }
+}
+
+/// [`conn_entry`] of the IPv6 service: clients in 2001:db8:c::/64 (a template's client
+/// masked to the /64), real servers 2001:db8:b::11 to ::13.
+pub fn conn_entry6(i: u64) -> ConnEntry {
+    let mut e = conn_entry(i);
+    let host = if e.template { 0 } else { 0x10 + (i % 7) as u16 };
+    let client: IpAddr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, host).into();
+    e.client = SocketAddr::new(client, e.client.port());
+    e.virt = SocketAddr::new(vip6(), 80);
+    e.real = SocketAddr::new(rip6(11 + (i % 3) as u8), 80);
+    e.cursor.vip = vip6();
+    e.cursor.client = client;
+    e.cursor.rip = e.real.ip();
+    e
+}
+
+/// One page of IPv6 entries ([`conn_entry6`]) of a table of `total`.
+pub fn conn_page6(query: &ConnQuery, total: u64) -> ConnPage {
+    let mut p = conn_page(query, total);
+    p.entries = p.entries.iter().map(|e| conn_entry6(e.cursor.id)).collect();
+    p.next_cursor = p.next_cursor.map(|c| conn_entry6(c.id).cursor);
+    p
 }
 
 /// One page of a synthetic table of `total` entries, as `connections()` answers it: the
@@ -459,18 +630,14 @@ pub fn feed(
             services: Some(Ok(svcs.clone())),
             topology: Some(Ok(topology(&svcs))),
             vrrp: Some(Ok(match vrrp_state {
-                Some(s) => vrrp(
-                    s,
-                    Ipv4Addr::new(203, 0, 113, 2 + dir as u8),
-                    100 + dir as u8,
-                ),
+                Some(s) => vrrp_dual(s, dir as u8, 100 + dir as u8, has_v6(&svcs)),
                 None => Vec::new(),
             })),
             events: Some(Ok(if t == 0 { events() } else { Vec::new() })),
-            decisions: if t == 0 {
-                vec![(web(), Ok(decisions()))]
-            } else {
-                Vec::new()
+            decisions: match t {
+                0 if has_v6(&svcs) => vec![(web(), Ok(decisions())), (web6(), Ok(decisions6()))],
+                0 => vec![(web(), Ok(decisions()))],
+                _ => Vec::new(),
             },
             connections: None,
             drains: Vec::new(),
@@ -505,7 +672,8 @@ pub fn big_services(services: usize, per: usize) -> Vec<ServiceInfo> {
                     );
                     x.addr = Ipv4Addr::from(
                         u32::from(Ipv4Addr::new(10, 0, 0, 0)) + (s * per + r) as u32,
-                    );
+                    )
+                    .into();
                     x.active = (r * 7 % 100) as u32;
                     x.inactive = (r * 13 % 50) as u32;
                     x.rates.cps = (r % 17) as u64;

@@ -2,11 +2,13 @@
 //! 100 000 and 1 000 000 entries.
 //!
 //! `cargo bench -p lvsd --bench conntable` (plain harness; `LVSD_BENCH_SIZES=1000,100000`
-//! to choose sizes, `LVSD_BENCH_LOOKUPS` lookups per round, default 2 000 000).
+//! to choose sizes, `LVSD_BENCH_LOOKUPS` lookups per round, default 2 000 000,
+//! `LVSD_BENCH_FAMILIES=4` or `6` for one address family, default both).
 //!
-//! For each size N and each forwarding method (NAT keeps two map keys per entry, DR one), a
-//! fresh [`ConnTable`] gets N TCP entries (distinct clients in 198.18.0.0/15, one VIP, three
-//! real servers), inserted in random order. Reported:
+//! For each size N, each address family and each forwarding method (NAT keeps two map keys
+//! per entry, DR one), a fresh [`ConnTable`] gets N TCP entries (distinct clients in
+//! 198.18.0.0/15 or 2001:db8:c:1::/64, one VIP, three real servers), inserted in random
+//! order. Reported:
 //! - **bytes per entry**: heap bytes live after the inserts minus before, over N, counted by
 //!   a wrapping global allocator (slab chunks, the key index with its spare capacity, the
 //!   expiry wheel's records) — what a director pays, not `size_of` alone; checked against
@@ -28,13 +30,13 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use lvs_proto::{Forwarding, Protocol};
 use lvsd::conn::table::{Conn, ConnTable, FlowKey, NewConn};
-use lvsd::conn::{Direction, TcpFlags, Timeouts};
+use lvsd::conn::{ConnAddr, Direction, TcpFlags, Timeouts};
 
 /// Counts live and peak heap bytes, and forwards everything to [`System`].
 struct Counting;
@@ -76,8 +78,40 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+
+/// A family's bench addresses.
+trait Fam: ConnAddr {
+    /// The table's column.
+    const NAME: &'static str;
+    const VIP: Self;
+    /// Client address `n`.
+    fn client_addr(n: u32) -> Self;
+    /// Real server `k` (0..3).
+    fn rs(k: u32) -> Self;
+}
+
+impl Fam for Ipv4Addr {
+    const NAME: &'static str = "IPv4";
+    const VIP: Self = Ipv4Addr::new(203, 0, 113, 10);
+    fn client_addr(n: u32) -> Self {
+        Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + n)
+    }
+    fn rs(k: u32) -> Self {
+        Ipv4Addr::new(192, 0, 2, 11 + k as u8)
+    }
+}
+
+impl Fam for Ipv6Addr {
+    const NAME: &'static str = "IPv6";
+    const VIP: Self = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
+    fn client_addr(n: u32) -> Self {
+        Ipv6Addr::new(0x2001, 0xdb8, 0xc, 1, 0, 0, (n >> 16) as u16, n as u16)
+    }
+    fn rs(k: u32) -> Self {
+        Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11 + k as u16)
+    }
+}
 
 /// xorshift64*: a fixed-seed generator for the shuffles.
 struct Rng(u64);
@@ -98,20 +132,19 @@ impl Rng {
     }
 }
 
-/// Client `i`: 198.18.0.0/15 with 16 384 ports per address (distinct for i < 2^31).
-fn client(i: u32) -> (Ipv4Addr, u16) {
-    let addr = u32::from(Ipv4Addr::new(198, 18, 0, 0)) + (i >> 14);
-    (Ipv4Addr::from(addr), 1024 + (i & 0x3fff) as u16)
+/// Client `i`: 198.18.0.0/15 (or 2001:db8:c:1::/64) with 16 384 ports per address
+/// (distinct for i < 2^31).
+fn client<A: Fam>(i: u32) -> (A, u16) {
+    (A::client_addr(i >> 14), 1024 + (i & 0x3fff) as u16)
 }
 
-fn new_conn(i: u32, forwarding: Forwarding) -> NewConn {
-    let rs = Ipv4Addr::new(192, 0, 2, 11 + (i % 3) as u8);
+fn new_conn<A: Fam>(i: u32, forwarding: Forwarding) -> NewConn<A> {
     NewConn {
         protocol: Protocol::Tcp,
         forwarding,
         client: client(i),
-        virt: (VIP, 80),
-        real: (rs, 80),
+        virt: (A::VIP, 80),
+        real: (A::rs(i % 3), 80),
         service: 0,
         dest: i % 3,
         client_mac: MAC,
@@ -119,24 +152,24 @@ fn new_conn(i: u32, forwarding: Forwarding) -> NewConn {
     }
 }
 
-fn reply_key(i: u32) -> FlowKey {
+fn reply_key<A: Fam>(i: u32) -> FlowKey<A> {
     let (dst, dst_port) = client(i);
     FlowKey {
         protocol: Protocol::Tcp,
-        src: Ipv4Addr::new(192, 0, 2, 11 + (i % 3) as u8),
+        src: A::rs(i % 3),
         src_port: 80,
         dst,
         dst_port,
     }
 }
 
-fn key(i: u32) -> FlowKey {
+fn key<A: Fam>(i: u32) -> FlowKey<A> {
     let (src, src_port) = client(i);
     FlowKey {
         protocol: Protocol::Tcp,
         src,
         src_port,
-        dst: VIP,
+        dst: A::VIP,
         dst_port: 80,
     }
 }
@@ -148,6 +181,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 struct Row {
     n: u32,
+    family: &'static str,
     forwarding: Forwarding,
     bytes_per_entry: f64,
     peak_per_entry: f64,
@@ -158,7 +192,7 @@ struct Row {
     worst_insert_us: f64,
 }
 
-fn measure(n: u32, forwarding: Forwarding, lookups: usize, rng: &mut Rng) -> Row {
+fn measure<A: Fam>(n: u32, forwarding: Forwarding, lookups: usize, rng: &mut Rng) -> Row {
     let timeouts = Timeouts::default();
     let mut order: Vec<u32> = (0..n).collect();
     rng.shuffle(&mut order);
@@ -172,7 +206,7 @@ fn measure(n: u32, forwarding: Forwarding, lookups: usize, rng: &mut Rng) -> Row
 
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
-    let mut table = ConnTable::new(epoch);
+    let mut table = ConnTable::<A>::new(epoch);
     let started = Instant::now();
     for &i in &order {
         let id = table.insert(new_conn(i, forwarding), epoch, &timeouts);
@@ -186,10 +220,10 @@ fn measure(n: u32, forwarding: Forwarding, lookups: usize, rng: &mut Rng) -> Row
     assert_eq!(table.heap_bytes(), after.saturating_sub(before));
 
     // Lookup keys in an order of their own, repeated to `lookups`.
-    let mut probe: Vec<FlowKey> = order.iter().map(|&i| key(i)).collect();
+    let mut probe: Vec<FlowKey<A>> = order.iter().map(|&i| key(i)).collect();
     rng.shuffle(&mut probe);
-    let absent: Vec<FlowKey> = (0..n.min(1 << 20)).map(|i| key(i + n)).collect();
-    let mut replies: Vec<FlowKey> = order.iter().map(|&i| reply_key(i)).collect();
+    let absent: Vec<FlowKey<A>> = (0..n.min(1 << 20)).map(|i| key(i + n)).collect();
+    let mut replies: Vec<FlowKey<A>> = order.iter().map(|&i| reply_key(i)).collect();
     rng.shuffle(&mut replies);
     let mut hits = Vec::new();
     let mut misses = Vec::new();
@@ -226,7 +260,7 @@ fn measure(n: u32, forwarding: Forwarding, lookups: usize, rng: &mut Rng) -> Row
     drop(table);
     // Again, timing each insert: the longest one is the pause of the table's largest
     // growth step (the index rebuilt, or a map doubled).
-    let mut table = ConnTable::new(epoch);
+    let mut table = ConnTable::<A>::new(epoch);
     let mut worst = Duration::ZERO;
     for &i in &order {
         let t = Instant::now();
@@ -237,6 +271,7 @@ fn measure(n: u32, forwarding: Forwarding, lookups: usize, rng: &mut Rng) -> Row
     drop(table);
     Row {
         n,
+        family: A::NAME,
         forwarding,
         bytes_per_entry: after.saturating_sub(before) as f64 / f64::from(n),
         peak_per_entry: peak.saturating_sub(before) as f64 / f64::from(n),
@@ -263,37 +298,52 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000_000usize);
+    let families = env_list("LVSD_BENCH_FAMILIES", &[4, 6]);
     println!(
-        "size_of::<Conn>() = {} bytes; lookups per round: {lookups}",
-        std::mem::size_of::<Conn>()
+        "size_of::<Conn>() = {} bytes (IPv6: {}); lookups per round: {lookups}",
+        std::mem::size_of::<Conn>(),
+        std::mem::size_of::<Conn<Ipv6Addr>>()
     );
     println!(
-        "| entries | forwarding | bytes/entry | peak bytes/entry during inserts | insert ns | lookup hit ns | lookup miss ns | reply hit ns | worst insert µs |"
+        "| entries | family | forwarding | bytes/entry | peak bytes/entry during inserts | insert ns | lookup hit ns | lookup miss ns | reply hit ns | worst insert µs |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let started = Instant::now();
     for &n in &sizes {
         for forwarding in [Forwarding::Nat, Forwarding::Dr] {
-            let r = measure(n, forwarding, lookups, &mut rng);
-            println!(
-                "| {} | {} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {} | {:.0} |",
-                r.n,
-                match r.forwarding {
-                    Forwarding::Nat => "NAT",
-                    Forwarding::Dr => "DR",
-                    Forwarding::Tun => "TUN",
-                },
-                r.bytes_per_entry,
-                r.peak_per_entry,
-                r.insert_ns,
-                r.hit_ns,
-                r.miss_ns,
-                r.reply_ns.map_or("–".to_string(), |ns| format!("{ns:.1}")),
-                r.worst_insert_us,
-            );
+            let mut rows = Vec::new();
+            if families.contains(&4) {
+                rows.push(measure::<Ipv4Addr>(n, forwarding, lookups, &mut rng));
+            }
+            if families.contains(&6) {
+                rows.push(measure::<Ipv6Addr>(n, forwarding, lookups, &mut rng));
+            }
+            for r in rows {
+                print_row(&r);
+            }
         }
     }
     eprintln!("conntable: {:.1} s", started.elapsed().as_secs_f64());
     black_box(Duration::ZERO);
+}
+
+fn print_row(r: &Row) {
+    println!(
+        "| {} | {} | {} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {} | {:.0} |",
+        r.n,
+        r.family,
+        match r.forwarding {
+            Forwarding::Nat => "NAT",
+            Forwarding::Dr => "DR",
+            Forwarding::Tun => "TUN",
+        },
+        r.bytes_per_entry,
+        r.peak_per_entry,
+        r.insert_ns,
+        r.hit_ns,
+        r.miss_ns,
+        r.reply_ns.map_or("–".to_string(), |ns| format!("{ns:.1}")),
+        r.worst_insert_us,
+    );
 }

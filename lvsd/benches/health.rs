@@ -86,7 +86,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             id: TargetId {
                 service: ServiceKey {
                     protocol: Protocol::Tcp,
-                    vip: Ipv4Addr::new(203, 0, 113, 10),
+                    vip: Ipv4Addr::new(203, 0, 113, 10).into(),
                     port: 80,
                 },
                 real_server: RealServerKey::new(

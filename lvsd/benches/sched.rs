@@ -74,7 +74,7 @@ fn servers(n: usize, kind: SchedulerKind) -> Vec<Dest> {
             let inactive = active * 3 + g.next(active + 1);
             let [_, _, hi, lo] = u32::try_from(i).unwrap_or(0).to_be_bytes();
             Dest {
-                addr: Ipv4Addr::new(10, 0, hi, lo),
+                addr: Ipv4Addr::new(10, 0, hi, lo).into(),
                 port: 80,
                 weight,
                 last_weight: weight.max(1),
@@ -96,8 +96,8 @@ fn flows() -> Vec<Flow> {
             let dst = Ipv4Addr::from(0x0AC8_0000 | g.next(DSTS));
             Flow {
                 protocol: Protocol::Tcp,
-                src: SocketAddrV4::new(client, 1024 + u16::try_from(g.next(60000)).unwrap_or(0)),
-                dst: SocketAddrV4::new(dst, 80),
+                src: SocketAddrV4::new(client, 1024 + u16::try_from(g.next(60000)).unwrap_or(0)).into(),
+                dst: SocketAddrV4::new(dst, 80).into(),
             }
         })
         .collect()

@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -182,7 +182,7 @@ struct Plan {
     filter: FilterSpec,
     guard: GuardSpec,
     /// VIPs and the interface each must live on.
-    vips: Vec<(Ipv4Addr, u32)>,
+    vips: Vec<(IpAddr, u32)>,
 }
 
 impl Plan {
@@ -204,7 +204,7 @@ impl Plan {
                 .unwrap_or_else(|| format!("ifindex {ifindex}"))
         };
 
-        let mut vips: Vec<(Ipv4Addr, u32)> = Vec::new();
+        let mut vips: Vec<(IpAddr, u32)> = Vec::new();
         let mut services = Vec::with_capacity(config.services.len());
         let mut inbound = Vec::new();
         let mut replies = Vec::new();
@@ -275,6 +275,7 @@ impl Plan {
                 persistence: vs.persistence.map(|p| Persistence {
                     timeout: p.timeout,
                     netmask: p.netmask,
+                    prefix6: p.prefix6,
                     quiescent_template_expire: p.quiescent_template_expire,
                 }),
                 one_packet: vs.one_packet,
@@ -286,14 +287,18 @@ impl Plan {
                 },
             });
         }
-        dedup(&mut inbound);
-        dedup(&mut replies);
+        let (inbound, inbound6) = split_families(inbound);
+        let (replies, replies6) = split_families(replies);
 
         // The guard and the filter apply on every interface: a client's packet may arrive
         // on any of them, and the kernel must not answer it on any of them.
         let local: Vec<Ipv4Addr> = links
             .iter()
             .flat_map(|l| l.ipv4.iter().map(|(a, _)| *a))
+            .collect();
+        let local6: Vec<Ipv6Addr> = links
+            .iter()
+            .flat_map(|l| l.ipv6.iter().map(|(a, _)| *a))
             .collect();
         let guard = GuardSpec {
             devices: links
@@ -304,9 +309,17 @@ impl Plan {
                     drop_src: replies.clone(),
                     // Health checks' answers come from RIP:port to the director itself.
                     accept_local: local.clone(),
+                    drop_dst6: inbound6.clone(),
+                    drop_src6: replies6.clone(),
+                    accept_local6: local6.clone(),
                 })
                 .collect(),
         };
+        // lvsd resolves IPv6 next hops itself only when it has IPv6 real servers.
+        let ndp = services
+            .iter()
+            .flat_map(|s: &ServiceSpec| s.dests.iter())
+            .any(|d| d.next_hop.is_ipv6());
         let interfaces = links
             .iter()
             .map(|l| Interface {
@@ -314,6 +327,7 @@ impl Plan {
                 name: l.name.clone(),
                 mac: l.mac,
                 ipv4: l.ipv4.iter().map(|(a, _)| *a).collect(),
+                ipv6: l.ipv6.iter().map(|(a, _)| *a).collect(),
                 mtu: l.mtu,
             })
             .collect();
@@ -331,6 +345,9 @@ impl Plan {
                 inbound,
                 replies,
                 arp: true,
+                inbound6,
+                replies6,
+                ndp,
             },
             guard,
             vips,
@@ -342,7 +359,7 @@ impl Plan {
 /// [`DestSpec`] through the kernel's route to it.
 #[derive(Debug, Clone, Copy)]
 struct RouteTo {
-    addr: Ipv4Addr,
+    addr: IpAddr,
     port: u16,
     weight: u32,
     forwarding: Forwarding,
@@ -358,19 +375,39 @@ impl RouteTo {
         kernel: &Kernel,
         name_of: &dyn Fn(u32) -> String,
     ) -> Result<DestSpec, String> {
-        let route = kernel
-            .route_to(self.addr)
-            .map_err(|e| format!("real server {}: no route: {e}", self.addr))?;
-        let Some(link) = links.iter().find(|l| l.ifindex == route.ifindex) else {
+        // The kernel's route: (ifindex, gateway, our source address on that link).
+        let (ifindex, gateway, source): (u32, Option<IpAddr>, Option<IpAddr>) = match self.addr {
+            IpAddr::V4(a) => {
+                let r = kernel
+                    .route_to(a)
+                    .map_err(|e| format!("real server {}: no route: {e}", self.addr))?;
+                let link = links.iter().find(|l| l.ifindex == r.ifindex);
+                let source = r
+                    .prefsrc
+                    .or_else(|| link.and_then(|l| l.ipv4.first().map(|(a, _)| *a)));
+                (r.ifindex, r.gateway.map(IpAddr::V4), source.map(IpAddr::V4))
+            }
+            IpAddr::V6(a) => {
+                let r = kernel
+                    .route_to6(a)
+                    .map_err(|e| format!("real server {}: no route: {e}", self.addr))?;
+                // A global source where there is one; the link-local one otherwise (a
+                // Neighbor Solicitation may come from either; a TUN outer header needs
+                // a global one, checked below).
+                let source = r.source.or(r.link_local);
+                (r.ifindex, r.gateway.map(IpAddr::V6), source.map(IpAddr::V6))
+            }
+        };
+        let Some(link) = links.iter().find(|l| l.ifindex == ifindex) else {
             return Err(format!(
                 "real server {} is reached through {}, which is this director itself or \
                  an interface lvsd cannot use (down, or without an Ethernet address)",
                 self.addr,
-                name_of(route.ifindex)
+                name_of(ifindex)
             ));
         };
         if self.forwarding == Forwarding::Dr {
-            if let Some(gw) = route.gateway {
+            if let Some(gw) = gateway {
                 return Err(format!(
                     "real server {} is behind the router {gw}: direct routing needs it on a \
                      network attached to this director (or use forwarding = \"nat\")",
@@ -378,22 +415,28 @@ impl RouteTo {
                 ));
             }
         }
-        let source = route
-            .prefsrc
-            .or_else(|| link.ipv4.first().map(|(a, _)| *a))
-            .ok_or_else(|| {
-                format!(
-                    "real server {}: interface {} has no IPv4 address to resolve it from",
-                    self.addr, link.name
-                )
-            })?;
+        let family = if self.addr.is_ipv4() { "IPv4" } else { "IPv6" };
+        let source = source.ok_or_else(|| {
+            format!(
+                "real server {}: interface {} has no {family} address to reach it from",
+                self.addr, link.name
+            )
+        })?;
+        if self.forwarding == Forwarding::Tun
+            && matches!(source, IpAddr::V6(s) if crate::kernel::is_link_local6(s))
+        {
+            return Err(format!(
+                "real server {}: interface {} has no global IPv6 address to tunnel from",
+                self.addr, link.name
+            ));
+        }
         Ok(DestSpec {
             addr: self.addr,
             port: self.port,
             weight: self.weight,
             forwarding: self.forwarding,
             ifindex: link.ifindex,
-            next_hop: route.gateway.unwrap_or(self.addr),
+            next_hop: gateway.unwrap_or(self.addr),
             source,
             upper_threshold: self.upper_threshold,
             lower_threshold: self.lower_threshold,
@@ -434,27 +477,28 @@ fn random_seed() -> u64 {
         .finish()
 }
 
-fn dedup(v: &mut Vec<(Protocol, Ipv4Addr, u16)>) {
-    let set: BTreeSet<_> = v.iter().copied().collect();
-    *v = set.into_iter().collect();
+/// The tuples of each family, sorted and without duplicates.
+#[allow(clippy::type_complexity)]
+fn split_families(
+    v: Vec<(Protocol, IpAddr, u16)>,
+) -> (Vec<(Protocol, Ipv4Addr, u16)>, Vec<(Protocol, Ipv6Addr, u16)>) {
+    let mut v4 = BTreeSet::new();
+    let mut v6 = BTreeSet::new();
+    for (p, a, port) in v {
+        match a {
+            IpAddr::V4(a) => v4.insert((p, a, port)),
+            IpAddr::V6(a) => v6.insert((p, a, port)),
+        };
+    }
+    (v4.into_iter().collect(), v6.into_iter().collect())
 }
 
 /// The interface a VIP lives on: where it already is, else the interface whose network
 /// contains it, else the interface of the route towards it.
-fn vip_interface(vip: Ipv4Addr, links: &[LinkInfo], kernel: &Kernel) -> Result<u32, String> {
-    if let Some(l) = links.iter().find(|l| l.ipv4.iter().any(|(a, _)| *a == vip)) {
-        return Ok(l.ifindex);
-    }
-    let contains = |(net, prefix): &(Ipv4Addr, u8)| {
-        let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
-        u32::from(*net) & mask == u32::from(vip) & mask && *prefix < 32
-    };
-    if let Some(l) = links.iter().find(|l| l.ipv4.iter().any(contains)) {
-        return Ok(l.ifindex);
-    }
-    match kernel.route_to(vip) {
-        Ok(r) if links.iter().any(|l| l.ifindex == r.ifindex) => Ok(r.ifindex),
-        _ => Err(format!(
+fn vip_interface(vip: IpAddr, links: &[LinkInfo], kernel: &Kernel) -> Result<u32, String> {
+    match kernel.vip_interface(vip, links) {
+        Ok(ifindex) => Ok(ifindex),
+        Err(_) => Err(format!(
             "cannot tell which interface receives VIP {vip}: no attached network contains it and \
              no route leads to it; add the VIP to an interface yourself"
         )),
@@ -472,7 +516,7 @@ struct Director {
     /// The `[io]` settings in use (a reload does not change them).
     io_settings: IoSettings,
     /// VIPs lvsd added (ifindex, address); removed on shutdown.
-    added_vips: Vec<(u32, Ipv4Addr)>,
+    added_vips: Vec<(u32, IpAddr)>,
     dataplane: Dataplane,
     /// The interfaces of the running plan (for names in messages).
     interfaces: Vec<Interface>,
@@ -947,27 +991,29 @@ impl Director {
 
     /// Adds the VIPs that are not yet local; removes the ones lvsd added that are no longer
     /// wanted.
-    fn sync_vips(&mut self, wanted: &[(Ipv4Addr, u32)]) -> Result<(), String> {
+    fn sync_vips(&mut self, wanted: &[(IpAddr, u32)]) -> Result<(), String> {
         let mut keep = Vec::new();
         for &(ifindex, addr) in &self.added_vips {
+            let len = if addr.is_ipv4() { 32 } else { 128 };
             if wanted.iter().any(|(v, _)| *v == addr) {
                 keep.push((ifindex, addr));
-            } else if let Err(e) = self.kernel.del_address(ifindex, addr, 32) {
+            } else if let Err(e) = self.kernel.del_vip(ifindex, addr) {
                 warn!("removing VIP {addr}: {e}");
             } else {
-                info!("removed VIP {addr}/32 from {}", self.if_name(ifindex));
+                info!("removed VIP {addr}/{len} from {}", self.if_name(ifindex));
             }
         }
         self.added_vips = keep;
         for &(vip, ifindex) in wanted {
-            let local = self.kernel.has_address(vip).map_err(|e| e.to_string())?;
+            let local = self.kernel.has_ip(vip).map_err(|e| e.to_string())?;
             if local.is_some() {
                 continue;
             }
             self.kernel
-                .add_address(ifindex, vip, 32)
+                .add_vip(ifindex, vip)
                 .map_err(|e| e.to_string())?;
-            info!("added VIP {vip}/32 to {}", self.if_name(ifindex));
+            let len = if vip.is_ipv4() { 32 } else { 128 };
+            info!("added VIP {vip}/{len} to {}", self.if_name(ifindex));
             self.added_vips.push((ifindex, vip));
         }
         Ok(())
@@ -1405,7 +1451,7 @@ impl Director {
     }
 
     /// Tells the control API where the VIPs live and which ones lvsd added.
-    fn publish_vips(&mut self, wanted: &[(Ipv4Addr, u32)]) {
+    fn publish_vips(&mut self, wanted: &[(IpAddr, u32)]) {
         let vips = wanted
             .iter()
             .map(|&(addr, ifindex)| {
@@ -1441,8 +1487,8 @@ impl Director {
         }
         let mut failures = Vec::new();
         for (ifindex, addr) in std::mem::take(&mut self.added_vips) {
-            match self.kernel.del_address(ifindex, addr, 32) {
-                Ok(()) => info!("removed VIP {addr}/32"),
+            match self.kernel.del_vip(ifindex, addr) {
+                Ok(()) => info!("removed VIP {addr}"),
                 Err(e) => failures.push(format!("removing VIP {addr}: {e}")),
             }
         }

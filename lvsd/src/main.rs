@@ -54,7 +54,7 @@ enum Command {
     Realserver {
         /// A virtual address this host serves (repeat for more).
         #[arg(long = "vip", value_name = "ADDR", required = true)]
-        vips: Vec<std::net::Ipv4Addr>,
+        vips: Vec<std::net::IpAddr>,
         /// Forwarding method of the director towards this host: dr or tun.
         #[arg(long, value_name = "dr|tun")]
         mode: lvsd::realserver::Mode,

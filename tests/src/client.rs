@@ -1,6 +1,9 @@
 //! Client-side traffic helpers, meant to run inside `lab.client().run(|| ...)` (they use
 //! plain std sockets, so they act in whatever namespace the calling thread is in).
 //!
+//! Every helper takes IPv4 and IPv6 targets alike (`(vip6(0), 80)` works as well as
+//! `(vip(0), 80)`).
+//!
 //! Invariants: every helper is bounded in time. Connects use `connect_timeout`, and every read
 //! and write is limited by the time left until the helper's overall deadline (`timeout` or
 //! [`DEFAULT_TIMEOUT`]), so a silent peer yields [`LabError::Timeout`] instead of a hang.
@@ -379,7 +382,12 @@ pub fn udp_exchange(
     let addr = addr.into();
     let what = || format!("UDP exchange with {addr}");
     let run = || -> io::Result<Vec<u8>> {
-        let sock = UdpSocket::bind(("0.0.0.0", 0))?;
+        let any: SocketAddr = if addr.is_ipv6() {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        let sock = UdpSocket::bind(any)?;
         sock.connect(addr)?;
         sock.set_read_timeout(Some(timeout))?;
         sock.set_write_timeout(Some(timeout))?;

@@ -8,7 +8,7 @@
 
 use std::ffi::OsStr;
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use rtnetlink::Handle;
 
 use crate::error::Result;
-use crate::netlink::{self, IfAddr};
+use crate::netlink::{self, IfAddr, IfAddr6};
 use crate::netns::{self, Netns};
 use crate::process::{Process, Registry};
 use crate::sys;
@@ -32,12 +32,25 @@ pub struct Iface {
     pub prefix: u8,
 }
 
+/// An IPv6 address the lab configured on an interface of a host (labs built with
+/// [`crate::LabSpec::ipv6`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Iface6 {
+    /// Interface name inside the host's namespace (`eth0`, `ext0`, ...).
+    pub name: String,
+    /// The address.
+    pub addr: Ipv6Addr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
 /// One network namespace of a lab.
 #[derive(Debug, Clone)]
 pub struct Host {
     name: String,
     netns: Arc<Netns>,
     ifaces: Vec<Iface>,
+    ifaces6: Vec<Iface6>,
     registry: Arc<Registry>,
 }
 
@@ -52,8 +65,15 @@ impl Host {
             name,
             netns,
             ifaces,
+            ifaces6: Vec::new(),
             registry,
         }
+    }
+
+    /// The same host with these IPv6 interface addresses (the lab's IPv6 plan).
+    pub(crate) fn with_ifaces6(mut self, ifaces6: Vec<Iface6>) -> Self {
+        self.ifaces6 = ifaces6;
+        self
     }
 
     /// The host's name in the lab: `client`, `router`, `switch`, `director1`, `rs3`, ...
@@ -84,6 +104,35 @@ impl Host {
     /// Every interface address the lab configured, in configuration order (not DR VIPs).
     pub fn ifaces(&self) -> &[Iface] {
         &self.ifaces
+    }
+
+    /// The first IPv6 address the lab configured (client: 2001:db8:c::10, router:
+    /// 2001:db8:c::1, directorN: its `ext0` address, rsK: its RIP 2001:db8:b::(10+K)).
+    ///
+    /// # Panics
+    /// If the lab was built without [`crate::LabSpec::ipv6`], or on the `switch` host.
+    pub fn addr6(&self) -> Ipv6Addr {
+        match self.ifaces6.first() {
+            Some(iface) => iface.addr,
+            None => panic!(
+                "lab host {} has no IPv6 address (build the lab with LabSpec::ipv6(true))",
+                self.name
+            ),
+        }
+    }
+
+    /// The IPv6 address the lab configured on `ifname`, if any.
+    pub fn addr6_of(&self, ifname: &str) -> Option<Ipv6Addr> {
+        self.ifaces6
+            .iter()
+            .find(|i| i.name == ifname)
+            .map(|i| i.addr)
+    }
+
+    /// Every IPv6 interface address the lab configured (empty without
+    /// [`crate::LabSpec::ipv6`]; not DR VIPs, not link-local addresses).
+    pub fn ifaces6(&self) -> &[Iface6] {
+        &self.ifaces6
     }
 
     /// The namespace itself (for its inode, or to `setns` a thread of your own).
@@ -175,13 +224,16 @@ impl Host {
         self.netlink(|h| async move { netlink::set_link_up(&h, ifname, up).await })
     }
 
-    /// Add `addr/prefix` to `ifname` (no error if already present).
-    pub fn add_address(&self, ifname: &str, addr: Ipv4Addr, prefix: u8) -> Result<()> {
+    /// Add `addr/prefix` to `ifname` (no error if already present). IPv6 addresses are added
+    /// with `nodad` (usable at once).
+    pub fn add_address(&self, ifname: &str, addr: impl Into<IpAddr>, prefix: u8) -> Result<()> {
+        let addr = addr.into();
         self.netlink(|h| async move { netlink::add_address(&h, ifname, addr, prefix).await })
     }
 
-    /// Remove `addr` from `ifname` (no error if absent).
-    pub fn del_address(&self, ifname: &str, addr: Ipv4Addr) -> Result<()> {
+    /// Remove `addr` (IPv4 or IPv6) from `ifname` (no error if absent).
+    pub fn del_address(&self, ifname: &str, addr: impl Into<IpAddr>) -> Result<()> {
+        let addr = addr.into();
         self.netlink(|h| async move { netlink::del_address(&h, ifname, addr).await })
     }
 
@@ -190,9 +242,18 @@ impl Host {
         self.netlink(|h| async move { netlink::addresses(&h).await })
     }
 
-    /// Whether `addr` is currently configured on any interface of the namespace.
-    pub fn has_address(&self, addr: Ipv4Addr) -> Result<bool> {
-        Ok(self.addresses()?.iter().any(|a| a.addr == addr))
+    /// Every IPv6 address currently configured in the namespace, link-local ones included.
+    pub fn addresses6(&self) -> Result<Vec<IfAddr6>> {
+        self.netlink(|h| async move { netlink::addresses6(&h).await })
+    }
+
+    /// Whether `addr` (IPv4 or IPv6) is currently configured on any interface of the
+    /// namespace.
+    pub fn has_address(&self, addr: impl Into<IpAddr>) -> Result<bool> {
+        Ok(match addr.into() {
+            IpAddr::V4(v4) => self.addresses()?.iter().any(|a| a.addr == v4),
+            IpAddr::V6(v6) => self.addresses6()?.iter().any(|a| a.addr == v6),
+        })
     }
 
     /// Replace the default route with one via `gateway`.
@@ -217,6 +278,28 @@ impl Host {
         self.netlink(|h| async move { netlink::del_route(&h, dst, prefix).await })
     }
 
+    /// Replace the IPv6 default route with one via `gateway`.
+    pub fn replace_default_route6(&self, gateway: Ipv6Addr) -> Result<()> {
+        self.netlink(|h| async move { netlink::replace_default_route6(&h, gateway).await })
+    }
+
+    /// Add or replace an IPv6 route to `dst/prefix` via `gateway`.
+    pub fn replace_route6(&self, dst: Ipv6Addr, prefix: u8, gateway: Ipv6Addr) -> Result<()> {
+        self.netlink(|h| async move { netlink::replace_route6(&h, dst, prefix, gateway).await })
+    }
+
+    /// Add or replace an on-link IPv6 route to `dst/prefix` out of `ifname` (no gateway).
+    pub fn replace_device_route6(&self, dst: Ipv6Addr, prefix: u8, ifname: &str) -> Result<()> {
+        self.netlink(
+            |h| async move { netlink::replace_device_route6(&h, dst, prefix, ifname).await },
+        )
+    }
+
+    /// Remove the IPv6 route to `dst/prefix`.
+    pub fn del_route6(&self, dst: Ipv6Addr, prefix: u8) -> Result<()> {
+        self.netlink(|h| async move { netlink::del_route6(&h, dst, prefix).await })
+    }
+
     /// Interface index of `ifname` in this namespace.
     pub fn ifindex(&self, ifname: &str) -> Result<u32> {
         self.netlink(|h| async move { netlink::link_index(&h, ifname).await })
@@ -225,6 +308,21 @@ impl Host {
     /// MAC address of `ifname` in this namespace.
     pub fn mac(&self, ifname: &str) -> Result<[u8; 6]> {
         self.netlink(|h| async move { netlink::link_mac(&h, ifname).await })
+    }
+
+    /// Every Ethernet frame `ifname` sends or receives during the next `duration` (at most
+    /// 100,000, each cut to 2 KiB), through a raw packet socket. Blocks for `duration`: run
+    /// it on a thread of its own while the traffic of interest happens.
+    pub fn capture(&self, ifname: &str, duration: std::time::Duration) -> Result<Vec<Vec<u8>>> {
+        let ifindex = self.ifindex(ifname)?;
+        self.netns.run_try(move || {
+            crate::sys::capture_frames(ifindex, duration, 100_000).map_err(|error| {
+                crate::LabError::Io {
+                    context: format!("capturing frames on ifindex {ifindex}"),
+                    error,
+                }
+            })
+        })
     }
 
     /// Puts complete Ethernet frames on the wire out of `ifname` as they are (raw packet

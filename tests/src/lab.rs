@@ -8,6 +8,13 @@
 //!                                                                    └ int0 192.0.2.N
 //! ```
 //!
+//! With [`LabSpec::ipv6`] every host also gets the IPv6 mirror of that plan (all /64, from
+//! the documentation prefix): client link 2001:db8:c::/64 (client ::10, router ::1), front
+//! 2001:db8:f::/64 (router ::1, director N `ext0` ::(1+N) in hex, VIPs from ::10 —
+//! [`vip6`]), back 2001:db8:b::/64 (director N `int0` ::N, real server K ::(10+K) in hex,
+//! router ::fe). The IPv6 routes mirror the IPv4 ones (client default via the router, NAT
+//! real servers via director 1's DIP, DR/TUN real servers via the router).
+//!
 //! Invariants:
 //! - Every namespace is anonymous and owned by the `Lab` (see [`crate::netns`]); names inside
 //!   them are fixed (`eth0`, `ext0`, ...), so any number of labs run side by side.
@@ -16,6 +23,11 @@
 //!   host's namespace. No external program is ever run to build a lab.
 //! - `rp_filter` is 0 on every interface of every namespace; IPv6 is disabled unless
 //!   [`LabSpec::ipv6`] (less background noise on the wire); redirects are off.
+//! - With IPv6: addresses are added `nodad` and `accept_dad` is 0 on every interface (link-local
+//!   addresses included), so everything is usable the moment `Lab::build` returns; router
+//!   advertisements and redirects are ignored (`accept_ra` = `accept_redirects` = 0);
+//!   `keep_addr_on_down` = 1 so a link taken down keeps its IPv6 addresses as it keeps its
+//!   IPv4 ones; IPv6 forwarding is on exactly where IPv4 forwarding is (router, directors).
 //! - Dropping the `Lab` (also while unwinding from a panic) stops every child process it
 //!   started (SIGTERM, SIGKILL after 2 s), prints the logs of lvsd instances if the thread is
 //!   panicking, removes the work directory (unless `LVS_LAB_KEEP` is set) and closes the
@@ -23,7 +35,7 @@
 //!   process's first `Lab::build`.
 
 use std::fs::{self, File};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +44,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{Context, LabError, Result};
-use crate::host::{Host, Iface};
+use crate::host::{Host, Iface, Iface6};
 use crate::lvsd::{self, LvsdProcess};
 use crate::netlink::{self, VethEnd};
 use crate::netns::{self, Netns};
@@ -55,6 +67,47 @@ pub const MAX_DIRECTORS: usize = 8;
 pub const MAX_REAL_SERVERS: usize = 200;
 /// How long [`Lab::start_backends`] waits for each node to print `ready`.
 pub const NODE_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The client's IPv6 address (`client` ns, `eth0`): 2001:db8:c::10.
+pub const CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 0x10);
+/// The router's IPv6 address on the client link: 2001:db8:c::1; the client's gateway.
+pub const ROUTER_CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 1);
+/// The router's IPv6 address on the front network: 2001:db8:f::1; the directors' gateway.
+pub const ROUTER_FRONT_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 1);
+/// The router's IPv6 address on the back network: 2001:db8:b::fe; the DR/TUN real servers'
+/// gateway.
+pub const ROUTER_BACK_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0xfe);
+/// The first IPv6 address meant for VIPs: 2001:db8:f::10.
+pub const FIRST_VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
+/// Prefix length of every IPv6 lab network.
+pub const PREFIX6: u8 = 64;
+
+/// IPv6 address of director `n` (1-based) on the front network: 2001:db8:f::(1+n) (hex),
+/// on `ext0`.
+pub fn director_ext_addr6(n: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, segment(1 + n))
+}
+
+/// IPv6 address of director `n` (1-based) on the back network (its DIP): 2001:db8:b::n
+/// (hex), on `int0`.
+pub fn director_int_addr6(n: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, segment(n))
+}
+
+/// IPv6 address of real server `k` (1-based), its RIP: 2001:db8:b::(0x10+k), on `eth0`
+/// (rs1 = 2001:db8:b::11).
+pub fn real_server_addr6(k: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, segment(0x10 + k))
+}
+
+/// The `i`-th IPv6 VIP (0-based): 2001:db8:f::(0x10+i).
+pub fn vip6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, segment(0x10 + i))
+}
+
+fn segment(value: usize) -> u16 {
+    u16::try_from(value).unwrap_or(u16::MAX)
+}
 
 /// Address of director `n` (1-based) on the front network: 203.0.113.(1+n), on `ext0`.
 pub fn director_ext_addr(n: usize) -> Ipv4Addr {
@@ -101,6 +154,17 @@ impl Gateway {
             Self::Address(addr) => addr,
         }
     }
+
+    /// The gateway's IPv6 address: director 1's DIP 2001:db8:b::1, the router's
+    /// 2001:db8:b::fe, or `None` for [`Gateway::Address`] (then the IPv6 default route is
+    /// left as it is).
+    pub fn addr6(self) -> Option<Ipv6Addr> {
+        match self {
+            Self::Director => Some(director_int_addr6(1)),
+            Self::Router => Some(ROUTER_BACK_ADDR6),
+            Self::Address(_) => None,
+        }
+    }
 }
 
 /// How one real server is set up.
@@ -110,6 +174,10 @@ pub struct RealServerSpec {
     pub gateway: Gateway,
     /// VIPs to hold on `lo` for direct routing (also sets `arp_ignore=1`, `arp_announce=2`).
     pub dr_vips: Vec<Ipv4Addr>,
+    /// IPv6 VIPs to hold on `lo` (as /128, nodad) for direct routing over IPv6. No sysctl is
+    /// needed: Linux answers a Neighbor Solicitation only for addresses of the interface it
+    /// arrived on. Needs [`LabSpec::ipv6`].
+    pub dr_vips6: Vec<Ipv6Addr>,
 }
 
 impl RealServerSpec {
@@ -118,15 +186,20 @@ impl RealServerSpec {
         Self {
             gateway: Gateway::Director,
             dr_vips: Vec::new(),
+            dr_vips6: Vec::new(),
         }
     }
 
-    /// A DR-mode real server: gateway = the router, `vips` on `lo`.
-    pub fn dr(vips: impl IntoIterator<Item = Ipv4Addr>) -> Self {
-        Self {
-            gateway: Gateway::Router,
-            dr_vips: vips.into_iter().collect(),
+    /// A DR-mode real server: gateway = the router, `vips` (IPv4 and/or IPv6) on `lo`.
+    pub fn dr(vips: impl IntoIterator<Item = impl Into<IpAddr>>) -> Self {
+        let mut spec = Self::bare();
+        for vip in vips {
+            match vip.into() {
+                IpAddr::V4(v4) => spec.dr_vips.push(v4),
+                IpAddr::V6(v6) => spec.dr_vips6.push(v6),
+            }
         }
+        spec
     }
 
     /// A real server for TUN (or DR) prepared by `lvsd realserver` rather than by the lab:
@@ -136,6 +209,7 @@ impl RealServerSpec {
         Self {
             gateway: Gateway::Router,
             dr_vips: Vec::new(),
+            dr_vips6: Vec::new(),
         }
     }
 }
@@ -190,9 +264,9 @@ impl LabSpec {
         self
     }
 
-    /// Append `n` DR-mode real servers, each holding `vips` on `lo`.
+    /// Append `n` DR-mode real servers, each holding `vips` (IPv4 and/or IPv6) on `lo`.
     #[must_use]
-    pub fn dr_real_servers(mut self, n: usize, vips: &[Ipv4Addr]) -> Self {
+    pub fn dr_real_servers<V: Into<IpAddr> + Copy>(mut self, n: usize, vips: &[V]) -> Self {
         self.real_servers
             .extend(std::iter::repeat_with(|| RealServerSpec::dr(vips.iter().copied())).take(n));
         self
@@ -205,7 +279,8 @@ impl LabSpec {
         self
     }
 
-    /// Keep IPv6 enabled.
+    /// Keep IPv6 enabled and give every host the IPv6 addresses and routes of the plan in the
+    /// module docs.
     #[must_use]
     pub fn ipv6(mut self, enabled: bool) -> Self {
         self.ipv6 = enabled;
@@ -224,6 +299,11 @@ impl LabSpec {
                 "{} real servers (at most {MAX_REAL_SERVERS})",
                 self.real_servers.len()
             )));
+        }
+        if !self.ipv6 && self.real_servers.iter().any(|rs| !rs.dr_vips6.is_empty()) {
+            return Err(LabError::Invalid(
+                "IPv6 DR VIPs need LabSpec::ipv6(true)".into(),
+            ));
         }
         Ok(())
     }
@@ -337,6 +417,9 @@ struct HostPlan {
     forward: bool,
     dr_vips: Vec<Ipv4Addr>,
     ipv6: bool,
+    ifaces6: Vec<Iface6>,
+    gateway6: Option<Ipv6Addr>,
+    dr_vips6: Vec<Ipv6Addr>,
 }
 
 static NEXT_LAB: AtomicU64 = AtomicU64::new(1);
@@ -402,38 +485,56 @@ impl Lab {
     ) -> Result<Self> {
         // If a namespace cannot be created, `lab` does not exist yet: clean up by hand.
         let made = (|| -> Result<_> {
-            let host = |name: String, ifaces: Vec<Iface>| -> Result<Host> {
+            let ipv6 = spec.ipv6;
+            let host = |name: String, ifaces: &[(&str, Ipv4Addr, Ipv6Addr)]| -> Result<Host> {
                 let netns = Arc::new(Netns::new(&name)?);
-                Ok(Host::new(name, netns, ifaces, Arc::clone(&registry)))
+                let v4 = ifaces
+                    .iter()
+                    .map(|&(ifname, addr, _)| Iface {
+                        name: ifname.to_owned(),
+                        addr,
+                        prefix: 24,
+                    })
+                    .collect();
+                let v6 = ifaces
+                    .iter()
+                    .filter(|_| ipv6)
+                    .map(|&(ifname, _, addr)| Iface6 {
+                        name: ifname.to_owned(),
+                        addr,
+                        prefix: PREFIX6,
+                    })
+                    .collect();
+                Ok(Host::new(name, netns, v4, Arc::clone(&registry)).with_ifaces6(v6))
             };
-            let iface = |name: &str, addr: Ipv4Addr| Iface {
-                name: name.to_owned(),
-                addr,
-                prefix: 24,
-            };
-            let switch = host("switch".into(), Vec::new())?;
-            let client = host("client".into(), vec![iface("eth0", CLIENT_ADDR)])?;
+            let switch = host("switch".into(), &[])?;
+            let client = host("client".into(), &[("eth0", CLIENT_ADDR, CLIENT_ADDR6)])?;
             let router = host(
                 "router".into(),
-                vec![
-                    iface("eth0", ROUTER_CLIENT_ADDR),
-                    iface("eth1", ROUTER_FRONT_ADDR),
-                    iface("eth2", ROUTER_BACK_ADDR),
+                &[
+                    ("eth0", ROUTER_CLIENT_ADDR, ROUTER_CLIENT_ADDR6),
+                    ("eth1", ROUTER_FRONT_ADDR, ROUTER_FRONT_ADDR6),
+                    ("eth2", ROUTER_BACK_ADDR, ROUTER_BACK_ADDR6),
                 ],
             )?;
             let directors = (1..=spec.directors)
                 .map(|n| {
                     host(
                         format!("director{n}"),
-                        vec![
-                            iface("ext0", director_ext_addr(n)),
-                            iface("int0", director_int_addr(n)),
+                        &[
+                            ("ext0", director_ext_addr(n), director_ext_addr6(n)),
+                            ("int0", director_int_addr(n), director_int_addr6(n)),
                         ],
                     )
                 })
                 .collect::<Result<Vec<_>>>()?;
             let real_servers = (1..=spec.real_servers.len())
-                .map(|k| host(format!("rs{k}"), vec![iface("eth0", real_server_addr(k))]))
+                .map(|k| {
+                    host(
+                        format!("rs{k}"),
+                        &[("eth0", real_server_addr(k), real_server_addr6(k))],
+                    )
+                })
                 .collect::<Result<Vec<_>>>()?;
             Ok((switch, client, router, directors, real_servers))
         })();
@@ -576,6 +677,8 @@ impl Lab {
                     ifaces: self.client.ifaces().to_vec(),
                     gateway: Some(ROUTER_CLIENT_ADDR),
                     ipv6,
+                    ifaces6: self.client.ifaces6().to_vec(),
+                    gateway6: ipv6.then_some(ROUTER_CLIENT_ADDR6),
                     ..HostPlan::default()
                 },
             ),
@@ -585,6 +688,7 @@ impl Lab {
                     ifaces: self.router.ifaces().to_vec(),
                     forward: true,
                     ipv6,
+                    ifaces6: self.router.ifaces6().to_vec(),
                     ..HostPlan::default()
                 },
             ),
@@ -597,6 +701,8 @@ impl Lab {
                     gateway: Some(ROUTER_FRONT_ADDR),
                     forward: true,
                     ipv6,
+                    ifaces6: d.ifaces6().to_vec(),
+                    gateway6: ipv6.then_some(ROUTER_FRONT_ADDR6),
                     ..HostPlan::default()
                 },
             ));
@@ -609,6 +715,9 @@ impl Lab {
                     gateway: Some(rs_spec.gateway.addr()),
                     dr_vips: rs_spec.dr_vips.clone(),
                     ipv6,
+                    ifaces6: rs.ifaces6().to_vec(),
+                    gateway6: rs_spec.gateway.addr6().filter(|_| ipv6),
+                    dr_vips6: rs_spec.dr_vips6.clone(),
                     ..HostPlan::default()
                 },
             ));
@@ -863,24 +972,37 @@ impl Lab {
         Ok((process, logs))
     }
 
-    /// Change real server `k`'s default gateway.
+    /// Change real server `k`'s default gateway (and, in an IPv6 lab, its IPv6 default route
+    /// to the gateway's IPv6 address, if it has one: [`Gateway::addr6`]).
     pub fn set_gateway(&self, k: usize, gateway: Gateway) -> Result<()> {
         let i = self.rs_index(k)?;
-        self.real_servers[i].replace_default_route(gateway.addr())
+        self.real_servers[i].replace_default_route(gateway.addr())?;
+        if let Some(gw6) = gateway.addr6().filter(|_| self.spec.ipv6) {
+            self.real_servers[i].replace_default_route6(gw6)?;
+        }
+        Ok(())
     }
 
-    /// Make real server `k` hold `vip` on `lo` for direct routing (sets `arp_ignore=1` and
-    /// `arp_announce=2` first, so it never answers ARP for the VIP).
-    pub fn add_dr_vip(&self, k: usize, vip: Ipv4Addr) -> Result<()> {
+    /// Make real server `k` hold `vip` on `lo` for direct routing: an IPv4 VIP as /32 (sets
+    /// `arp_ignore=1` and `arp_announce=2` first, so it never answers ARP for the VIP), an
+    /// IPv6 VIP as /128 `nodad` (nothing else needed: Linux answers Neighbor Solicitations
+    /// only for addresses of the interface they arrive on).
+    pub fn add_dr_vip(&self, k: usize, vip: impl Into<IpAddr>) -> Result<()> {
         let i = self.rs_index(k)?;
-        self.real_servers[i].netns().run_try(|| {
-            set_dr_arp_sysctls()?;
-            netlink::block_on(|h| async move { netlink::add_address(&h, "lo", vip, 32).await })
+        let vip = vip.into();
+        self.real_servers[i].netns().run_try(|| match vip {
+            IpAddr::V4(v4) => {
+                set_dr_arp_sysctls()?;
+                netlink::block_on(|h| async move { netlink::add_address(&h, "lo", v4, 32).await })
+            }
+            IpAddr::V6(v6) => {
+                netlink::block_on(|h| async move { netlink::add_address(&h, "lo", v6, 128).await })
+            }
         })
     }
 
-    /// Remove a DR VIP from real server `k`'s `lo`.
-    pub fn remove_dr_vip(&self, k: usize, vip: Ipv4Addr) -> Result<()> {
+    /// Remove a DR VIP (IPv4 or IPv6) from real server `k`'s `lo`.
+    pub fn remove_dr_vip(&self, k: usize, vip: impl Into<IpAddr>) -> Result<()> {
         let i = self.rs_index(k)?;
         self.real_servers[i].del_address("lo", vip)
     }
@@ -933,6 +1055,27 @@ fn set_dr_arp_sysctls() -> Result<()> {
     Ok(())
 }
 
+/// IPv6 knobs of the calling thread's namespace, before any interface is up (module docs):
+/// no DAD, no RAs, no redirects, addresses kept on link down, forwarding = `forward`.
+fn configure_ipv6_sysctls(forward: &str) -> Result<()> {
+    netns::write_sysctl("net/ipv6/conf/all/forwarding", forward)?;
+    let conf = Path::new("/proc/sys/net/ipv6/conf");
+    for entry in fs::read_dir(conf).ctx("listing /proc/sys/net/ipv6/conf")? {
+        let entry = entry.ctx("listing /proc/sys/net/ipv6/conf")?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        for (key, value) in [
+            ("accept_dad", "0"),
+            ("accept_ra", "0"),
+            ("accept_redirects", "0"),
+            ("keep_addr_on_down", "1"),
+        ] {
+            netns::write_sysctl(&format!("net/ipv6/conf/{name}/{key}"), value)?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs on a thread inside the host's namespace.
 fn configure_host(host: &Host, plan: &HostPlan) -> Result<()> {
     host.netns().run_try(|| {
@@ -948,7 +1091,9 @@ fn configure_host(host: &Host, plan: &HostPlan) -> Result<()> {
         ] {
             netns::write_sysctl(key, value)?;
         }
-        if !plan.ipv6 {
+        if plan.ipv6 {
+            configure_ipv6_sysctls(forward)?;
+        } else {
             netns::write_sysctl("net/ipv6/conf/default/disable_ipv6", "1")?;
             netns::write_sysctl("net/ipv6/conf/all/disable_ipv6", "1")?;
         }
@@ -966,6 +1111,15 @@ fn configure_host(host: &Host, plan: &HostPlan) -> Result<()> {
             }
             for &vip in &plan.dr_vips {
                 netlink::add_address(&h, "lo", vip, 32).await?;
+            }
+            for iface in &plan.ifaces6 {
+                netlink::add_address(&h, &iface.name, iface.addr, iface.prefix).await?;
+            }
+            if let Some(gateway) = plan.gateway6 {
+                netlink::replace_default_route6(&h, gateway).await?;
+            }
+            for &vip in &plan.dr_vips6 {
+                netlink::add_address(&h, "lo", vip, 128).await?;
             }
             Ok(())
         })?;
@@ -1024,6 +1178,25 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_address_plan() {
+        let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        assert_eq!(CLIENT_ADDR6, a("2001:db8:c::10"));
+        assert_eq!(ROUTER_CLIENT_ADDR6, a("2001:db8:c::1"));
+        assert_eq!(ROUTER_FRONT_ADDR6, a("2001:db8:f::1"));
+        assert_eq!(ROUTER_BACK_ADDR6, a("2001:db8:b::fe"));
+        assert_eq!(director_ext_addr6(1), a("2001:db8:f::2"));
+        assert_eq!(director_int_addr6(2), a("2001:db8:b::2"));
+        assert_eq!(real_server_addr6(1), a("2001:db8:b::11"));
+        assert_eq!(real_server_addr6(0xee), a("2001:db8:b::fe"));
+        assert_eq!(vip6(0), FIRST_VIP6);
+        assert_eq!(vip6(1), a("2001:db8:f::11"));
+        assert!(director_ext_addr6(MAX_DIRECTORS) < FIRST_VIP6);
+        assert_eq!(Gateway::Director.addr6(), Some(a("2001:db8:b::1")));
+        assert_eq!(Gateway::Router.addr6(), Some(ROUTER_BACK_ADDR6));
+        assert_eq!(Gateway::Address(FIRST_VIP).addr6(), None);
+    }
+
+    #[test]
     fn ready_word() {
         assert!(has_ready_line("starting\nready\n"));
         assert!(has_ready_line("2025-01-01 INFO lvsd: ready (3 services)"));
@@ -1043,5 +1216,21 @@ mod tests {
         assert!(spec.validate().is_ok());
         assert_eq!(spec.real_servers[2].gateway, Gateway::Router);
         assert_eq!(spec.real_servers[2].dr_vips, vec![FIRST_VIP]);
+        let mixed = RealServerSpec::dr([IpAddr::V4(FIRST_VIP), IpAddr::V6(FIRST_VIP6)]);
+        assert_eq!(mixed.dr_vips, vec![FIRST_VIP]);
+        assert_eq!(mixed.dr_vips6, vec![FIRST_VIP6]);
+        assert!(
+            LabSpec::new("x")
+                .dr_real_servers(1, &[FIRST_VIP6])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            LabSpec::new("x")
+                .ipv6(true)
+                .dr_real_servers(1, &[FIRST_VIP6])
+                .validate()
+                .is_ok()
+        );
     }
 }

@@ -43,13 +43,15 @@ mod sys;
 use std::time::{Duration, Instant};
 
 pub use error::{LabError, Result};
-pub use host::{Host, Iface};
+pub use host::{Host, Iface, Iface6};
 pub use lab::{
-    CLIENT_ADDR, FIRST_VIP, Gateway, Lab, LabSpec, LogFiles, ROUTER_BACK_ADDR, ROUTER_CLIENT_ADDR,
-    ROUTER_FRONT_ADDR, RealServerSpec, director_ext_addr, director_int_addr, real_server_addr, vip,
+    CLIENT_ADDR, CLIENT_ADDR6, FIRST_VIP, FIRST_VIP6, Gateway, Lab, LabSpec, LogFiles, PREFIX6,
+    ROUTER_BACK_ADDR, ROUTER_BACK_ADDR6, ROUTER_CLIENT_ADDR, ROUTER_CLIENT_ADDR6,
+    ROUTER_FRONT_ADDR, ROUTER_FRONT_ADDR6, RealServerSpec, director_ext_addr, director_ext_addr6,
+    director_int_addr, director_int_addr6, real_server_addr, real_server_addr6, vip, vip6,
 };
 pub use lvsd::{LvsdProcess, lvs_tui_binary, lvsctl_binary, lvsd_binary};
-pub use netlink::IfAddr;
+pub use netlink::{IfAddr, IfAddr6};
 pub use netns::Netns;
 pub use nix::sys::signal::Signal;
 pub use process::Process;

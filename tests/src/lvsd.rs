@@ -197,6 +197,27 @@ impl LvsdProcess {
         self.process.is_running()
     }
 
+    /// Its counters right now, for failure messages: sends SIGUSR1, waits (≤ 2 s) for a new
+    /// `lvsd stats:` block on stdout and returns everything from that line on; if none comes
+    /// (lvsd exited or hung), its last log lines instead. Never fails.
+    pub fn stats_now(&self) -> String {
+        let before = self.stdout().matches("lvsd stats:").count();
+        if self.process.signal(Signal::SIGUSR1).is_ok() {
+            let fresh = crate::wait_until(Duration::from_secs(2), || {
+                self.stdout().matches("lvsd stats:").count() > before
+            });
+            if fresh {
+                // Let the per-service lines that follow the summary line arrive.
+                std::thread::sleep(Duration::from_millis(100));
+                let out = self.stdout();
+                if let Some(at) = out.rfind("lvsd stats:") {
+                    return format!("lvsd counters now:\n{}", &out[at..]);
+                }
+            }
+        }
+        format!("lvsd printed no counters; its logs:{}", self.logs())
+    }
+
     /// SIGTERM and wait up to 10 s for the exit status. If it does not exit in time it is
     /// SIGKILLed and [`LabError::Killed`] (with its logs) is returned.
     pub fn stop(&self) -> Result<ExitStatus> {

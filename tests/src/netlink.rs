@@ -5,14 +5,16 @@
 //! Invariants: [`block_on`] must only be called from a thread inside the wanted namespace
 //! (the lab calls it from [`crate::netns::Netns::run`]); every request is bounded by
 //! [`NETLINK_TIMEOUT`]; no runtime or socket outlives the call.
+//! - IPv6 addresses are always added with `IFA_F_NODAD`: the lab's addresses are unique by
+//!   construction, and a tentative address would make the first seconds of every test racy.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
@@ -32,6 +34,20 @@ pub struct IfAddr {
     pub ifindex: u32,
     /// The address.
     pub addr: Ipv4Addr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+/// An IPv6 address configured on an interface, as reported by the kernel (link-local ones
+/// included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfAddr6 {
+    /// Interface name inside the namespace.
+    pub ifname: String,
+    /// Interface index inside the namespace.
+    pub ifindex: u32,
+    /// The address.
+    pub addr: Ipv6Addr,
     /// Prefix length.
     pub prefix: u8,
 }
@@ -183,31 +199,39 @@ pub(crate) async fn attach_to_bridge(handle: &Handle, port: &str, bridge_index: 
         .with_ctx(|| format!("attaching {port} to its bridge"))
 }
 
-/// Add (or keep, if present) `addr/prefix` on `ifname`.
+/// Add (or keep, if present) `addr/prefix` on `ifname` (IPv6: with `IFA_F_NODAD`, usable at
+/// once).
 pub(crate) async fn add_address(
     handle: &Handle,
     ifname: &str,
-    addr: Ipv4Addr,
+    addr: impl Into<IpAddr>,
     prefix: u8,
 ) -> Result<()> {
+    let addr = addr.into();
     let index = link_index(handle, ifname).await?;
-    handle
-        .address()
-        .add(index, IpAddr::V4(addr), prefix)
-        .replace()
+    let mut request = handle.address().add(index, addr, prefix).replace();
+    if addr.is_ipv6() {
+        request.message_mut().header.flags = AddressHeaderFlags::Nodad;
+    }
+    request
         .execute()
         .await
         .with_ctx(|| format!("adding {addr}/{prefix} to {ifname}"))
 }
 
 /// Remove `addr` from `ifname` (any prefix length). Absent addresses are not an error.
-pub(crate) async fn del_address(handle: &Handle, ifname: &str, addr: Ipv4Addr) -> Result<()> {
+pub(crate) async fn del_address(
+    handle: &Handle,
+    ifname: &str,
+    addr: impl Into<IpAddr>,
+) -> Result<()> {
+    let addr = addr.into();
     let index = link_index(handle, ifname).await?;
     let found: Vec<_> = handle
         .address()
         .get()
         .set_link_index_filter(index)
-        .set_address_filter(IpAddr::V4(addr))
+        .set_address_filter(addr)
         .execute()
         .try_collect()
         .await
@@ -261,6 +285,111 @@ pub(crate) async fn addresses(handle: &Handle) -> Result<Vec<IfAddr>> {
         }
     }
     Ok(out)
+}
+
+/// Every IPv6 address of the namespace (link-local ones included).
+pub(crate) async fn addresses6(handle: &Handle) -> Result<Vec<IfAddr6>> {
+    let links = links(handle).await?;
+    let msgs: Vec<_> = handle
+        .address()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .ctx("listing addresses")?;
+    let mut out = Vec::new();
+    for msg in msgs {
+        let ifindex = msg.header.index;
+        let ifname = links
+            .iter()
+            .find(|l| l.header.index == ifindex)
+            .and_then(link_name)
+            .unwrap_or_default()
+            .to_owned();
+        let addr = msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(IpAddr::V6(ip)) | AddressAttribute::Local(IpAddr::V6(ip)) => {
+                Some(*ip)
+            }
+            _ => None,
+        });
+        if let Some(addr) = addr {
+            out.push(IfAddr6 {
+                ifname,
+                ifindex,
+                addr,
+                prefix: msg.header.prefix_len,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Install (or replace) the IPv6 default route via `gateway`.
+pub(crate) async fn replace_default_route6(handle: &Handle, gateway: Ipv6Addr) -> Result<()> {
+    let route = RouteMessageBuilder::<Ipv6Addr>::new()
+        .gateway(gateway)
+        .build();
+    handle
+        .route()
+        .add(route)
+        .replace()
+        .execute()
+        .await
+        .with_ctx(|| format!("setting the IPv6 default route via {gateway}"))
+}
+
+/// Install (or replace) a route to `dst/prefix` via `gateway` (IPv6).
+pub(crate) async fn replace_route6(
+    handle: &Handle,
+    dst: Ipv6Addr,
+    prefix: u8,
+    gateway: Ipv6Addr,
+) -> Result<()> {
+    let route = RouteMessageBuilder::<Ipv6Addr>::new()
+        .destination_prefix(dst, prefix)
+        .gateway(gateway)
+        .build();
+    handle
+        .route()
+        .add(route)
+        .replace()
+        .execute()
+        .await
+        .with_ctx(|| format!("adding the route {dst}/{prefix} via {gateway}"))
+}
+
+/// Install (or replace) an on-link IPv6 route to `dst/prefix` out of `ifname`.
+pub(crate) async fn replace_device_route6(
+    handle: &Handle,
+    dst: Ipv6Addr,
+    prefix: u8,
+    ifname: &str,
+) -> Result<()> {
+    let index = link_index(handle, ifname).await?;
+    let route = RouteMessageBuilder::<Ipv6Addr>::new()
+        .destination_prefix(dst, prefix)
+        .output_interface(index)
+        .build();
+    handle
+        .route()
+        .add(route)
+        .replace()
+        .execute()
+        .await
+        .with_ctx(|| format!("adding the route {dst}/{prefix} dev {ifname}"))
+}
+
+/// Remove the IPv6 route to `dst/prefix` (main table).
+pub(crate) async fn del_route6(handle: &Handle, dst: Ipv6Addr, prefix: u8) -> Result<()> {
+    let route = RouteMessageBuilder::<Ipv6Addr>::new()
+        .destination_prefix(dst, prefix)
+        .build();
+    handle
+        .route()
+        .del(route)
+        .execute()
+        .await
+        .with_ctx(|| format!("removing the route {dst}/{prefix}"))
 }
 
 /// Install (or replace) the IPv4 default route via `gateway`.

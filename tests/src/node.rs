@@ -1,6 +1,7 @@
 //! The node program: what runs inside real servers (`NODE_EXE lab-node backend --name rs1`).
 //!
-//! `backend --name NAME` serves, on 0.0.0.0, in one process:
+//! `backend --name NAME` serves, on 0.0.0.0 and on [::] (separate IPv6-only sockets; if the
+//! host has no IPv6 at all, it says so on stderr and serves IPv4 only), in one process:
 //! - TCP 80: HTTP/1.1. Keep-alive unless the client sends `Connection: close` (HTTP/1.0: only
 //!   with `Connection: keep-alive`). Every response carries `X-Backend: NAME` and a
 //!   `Content-Length`. Paths: `/` → `NAME\n`; `/bytes/N` → N bytes of [`pattern_byte`];
@@ -9,13 +10,13 @@
 //!   bodies (`Content-Length`) are read and discarded; chunked requests get 501.
 //! - TCP 9000: echo until the client half-closes, then half-close back.
 //! - UDP 9000: echo each datagram. UDP 80: answer each datagram with `NAME` (no newline).
-//!   UDP replies leave from the address the datagram was sent to (`IP_PKTINFO`), so a DR real
-//!   server answers from the VIP it holds on `lo`.
+//!   UDP replies leave from the address the datagram was sent to (`IP_PKTINFO` /
+//!   `IPV6_PKTINFO`), so a DR real server answers from the VIP it holds on `lo`.
 //!
 //! It prints `ready` on stdout once every socket is bound, then runs until killed.
 //!
-//! `hostile --mode MODE --port P` is a misbehaving TCP server on 0.0.0.0:P for health-check
-//! tests; each connection gets, after the client's first bytes (or 200 ms of silence):
+//! `hostile --mode MODE --port P` is a misbehaving TCP server on 0.0.0.0:P (and [::]:P) for
+//! health-check tests; each connection gets, after the client's first bytes (or 200 ms of silence):
 //! - `empty`: nothing, then a clean close (a 0-byte reply);
 //! - `huge`: `HTTP/1.1 200 OK` with `Content-Length: 104857600` and 100 MiB of body;
 //! - `garbage`: 4 KiB of bytes that are not HTTP, then close;
@@ -180,10 +181,24 @@ fn hostile(mode: Hostile, port: u16) -> Result<(), String> {
     raise_nofile_limit();
     let l = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
         .map_err(|e| format!("bind tcp/{port}: {e}"))?;
+    // IPv6 too, where the host has it (best effort, like the backend's).
+    let l6 = match sys::bind_v6only_tcp(port, 4096) {
+        Ok(l6) => Some(l6),
+        Err(e) => {
+            eprintln!("lab-node hostile: no IPv6 socket ({e}); serving IPv4 only");
+            None
+        }
+    };
     {
         let mut out = io::stdout().lock();
         let _ = writeln!(out, "ready");
         let _ = out.flush();
+    }
+    if let Some(l6) = l6 {
+        thread::Builder::new()
+            .name("hostile6-accept".into())
+            .spawn(move || accept_loop(&l6, move |s| serve_hostile(s, mode)))
+            .map_err(|e| format!("spawning the IPv6 accept thread: {e}"))?;
     }
     accept_loop(&l, move |s| serve_hostile(s, mode));
     Ok(())
@@ -305,6 +320,16 @@ fn backend(config: &BackendConfig) -> Result<(), String> {
     let echo = bind_tcp(config.echo_port)?;
     let udp_echo = bind_udp(config.echo_port)?;
     let udp_name = bind_udp(config.udp_name_port)?;
+    let v6 = match bind_v6(config) {
+        Ok(sockets) => Some(sockets),
+        Err(e) => {
+            eprintln!(
+                "lab-node backend {}: no IPv6 sockets ({e}); serving IPv4 only",
+                config.name
+            );
+            None
+        }
+    };
 
     let name: Arc<str> = Arc::from(config.name.as_str());
     let mut threads: Vec<(&str, JoinHandle<()>)> = Vec::new();
@@ -337,6 +362,28 @@ fn backend(config: &BackendConfig) -> Result<(), String> {
             Box::new(move || udp_loop(&udp_name, |_| name.as_bytes().to_vec())),
         )?);
     }
+    if let Some((http6, echo6, udp_echo6, udp_name6)) = v6 {
+        {
+            let name = Arc::clone(&name);
+            threads.push(spawn(
+                "http6-accept",
+                Box::new(move || accept_loop(&http6, move |s| serve_http(s, &name))),
+            )?);
+        }
+        threads.push(spawn(
+            "echo6-accept",
+            Box::new(move || accept_loop(&echo6, serve_echo)),
+        )?);
+        threads.push(spawn(
+            "udp6-echo",
+            Box::new(move || udp_loop(&udp_echo6, |payload| payload.to_vec())),
+        )?);
+        let name = Arc::clone(&name);
+        threads.push(spawn(
+            "udp6-name",
+            Box::new(move || udp_loop(&udp_name6, |_| name.as_bytes().to_vec())),
+        )?);
+    }
 
     {
         let mut out = io::stdout().lock();
@@ -351,6 +398,24 @@ fn backend(config: &BackendConfig) -> Result<(), String> {
         }
         thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The IPv6 counterparts of the backend's sockets: HTTP, TCP echo, UDP echo, UDP name.
+fn bind_v6(
+    config: &BackendConfig,
+) -> Result<(TcpListener, TcpListener, UdpSocket, UdpSocket), String> {
+    let tcp = |port| sys::bind_v6only_tcp(port, 4096).map_err(|e| format!("bind tcp6/{port}: {e}"));
+    let udp = |port| -> Result<UdpSocket, String> {
+        let s = sys::bind_v6only_udp(port).map_err(|e| format!("bind udp6/{port}: {e}"))?;
+        sys::enable_pktinfo(&s).map_err(|e| format!("IPV6_RECVPKTINFO udp6/{port}: {e}"))?;
+        Ok(s)
+    };
+    Ok((
+        tcp(config.http_port)?,
+        tcp(config.echo_port)?,
+        udp(config.echo_port)?,
+        udp(config.udp_name_port)?,
+    ))
 }
 
 fn accept_loop<F>(listener: &TcpListener, serve: F)

@@ -2,10 +2,15 @@
 //!
 //! - [`enter_netns_on_exec`]: a `pre_exec` hook that moves a forked child into a namespace and
 //!   ties its life to the forking thread (`PR_SET_PDEATHSIG = SIGKILL`).
-//! - [`enable_pktinfo`], [`recv_with_dst`], [`send_from`]: UDP with `IP_PKTINFO`, so a server
-//!   bound to `0.0.0.0` answers from the address the datagram was sent to (a DR real server
-//!   must answer from the VIP on `lo`, not from its RIP).
+//! - [`enable_pktinfo`], [`recv_with_dst`], [`send_from`]: UDP with `IP_PKTINFO` (IPv6:
+//!   `IPV6_RECVPKTINFO` / `IPV6_PKTINFO`), so a server bound to `0.0.0.0` or `::` answers from
+//!   the address the datagram was sent to (a DR real server must answer from the VIP on
+//!   `lo`, not from its RIP).
+//! - [`bind_v6only_tcp`], [`bind_v6only_udp`]: `[::]:port` sockets with `IPV6_V6ONLY`, next
+//!   to the IPv4 ones on `0.0.0.0:port`.
 //! - [`set_listen_backlog`]: re-`listen()` a std listener with a larger backlog.
+//! - [`send_raw_frames`], [`capture_frames`]: raw Ethernet frames out of, and everything seen
+//!   on, one interface (`AF_PACKET`).
 //! - [`send_copies`], [`recv_many`]: `sendmmsg`/`recvmmsg` for the benchmark's UDP load, so
 //!   the generator and the sinks are not what limits a path's datagram rate.
 //!
@@ -15,8 +20,10 @@
 
 use std::io;
 use std::mem;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, UdpSocket,
+};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::ptr;
@@ -67,15 +74,20 @@ pub(crate) fn enter_netns_on_exec(cmd: &mut Command, ns: Arc<Netns>) {
     }
 }
 
-/// Ask the kernel for the destination address of each datagram (`IP_PKTINFO`).
+/// Ask the kernel for the destination address of each datagram (`IP_PKTINFO`, or
+/// `IPV6_RECVPKTINFO` on an IPv6 socket).
 pub(crate) fn enable_pktinfo(sock: &UdpSocket) -> io::Result<()> {
     let one: libc::c_int = 1;
+    let (level, name) = match sock.local_addr()? {
+        SocketAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_PKTINFO),
+        SocketAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
+    };
     // SAFETY: valid socket fd; optval points to a c_int and optlen is its size.
     let rc = unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_PKTINFO,
+            level,
+            name,
             ptr::from_ref(&one).cast(),
             socklen_of::<libc::c_int>(),
         )
@@ -90,14 +102,14 @@ pub(crate) fn enable_pktinfo(sock: &UdpSocket) -> io::Result<()> {
 /// kernel reported one; it does once [`enable_pktinfo`] succeeded).
 pub(crate) struct Received {
     pub len: usize,
-    pub from: SocketAddrV4,
-    pub to: Option<Ipv4Addr>,
+    pub from: SocketAddr,
+    pub to: Option<IpAddr>,
 }
 
-/// `recvmsg` with an `IP_PKTINFO` control buffer.
+/// `recvmsg` with an `IP_PKTINFO` / `IPV6_PKTINFO` control buffer.
 pub(crate) fn recv_with_dst(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
-    // SAFETY: sockaddr_in and msghdr are plain C structs for which all-zero is valid.
-    let mut src: libc::sockaddr_in = unsafe { mem::zeroed() };
+    // SAFETY: sockaddr_storage and msghdr are plain C structs for which all-zero is valid.
+    let mut src: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -107,7 +119,7 @@ pub(crate) fn recv_with_dst(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Rece
     // SAFETY: as above.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     msg.msg_name = ptr::from_mut(&mut src).cast();
-    msg.msg_namelen = socklen_of::<libc::sockaddr_in>();
+    msg.msg_namelen = socklen_of::<libc::sockaddr_storage>();
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
@@ -126,20 +138,65 @@ pub(crate) fn recv_with_dst(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Rece
             if hdr.cmsg_level == libc::IPPROTO_IP && hdr.cmsg_type == libc::IP_PKTINFO {
                 let info: libc::in_pktinfo =
                     ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::in_pktinfo>());
-                to = Some(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr)));
+                to = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    info.ipi_addr.s_addr,
+                ))));
+            } else if hdr.cmsg_level == libc::IPPROTO_IPV6 && hdr.cmsg_type == libc::IPV6_PKTINFO {
+                let info: libc::in6_pktinfo =
+                    ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::in6_pktinfo>());
+                to = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
-    let from = SocketAddrV4::new(
-        Ipv4Addr::from(u32::from_be(src.sin_addr.s_addr)),
-        u16::from_be(src.sin_port),
-    );
+    let from = match i32::from(src.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the kernel wrote a sockaddr_in (family AF_INET) into the storage, which
+            // is large and aligned enough for it.
+            let sin: libc::sockaddr_in =
+                unsafe { ptr::read(ptr::from_ref(&src).cast::<libc::sockaddr_in>()) };
+            SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            ))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, a sockaddr_in6.
+            let sin6: libc::sockaddr_in6 =
+                unsafe { ptr::read(ptr::from_ref(&src).cast::<libc::sockaddr_in6>()) };
+            SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            ))
+        }
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "datagram from an unknown address family",
+            ));
+        }
+    };
     Ok(Received { len, from, to })
 }
 
-/// `sendmsg` to `dst` with source address `src` (`IP_PKTINFO.ipi_spec_dst`).
+/// `sendmsg` to `dst` with source address `src` (`IP_PKTINFO.ipi_spec_dst`, or
+/// `IPV6_PKTINFO.ipi6_addr`); the families of `dst` and `src` must match.
 pub(crate) fn send_from(
+    sock: &UdpSocket,
+    payload: &[u8],
+    dst: SocketAddr,
+    src: IpAddr,
+) -> io::Result<usize> {
+    match (dst, src) {
+        (SocketAddr::V4(dst), IpAddr::V4(src)) => send_from4(sock, payload, dst, src),
+        (SocketAddr::V6(dst), IpAddr::V6(src)) => send_from6(sock, payload, dst, src),
+        _ => Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
+    }
+}
+
+fn send_from4(
     sock: &UdpSocket,
     payload: &[u8],
     dst: SocketAddrV4,
@@ -188,6 +245,118 @@ pub(crate) fn send_from(
     // SAFETY: every pointer in `msg` refers to a live local buffer of the advertised length.
     let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, 0) };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+fn send_from6(
+    sock: &UdpSocket,
+    payload: &[u8],
+    dst: SocketAddrV6,
+    src: Ipv6Addr,
+) -> io::Result<usize> {
+    // SAFETY: plain C structs, all-zero is valid.
+    let mut addr: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+    addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    addr.sin6_port = dst.port().to_be();
+    addr.sin6_addr.s6_addr = dst.ip().octets();
+    addr.sin6_scope_id = dst.scope_id();
+    let mut iov = libc::iovec {
+        // sendmsg never writes through iov_base.
+        iov_base: payload.as_ptr().cast_mut().cast(),
+        iov_len: payload.len(),
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: plain C struct, all-zero is valid.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_name = ptr::from_mut(&mut addr).cast();
+    msg.msg_namelen = socklen_of::<libc::sockaddr_in6>();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(socklen_of::<libc::in6_pktinfo>()) };
+    msg.msg_controllen = space as _;
+    // SAFETY: `control` (64 bytes, u64-aligned) holds CMSG_SPACE(20) = 40 bytes, so the first
+    // header and its data fit; CMSG_FIRSTHDR is non-null because msg_controllen >= header size.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
+        (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(socklen_of::<libc::in6_pktinfo>()) as _;
+        let info = libc::in6_pktinfo {
+            ipi6_addr: libc::in6_addr {
+                s6_addr: src.octets(),
+            },
+            ipi6_ifindex: 0,
+        };
+        ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::in6_pktinfo>(), info);
+    }
+    // SAFETY: every pointer in `msg` refers to a live local buffer of the advertised length.
+    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, 0) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// An IPv6-only (`IPV6_V6ONLY`) socket of type `kind` (`SOCK_STREAM`, `SOCK_DGRAM`) with
+/// `SO_REUSEADDR`, bound to `[::]:port`.
+fn bind_v6only(kind: libc::c_int, port: u16) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the result is checked and owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET6, kind | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    for (level, name) in [
+        (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY),
+        (libc::SOL_SOCKET, libc::SO_REUSEADDR),
+    ] {
+        // SAFETY: valid socket fd; optval points to a c_int and optlen is its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                owned.as_raw_fd(),
+                level,
+                name,
+                ptr::from_ref(&one).cast(),
+                socklen_of::<libc::c_int>(),
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: plain C struct, all-zero is valid (and is the unspecified address `::`).
+    let mut addr: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+    addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    addr.sin6_port = port.to_be();
+    // SAFETY: `addr` is a valid sockaddr_in6 of the advertised length, live for the call.
+    let rc = unsafe {
+        libc::bind(
+            owned.as_raw_fd(),
+            ptr::from_ref(&addr).cast(),
+            socklen_of::<libc::sockaddr_in6>(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(owned)
+}
+
+/// A TCP listener on `[::]:port` (IPv6 only), with an accept backlog of `backlog`.
+pub(crate) fn bind_v6only_tcp(port: u16, backlog: i32) -> io::Result<TcpListener> {
+    let fd = bind_v6only(libc::SOCK_STREAM, port)?;
+    let listener = TcpListener::from(fd);
+    set_listen_backlog(&listener, backlog)?;
+    Ok(listener)
+}
+
+/// A UDP socket on `[::]:port` (IPv6 only).
+pub(crate) fn bind_v6only_udp(port: u16) -> io::Result<UdpSocket> {
+    let fd = bind_v6only(libc::SOCK_DGRAM, port)?;
+    Ok(UdpSocket::from(fd))
 }
 
 /// Raise the accept backlog of an already listening socket (Linux re-applies `listen`).
@@ -242,6 +411,90 @@ pub(crate) fn send_raw_frames(ifindex: u32, frames: &[Vec<u8>]) -> io::Result<()
         }
     }
     Ok(())
+}
+
+/// Every frame (both directions) seen on interface `ifindex` of the calling thread's
+/// namespace for `duration`, through a fresh `AF_PACKET` socket bound to it; at most
+/// `max_frames`, each cut to 2 KiB. For tests that must prove a host did (not) send
+/// something.
+pub(crate) fn capture_frames(
+    ifindex: u32,
+    duration: std::time::Duration,
+    max_frames: usize,
+) -> io::Result<Vec<Vec<u8>>> {
+    let ifindex = i32::try_from(ifindex)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex out of range"))?;
+    let all = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: plain socket(2) call; the returned fd is checked and owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::c_int::from(all),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = all;
+    addr.sll_ifindex = ifindex;
+    // SAFETY: `addr` is a valid sockaddr_ll of the advertised length, live for the call.
+    let rc = unsafe {
+        libc::bind(
+            owned.as_raw_fd(),
+            ptr::from_ref(&addr).cast(),
+            socklen_of::<libc::sockaddr_ll>(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let deadline = std::time::Instant::now() + duration;
+    let mut frames = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    while frames.len() < max_frames {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let tv = libc::timeval {
+            tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_usec: libc::suseconds_t::from(left.subsec_micros().max(1)),
+        };
+        // SAFETY: valid socket fd; optval points to a timeval and optlen is its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                owned.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                ptr::from_ref(&tv).cast(),
+                socklen_of::<libc::timeval>(),
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `buf` is valid for writes of its length during the call.
+        let n = unsafe { libc::recv(owned.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        match usize::try_from(n) {
+            Ok(n) => frames.push(buf[..n.min(buf.len())].to_vec()),
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::Interrupted => {}
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(frames)
 }
 
 /// Send `count` copies of `payload` on the connected socket `sock` with one `sendmmsg(2)`

@@ -5,14 +5,14 @@
 //!
 //! Also: path MTU discovery through the tunnel (ICMP "fragmentation needed" from the VIP),
 //! a real server behind a router, and `lvsd realserver` leaving a host exactly as it found
-//! it, in both modes.
+//! it, in both modes, with IPv4 and with IPv6 VIPs (the IPv6 transfers are in ipv6.rs).
 
 // Helpers outside #[test] fns are not covered by clippy's allow-unwrap-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use lvs_lab::client;
@@ -323,14 +323,21 @@ fn tun_real_server_behind_a_router() {
 // ---------------------------------------------------------------------------------------
 // The helper leaves the host as it found it.
 
-/// Everything of a namespace the helper could touch: links, addresses, IPv4 routes and
-/// every `net.ipv4.conf.*` sysctl.
+/// Everything of a namespace the helper could touch: links, IPv4 and IPv6 addresses,
+/// IPv4 and IPv6 routes (without their use counters) and every `net.ipv4.conf.*` and
+/// `net.ipv6.conf.*` sysctl.
 fn host_snapshot(host: &Host) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     let addrs = host.addresses().expect("addresses");
     for a in addrs {
         m.insert(
             format!("addr {} {}/{}", a.ifname, a.addr, a.prefix),
+            String::new(),
+        );
+    }
+    for a in host.addresses6().expect("IPv6 addresses") {
+        m.insert(
+            format!("addr6 {} {}/{}", a.ifname, a.addr, a.prefix),
             String::new(),
         );
     }
@@ -343,12 +350,33 @@ fn host_snapshot(host: &Host) -> BTreeMap<String, String> {
         }
         let routes = fs::read_to_string("/proc/thread-self/net/route").expect("net/route");
         m.insert("routes".into(), routes);
-        for entry in fs::read_dir("/proc/sys/net/ipv4/conf").expect("conf dir") {
-            let dir = entry.expect("entry").path();
-            for f in fs::read_dir(&dir).expect("conf entries") {
-                let f = f.expect("entry").path();
-                if let Ok(v) = fs::read_to_string(&f) {
-                    m.insert(f.display().to_string(), v);
+        // dst dst_len src src_len next_hop metric refcnt use flags dev: the reference and use
+        // counters move with traffic; cached (RTF_CACHE) entries come and go with it.
+        let routes6 = fs::read_to_string("/proc/thread-self/net/ipv6_route").unwrap_or_default();
+        for line in routes6.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || u32::from_str_radix(f[8], 16).unwrap_or(0) & 0x0100_0000 != 0 {
+                continue;
+            }
+            m.insert(
+                format!(
+                    "route6 {} {} {} {} {} {} {}",
+                    f[0], f[1], f[2], f[3], f[4], f[8], f[9]
+                ),
+                String::new(),
+            );
+        }
+        for conf in ["/proc/sys/net/ipv4/conf", "/proc/sys/net/ipv6/conf"] {
+            let Ok(dirs) = fs::read_dir(conf) else {
+                continue;
+            };
+            for entry in dirs {
+                let dir = entry.expect("entry").path();
+                for f in fs::read_dir(&dir).expect("conf entries") {
+                    let f = f.expect("entry").path();
+                    if let Ok(v) = fs::read_to_string(&f) {
+                        m.insert(f.display().to_string(), v);
+                    }
                 }
             }
         }
@@ -443,4 +471,88 @@ fn realserver_helper_dr_leaves_the_host_as_found() {
 fn realserver_helper_tun_leaves_the_host_as_found() {
     require_root!();
     leaves_host_as_found("tun");
+}
+
+/// The IPv6 side of the same promise: in an IPv6 lab, `--vip 2001:db8:f::10` (and with
+/// an IPv4 VIP next to it) in TUN and DR mode adds the VIP as /128 (no ARP sysctl for an
+/// IPv6-only helper), creates the TUN device in TUN mode, and leaves links, addresses of
+/// both families, both routing tables and every IPv4 and IPv6 sysctl exactly as found.
+fn leaves_host_as_found6(mode: &str, vips: &[IpAddr]) {
+    let _serial = serial();
+    let lab = Lab::build(
+        LabSpec::new(NODE)
+            .ipv6(true)
+            .real_server(RealServerSpec::bare()),
+    )
+    .expect("building the lab");
+    lab.start_backends().expect("starting backends");
+    let rs = lab.real_server(1);
+    let before = host_snapshot(rs);
+    let words: Vec<String> = vips.iter().map(ToString::to_string).collect();
+    let mut args: Vec<&str> = Vec::new();
+    for w in &words {
+        args.extend(["--vip", w.as_str()]);
+    }
+    args.extend(["--mode", mode]);
+    let exe = lvs_lab::lvsd_binary().expect("lvsd binary");
+    let out = rs
+        .command(&exe)
+        .arg("realserver")
+        .args(&args)
+        .arg("--check")
+        .output()
+        .expect("running --check");
+    assert!(out.status.success(), "{out:?}");
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("would add 2001:db8:f::10/128 to lo"),
+        "{plan}"
+    );
+    let has_v4 = vips.iter().any(IpAddr::is_ipv4);
+    assert_eq!(plan.contains("arp_ignore"), has_v4, "{plan}");
+    assert_eq!(host_snapshot(rs), before, "--check changed the host");
+
+    let (p, logs) = lab
+        .start_realserver_helper(1, &args)
+        .expect("starting the helper");
+    let during = host_snapshot(rs);
+    let vip6 = lvs_lab::vip6(0);
+    assert!(rs.has_address(vip6).expect("addresses"), "VIP6 on lo");
+    assert!(
+        rs.addresses6()
+            .unwrap()
+            .iter()
+            .any(|a| a.addr == vip6 && a.prefix == 128 && a.ifname == "lo"),
+        "VIP6 as /128 on lo"
+    );
+    let tun_link = during.keys().any(|k| k.starts_with("link lvstun"));
+    assert_eq!(tun_link, mode == "tun", "TUN device only in tun mode");
+    let out = stop_helper(&p, &logs);
+    assert!(out.contains("removed 2001:db8:f::10/128 from lo"), "{out}");
+    let after = host_snapshot(rs);
+    let diff: Vec<_> = before
+        .iter()
+        .filter(|(k, v)| after.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .chain(after.keys().filter(|k| !before.contains_key(*k)).cloned())
+        .collect();
+    assert!(diff.is_empty(), "changed by the helper: {diff:?}\n{out}");
+}
+
+#[test]
+fn realserver_helper_dr6_leaves_the_host_as_found() {
+    require_root!();
+    leaves_host_as_found6("dr", &[IpAddr::V6(lvs_lab::vip6(0))]);
+}
+
+#[test]
+fn realserver_helper_tun6_leaves_the_host_as_found() {
+    require_root!();
+    leaves_host_as_found6("tun", &[IpAddr::V6(lvs_lab::vip6(0))]);
+}
+
+#[test]
+fn realserver_helper_tun_dual_stack_leaves_the_host_as_found() {
+    require_root!();
+    leaves_host_as_found6("tun", &[IpAddr::V4(vip(0)), IpAddr::V6(lvs_lab::vip6(0))]);
 }

@@ -211,7 +211,7 @@ fn both_elected(lab: &Lab, master: (usize, &LvsdProcess), backup: (usize, &LvsdP
         && state(backup.1) == VrrpState::Backup));
     // A backup that started after the master's last advert learns who the master is from
     // the next one (up to one advert interval later).
-    let want = Some(director_ext_addr(master.0));
+    let want = Some(std::net::IpAddr::from(director_ext_addr(master.0)));
     let named = wait_until(TAKEOVER, || {
         vrrp_info(backup.1).first().and_then(|i| i.master) == want
     });
@@ -443,7 +443,7 @@ fn spoofed_and_malformed_adverts_change_nothing() {
         .expect("sending");
     assert!(
         wait_until(TAKEOVER, || vrrp_info(&one)[0].master
-            == Some(Ipv4Addr::new(203, 0, 113, 1))
+            == Some(Ipv4Addr::new(203, 0, 113, 1).into())
             || state(&one) == VrrpState::Backup),
         "{:?}",
         vrrp_info(&one)
@@ -652,7 +652,7 @@ fn keepalived_interop(version: u8, unicast: bool) {
     }));
     let info = vrrp_info(&l);
     assert_eq!(info[0].state, VrrpState::Backup, "{info:?}\n{}", l.logs());
-    assert_eq!(info[0].master, Some(director_ext_addr(2)), "{info:?}");
+    assert_eq!(info[0].master, Some(director_ext_addr(2).into()), "{info:?}");
     assert_eq!(info[0].master_priority, Some(100), "{info:?}");
     assert!(holds(&lab, 2) && !holds(&lab, 1));
     // keepalived crashes: lvsd takes over and serves.

@@ -7,7 +7,7 @@
 //!   options is an option (`-Ln`, `--stats`, `-Z`, ...); subcommand lines pass unchanged.
 //! - Every parse error is a [`UsageError`] (exit status 2), never a panic.
 
-use std::net::SocketAddrV4;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -200,7 +200,7 @@ pub struct ConnsArgs {
     /// Only entries to this real server.
     #[arg(short = 'r', long = "real-server", value_name = "RIP:PORT")]
     pub real_server: Option<String>,
-    /// Only clients in this prefix (198.51.100.0/24 or one address).
+    /// Only clients in this prefix (198.51.100.0/24, 2001:db8:c::/64, or one address).
     #[arg(long, value_name = "PREFIX")]
     pub client: Option<String>,
     /// Only entries in this state (ESTABLISHED, TIME_WAIT, UDP, NONE for templates, ...).
@@ -359,14 +359,15 @@ pub struct AddServiceArgs {
     /// Persistence timeout in seconds.
     #[arg(short = 'p', long = "persistent", value_name = "SECS")]
     pub persistent: Option<u64>,
-    /// Persistence netmask (with -p; default 255.255.255.255).
+    /// Persistence granularity (with -p), as ipvsadm: a netmask for an IPv4 service
+    /// (default 255.255.255.255), a prefix length 1..=128 for an IPv6 one (default 128).
     #[arg(
         short = 'M',
         long = "netmask",
         value_name = "NETMASK",
         requires = "persistent"
     )]
-    pub netmask: Option<std::net::Ipv4Addr>,
+    pub netmask: Option<String>,
     /// Scheduler flags, comma-separated (sh-fallback, sh-port, mh-fallback, mh-port, ...).
     #[arg(short = 'b', long = "sched-flags", value_name = "FLAGS")]
     pub flags: Option<String>,
@@ -447,21 +448,57 @@ pub struct EventsArgs {
     pub interval: f64,
 }
 
-/// `VIP:PORT` of `protocol`.
+/// `VIP:PORT` of `protocol`: `203.0.113.10:80` or `[2001:db8:f::10]:80`.
 pub fn parse_service(protocol: Protocol, s: &str) -> Result<ServiceKey, UsageError> {
-    let sa: SocketAddrV4 = s.trim().parse().map_err(|_| {
-        UsageError(format!(
-            "`{s}` is not a virtual service VIP:PORT (e.g. 203.0.113.10:80; lvsd serves IPv4)"
-        ))
-    })?;
+    let sa = lvs_proto::parse_socket_addr(
+        s,
+        "a virtual service VIP:PORT",
+        "203.0.113.10:80",
+        "[2001:db8:f::10]:80",
+    )
+    .map_err(UsageError)?;
     Ok(ServiceKey {
         protocol,
-        vip: *sa.ip(),
+        vip: sa.ip(),
         port: sa.port(),
     })
 }
 
-/// A positional service: `VIP:PORT` (TCP), `tcp:VIP:PORT` or `udp:VIP:PORT`.
+/// `-M` of `add-service` for a service on `vip` (ipvsadm's rules): a dotted netmask for
+/// IPv4 (`255.255.255.0`), a prefix length 1..=128 for IPv6 (`64`). Answers the
+/// [`lvs_proto::PersistenceInfo`] fields `(netmask, prefix6)`; the other family's keeps
+/// its default.
+pub fn parse_persistence_mask(
+    vip: std::net::IpAddr,
+    s: Option<&str>,
+) -> Result<(Ipv4Addr, u8), UsageError> {
+    let Some(s) = s.map(str::trim) else {
+        return Ok((Ipv4Addr::BROADCAST, 128));
+    };
+    if vip.is_ipv6() {
+        match s.parse::<u8>() {
+            Ok(len) if (1..=128).contains(&len) => Ok((Ipv4Addr::BROADCAST, len)),
+            _ => Err(UsageError(format!(
+                "-M `{s}`: an IPv6 service takes a prefix length 1..=128 (e.g. -M 64)"
+            ))),
+        }
+    } else {
+        let mask: Ipv4Addr = s.parse().map_err(|_| {
+            UsageError(format!(
+                "-M `{s}`: an IPv4 service takes a netmask (e.g. -M 255.255.255.0)"
+            ))
+        })?;
+        // A netmask is ones then zeros.
+        let m = u32::from(mask);
+        if m.leading_ones() + m.trailing_zeros() != 32 {
+            return Err(UsageError(format!("-M `{s}` is not a netmask")));
+        }
+        Ok((mask, 128))
+    }
+}
+
+/// A positional service: `VIP:PORT` (TCP), `tcp:VIP:PORT` or `udp:VIP:PORT` (IPv6 in
+/// brackets: `tcp:[2001:db8:f::10]:80`).
 pub fn parse_positional_service(s: &str) -> Result<ServiceKey, UsageError> {
     let lower = s.to_ascii_lowercase();
     if let Some(rest) = lower.strip_prefix("udp:") {
@@ -473,16 +510,16 @@ pub fn parse_positional_service(s: &str) -> Result<ServiceKey, UsageError> {
     }
 }
 
-/// `RIP:PORT`.
+/// `RIP:PORT`: `192.0.2.11:80` or `[2001:db8:b::11]:80`.
 pub fn parse_real_server(s: &str) -> Result<RealServerKey, UsageError> {
-    s.trim()
-        .parse::<SocketAddrV4>()
-        .map(RealServerKey::from)
-        .map_err(|_| {
-            UsageError(format!(
-                "`{s}` is not a real server RIP:PORT (e.g. 192.0.2.11:80)"
-            ))
-        })
+    lvs_proto::parse_socket_addr(
+        s,
+        "a real server RIP:PORT",
+        "192.0.2.11:80",
+        "[2001:db8:b::11]:80",
+    )
+    .map(RealServerKey::from)
+    .map_err(UsageError)
 }
 
 /// A weight, 0..=65535 as ipvsadm accepts.
@@ -875,7 +912,85 @@ mod tests {
         );
         assert!(parse_weight("-1").is_err());
         assert!(parse_service(Protocol::Tcp, "203.0.113.10").is_err());
-        assert!(parse_service(Protocol::Tcp, "[2001:db8::1]:80").is_err());
         assert!(parse_real_server("192.0.2.11").is_err());
+    }
+
+    #[test]
+    fn ipv6_services_and_real_servers_parse_in_brackets() {
+        let vip: std::net::IpAddr = "2001:db8:f::10".parse().unwrap();
+        let rip: std::net::IpAddr = "2001:db8:b::11".parse().unwrap();
+        assert_eq!(
+            parse_service(Protocol::Tcp, "[2001:db8:f::10]:80"),
+            Ok(ServiceKey::tcp(vip, 80))
+        );
+        assert_eq!(
+            parse_positional_service("udp:[2001:db8:f::10]:53"),
+            Ok(ServiceKey::udp(vip, 53))
+        );
+        assert_eq!(
+            parse_positional_service("TCP:[2001:DB8:F::10]:80"),
+            Ok(ServiceKey::tcp(vip, 80))
+        );
+        assert_eq!(
+            parse_real_server("[2001:db8:b::11]:8080"),
+            Ok(RealServerKey::new(rip, 8080))
+        );
+        let e = parse_service(Protocol::Tcp, "2001:db8:f::10:80").unwrap_err();
+        assert!(e.0.contains("brackets"), "{e}");
+        assert!(parse_real_server("[2001:db8:b::11]").is_err());
+        let t = TargetArgs {
+            positional: vec![
+                "[2001:db8:f::10]:80".into(),
+                "[2001:db8:b::11]:80".into(),
+                "3".into(),
+            ],
+            ..TargetArgs::default()
+        };
+        assert_eq!(
+            resolve_target(&t, None, true),
+            Ok((
+                ServiceKey::tcp(vip, 80),
+                RealServerKey::new(rip, 80),
+                Some(3)
+            ))
+        );
+        // ipvsadm-style lines with IPv6 pass through the translation and clap.
+        for line in [
+            "lvsctl -Ln -t [2001:db8:f::10]:80",
+            "lvsctl -e -t [2001:db8:f::10]:80 -r [2001:db8:b::11]:80 -m -w 5",
+            "lvsctl -Z -u [2001:db8:f::10]:53",
+            "lvsctl simulate -t [2001:db8:f::10]:80 --client [2001:db8:c::10]:40000",
+            "lvsctl conns --client 2001:db8:c::/64",
+            "lvsctl add-service -t [2001:db8:f::10]:80 -s rr -m -p 300 -M 64",
+        ] {
+            let args: Vec<String> = line.split(' ').map(str::to_owned).collect();
+            let translated = translate_ipvsadm(&args).unwrap();
+            if let Err(e) = Cli::try_parse_from(&translated) {
+                panic!("{line}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn persistence_masks_follow_the_service_family() {
+        let v4: std::net::IpAddr = "203.0.113.10".parse().unwrap();
+        let v6: std::net::IpAddr = "2001:db8:f::10".parse().unwrap();
+        assert_eq!(
+            parse_persistence_mask(v4, None),
+            Ok((Ipv4Addr::BROADCAST, 128))
+        );
+        assert_eq!(
+            parse_persistence_mask(v4, Some("255.255.255.0")),
+            Ok((Ipv4Addr::new(255, 255, 255, 0), 128))
+        );
+        assert!(parse_persistence_mask(v4, Some("255.0.255.0")).is_err());
+        assert!(parse_persistence_mask(v4, Some("24")).is_err());
+        assert_eq!(
+            parse_persistence_mask(v6, Some("64")),
+            Ok((Ipv4Addr::BROADCAST, 64))
+        );
+        assert!(parse_persistence_mask(v6, Some("0")).is_err());
+        assert!(parse_persistence_mask(v6, Some("129")).is_err());
+        assert!(parse_persistence_mask(v6, Some("ffff:ffff::")).is_err());
     }
 }

@@ -31,7 +31,7 @@ use clap::Parser;
 use lvs_proto::tarpc::client::RpcError;
 use lvs_proto::tarpc::context;
 use lvs_proto::{
-    ApiError, ConnEntry, ConnQuery, ConnectError, DecisionInfo, Event, FlowSpec, Ipv4Prefix,
+    ApiError, ConnEntry, ConnQuery, ConnectError, DecisionInfo, Event, FlowSpec, IpPrefix,
     LvsControlClient, MAX_CONN_PAGE, ServiceInfo, ServiceKey,
 };
 use serde::Serialize;
@@ -39,8 +39,8 @@ use serde::Serialize;
 use self::args::{
     AddServerArgs, AddServiceArgs, Cli, Command, ConnsArgs, DecisionsArgs, DrainArgs, EventsArgs,
     KillArgs, ListArgs, SaveConfigArgs, SetWeightArgs, SimulateArgs, UsageError, ZeroArgs,
-    parse_positional_service, parse_real_server, resolve_target, resolve_target_weighted,
-    translate_ipvsadm,
+    parse_persistence_mask, parse_positional_service, parse_real_server, resolve_target,
+    resolve_target_weighted, translate_ipvsadm,
 };
 use crate::ipvsadm::{self, ListOptions, View};
 
@@ -488,7 +488,7 @@ fn conn_query(a: &ConnsArgs) -> Result<ConnQuery> {
             .client
             .as_deref()
             .map(|c| {
-                c.parse::<Ipv4Prefix>()
+                c.parse::<IpPrefix>()
                     .map_err(|e| CliError::Usage(format!("--client: {e}")))
             })
             .transpose()?,
@@ -658,12 +658,13 @@ async fn simulate(socket: &Path, a: &SimulateArgs, json: bool) -> Result<()> {
         }
         (Some(_), Some(p)) => return Err(CliError::Usage(format!("unexpected argument `{p}`"))),
     };
-    let client: std::net::SocketAddrV4 = a.client.trim().parse().map_err(|_| {
-        CliError::Usage(format!(
-            "--client `{}` is not IP:PORT (e.g. 198.51.100.7:40000)",
-            a.client
-        ))
-    })?;
+    let client = lvs_proto::parse_socket_addr(
+        &a.client,
+        "IP:PORT",
+        "198.51.100.7:40000",
+        "[2001:db8:c::10]:40000",
+    )
+    .map_err(|e| CliError::Usage(format!("--client {e}")))?;
     let flow = FlowSpec {
         protocol: service.protocol,
         client,
@@ -716,10 +717,11 @@ async fn add_service(socket: &Path, a: &AddServiceArgs, json: bool) -> Result<()
                 .collect()
         })
         .unwrap_or_default();
+    let (netmask, prefix6) = parse_persistence_mask(service.vip, a.netmask.as_deref())?;
     let persistence = a.persistent.map(|secs| lvs_proto::PersistenceInfo {
-        timeout_secs: secs,
-        netmask: a.netmask.unwrap_or(std::net::Ipv4Addr::BROADCAST),
-        quiescent_template_expire: false,
+        netmask,
+        prefix6,
+        ..lvs_proto::PersistenceInfo::new(secs)
     });
     let new = lvs_proto::NewService {
         service,
@@ -780,10 +782,10 @@ async fn kill(socket: &Path, a: &KillArgs, template: bool, json: bool) -> Result
     let client = a.client.trim();
     let d;
     let entry = if template {
-        let ip: std::net::Ipv4Addr = client.parse().map_err(|_| {
+        let ip: std::net::IpAddr = client.parse().map_err(|_| {
             CliError::Usage(format!(
-                "--client `{client}` is not an IPv4 address (a template's masked client, e.g. \
-                 198.51.100.0)"
+                "--client `{client}` is not an IP address (a template's masked client, e.g. \
+                 198.51.100.0 or 2001:db8:c::)"
             ))
         })?;
         d = Daemon::connect(socket).await?;
@@ -793,16 +795,18 @@ async fn kill(socket: &Path, a: &KillArgs, template: bool, json: bool) -> Result
         };
         d.answer(d.client.kill_template(context::current(), key).await)?
     } else {
-        let sa: std::net::SocketAddrV4 = client.parse().map_err(|_| {
-            CliError::Usage(format!(
-                "--client `{client}` is not IP:PORT (e.g. 198.51.100.7:40000)"
-            ))
-        })?;
+        let sa = lvs_proto::parse_socket_addr(
+            client,
+            "IP:PORT",
+            "198.51.100.7:40000",
+            "[2001:db8:c::10]:40000",
+        )
+        .map_err(|e| CliError::Usage(format!("--client {e}")))?;
         d = Daemon::connect(socket).await?;
         let key = lvs_proto::ConnKey {
             protocol: service.protocol,
             client: sa,
-            virt: std::net::SocketAddrV4::new(service.vip, service.port),
+            virt: service.socket_addr(),
         };
         d.answer(d.client.kill_connection(context::current(), key).await)?
     };

@@ -27,6 +27,7 @@ pub fn service_row(s: &ServiceInfo) -> ServiceRow {
         persistence: s.persistence.map(|p| Persistence {
             timeout_secs: u32::try_from(p.timeout_secs).unwrap_or(u32::MAX),
             netmask: p.netmask,
+            prefix6: p.prefix6,
         }),
         one_packet: s.one_packet,
         stats: s.counters,
@@ -98,10 +99,19 @@ pub fn health_rows(services: &[ServiceInfo]) -> Vec<HealthRow> {
         .collect()
 }
 
-/// `lvsctl health`: a header and one line per row.
+/// `lvsctl health`: a header and one line per row. The service and server columns widen
+/// to the longest entry (IPv6 addresses), so columns stay aligned.
 pub fn health_text(rows: &[HealthRow]) -> String {
+    let sw = rows
+        .iter()
+        .map(|r| r.service.to_string().len())
+        .fold(24, usize::max);
+    let rw = rows
+        .iter()
+        .map(|r| r.real_server.to_string().len())
+        .fold(21, usize::max);
     let mut out = format!(
-        "{:<24} {:<21} {:<5} {:<34} {:>9} {:>9} {:>8}  {}\n",
+        "{:<sw$} {:<rw$} {:<5} {:<34} {:>9} {:>9} {:>8}  {}\n",
         "Service", "Server", "State", "Check", "Latency", "Succ/Fail", "Next", "Last result"
     );
     for r in rows {
@@ -128,7 +138,7 @@ pub fn health_text(rows: &[HealthRow]) -> String {
         }
         let _ = writeln!(
             out,
-            "{:<24} {:<21} {:<5} {:<34} {:>9} {:>9} {:>8}  {}",
+            "{:<sw$} {:<rw$} {:<5} {:<34} {:>9} {:>9} {:>8}  {}",
             r.service.to_string(),
             r.real_server.to_string(),
             h.state.to_string(),
@@ -168,9 +178,9 @@ pub fn conn_row(c: &ConnEntry) -> ConnRow {
         protocol: c.protocol.ipvsadm_name().to_owned(),
         expires_secs: c.expires_in_ms / 1000,
         state: c.state.clone(),
-        client: SocketAddr::V4(c.client),
-        virt: SocketAddr::V4(c.virt),
-        dest: SocketAddr::V4(c.real),
+        client: c.client,
+        virt: c.virt,
+        dest: c.real,
     }
 }
 
@@ -362,7 +372,7 @@ pub fn decision_text(d: &DecisionInfo) -> String {
 }
 
 /// `SERVICE CLIENT -> RIP:PORT` and the reason, for `simulate`.
-pub fn simulate_text(client: &std::net::SocketAddrV4, r: &SimulateInfo) -> String {
+pub fn simulate_text(client: &SocketAddr, r: &SimulateInfo) -> String {
     let to = match r.real_server {
         Some(rs) => rs.to_string(),
         None => "none (no real server available: it would be dropped)".to_owned(),
@@ -410,7 +420,7 @@ pub fn drain_line(d: &DrainInfo) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::net::{IpAddr, Ipv4Addr};
 
     use lvs_proto::{
         Actor, ConnCursor, Counters, PersistenceInfo, Rates, RealServerKey, SchedulerKind,
@@ -421,7 +431,7 @@ mod tests {
 
     fn rs(last: u8, weight: u32, forwarding: Forwarding) -> RealServerInfo {
         RealServerInfo {
-            addr: Ipv4Addr::new(192, 0, 2, last),
+            addr: Ipv4Addr::new(192, 0, 2, last).into(),
             port: 80,
             forwarding,
             weight,
@@ -444,14 +454,13 @@ mod tests {
     fn api_services_list_like_ipvsadm() {
         let svc = ServiceInfo {
             protocol: Protocol::Tcp,
-            vip: Ipv4Addr::new(203, 0, 113, 10),
+            vip: Ipv4Addr::new(203, 0, 113, 10).into(),
             port: 80,
             scheduler: SchedulerKind::Wrr,
             flags: vec![],
             persistence: Some(PersistenceInfo {
-                timeout_secs: 300,
                 netmask: Ipv4Addr::new(255, 255, 255, 0),
-                quiescent_template_expire: false,
+                ..PersistenceInfo::new(300)
             }),
             one_packet: false,
             counters: Counters::default(),
@@ -478,7 +487,7 @@ mod tests {
 
     #[test]
     fn conn_entries_list_like_ipvsadm() {
-        let sa = |s: &str| s.parse::<SocketAddrV4>().unwrap();
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
         let entry = |client: &str, state: &str, ms: u64, template: bool| ConnEntry {
             protocol: Protocol::Tcp,
             client: sa(client),
@@ -491,11 +500,11 @@ mod tests {
             template,
             cursor: ConnCursor {
                 protocol: Protocol::Tcp,
-                vip: Ipv4Addr::new(203, 0, 113, 10),
+                vip: Ipv4Addr::new(203, 0, 113, 10).into(),
                 vport: 80,
-                client: *sa(client).ip(),
+                client: sa(client).ip(),
                 cport: sa(client).port(),
-                rip: Ipv4Addr::new(192, 0, 2, 11),
+                rip: Ipv4Addr::new(192, 0, 2, 11).into(),
                 rport: 80,
                 template,
                 id: 1,
@@ -514,6 +523,137 @@ mod tests {
              pro expire state       source             virtual            destination\n\
              TCP 14:59  ESTABLISHED 198.51.100.7:40000 203.0.113.10:80    192.0.2.11:80\n\
              TCP 05:59  NONE        198.51.100.0:0     203.0.113.10:80    192.0.2.11:80\n"
+        );
+    }
+
+    fn v6(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_services_and_connections_list_like_ipvsadm() {
+        let mut a = rs(11, 3, Forwarding::Nat);
+        a.addr = v6("2001:db8:b::11");
+        let mut b = rs(12, 1, Forwarding::Tun);
+        b.addr = v6("2001:db8:b::12");
+        let svc = ServiceInfo {
+            protocol: Protocol::Udp,
+            vip: v6("2001:db8:f::10"),
+            port: 53,
+            scheduler: SchedulerKind::Rr,
+            flags: vec![],
+            persistence: Some(PersistenceInfo {
+                prefix6: 64,
+                ..PersistenceInfo::new(60)
+            }),
+            one_packet: false,
+            counters: Counters::default(),
+            rates: Rates::default(),
+            real_servers: vec![b, a],
+            quorum: None,
+        };
+        let text = format_list(None, &[service_row(&svc)], ListOptions::default());
+        assert_eq!(
+            text.lines().skip(2).collect::<Vec<_>>(),
+            [
+                "UDP  [2001:db8:f::10]:53 rr persistent 60 mask 64",
+                "  -> [2001:db8:b::11]:80          Masq    3      11         2         ",
+                "  -> [2001:db8:b::12]:80          Tunnel  1      12         2         ",
+            ]
+        );
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let e = ConnEntry {
+            protocol: Protocol::Udp,
+            client: sa("[2001:db8:c::10]:5353"),
+            virt: sa("[2001:db8:f::10]:53"),
+            real: sa("[2001:db8:b::11]:53"),
+            forwarding: Forwarding::Nat,
+            state: "UDP".into(),
+            expires_in_ms: 59_999,
+            active: false,
+            template: false,
+            cursor: ConnCursor {
+                protocol: Protocol::Udp,
+                vip: v6("2001:db8:f::10"),
+                vport: 53,
+                client: v6("2001:db8:c::10"),
+                cport: 5353,
+                rip: v6("2001:db8:b::11"),
+                rport: 53,
+                template: false,
+                id: 9,
+            },
+        };
+        assert_eq!(
+            format_conns(&[conn_row(&e)], false).lines().nth(2),
+            Some(
+                "UDP 00:59  UDP         [2001:db8:c::10]:5353 [2001:db8:f::10]:53 [2001:db8:b::11]:53"
+            )
+        );
+        let d = DecisionInfo {
+            seq: 3,
+            at_unix_ms: 0,
+            service: svc.key(),
+            client: e.client,
+            real_server: Some(RealServerKey::new(v6("2001:db8:b::11"), 53)),
+            scheduler: SchedulerKind::Rr,
+            reason: "rr".into(),
+        };
+        assert_eq!(
+            decision_text(&d),
+            "3 1970-01-01T00:00:00.000Z udp [2001:db8:f::10]:53 [2001:db8:c::10]:5353 -> [2001:db8:b::11]:53\n    rr\n"
+        );
+    }
+
+    #[test]
+    fn health_columns_widen_for_ipv6() {
+        let row = |service: lvs_proto::ServiceKey, real_server: RealServerKey| HealthRow {
+            service,
+            real_server,
+            sorry: false,
+            in_service: true,
+            weight: 1,
+            health: lvs_proto::HealthInfo {
+                check: "tcp".into(),
+                state: lvs_proto::HealthState::Up,
+                since_unix_ms: 0,
+                successes: 1,
+                failures: 0,
+                rise: 1,
+                fall: 1,
+                interval_ms: 1000,
+                timeout_ms: 1000,
+                last: None,
+                next_in_ms: None,
+                checks_total: 1,
+                failures_total: 0,
+                inhibit_on_failure: false,
+                dynamic_weight: None,
+                passive: None,
+            },
+        };
+        let v4 = row(
+            lvs_proto::ServiceKey::tcp(Ipv4Addr::new(203, 0, 113, 10), 80),
+            RealServerKey::new(Ipv4Addr::new(192, 0, 2, 11), 80),
+        );
+        let long = row(
+            lvs_proto::ServiceKey::tcp(v6("2001:db8:f:ffff:ffff:ffff:ffff:10"), 8080),
+            RealServerKey::new(v6("2001:db8:b:ffff:ffff:ffff:ffff:11"), 8080),
+        );
+        // IPv4 alone: the usual columns.
+        let text = health_text(std::slice::from_ref(&v4));
+        assert!(text.starts_with(&format!("{:<24} {:<21} State", "Service", "Server")));
+        // With a long IPv6 row every line keeps its columns aligned.
+        let text = health_text(&[v4, long]);
+        let state_at: Vec<usize> = text
+            .lines()
+            .map(|l| l.find("State").or_else(|| l.find("UP")).unwrap())
+            .collect();
+        assert_eq!(state_at.len(), 3);
+        assert!(state_at.iter().all(|&c| c == state_at[0]), "{text}");
+        assert!(
+            text.contains("[2001:db8:b:ffff:ffff:ffff:ffff:11]:8080 UP"),
+            "{text}"
         );
     }
 

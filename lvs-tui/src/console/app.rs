@@ -19,13 +19,13 @@
 //!   so they are never stale when drawn.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 use lvs_proto::{
     ApiError, ConnCursor, ConnEntry, ConnKey, ConnPage, ConnQuery, DecisionInfo, DrainInfo, Event,
-    HealthState, Ipv4Prefix, MAX_CONN_PAGE, MAX_WEIGHT, RealServerInfo, RealServerKey, Role,
+    HealthState, IpPrefix, MAX_CONN_PAGE, MAX_WEIGHT, RealServerInfo, RealServerKey, Role,
     ServiceInfo, ServiceKey, TemplateKey, Topology, VrrpInstanceInfo, VrrpState, WeightChange,
 };
 
@@ -904,8 +904,8 @@ impl App {
             ConnSort::Listing => {}
             ConnSort::Expire => v.sort_by_key(|e| e.expires_in_ms),
             ConnSort::State => v.sort_by(|a, b| a.state.cmp(&b.state)),
-            ConnSort::Source => v.sort_by_key(|e| (*e.client.ip(), e.client.port())),
-            ConnSort::Destination => v.sort_by_key(|e| (*e.real.ip(), e.real.port())),
+            ConnSort::Source => v.sort_by_key(|e| (e.client.ip(), e.client.port())),
+            ConnSort::Destination => v.sort_by_key(|e| (e.real.ip(), e.real.port())),
         }
         if rev {
             v.reverse();
@@ -1848,10 +1848,10 @@ impl App {
                     Call::KillTemplate(TemplateKey {
                         service: ServiceKey {
                             protocol: entry.protocol,
-                            vip: *entry.virt.ip(),
+                            vip: entry.virt.ip(),
                             port: entry.virt.port(),
                         },
-                        client: *entry.client.ip(),
+                        client: entry.client.ip(),
                     })
                 } else {
                     Call::KillConnection(ConnKey {
@@ -2420,7 +2420,7 @@ impl App {
 }
 
 fn sort_reals(idx: &mut [usize], reals: &[RealServerInfo], sort: SvcSort, rev: bool) {
-    let key = |i: &usize| -> (u64, Ipv4Addr, u16) {
+    let key = |i: &usize| -> (u64, IpAddr, u16) {
         let r = &reals[*i];
         let n = match sort {
             SvcSort::Daemon | SvcSort::Address => 0,
@@ -2450,7 +2450,7 @@ fn sort_reals(idx: &mut [usize], reals: &[RealServerInfo], sort: SvcSort, rev: b
 }
 
 fn real_server_matches(r: &RealServerInfo, needle: &Needle) -> bool {
-    let addr = SocketAddrV4::new(r.addr, r.port).to_string();
+    let addr = r.key().to_string();
     contains(&addr, needle)
         || contains(r.forwarding.ipvsadm_name(), needle)
         || r.health
@@ -2571,16 +2571,17 @@ pub fn parse_conn_filter(text: &str) -> Result<ConnQuery, String> {
                 return Err(format!("`{w}` needs VIP:PORT after it"));
             };
             q.service = Some(format!("{w} {addr}").parse()?);
+        } else if w.contains('/') || w.parse::<IpAddr>().is_ok() {
+            // Before the service test: a bare IPv6 address has colons too.
+            q.client_prefix = Some(w.parse::<IpPrefix>()?);
         } else if w.contains(':') {
             q.service = Some(w.parse()?);
-        } else if w.contains('/') || w.parse::<Ipv4Addr>().is_ok() {
-            q.client_prefix = Some(w.parse::<Ipv4Prefix>()?);
         } else if w.chars().all(|c| c.is_ascii_alphabetic() || c == '_') {
             q.state = Some(w.to_ascii_uppercase());
         } else {
             return Err(format!(
-                "`{w}` is not a client prefix (198.51.100.0/24), state (ESTABLISHED) or \
-                 service (203.0.113.10:80)"
+                "`{w}` is not a client prefix (198.51.100.0/24, 2001:db8:c::/64), state \
+                 (ESTABLISHED) or service (203.0.113.10:80, [2001:db8:f::10]:80)"
             ));
         }
     }

@@ -13,13 +13,19 @@
 //!   them; nothing needed to act is pushed off screen.
 //! - Colours come from [`super::theme::Theme`] only; every state is also spelled in words
 //!   (UP, DOWN, DRAIN, OVERLOAD, MASTER), so the mono theme loses nothing.
+//! - Addresses of either family print as the API's types do (`203.0.113.10:80`,
+//!   `[2001:db8:f::10]:80`). Address columns keep the width the IPv4 layout always had and
+//!   widen to their longest entry when there is room ([`fit_columns`]); when there is not,
+//!   an address is shortened in its middle with `…` ([`fit_addr`]) so its port and both ends
+//!   of the address stay visible — never cut at the end, which would show a wrong port.
+//! - The forwarding word is ipvsadm's (`Masq`, `Route`, `Tunnel`) in every layout.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 use lvs_proto::{
-    Forwarding, HealthState, RealServerInfo, RealServerRoute, ServiceInfo, VrrpInstanceInfo,
-    VrrpState,
+    ConnEntry, Forwarding, HealthState, RealServerInfo, RealServerRoute, ServiceInfo,
+    VrrpInstanceInfo, VrrpState,
 };
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -88,6 +94,93 @@ pub fn draw(frame: &mut Frame, app: &App) {
 
 fn narrow(area: Rect) -> bool {
     area.width < 100
+}
+
+/// Column widths for address columns given as `(natural, floor)`: the longest text of the
+/// column and the width it has at least when there is room (what the IPv4 layout always
+/// used). When the wanted widths (`max(natural, floor)`) do not fit in `avail`, columns
+/// first give up padding down to their natural width, then the widest shrinks one at a
+/// time down to `min` (its entries are then shortened by [`fit_addr`]).
+pub(crate) fn fit_columns(cols: &[(usize, usize)], avail: usize, min: usize) -> Vec<usize> {
+    let mut w: Vec<usize> = cols.iter().map(|&(nat, floor)| nat.max(floor)).collect();
+    let total = |w: &[usize]| w.iter().sum::<usize>();
+    while total(&w) > avail {
+        // The column with the most padding gives one up.
+        let Some((i, pad)) = w
+            .iter()
+            .zip(cols)
+            .map(|(&w, &(nat, _))| w.saturating_sub(nat))
+            .enumerate()
+            .max_by_key(|&(i, pad)| (pad, std::cmp::Reverse(i)))
+        else {
+            break;
+        };
+        if pad == 0 {
+            break;
+        }
+        w[i] -= 1;
+    }
+    while total(&w) > avail {
+        let Some((i, &widest)) = w
+            .iter()
+            .enumerate()
+            .max_by_key(|&(i, &x)| (x, std::cmp::Reverse(i)))
+        else {
+            break;
+        };
+        if widest <= min {
+            break;
+        }
+        w[i] -= 1;
+    }
+    w
+}
+
+/// `text` (an address, `ADDR`, `ADDR:PORT` or `[ADDR]:PORT`, maybe after a prefix such as
+/// `  -> `) in at most `width` characters: unchanged when it fits; else the middle of the
+/// address gives way to `…`, keeping the prefix, the port and both ends of the address
+/// (`[2001:…c::10]:40000`). Too narrow even for that: cut with a final `…`.
+pub(crate) fn fit_addr(text: &str, width: usize) -> String {
+    let len = text.chars().count();
+    if len <= width {
+        return text.to_string();
+    }
+    let cut = |w: usize| -> String {
+        match w {
+            0 => String::new(),
+            w => text.chars().take(w - 1).chain(['…']).collect(),
+        }
+    };
+    if !text.is_ascii() {
+        return cut(width);
+    }
+    // Split into prefix, address and suffix (`]:PORT` or `:PORT`).
+    let (start, end) = if let Some(close) = text.rfind(']') {
+        match text[..close].rfind('[') {
+            Some(open) => (open + 1, close),
+            None => return cut(width),
+        }
+    } else {
+        let start = text.rfind(' ').map_or(0, |i| i + 1);
+        let end = match text[start..].matches(':').count() {
+            1 => text.rfind(':').unwrap_or(len),
+            _ => len,
+        };
+        (start, end)
+    };
+    let keep = width.saturating_sub(start + (len - end));
+    if keep < 5 {
+        return cut(width);
+    }
+    let head = (keep - 1) / 2;
+    let tail = keep - 1 - head;
+    format!(
+        "{}{}…{}{}",
+        &text[..start],
+        &text[start..start + head],
+        &text[end - tail..end],
+        &text[end..]
+    )
 }
 
 // ----- chrome -----
@@ -403,8 +496,30 @@ fn quorum_cell(app: &App, s: &ServiceInfo) -> (String, Style) {
     }
 }
 
+/// `TCP  203.0.113.10:80`, `TCP  [2001:db8:f::10]:80` (ipvsadm's service name).
 fn service_name(s: &ServiceInfo) -> String {
-    format!("{}  {}:{}", s.protocol.ipvsadm_name(), s.vip, s.port)
+    format!(
+        "{}  {}",
+        s.protocol.ipvsadm_name(),
+        std::net::SocketAddr::new(s.vip, s.port)
+    )
+}
+
+/// `  -> 192.0.2.11:80`, `  -> [2001:db8:b::11]:80` (ipvsadm's real-server line).
+fn real_name(r: &RealServerInfo) -> String {
+    format!("  -> {}", r.key())
+}
+
+/// The address column's text of a Services row.
+fn svc_row_name(app: &App, row: &SvcRow) -> Option<String> {
+    let (dir, svc) = match *row {
+        SvcRow::Service { dir, svc } | SvcRow::Real { dir, svc, .. } => (dir, svc),
+    };
+    let s = app.directors.get(dir)?.services.get(svc)?;
+    match *row {
+        SvcRow::Service { .. } => Some(service_name(s)),
+        SvcRow::Real { rs, .. } => s.real_servers.get(rs).map(real_name),
+    }
 }
 
 fn service_flags(s: &ServiceInfo) -> String {
@@ -461,7 +576,9 @@ fn draw_services(frame: &mut Frame, app: &App, area: Rect) {
     let n = narrow(area);
     let multi = app.directors.len() > 1;
     let wide = area.width >= 120;
-    let addr_w = if n { 22 } else { 26 };
+    // The address column: 22/26 as always, wider for long (IPv6) addresses while the trend
+    // keeps a few columns; it is set once the other columns are known.
+    let addr_floor: usize = if n { 22 } else { 26 };
     let mut widths: Vec<Constraint> = Vec::new();
     let mut header: Vec<&'static str> = Vec::new();
     if multi {
@@ -475,14 +592,16 @@ fn draw_services(frame: &mut Frame, app: &App, area: Rect) {
         widths.push(Constraint::Length(u16::try_from(w).unwrap_or(10)));
         header.push("Dir");
     }
-    widths.push(Constraint::Length(addr_w));
+    let addr_col = widths.len();
+    widths.push(Constraint::Length(0));
     header.push(if n {
         "Prot VIP:Port / -> RIP"
     } else {
         "Prot LocalAddress:Port"
     });
     let value_cols: Vec<(&'static str, u16)> = match app.columns {
-        Columns::Conns if n => vec![("Fwd", 5), ("Weight", 6), ("Active", 6), ("InAct", 6)],
+        // 6: ipvsadm's `Tunnel` fits (`Masq`, `Route` are narrower).
+        Columns::Conns if n => vec![("Fwd", 6), ("Weight", 6), ("Active", 6), ("InAct", 6)],
         Columns::Conns => {
             let mut v = vec![
                 ("Forward", 7),
@@ -531,6 +650,32 @@ fn draw_services(frame: &mut Frame, app: &App, area: Rect) {
     }
     header.push(if n { "Trend" } else { "CPS trend" });
     widths.push(Constraint::Min(0));
+    let rows_shown = app.table_rows();
+    let cursor = app.cursors[1];
+    let others: u16 = widths
+        .iter()
+        .map(|c| match c {
+            Constraint::Length(l) => *l + 1,
+            _ => 0,
+        })
+        .sum::<u16>()
+        + 1;
+    let natural = app
+        .svc_rows
+        .iter()
+        .skip(cursor.offset)
+        .take(rows_shown)
+        .filter_map(|row| svc_row_name(app, row))
+        .map(|s| s.chars().count())
+        .max()
+        .unwrap_or(0);
+    const MIN_TREND: usize = 6;
+    let avail = usize::from(area.width.saturating_sub(others)).saturating_sub(MIN_TREND);
+    let addr_w = fit_columns(&[(natural, addr_floor)], avail.max(addr_floor), addr_floor)
+        .first()
+        .copied()
+        .unwrap_or(addr_floor);
+    widths[addr_col] = Constraint::Length(u16::try_from(addr_w).unwrap_or(u16::MAX));
     let fixed: u16 = widths
         .iter()
         .map(|c| match c {
@@ -540,8 +685,6 @@ fn draw_services(frame: &mut Frame, app: &App, area: Rect) {
         .sum();
     let spark_w = usize::from(area.width.saturating_sub(fixed)).min(60);
 
-    let rows_shown = app.table_rows();
-    let cursor = app.cursors[1];
     let mut rows = Vec::with_capacity(rows_shown);
     for (i, row) in app
         .svc_rows
@@ -568,7 +711,7 @@ fn draw_services(frame: &mut Frame, app: &App, area: Rect) {
         match *row {
             SvcRow::Service { .. } => {
                 style = t.service;
-                cells.push(Cell::from(service_name(s)));
+                cells.push(Cell::from(fit_addr(&service_name(s), addr_w)));
                 match app.columns {
                     Columns::Conns => {
                         cells.push(Cell::from(s.scheduler.name()));
@@ -618,10 +761,10 @@ fn draw_services(frame: &mut Frame, app: &App, area: Rect) {
                 let Some(r) = s.real_servers.get(rs) else {
                     continue;
                 };
-                cells.push(Cell::from(format!("  -> {}:{}", r.addr, r.port)));
+                cells.push(Cell::from(fit_addr(&real_name(r), addr_w)));
                 match app.columns {
                     Columns::Conns => {
-                        cells.push(Cell::from(fwd_word(r.forwarding, n)));
+                        cells.push(Cell::from(r.forwarding.ipvsadm_name()));
                         cells.push(Cell::from(r.weight.to_string()));
                         cells.push(Cell::from(num(app, u64::from(r.active))));
                         cells.push(Cell::from(num(app, u64::from(r.inactive))));
@@ -730,10 +873,15 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect) {
         Span::raw(format!(" {} ", service_flags(s))),
     ];
     if let Some(p) = &s.persistence {
+        // ipvsadm's spelling: a netmask for IPv4, a prefix length for IPv6.
+        let mask = if s.vip.is_ipv6() {
+            p.prefix6.to_string()
+        } else {
+            p.netmask.to_string()
+        };
         l1.push(Span::styled(
             format!(
-                " mask {}{}",
-                p.netmask,
+                " mask {mask}{}",
                 if p.quiescent_template_expire {
                     ", quiescent templates expire"
                 } else {
@@ -777,8 +925,7 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect) {
                 q.quorum,
                 q.hysteresis,
                 match sorry {
-                    Some(r) if r.in_service =>
-                        format!(" — sorry server {}:{} serves", r.addr, r.port),
+                    Some(r) if r.in_service => format!(" — sorry server {} serves", r.key()),
                     _ => " — nothing serves this service".to_string(),
                 }
             ),
@@ -815,10 +962,36 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect) {
             "To flip",
         ]
     };
+    let cursor = app.detail_cursor;
+    let rows_shown = usize::from(table_area.height.saturating_sub(1));
+    // The address column as in the Services view: its usual width, wider for IPv6 while
+    // the last result keeps 10 columns (narrow) or the table's fixed columns fit (wide).
+    let addr_floor: usize = if n { 20 } else { 22 };
+    // The other columns' widths (the Min ones at their minimum) and the spaces between.
+    let others: usize = if n {
+        6 + 5 + 6 + 6 + 8 + 10 + 5 + 7
+    } else {
+        7 + 6 + 7 + 7 + 9 + 24 + 16 + 8 + 6 + 9 + 10
+    };
+    let natural = s
+        .real_servers
+        .iter()
+        .skip(cursor.offset)
+        .take(rows_shown)
+        .map(|r| real_name(r).chars().count())
+        .max()
+        .unwrap_or(0);
+    let avail = usize::from(table_area.width).saturating_sub(others);
+    let addr_w = fit_columns(&[(natural, addr_floor)], avail.max(addr_floor), addr_floor)
+        .first()
+        .copied()
+        .unwrap_or(addr_floor);
+    let addr_c = Constraint::Length(u16::try_from(addr_w).unwrap_or(u16::MAX));
     let widths: Vec<Constraint> = if n {
         vec![
-            Constraint::Length(20),
-            Constraint::Length(5),
+            addr_c,
+            // ipvsadm's `Tunnel` fits.
+            Constraint::Length(6),
             Constraint::Length(5),
             Constraint::Length(6),
             Constraint::Length(6),
@@ -828,7 +1001,7 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect) {
         ]
     } else {
         vec![
-            Constraint::Length(22),
+            addr_c,
             Constraint::Length(7),
             Constraint::Length(6),
             Constraint::Length(7),
@@ -841,8 +1014,6 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect) {
             Constraint::Length(9),
         ]
     };
-    let cursor = app.detail_cursor;
-    let rows_shown = usize::from(table_area.height.saturating_sub(1));
     let mut rows = Vec::new();
     for (i, r) in s
         .real_servers
@@ -875,8 +1046,8 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect) {
             .map(|ms| duration_text(ms.div_ceil(1000) * 1000))
             .unwrap_or_else(|| "-".into());
         let mut cells = vec![
-            Cell::from(format!("  -> {}:{}", r.addr, r.port)),
-            Cell::from(fwd_word(r.forwarding, n)),
+            Cell::from(fit_addr(&real_name(r), addr_w)),
+            Cell::from(r.forwarding.ipvsadm_name()),
             Cell::from(r.weight.to_string()),
             Cell::from(num(app, u64::from(r.active))),
             Cell::from(num(app, u64::from(r.inactive))),
@@ -925,7 +1096,7 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect) {
             let max = data.iter().copied().max().unwrap_or(0);
             let span = duration_text(app.interval_ms.saturating_mul(data.len() as u64));
             (
-                format!(" CPS of {}:{} · last {span} · max {max} ", r.addr, r.port),
+                format!(" CPS of {} · last {span} · max {max} ", r.key()),
                 data,
             )
         }
@@ -955,10 +1126,15 @@ fn latency(us: u64) -> String {
 /// One line of the Topology view (built cheaply for all, rendered only when visible).
 enum TopoLine<'a> {
     Director(&'a Director),
+    /// All interfaces and the DIPs on one line.
     Interfaces(&'a Director),
+    /// One interface per line, when they do not fit on one (IPv6 adds addresses).
+    Interface(&'a lvs_proto::InterfaceInfo),
+    /// The DIPs, after one line per interface.
+    Dips(&'a Director),
     Vip {
         dir: &'a Director,
-        vip: std::net::Ipv4Addr,
+        vip: std::net::IpAddr,
     },
     Service {
         s: &'a ServiceInfo,
@@ -970,6 +1146,8 @@ enum TopoLine<'a> {
         r: &'a RealServerInfo,
         last_svc: bool,
         last: bool,
+        /// The address column's width (the same for the director's real servers).
+        addr_w: usize,
     },
     Note(&'static str),
     Blank,
@@ -980,8 +1158,25 @@ fn topology_model(app: &App) -> Vec<TopoLine<'_>> {
     let mut out = Vec::new();
     for d in &app.directors {
         out.push(TopoLine::Director(d));
-        out.push(TopoLine::Interfaces(d));
-        let mut vips: Vec<std::net::Ipv4Addr> = d
+        match &d.topology {
+            Some(top) if interfaces_text_len(top) > usize::from(app.size.0) => {
+                out.extend(top.interfaces.iter().map(TopoLine::Interface));
+                if !top.dips.is_empty() {
+                    out.push(TopoLine::Dips(d));
+                }
+            }
+            _ => out.push(TopoLine::Interfaces(d)),
+        }
+        // 21 as always, or one more than the longest address (IPv6).
+        let addr_w = d
+            .services
+            .iter()
+            .flat_map(|s| &s.real_servers)
+            // An IPv4 RIP:PORT is at most 21 characters; only IPv6 needs measuring.
+            .filter(|r| r.addr.is_ipv6())
+            .map(|r| r.key().to_string().len() + 1)
+            .fold(21, usize::max);
+        let mut vips: Vec<std::net::IpAddr> = d
             .topology
             .as_ref()
             .map(|t| t.vips.iter().map(|v| v.addr).collect())
@@ -1023,6 +1218,7 @@ fn topology_model(app: &App) -> Vec<TopoLine<'_>> {
                         r,
                         last_svc,
                         last: j + 1 == m,
+                        addr_w,
                     });
                 }
             }
@@ -1037,7 +1233,29 @@ pub fn topology_line_count(app: &App) -> usize {
     topology_model(app).len()
 }
 
-fn vrrp_of_vip(d: &Director, vip: std::net::Ipv4Addr) -> Option<&VrrpInstanceInfo> {
+/// The length of the one-line interfaces text (see [`topo_line`]).
+fn interfaces_text_len(top: &lvs_proto::Topology) -> usize {
+    let ifaces: usize = top
+        .interfaces
+        .iter()
+        .map(|i| interface_text(i).chars().count() + 3)
+        .sum();
+    let dips: usize = top.dips.iter().map(|a| a.to_string().len() + 2).sum();
+    "   interfaces ".len() + ifaces + if dips > 0 { "   DIP ".len() + dips } else { 0 }
+}
+
+/// `eth0 203.0.113.2,2001:db8:f::2,fe80::1`.
+fn interface_text(i: &lvs_proto::InterfaceInfo) -> String {
+    let addrs: Vec<String> = i.addresses.iter().map(ToString::to_string).collect();
+    format!("{} {}", i.name, addrs.join(","))
+}
+
+fn dips_text(top: &lvs_proto::Topology) -> String {
+    let dips: Vec<String> = top.dips.iter().map(ToString::to_string).collect();
+    dips.join(", ")
+}
+
+fn vrrp_of_vip(d: &Director, vip: std::net::IpAddr) -> Option<&VrrpInstanceInfo> {
     d.vrrp
         .as_ref()?
         .iter()
@@ -1098,13 +1316,11 @@ fn topo_line<'a>(app: &App, line: &TopoLine<'a>) -> Line<'a> {
                     if i > 0 {
                         spans.push(Span::styled(" · ", t.dim));
                     }
-                    let addrs: Vec<String> = ifc.addresses.iter().map(|a| a.to_string()).collect();
-                    spans.push(Span::raw(format!("{} {}", ifc.name, addrs.join(","))));
+                    spans.push(Span::raw(interface_text(ifc)));
                 }
                 if !top.dips.is_empty() {
-                    let dips: Vec<String> = top.dips.iter().map(|a| a.to_string()).collect();
                     spans.push(Span::styled("   DIP ", t.dim));
-                    spans.push(Span::raw(dips.join(", ")));
+                    spans.push(Span::raw(dips_text(top)));
                 }
                 Line::from(spans)
             }
@@ -1113,6 +1329,14 @@ fn topo_line<'a>(app: &App, line: &TopoLine<'a>) -> Line<'a> {
                 t.dim,
             )),
         },
+        TopoLine::Interface(ifc) => Line::from(vec![
+            Span::styled("   interface ", t.dim),
+            Span::raw(interface_text(ifc)),
+        ]),
+        TopoLine::Dips(d) => Line::from(vec![
+            Span::styled("   DIP ", t.dim),
+            Span::raw(d.topology.as_ref().map(dips_text).unwrap_or_default()),
+        ]),
         TopoLine::Vip { dir, vip } => {
             let info = dir
                 .topology
@@ -1163,6 +1387,7 @@ fn topo_line<'a>(app: &App, line: &TopoLine<'a>) -> Line<'a> {
             r,
             last_svc,
             last,
+            addr_w,
         } => {
             let trunk = if *last_svc { "      " } else { "   │  " };
             let branch = if *last { "└─ " } else { "├─ " };
@@ -1178,7 +1403,7 @@ fn topo_line<'a>(app: &App, line: &TopoLine<'a>) -> Line<'a> {
                     ),
                 ),
                 Forwarding::Dr => ("Route", format!("→ {via} MAC →")),
-                Forwarding::Tun => ("Tunnel", format!("→ {via} IPIP →")),
+                Forwarding::Tun => ("Tunnel", format!("→ {via} {} →", tunnel_kind(s, r))),
             };
             let wide = app.size.0 >= 110;
             let (h, hs) = health_cell(app, r);
@@ -1206,7 +1431,7 @@ fn topo_line<'a>(app: &App, line: &TopoLine<'a>) -> Line<'a> {
                     },
                     t.dim,
                 ),
-                Span::raw(format!("{:<21}", format!("{}:{}", r.addr, r.port))),
+                Span::raw(format!("{:<addr_w$}", r.key().to_string())),
                 Span::raw(format!("w{:<5}", r.weight)),
                 Span::styled(format!("{h:<5}"), hs),
             ];
@@ -1226,12 +1451,14 @@ fn topo_line<'a>(app: &App, line: &TopoLine<'a>) -> Line<'a> {
     }
 }
 
-/// ipvsadm's `Forward` word; in the narrow layouts (a 5-character column) `Tunnel` is
-/// shortened to `Tun`.
-fn fwd_word(f: Forwarding, narrow: bool) -> &'static str {
-    match (narrow, f) {
-        (true, Forwarding::Tun) => "Tun",
-        (_, f) => f.ipvsadm_name(),
+/// The encapsulation of a tunnelled real server, by the families of the VIP (inner) and
+/// the real server (outer): `IPIP`, `IP6IP6`, `4in6`, `6in4`.
+fn tunnel_kind(s: &ServiceInfo, r: &RealServerInfo) -> &'static str {
+    match (s.vip.is_ipv6(), r.addr.is_ipv6()) {
+        (false, false) => "IPIP",
+        (true, true) => "IP6IP6",
+        (false, true) => "4in6",
+        (true, false) => "6in4",
     }
 }
 
@@ -1276,6 +1503,35 @@ fn draw_decisions(frame: &mut Frame, app: &App, area: Rect) {
     let area = info_line(frame, app, area, spans);
     let multi = app.directors.len() > 1;
     let n = narrow(area);
+    let cursor = app.cursors[2];
+    let to_text = |d: &lvs_proto::DecisionInfo| {
+        d.real_server
+            .map_or_else(|| "dropped".to_string(), |r| format!("-> {r}"))
+    };
+    // Address columns: their usual widths (24, 21, 21), wider for IPv6 while the reason
+    // keeps 10 columns, else shortened in the middle.
+    let visible = || rows_all.iter().skip(cursor.offset).take(app.table_rows());
+    let longest = |f: &dyn Fn(&lvs_proto::DecisionInfo) -> String| {
+        visible()
+            .map(|(_, d)| f(d).chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let mut cols = Vec::new();
+    if !n {
+        cols.push((longest(&|d| d.service.to_string()), 24));
+    }
+    cols.push((longest(&|d| d.client.to_string()), 21));
+    cols.push((longest(&to_text), 21));
+    let fixed = 8 + if multi { 9 } else { 0 } + 6 + 10 + cols.len();
+    let fitted = fit_columns(&cols, usize::from(area.width).saturating_sub(fixed), 14);
+    let col_w = |i: usize| fitted.get(i).copied().unwrap_or(21);
+    let (svc_w, client_w, to_w) = if n {
+        (0, col_w(0), col_w(1))
+    } else {
+        (col_w(0), col_w(1), col_w(2))
+    };
+    let len = |w: usize| Constraint::Length(u16::try_from(w).unwrap_or(u16::MAX));
     let mut header = vec!["Time"];
     let mut widths = vec![Constraint::Length(8)];
     if multi {
@@ -1284,16 +1540,15 @@ fn draw_decisions(frame: &mut Frame, app: &App, area: Rect) {
     }
     if !n {
         header.push("Service");
-        widths.push(Constraint::Length(24));
+        widths.push(len(svc_w));
     }
     header.extend(["Client", "-> Real server", "Sched", "Reason"]);
     widths.extend([
-        Constraint::Length(21),
-        Constraint::Length(21),
+        len(client_w),
+        len(to_w),
         Constraint::Length(5),
         Constraint::Min(10),
     ]);
-    let cursor = app.cursors[2];
     let rows: Vec<Row> = rows_all
         .iter()
         .enumerate()
@@ -1310,11 +1565,11 @@ fn draw_decisions(frame: &mut Frame, app: &App, area: Rect) {
                 ));
             }
             if !n {
-                cells.push(Cell::from(d.service.to_string()));
+                cells.push(Cell::from(fit_addr(&d.service.to_string(), svc_w)));
             }
-            cells.push(Cell::from(d.client.to_string()));
+            cells.push(Cell::from(fit_addr(&d.client.to_string(), client_w)));
             cells.push(match d.real_server {
-                Some(r) => Cell::from(format!("-> {r}")),
+                Some(_) => Cell::from(fit_addr(&to_text(d), to_w)),
                 None => Cell::from(Span::styled("dropped", t.bad)),
             });
             cells.push(Cell::from(d.scheduler.name()));
@@ -1388,17 +1643,35 @@ fn draw_connections(frame: &mut Frame, app: &App, area: Rect) {
         spans.push(Span::styled(format!(" · {e}"), t.bad));
     }
     let area = info_line(frame, app, area, spans);
+    let elapsed = app.now_ms.saturating_sub(c.fetched_ms);
+    let entries = app.conn_entries();
+    // Source and virtual keep their usual 21 columns and widen for IPv6 while the
+    // destination fits; on a narrow screen the three give way together (shortened in the
+    // middle: the ports stay).
+    let visible = || entries.iter().skip(c.cursor.offset).take(app.table_rows());
+    let longest = |f: &dyn Fn(&ConnEntry) -> std::net::SocketAddr| {
+        visible().map(|e| f(e).to_string().len()).max().unwrap_or(0)
+    };
+    let fitted = fit_columns(
+        &[
+            (longest(&|e| e.client), 21),
+            (longest(&|e| e.virt), 21),
+            (longest(&|e| e.real), 0),
+        ],
+        usize::from(area.width).saturating_sub(3 + 6 + 11 + 5),
+        12,
+    );
+    let col_w = |i: usize| fitted.get(i).copied().unwrap_or(21);
+    let (src_w, virt_w, dest_w) = (col_w(0), col_w(1), col_w(2));
     let widths = [
         Constraint::Length(3),
         Constraint::Length(6),
         Constraint::Length(11),
-        Constraint::Length(21),
-        Constraint::Length(21),
+        Constraint::Length(u16::try_from(src_w).unwrap_or(u16::MAX)),
+        Constraint::Length(u16::try_from(virt_w).unwrap_or(u16::MAX)),
         Constraint::Min(15),
     ];
     let header = ["pro", "expire", "state", "source", "virtual", "destination"];
-    let elapsed = app.now_ms.saturating_sub(c.fetched_ms);
-    let entries = app.conn_entries();
     let rows: Vec<Row> = entries
         .iter()
         .enumerate()
@@ -1416,11 +1689,11 @@ fn draw_connections(frame: &mut Frame, app: &App, area: Rect) {
                 Cell::from(e.protocol.ipvsadm_name()),
                 Cell::from(expire_mmss(left)),
                 Cell::from(Span::styled(e.state.clone(), state_style)),
-                Cell::from(e.client.to_string()),
-                Cell::from(e.virt.to_string()),
+                Cell::from(fit_addr(&e.client.to_string(), src_w)),
+                Cell::from(fit_addr(&e.virt.to_string(), virt_w)),
                 Cell::from(format!(
                     "{}{}",
-                    e.real,
+                    fit_addr(&e.real.to_string(), dest_w),
                     if e.template && !narrow(area) {
                         " (persistence template)"
                     } else {
@@ -1525,6 +1798,29 @@ fn draw_vrrp(frame: &mut Frame, app: &App, area: Rect) {
             "Rejected",
         ]
     };
+    // The master's address: 15 as for IPv4, wider for an IPv6 one (link-local over
+    // IPv6) while the last column keeps its minimum.
+    let master_nat = app
+        .vrrp_rows()
+        .iter()
+        .filter_map(|(_, i)| i.master)
+        .map(|m| m.to_string().len())
+        .max()
+        .unwrap_or(0);
+    let others = if n {
+        8 + 9 + 4 + 7 + 5 + 13 + 5 + 7
+    } else {
+        10 + 10 + 6 + 4 + 1 + 7 + 7 + 5 + 15 + 8 + 5 + 20 + 16 + 13
+    };
+    let master_w = fit_columns(
+        &[(master_nat, 15)],
+        usize::from(area.width).saturating_sub(others).max(15),
+        15,
+    )
+    .first()
+    .copied()
+    .unwrap_or(15);
+    let master_c = Constraint::Length(u16::try_from(master_w).unwrap_or(u16::MAX));
     let widths: Vec<Constraint> = if n {
         vec![
             Constraint::Length(8),
@@ -1532,7 +1828,7 @@ fn draw_vrrp(frame: &mut Frame, app: &App, area: Rect) {
             Constraint::Length(4),
             Constraint::Length(7),
             Constraint::Length(5),
-            Constraint::Length(15),
+            master_c,
             Constraint::Length(13),
             Constraint::Min(5),
         ]
@@ -1545,7 +1841,7 @@ fn draw_vrrp(frame: &mut Frame, app: &App, area: Rect) {
             Constraint::Length(1),
             Constraint::Length(7),
             Constraint::Length(7),
-            Constraint::Length(15),
+            master_c,
             Constraint::Length(5),
             Constraint::Length(15),
             Constraint::Length(8),
@@ -1568,7 +1864,9 @@ fn draw_vrrp(frame: &mut Frame, app: &App, area: Rect) {
             } else {
                 format!("{}/{}", i.effective_priority, i.priority)
             };
-            let master = i.master.map_or_else(|| "-".to_string(), |m| m.to_string());
+            let master = i
+                .master
+                .map_or_else(|| "-".to_string(), |m| fit_addr(&m.to_string(), master_w));
             let adverts = format!("{}/{}", group(i.adverts_sent), group(i.adverts_received));
             let state = Span::styled(i.state.to_string(), vrrp_style(app, i.state));
             let cells: Vec<Cell> = if n {
@@ -2092,4 +2390,62 @@ fn draw_help(frame: &mut Frame, app: &App, scroll: u16, area: Rect) {
         .title(" Help · j/k scroll · any other key closes ")
         .style(th.dialog);
     frame.render_widget(Paragraph::new(lines).block(block).scroll((scroll, 0)), r);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fit_addr, fit_columns};
+
+    #[test]
+    fn addresses_shorten_in_the_middle_keeping_the_port() {
+        assert_eq!(fit_addr("192.0.2.11:80", 21), "192.0.2.11:80");
+        assert_eq!(
+            fit_addr("[2001:db8:c::10]:40000", 22),
+            "[2001:db8:c::10]:40000"
+        );
+        assert_eq!(
+            fit_addr("[2001:db8:c::10]:40000", 19),
+            "[2001:…c::10]:40000"
+        );
+        assert_eq!(
+            fit_addr("  -> [2001:db8:b::11]:80", 20),
+            "  -> [2001…b::11]:80"
+        );
+        assert_eq!(fit_addr("TCP  203.0.113.10:80", 16), "TCP  203…3.10:80");
+        assert_eq!(fit_addr("2001:db8:b:ffff::11", 12), "2001:…ff::11");
+        assert_eq!(fit_addr("fe80::200:ff:fe00:102", 15), "fe80::2…e00:102");
+        // Too narrow for both ends: cut with an ellipsis (never a silent wrong port).
+        assert_eq!(fit_addr("[2001:db8:c::10]:40000", 10), "[2001:db8…");
+        assert_eq!(fit_addr("[2001:db8:c::10]:40000", 0), "");
+        for w in 0..30 {
+            let s = fit_addr("[2001:db8:c::10]:40000", w);
+            assert!(s.chars().count() <= w, "{w}: {s}");
+        }
+    }
+
+    #[test]
+    fn columns_keep_their_floor_when_there_is_room_and_shrink_together() {
+        // IPv4: natural widths under the floors, room enough: the floors.
+        assert_eq!(
+            fit_columns(&[(17, 21), (15, 21), (13, 0)], 55, 12),
+            [21, 21, 13]
+        );
+        // IPv6 with room: the natural widths.
+        assert_eq!(
+            fit_columns(&[(22, 21), (19, 21), (19, 0)], 100, 12),
+            [22, 21, 19]
+        );
+        // Too little room: padding goes first, then the widest shrink.
+        assert_eq!(
+            fit_columns(&[(22, 21), (19, 21), (19, 0)], 60, 12),
+            [22, 19, 19]
+        );
+        assert_eq!(
+            fit_columns(&[(22, 21), (19, 21), (19, 0)], 55, 12),
+            [18, 18, 19]
+        );
+        // Never below the minimum, even when that does not fit.
+        assert_eq!(fit_columns(&[(40, 21), (40, 21)], 10, 12), [12, 12]);
+        assert_eq!(fit_columns(&[], 10, 12), Vec::<usize>::new());
+    }
 }

@@ -58,6 +58,7 @@ fn spec_example() -> Vec<ServiceRow> {
     web.persistence = Some(Persistence {
         timeout_secs: 50,
         netmask: Ipv4Addr::BROADCAST,
+        prefix6: 128,
     });
     let fwm = service(
         ServiceKey::Fwmark {
@@ -194,6 +195,7 @@ fn flags_mask_and_ops_follow_the_scheduler() {
     svc.persistence = Some(Persistence {
         timeout_secs: 300,
         netmask: Ipv4Addr::new(255, 255, 255, 0),
+        prefix6: 128,
     });
     svc.one_packet = true;
     let text = format_list(None, &[svc], ListOptions::default());
@@ -338,6 +340,7 @@ fn thresholds_and_persistent_conn_views() {
     svc.persistence = Some(Persistence {
         timeout_secs: 360,
         netmask: Ipv4Addr::BROADCAST,
+        prefix6: 128,
     });
     let thresholds = format_list(
         None,
@@ -393,6 +396,85 @@ fn ipv6_names_are_bracketed_and_not_truncated() {
             "TCP  [2001:db8:ffff:ffff:ffff:ffff:ffff:1]:443 rr",
             "  -> [2001:db8:ffff:ffff:ffff:ffff:ffff:2]:443 Route   1      0          0         ",
         ]
+    );
+}
+
+#[test]
+fn ipv6_lab_service_lists_as_ipvsadm_does() {
+    // ipvsadm prints IPv6 with brackets and never truncates it; a name longer than its
+    // column pushes the rest of the line right, keeping one space between columns.
+    let mut svc = service(
+        ServiceKey::Tcp(sa("[2001:db8:f::10]:80")),
+        "wrr",
+        vec![
+            dest("[2001:db8:b::12]:80", Forward::Masq, 2),
+            dest("[2001:db8:b::11]:80", Forward::Masq, 3),
+            dest("[2001:db8:b::13]:8080", Forward::Tunnel, 1),
+        ],
+    );
+    svc.persistence = Some(Persistence {
+        timeout_secs: 300,
+        // Ignored for an IPv6 service (IPVS keeps one field: the prefix length here).
+        netmask: Ipv4Addr::new(255, 255, 255, 0),
+        prefix6: 64,
+    });
+    let v4 = service(
+        ServiceKey::Tcp(sa("203.0.113.10:80")),
+        "rr",
+        vec![dest("192.0.2.11:80", Forward::Route, 1)],
+    );
+    let text = format_list(None, &[svc.clone(), v4], ListOptions::default());
+    assert_eq!(
+        text.lines().skip(2).collect::<Vec<_>>(),
+        [
+            // AF_INET sorts before AF_INET6.
+            "TCP  203.0.113.10:80 rr",
+            "  -> 192.0.2.11:80                Route   1      0          0         ",
+            "TCP  [2001:db8:f::10]:80 wrr persistent 300 mask 64",
+            "  -> [2001:db8:b::11]:80          Masq    3      0          0         ",
+            "  -> [2001:db8:b::12]:80          Masq    2      0          0         ",
+            "  -> [2001:db8:b::13]:8080        Tunnel  1      0          0         ",
+        ]
+    );
+    // The default /128 is not printed.
+    svc.persistence = Some(Persistence {
+        timeout_secs: 300,
+        netmask: Ipv4Addr::new(255, 255, 255, 0),
+        prefix6: 128,
+    });
+    svc.dests.truncate(1);
+    let text = format_list(
+        None,
+        &[svc],
+        ListOptions {
+            view: View::Stats,
+            ..ListOptions::default()
+        },
+    );
+    assert_eq!(
+        text.lines().skip(2).collect::<Vec<_>>(),
+        [
+            "TCP  [2001:db8:f::10]:80                 0        0        0        0        0",
+            "  -> [2001:db8:b::12]:80                 0        0        0        0        0",
+        ]
+    );
+}
+
+#[test]
+fn ipv6_connections_overflow_their_columns_by_one_space() {
+    let rows = vec![ConnRow {
+        protocol: "TCP".into(),
+        expires_secs: 59,
+        state: "ESTABLISHED".into(),
+        client: sa("[2001:db8:c::10]:40000"),
+        virt: sa("[2001:db8:f::10]:80"),
+        dest: sa("[2001:db8:b::11]:80"),
+    }];
+    assert_eq!(
+        format_conns(&rows, false).lines().nth(2),
+        Some(
+            "TCP 00:59  ESTABLISHED [2001:db8:c::10]:40000 [2001:db8:f::10]:80 [2001:db8:b::11]:80"
+        )
     );
 }
 

@@ -20,12 +20,14 @@
 //! alpha = false                   # start down until `rise` successes
 //! warmup = "0s"                   # first check after a random delay in 0..warmup (<= 1h)
 //! inhibit_on_failure = false      # down = weight 0 instead of out of the list
-//! connect_ip = "192.0.2.50"       # check another address / port (default: the server's)
+//! connect_ip = "192.0.2.50"       # check another address / port (default: the server's);
+//!                                 # IPv4 or IPv6 ("2001:db8:b::50"), any server's family
 //! connect_port = 8080
 //! # http, https:
 //! path = "/"                      # starts with /, no spaces
 //! status = [200, 299]             # one code (200), one range, or [[200, 299], [301, 302]]
-//! virtualhost = "www.example.test"  # Host header and TLS name (default: the address)
+//! virtualhost = "www.example.test"  # Host header and TLS name (default: the address;
+//!                                 # "[2001:db8:b::11]:8080" style for an IPv6 literal)
 //! digest = "<32 hex digits>"      # MD5 of the body (genhash)
 //! regex = "..."                   # must match the body (bytes)
 //! tls_verify = false              # https only; true needs tls_ca
@@ -271,18 +273,33 @@ fn duration(
     Ok(Some((d, v.span())))
 }
 
-/// `connect_ip`: a unicast IPv4 address (loopback allowed: a local agent may answer).
-fn connect_ip(v: &Spanned<String>) -> Result<Ipv4Addr, String> {
+/// `connect_ip`: a unicast IPv4 or IPv6 address (loopback allowed: a local agent may
+/// answer), of either family whatever the real server's; an IPv6 one may be written in
+/// brackets. Not link-local (no interface to say which link) nor IPv4-mapped.
+fn connect_ip(v: &Spanned<String>) -> Result<IpAddr, String> {
     let text = v.get_ref().trim();
-    match text.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) if !(ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast()) => {
-            Ok(ip)
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .filter(|t| t.contains(':'))
+        .unwrap_or(text);
+    let ip = bare.parse::<IpAddr>().map_err(|_| {
+        format!("`{text}` is not an IP address (IPv4 or IPv6; write the port in connect_port)")
+    })?;
+    match ip {
+        IpAddr::V4(a) if a.is_unspecified() || a.is_multicast() || a.is_broadcast() => {
+            Err(format!("`{ip}` cannot be checked"))
         }
-        Ok(IpAddr::V4(ip)) => Err(format!("`{ip}` cannot be checked")),
-        Ok(IpAddr::V6(_)) => Err(format!("`{text}` is IPv6: IPv4 only in this version")),
-        Err(_) => Err(format!(
-            "`{text}` is not an IPv4 address (write the port in connect_port)"
+        IpAddr::V6(a) if a.is_unspecified() || a.is_multicast() => {
+            Err(format!("`{ip}` cannot be checked"))
+        }
+        IpAddr::V6(a) if a.is_unicast_link_local() => Err(format!(
+            "`{ip}` is link-local: a check needs an address without an interface scope"
         )),
+        IpAddr::V6(a) if a.to_ipv4_mapped().is_some() => Err(format!(
+            "`{ip}` is an IPv4-mapped IPv6 address: write the IPv4 address itself"
+        )),
+        ip => Ok(ip),
     }
 }
 
@@ -317,8 +334,10 @@ fn http(
             let t = v.get_ref();
             let ok = !t.is_empty()
                 && t.len() <= 253
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'));
+                && t.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
+                });
             if !ok {
                 return Err(src.error(
                     &v.span(),

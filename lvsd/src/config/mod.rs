@@ -7,10 +7,16 @@
 //! Parsing happens in two steps: serde reads the file into `raw` structs that keep the
 //! source span of every value, then [`Config::from_raw`] validates and turns them into the
 //! typed [`Config`]. Nothing outside this module sees an unvalidated value.
+//!
+//! Addresses are IPv4 or IPv6. Invariants of a validated service: every NAT or DR real
+//! server, and the sorry server, has the VIP's family (only TUN destinations may differ,
+//! as in IPVS); no address is unspecified, loopback, multicast, IPv6 link-local or
+//! IPv4-mapped; [`Persistence::netmask`] matters for IPv4 services and
+//! [`Persistence::prefix6`] (1..=128) for IPv6 ones.
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -154,8 +160,8 @@ impl Default for ControlSettings {
 pub struct VirtualService {
     /// Transport protocol.
     pub protocol: Protocol,
-    /// The virtual IP.
-    pub vip: Ipv4Addr,
+    /// The virtual IP, IPv4 or IPv6 (the service's family).
+    pub vip: IpAddr,
     /// The virtual port.
     pub port: u16,
     /// Scheduler.
@@ -191,8 +197,9 @@ pub struct VirtualService {
 /// One real server (ipvsadm `-a`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RealServer {
-    /// Real server IP (RIP).
-    pub addr: Ipv4Addr,
+    /// Real server IP (RIP): the service's family, unless `forwarding` is TUN (IPVS allows
+    /// mixed families for tunnels only: 4in6, 6in4).
+    pub addr: IpAddr,
     /// Real server port; equals the virtual port for DR.
     pub port: u16,
     /// Weight 0..=65535; 0 means quiesced (no new connections).
@@ -248,8 +255,9 @@ pub struct HealthCheck {
     /// keepalived `inhibit_on_failure`: down means weight 0 (connections continue) rather
     /// than out of the scheduling list.
     pub inhibit_on_failure: bool,
-    /// Check this address instead of the real server's (keepalived `connect_ip`).
-    pub connect_ip: Option<Ipv4Addr>,
+    /// Check this address instead of the real server's (keepalived `connect_ip`); either
+    /// family, whatever the real server's.
+    pub connect_ip: Option<IpAddr>,
     /// Check this port instead of the real server's (keepalived `connect_port`).
     pub connect_port: Option<u16>,
 }
@@ -425,16 +433,16 @@ pub struct ExecCheck {
 impl HealthCheck {
     /// Where the check connects for the real server `rip:port`: `connect_ip` /
     /// `connect_port` where set.
-    pub fn target(&self, rip: Ipv4Addr, port: u16) -> SocketAddrV4 {
-        SocketAddrV4::new(
-            self.connect_ip.unwrap_or(rip),
+    pub fn target(&self, rip: impl Into<IpAddr>, port: u16) -> SocketAddr {
+        SocketAddr::new(
+            self.connect_ip.unwrap_or_else(|| rip.into()),
             self.connect_port.unwrap_or(port),
         )
     }
 
     /// The check in a few words, for events and the API (`http GET 192.0.2.11:80/health`,
-    /// `tcp 192.0.2.11:80`, `dns A example.test @192.0.2.11:53`, `exec /bin/check`).
-    pub fn describe(&self, target: SocketAddrV4) -> String {
+    /// `tcp [2001:db8:b::11]:80`, `dns A example.test @192.0.2.11:53`, `exec /bin/check`).
+    pub fn describe(&self, target: SocketAddr) -> String {
         match &self.kind {
             CheckKind::Tcp => format!("tcp {target}"),
             CheckKind::Http(h) => format!("{} GET {target}{}", self.kind.name(), h.path),
@@ -474,8 +482,8 @@ impl Default for PassiveCheck {
 /// keepalived `sorry_server`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SorryServer {
-    /// Its address.
-    pub addr: Ipv4Addr,
+    /// Its address (the family rules of [`RealServer::addr`] apply).
+    pub addr: IpAddr,
     /// Its port (the virtual port if not written; must be it for DR).
     pub port: u16,
     /// The service's default forwarding method.
@@ -487,8 +495,12 @@ pub struct SorryServer {
 pub struct Persistence {
     /// Template timeout (ipvsadm `-p`), whole seconds, 1 s ..= [`MAX_PERSISTENCE_TIMEOUT`].
     pub timeout: Duration,
-    /// Client netmask (ipvsadm `-M`): clients equal under it share a template.
+    /// Client netmask of an IPv4 service (ipvsadm `-M`): clients equal under it share a
+    /// template. `255.255.255.255` for an IPv6 service.
     pub netmask: Ipv4Addr,
+    /// Client prefix length of an IPv6 service, 1..=128 (ipvsadm `-M` takes a prefix
+    /// length for IPv6, as the kernel; default 128). `128` for an IPv4 service.
+    pub prefix6: u8,
     /// A template whose real server has weight 0 is dropped and the client rescheduled
     /// (sysctl `expire_quiescent_template`, per service here).
     pub quiescent_template_expire: bool,
@@ -574,8 +586,9 @@ impl Config {
                     &address_span,
                     &format!("{key}.address"),
                     format!(
-                        "duplicate virtual service {} {}:{}",
-                        service.protocol, service.vip, service.port
+                        "duplicate virtual service {} {}",
+                        service.protocol,
+                        SocketAddr::new(service.vip, service.port)
                     ),
                 ));
             }
@@ -904,13 +917,17 @@ fn virtual_service(
 ) -> Result<VirtualService, ConfigError> {
     let (vip, port) = endpoint(src, &format!("{key}.address"), &vs.address, None)?;
     let Some(port) = port else {
-        return Err(src.error(
-            &vs.address.span(),
-            &format!("{key}.address"),
+        let message = if vip.is_ipv6() {
+            format!(
+                "needs a port: `{vip}` is read as an IPv6 address without one; write \
+                 [VIP]:PORT, e.g. \"[2001:db8:f::10]:80\" (or \"2001:db8:f::10 80\")"
+            )
+        } else {
             "needs a port: write VIP:PORT, e.g. \"203.0.113.10:80\" (port-zero services are \
              not supported in this version)"
-                .into(),
-        ));
+                .into()
+        };
+        return Err(src.error(&vs.address.span(), &format!("{key}.address"), message));
     };
     let protocol = match &vs.protocol {
         None => Protocol::Tcp,
@@ -946,7 +963,7 @@ fn virtual_service(
         }
     }
     let one_packet = vs.one_packet.as_ref().is_some_and(|o| *o.get_ref());
-    let persistence = persistence(src, key, &vs)?;
+    let persistence = persistence(src, key, &vs, vip.is_ipv6())?;
     let default_fwd = match vs.forwarding {
         None => Forwarding::Dr,
         Some(f) => forwarding(src, &format!("{key}.forwarding"), &f)?,
@@ -982,6 +999,9 @@ fn virtual_service(
             None => default_fwd,
             Some(f) => forwarding(src, &format!("{rkey}.forwarding"), f)?,
         };
+        if let Some(why) = family_mismatch(vip, port, addr, fwd) {
+            return Err(src.error(&rs.address.span(), &format!("{rkey}.address"), why));
+        }
         if fwd != Forwarding::Nat && rport != port {
             return Err(src.error(
                 &rs.address.span(),
@@ -997,7 +1017,10 @@ fn virtual_service(
             return Err(src.error(
                 &rs.address.span(),
                 &format!("{rkey}.address"),
-                format!("duplicate real server {addr}:{rport} in this virtual service"),
+                format!(
+                    "duplicate real server {} in this virtual service",
+                    SocketAddr::new(addr, rport)
+                ),
             ));
         }
         let upper_threshold =
@@ -1051,8 +1074,9 @@ fn virtual_service(
             {
                 return refuse(format!(
                     "passive detection needs the real servers' replies, which only NAT sends \
-                     through the director: {}:{} uses {}",
-                    rs.addr, rs.port, rs.forwarding
+                     through the director: {} uses {}",
+                    SocketAddr::new(rs.addr, rs.port),
+                    rs.forwarding
                 ));
             }
             Some(check::passive(src, &pkey, p.get_ref())?)
@@ -1064,6 +1088,9 @@ fn virtual_service(
             let skey = format!("{key}.sorry_server");
             let (addr, sport) = endpoint(src, &skey, v, Some(port))?;
             let sport = sport.unwrap_or(port);
+            if let Some(why) = family_mismatch(vip, port, addr, default_fwd) {
+                return Err(src.error(&v.span(), &skey, why));
+            }
             if default_fwd != Forwarding::Nat && sport != port {
                 return Err(src.error(
                     &v.span(),
@@ -1079,7 +1106,10 @@ fn virtual_service(
                 return Err(src.error(
                     &v.span(),
                     &skey,
-                    format!("{addr}:{sport} is also a real server of this virtual service"),
+                    format!(
+                        "{} is also a real server of this virtual service",
+                        SocketAddr::new(addr, sport)
+                    ),
                 ));
             }
             Some(SorryServer {
@@ -1191,11 +1221,13 @@ fn scheduler_flags(
     Ok(flags)
 }
 
-/// `persistence_timeout`, `persistence_netmask` and `quiescent_template_expire`.
+/// `persistence_timeout`, `persistence_netmask` and `quiescent_template_expire`; `ipv6`:
+/// the service's family (a netmask for IPv4, a prefix length for IPv6).
 fn persistence(
     src: &Source<'_>,
     key: &str,
     vs: &raw::VirtualServer,
+    ipv6: bool,
 ) -> Result<Option<Persistence>, ConfigError> {
     let tkey = format!("{key}.persistence_timeout");
     let timeout = match &vs.persistence_timeout {
@@ -1231,11 +1263,17 @@ fn persistence(
     };
     let netmask = match &vs.persistence_netmask {
         None => None,
-        Some(m) => Some((
-            netmask(m.get_ref())
-                .map_err(|e| src.error(&m.span(), &format!("{key}.persistence_netmask"), e))?,
-            m.span(),
-        )),
+        Some(m) => {
+            let mask = if ipv6 {
+                prefix6(m.get_ref()).map(|p| (Ipv4Addr::BROADCAST, p))
+            } else {
+                netmask(m.get_ref()).map(|n| (n, 128))
+            };
+            Some((
+                mask.map_err(|e| src.error(&m.span(), &format!("{key}.persistence_netmask"), e))?,
+                m.span(),
+            ))
+        }
     };
     let quiescent = vs.quiescent_template_expire.as_ref();
     let Some(timeout) = timeout else {
@@ -1253,15 +1291,17 @@ fn persistence(
         }
         return Ok(None);
     };
+    let (netmask, prefix6) = netmask.map_or((Ipv4Addr::BROADCAST, 128), |(m, _)| m);
     Ok(Some(Persistence {
         timeout,
-        netmask: netmask.map_or(Ipv4Addr::BROADCAST, |(m, _)| m),
+        netmask,
+        prefix6,
         quiescent_template_expire: quiescent.is_some_and(|q| *q.get_ref()),
     }))
 }
 
-/// A persistence netmask: a prefix length 0..=32 (`24`, `"24"`, `"/24"`) or a dotted,
-/// contiguous mask (`"255.255.255.0"`).
+/// An IPv4 service's persistence netmask: a prefix length 0..=32 (`24`, `"24"`, `"/24"`)
+/// or a dotted, contiguous mask (`"255.255.255.0"`).
 fn netmask(value: &raw::Netmask) -> Result<Ipv4Addr, String> {
     let from_prefix = |n: i64| -> Result<Ipv4Addr, String> {
         let prefix = u32::try_from(n)
@@ -1280,10 +1320,16 @@ fn netmask(value: &raw::Netmask) -> Result<Ipv4Addr, String> {
             if let Ok(n) = digits.parse::<i64>() {
                 return from_prefix(n);
             }
+            if t.parse::<Ipv6Addr>().is_ok() {
+                return Err(format!(
+                    "`{t}` is an IPv6 mask, but this service is IPv4: write a prefix length \
+                     like 24 or a mask like \"255.255.255.0\""
+                ));
+            }
             let mask: Ipv4Addr = t.parse().map_err(|_| {
                 format!(
                     "`{t}` is not a netmask: write a prefix length like 24 or a mask like \
-                     \"255.255.255.0\" (IPv4 only in this version)"
+                     \"255.255.255.0\""
                 )
             })?;
             let bits = u32::from(mask);
@@ -1293,6 +1339,54 @@ fn netmask(value: &raw::Netmask) -> Result<Ipv4Addr, String> {
                 ));
             }
             Ok(mask)
+        }
+    }
+}
+
+/// Whether `prefix` can be an IPv6 service's persistence prefix length ([`Persistence::prefix6`],
+/// 1..=128 as ipvsadm and the kernel take it); public so the control API's edits can keep
+/// the rule (a saved file must read back).
+pub fn check_prefix6(prefix: u8) -> Result<(), String> {
+    prefix6(&raw::Netmask::Prefix(i64::from(prefix))).map(|_| ())
+}
+
+/// An IPv6 service's persistence netmask: a prefix length 1..=128 (`64`, `"64"`, `"/64"`;
+/// ipvsadm `-M` and the kernel take a prefix length for IPv6, and refuse 0) or a
+/// contiguous IPv6 mask (`"ffff:ffff:ffff:ffff::"`).
+fn prefix6(value: &raw::Netmask) -> Result<u8, String> {
+    let from_prefix = |n: i64| -> Result<u8, String> {
+        u8::try_from(n)
+            .ok()
+            .filter(|p| (1..=128).contains(p))
+            .ok_or_else(|| {
+                format!("/{n} is out of range: an IPv6 prefix length is 1..=128 (as in IPVS)")
+            })
+    };
+    match value {
+        raw::Netmask::Prefix(n) => from_prefix(*n),
+        raw::Netmask::Text(t) => {
+            let t = t.trim();
+            let digits = t.strip_prefix('/').unwrap_or(t);
+            if let Ok(n) = digits.parse::<i64>() {
+                return from_prefix(n);
+            }
+            if t.parse::<Ipv4Addr>().is_ok() {
+                return Err(format!(
+                    "`{t}` is an IPv4 netmask, but this service is IPv6: write a prefix length \
+                     1..=128, e.g. 64"
+                ));
+            }
+            let mask: Ipv6Addr = t.parse().map_err(|_| {
+                format!("`{t}` is not a prefix length: write one in 1..=128, e.g. 64")
+            })?;
+            let bits = u128::from(mask);
+            if bits.leading_ones() + bits.trailing_zeros() != 128 {
+                return Err(format!(
+                    "`{t}` is not a contiguous mask (ones, then zeros): write a prefix length, \
+                     e.g. 64"
+                ));
+            }
+            from_prefix(i64::from(bits.leading_ones()))
         }
     }
 }
@@ -1345,34 +1439,19 @@ fn forwarding(
     }
 }
 
-/// Parses `A.B.C.D:PORT` or (when `default_port` is given) a bare `A.B.C.D`.
+/// Parses `IP:PORT` (`[IPv6]:PORT` for IPv6, as ipvsadm), keepalived's `IP PORT`, or (when
+/// `default_port` is given) a bare `IP` or `[IPv6]`. A bare IPv6 address never has a port:
+/// `2001:db8::11:80` is the address `2001:db8::11:80`.
 fn endpoint(
     src: &Source<'_>,
     key: &str,
     value: &toml::Spanned<String>,
     default_port: Option<u16>,
-) -> Result<(Ipv4Addr, Option<u16>), ConfigError> {
+) -> Result<(IpAddr, Option<u16>), ConfigError> {
     let text = value.get_ref().trim();
     let err = |message: String| src.error(&value.span(), key, message);
-    let (ip, port) = if let Ok(sa) = text.parse::<SocketAddr>() {
-        (sa.ip(), Some(sa.port()))
-    } else if let Ok(ip) = text.parse::<IpAddr>() {
-        (ip, None)
-    } else {
-        return Err(err(format!(
-            "`{text}` is not an address: expected IP:PORT, e.g. \"192.0.2.11:80\""
-        )));
-    };
-    let IpAddr::V4(ip) = ip else {
-        return Err(err(format!(
-            "`{text}` is IPv6: this version forwards IPv4 only (IPv6 is planned)"
-        )));
-    };
-    if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || ip.is_loopback() {
-        return Err(err(format!(
-            "`{ip}` cannot be used as a service or server address"
-        )));
-    }
+    let (ip, port) = parse_endpoint(text).map_err(|m| err(format!("`{text}` {m}")))?;
+    check_address(ip).map_err(err)?;
     if port == Some(0) {
         return Err(err("port 0 is not allowed here".into()));
     }
@@ -1380,6 +1459,104 @@ fn endpoint(
         return Ok((ip, None));
     }
     Ok((ip, port.or(default_port)))
+}
+
+/// The syntax of [`endpoint`]; the error completes "`TEXT` ...".
+fn parse_endpoint(text: &str) -> Result<(IpAddr, Option<u16>), String> {
+    if let Ok(sa) = text.parse::<SocketAddr>() {
+        if let SocketAddr::V6(v6) = sa {
+            if v6.scope_id() != 0 {
+                return Err("has a zone index (%...): lvsd takes global addresses only".into());
+            }
+        }
+        return Ok((sa.ip(), Some(sa.port())));
+    }
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok((ip, None));
+    }
+    if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        if let Ok(ip) = inner.parse::<Ipv6Addr>() {
+            return Ok((IpAddr::V6(ip), None));
+        }
+    }
+    // keepalived's `virtual_server 2001:db8::10 80` order, in one string.
+    let mut words = text.split_whitespace();
+    if let (Some(a), Some(p), None) = (words.next(), words.next(), words.next()) {
+        if let (Ok(ip), Ok(port)) = (a.parse::<IpAddr>(), p.parse::<u16>()) {
+            return Ok((ip, Some(port)));
+        }
+    }
+    Err(
+        "is not an address: expected IP:PORT, e.g. \"192.0.2.11:80\" or \
+         \"[2001:db8::11]:80\""
+            .into(),
+    )
+}
+
+/// Whether `ip` can be a virtual, real or sorry server address (the rule the file is held
+/// to; public so the control API's edits can keep it). IPv6: no link-local (IPVS refuses
+/// link-local real servers; a scope would be needed) and no IPv4-mapped form (the IPv4
+/// address is written as such).
+pub fn check_address(ip: IpAddr) -> Result<(), String> {
+    usable_address(ip).map_err(|m| format!("`{ip}` {m}"))
+}
+
+/// [`check_address`]; the error completes "`IP` ...".
+fn usable_address(ip: IpAddr) -> Result<(), String> {
+    let unusable = match ip {
+        IpAddr::V4(a) => {
+            a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback()
+        }
+        IpAddr::V6(a) => {
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return Err(format!(
+                    "is an IPv4-mapped IPv6 address: write the IPv4 address {v4} itself"
+                ));
+            }
+            if a.is_unicast_link_local() {
+                return Err(
+                    "is link-local: services and real servers need addresses without an \
+                     interface scope"
+                        .into(),
+                );
+            }
+            a.is_unspecified() || a.is_multicast() || a.is_loopback()
+        }
+    };
+    if unusable {
+        return Err("cannot be used as a service or server address".into());
+    }
+    Ok(())
+}
+
+/// Whether a real (or sorry) server at `addr` with `fwd` may serve the virtual service
+/// `vip:port` as far as address families go: IPVS accepts a destination of the other
+/// family for tunnelling only (IPv4-in-IPv6, IPv6-in-IPv4; `ip_vs_genl_set_cmd` refuses
+/// any other method with EINVAL). NAT and direct routing keep the packet's family. Public
+/// so the control API's edits can keep the rule the file is held to.
+pub fn check_server_family(
+    vip: IpAddr,
+    port: u16,
+    addr: IpAddr,
+    fwd: Forwarding,
+) -> Result<(), String> {
+    family_mismatch(vip, port, addr, fwd).map_or(Ok(()), Err)
+}
+
+/// [`check_server_family`]'s error, if any.
+fn family_mismatch(vip: IpAddr, port: u16, addr: IpAddr, fwd: Forwarding) -> Option<String> {
+    if fwd == Forwarding::Tun || vip.is_ipv6() == addr.is_ipv6() {
+        return None;
+    }
+    let family = |ip: IpAddr| if ip.is_ipv6() { "IPv6" } else { "IPv4" };
+    Some(format!(
+        "`{addr}` is {} but the virtual service {} is {}: {} cannot change the address \
+         family (only tunnelling can, forwarding = \"tun\")",
+        family(addr),
+        SocketAddr::new(vip, port),
+        family(vip),
+        method_name(fwd)
+    ))
 }
 
 fn timeout(

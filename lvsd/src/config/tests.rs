@@ -35,7 +35,11 @@ fn parses_the_documented_example() {
     let s = &c.services[0];
     assert_eq!(
         (s.protocol, s.vip, s.port),
-        (Protocol::Tcp, Ipv4Addr::new(203, 0, 113, 10), 80)
+        (
+            Protocol::Tcp,
+            IpAddr::from(Ipv4Addr::new(203, 0, 113, 10)),
+            80
+        )
     );
     assert_eq!(s.scheduler, SchedulerKind::Wrr);
     assert_eq!(s.real_servers[0].port, 8080);
@@ -108,9 +112,9 @@ fn bad_values_are_named() {
         ),
         (
             "\"203.0.113.10:80\"",
-            "\"[2001:db8::1]:80\"",
+            "\"[fe80::1]:80\"",
             "virtual_server[0].address",
-            "IPv6",
+            "link-local",
         ),
         (
             "\"192.0.2.11:8080\"",
@@ -210,6 +214,7 @@ fn persistence_keys() {
         Some(Persistence {
             timeout: Duration::from_secs(120),
             netmask: Ipv4Addr::new(255, 255, 255, 0),
+            prefix6: 128,
             quiescent_template_expire: true,
         })
     );
@@ -220,6 +225,7 @@ fn persistence_keys() {
         Some(Persistence {
             timeout: DEFAULT_PERSISTENCE_TIMEOUT,
             netmask: Ipv4Addr::BROADCAST,
+            prefix6: 128,
             quiescent_template_expire: false,
         })
     );
@@ -303,6 +309,11 @@ fn persistence_errors_name_the_key() {
         ),
         (
             "persistence_timeout = 60\npersistence_netmask = \"ffff::\"",
+            "persistence_netmask",
+            "IPv6 mask, but this service is IPv4",
+        ),
+        (
+            "persistence_timeout = 60\npersistence_netmask = \"/24x\"",
             "persistence_netmask",
             "not a netmask",
         ),
@@ -618,7 +629,7 @@ fn the_documented_http_check() {
     assert_eq!(
         s.sorry_server,
         Some(SorryServer {
-            addr: Ipv4Addr::new(192, 0, 2, 99),
+            addr: Ipv4Addr::new(192, 0, 2, 99).into(),
             port: 80,
             forwarding: Forwarding::Nat
         })
@@ -839,10 +850,28 @@ fn health_check_errors_name_key_and_line() {
             "connect_port",
         ),
         (
-            "kind = \"tcp\"\nconnect_ip = \"::1\"",
+            "kind = \"tcp\"\nconnect_ip = \"fe80::1\"",
             "connect_ip",
             "connect_ip",
-            "IPv6",
+            "link-local",
+        ),
+        (
+            "kind = \"tcp\"\nconnect_ip = \"ff02::1\"",
+            "connect_ip",
+            "connect_ip",
+            "cannot be checked",
+        ),
+        (
+            "kind = \"tcp\"\nconnect_ip = \"::ffff:192.0.2.1\"",
+            "connect_ip",
+            "connect_ip",
+            "IPv4-mapped",
+        ),
+        (
+            "kind = \"tcp\"\nconnect_ip = \"[2001:db8::1]:80\"",
+            "connect_ip",
+            "connect_ip",
+            "connect_port",
         ),
         (
             "kind = \"tcp\"\nconnect_port = 0",
@@ -1162,4 +1191,293 @@ fn io_settings_survive_save() {
         assert!(saved.contains("\n[io]\n"), "{saved}");
         assert_eq!(parse(&saved).unwrap(), c, "{saved}");
     }
+}
+
+// IPv6 (issue #8).
+
+const GOOD6: &str = r#"
+[[virtual_server]]
+address = "[2001:db8:f::10]:80"
+scheduler = "rr"
+forwarding = "nat"
+
+[[virtual_server.real_server]]
+address = "[2001:db8:b::11]:8080"
+
+[[virtual_server.real_server]]
+address = "2001:db8:b::12"
+forwarding = "dr"
+
+[[virtual_server.real_server]]
+address = "[2001:db8:b::13]"
+forwarding = "tun"
+
+[[virtual_server]]
+address = "2001:db8:f::10 53"
+protocol = "udp"
+
+[[virtual_server.real_server]]
+address = "2001:db8:b::11 53"
+"#;
+
+fn v6(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+#[test]
+fn ipv6_services_and_real_servers_parse() {
+    let c = parse(GOOD6).unwrap();
+    let s = &c.services[0];
+    assert_eq!((s.vip, s.port), (v6("2001:db8:f::10"), 80));
+    let rs: Vec<(IpAddr, u16, Forwarding)> = s
+        .real_servers
+        .iter()
+        .map(|r| (r.addr, r.port, r.forwarding))
+        .collect();
+    assert_eq!(
+        rs,
+        [
+            (v6("2001:db8:b::11"), 8080, Forwarding::Nat),
+            // A bare or bracketed address without a port takes the virtual port.
+            (v6("2001:db8:b::12"), 80, Forwarding::Dr),
+            (v6("2001:db8:b::13"), 80, Forwarding::Tun),
+        ]
+    );
+    // keepalived's `ADDRESS PORT` order.
+    let u = &c.services[1];
+    assert_eq!(
+        (u.protocol, u.vip, u.port),
+        (Protocol::Udp, v6("2001:db8:f::10"), 53)
+    );
+    assert_eq!(
+        (u.real_servers[0].addr, u.real_servers[0].port),
+        (v6("2001:db8:b::11"), 53)
+    );
+    // The same VIP and port in IPv4 and IPv6 are two services; the same IPv6 twice is not.
+    let both = format!("{GOOD6}\n[[virtual_server]]\naddress = \"203.0.113.10:80\"\n");
+    assert_eq!(parse(&both).unwrap().services.len(), 3);
+    let twice = format!("{GOOD6}\n[[virtual_server]]\naddress = \"2001:db8:f::10 80\"\n");
+    let e = err(&twice);
+    assert_eq!(e.key, "virtual_server[2].address");
+    assert!(
+        e.message
+            .contains("duplicate virtual service tcp [2001:db8:f::10]:80"),
+        "{e}"
+    );
+    // The bare and bracketed forms of one real server are one real server.
+    let dup = format!("{GOOD6}\n[[virtual_server.real_server]]\naddress = \"[2001:db8:b::11]\"\n");
+    let e = err(&dup);
+    assert!(
+        e.message
+            .contains("duplicate real server [2001:db8:b::11]:53"),
+        "{e}"
+    );
+}
+
+#[test]
+fn nat_and_dr_real_servers_must_have_the_service_family() {
+    // An IPv4 NAT service with an IPv6 real server: line 6, the server's address.
+    let text = "[[virtual_server]]\naddress = \"203.0.113.10:80\"\nforwarding = \"nat\"\n\n\
+                [[virtual_server.real_server]]\naddress = \"[2001:db8:b::11]:80\"\n";
+    let e = err(text);
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (6, "virtual_server[0].real_server[0].address"),
+        "{e}"
+    );
+    assert!(
+        e.message.contains(
+            "`2001:db8:b::11` is IPv6 but the virtual service 203.0.113.10:80 is IPv4: NAT \
+             cannot change the address family"
+        ),
+        "{e}"
+    );
+    assert!(e.message.contains("forwarding = \"tun\""), "{e}");
+    // An IPv6 DR service (the default method) with an IPv4 real server.
+    let text = "[[virtual_server]]\naddress = \"[2001:db8:f::10]:80\"\n\n\
+                [[virtual_server.real_server]]\naddress = \"192.0.2.11\"\n";
+    let e = err(text);
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (5, "virtual_server[0].real_server[0].address"),
+        "{e}"
+    );
+    assert!(e.message.contains("direct routing cannot change"), "{e}");
+    // A per-server NAT in a TUN service is still NAT.
+    let text = "[[virtual_server]]\naddress = \"[2001:db8:f::10]:80\"\nforwarding = \"tun\"\n\n\
+                [[virtual_server.real_server]]\naddress = \"192.0.2.11\"\nforwarding = \"nat\"\n";
+    assert!(err(text).message.contains("NAT cannot change"));
+    // The sorry server follows the service's method.
+    let text = "[[virtual_server]]\naddress = \"203.0.113.10:80\"\nforwarding = \"nat\"\n\
+                sorry_server = \"[2001:db8:b::99]:80\"\n";
+    let e = err(text);
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (4, "virtual_server[0].sorry_server"),
+        "{e}"
+    );
+    assert!(e.message.contains("is IPv6 but"), "{e}");
+}
+
+#[test]
+fn tunnels_may_mix_families() {
+    // 6in4 and 4in6 (IPVS allows other-family destinations for tunnelling only).
+    let text = "[[virtual_server]]\naddress = \"203.0.113.10:80\"\nforwarding = \"tun\"\n\
+                sorry_server = \"2001:db8:b::99\"\n\n\
+                [[virtual_server.real_server]]\naddress = \"[2001:db8:b::11]:80\"\n\n\
+                [[virtual_server.real_server]]\naddress = \"192.0.2.12\"\n\n\
+                [[virtual_server]]\naddress = \"[2001:db8:f::10]:80\"\nforwarding = \"nat\"\n\n\
+                [[virtual_server.real_server]]\naddress = \"192.0.2.11\"\nforwarding = \"tun\"\n\n\
+                [[virtual_server.real_server]]\naddress = \"[2001:db8:b::12]:8080\"\n";
+    let c = parse(text).unwrap();
+    let s = &c.services[0];
+    assert_eq!(s.real_servers[0].addr, v6("2001:db8:b::11"));
+    assert_eq!(
+        s.sorry_server.map(|s| (s.addr, s.port)),
+        Some((v6("2001:db8:b::99"), 80))
+    );
+    let s = &c.services[1];
+    assert_eq!(
+        (s.real_servers[0].addr, s.real_servers[0].forwarding),
+        (IpAddr::from(Ipv4Addr::new(192, 0, 2, 11)), Forwarding::Tun)
+    );
+    // A tunnel still cannot change the port.
+    let e = err(&text.replace("\"[2001:db8:b::11]:80\"", "\"[2001:db8:b::11]:81\""));
+    assert!(
+        e.message.contains("tunnelling cannot change the port"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unusable_ipv6_addresses_are_named() {
+    let cases = [
+        ("[fe80::1]:80", "link-local"),
+        (
+            "[::ffff:203.0.113.10]:80",
+            "IPv4-mapped IPv6 address: write the IPv4 address 203.0.113.10",
+        ),
+        (
+            "[ff02::1]:80",
+            "cannot be used as a service or server address",
+        ),
+        ("[::1]:80", "cannot be used as a service or server address"),
+        ("[::]:80", "cannot be used as a service or server address"),
+        ("[2001:db8::1%2]:80", "zone index"),
+        ("[2001:db8::1]:0", "port 0"),
+        ("2001:db8::1 80 90", "not an address"),
+        ("[2001:db8::1]:http", "not an address"),
+    ];
+    for (addr, msg) in cases {
+        let text = format!("[[virtual_server]]\naddress = \"{addr}\"\n");
+        let e = err(&text);
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (2, "virtual_server[0].address"),
+            "{addr}: {e}"
+        );
+        assert!(e.message.contains(msg), "{addr}: {e}");
+    }
+    // Without brackets the last group is part of the address, not a port.
+    let e = err("[[virtual_server]]\naddress = \"2001:db8:f::10:80\"\n");
+    assert!(e.message.contains("needs a port"), "{e}");
+    assert!(e.message.contains("[VIP]:PORT"), "{e}");
+    let e = err(&one("", "").replace("\"192.0.2.11\"", "\"[fe80::11]\""));
+    assert_eq!(e.key, "virtual_server[0].real_server[0].address");
+    assert!(e.message.contains("link-local"), "{e}");
+}
+
+#[test]
+fn ipv6_persistence_takes_a_prefix_length() {
+    let svc = |netmask: &str| {
+        format!(
+            "[[virtual_server]]\naddress = \"[2001:db8:f::10]:443\"\npersistence_timeout = 60\n\
+             {netmask}\n"
+        )
+    };
+    let prefix = |netmask: &str| {
+        let p = parse(&svc(netmask)).unwrap().services[0]
+            .persistence
+            .unwrap();
+        // An IPv6 service leaves the IPv4 netmask at its default.
+        assert_eq!(p.netmask, Ipv4Addr::BROADCAST, "{netmask}");
+        p.prefix6
+    };
+    // Default: one template per client address (ipvsadm: /128).
+    assert_eq!(prefix(""), 128);
+    assert_eq!(prefix("persistence_netmask = 64"), 64);
+    assert_eq!(prefix("persistence_netmask = \"/48\""), 48);
+    assert_eq!(prefix("persistence_netmask = \"1\""), 1);
+    assert_eq!(
+        prefix("persistence_netmask = \"ffff:ffff:ffff:ffff::\""),
+        64
+    );
+    assert_eq!(prefix("persistence_netmask = 128"), 128);
+    for (netmask, msg) in [
+        ("persistence_netmask = 0", "1..=128"),
+        ("persistence_netmask = 129", "1..=128"),
+        ("persistence_netmask = \"/200\"", "1..=128"),
+        (
+            "persistence_netmask = \"255.255.255.0\"",
+            "IPv4 netmask, but this service is IPv6",
+        ),
+        ("persistence_netmask = \"ffff:0:ffff::\"", "contiguous"),
+        ("persistence_netmask = \"wide\"", "not a prefix length"),
+    ] {
+        let e = err(&svc(netmask));
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (4, "virtual_server[0].persistence_netmask"),
+            "{netmask}: {e}"
+        );
+        assert!(e.message.contains(msg), "{netmask}: {e}");
+    }
+}
+
+#[test]
+fn ipv6_health_check_targets() {
+    let c = parse(&checked(
+        "",
+        "kind = \"tcp\"\nconnect_ip = \"2001:db8:b::50\"",
+    ))
+    .unwrap();
+    let hc = c.services[0].health_check.clone().unwrap();
+    assert_eq!(hc.connect_ip, Some(v6("2001:db8:b::50")));
+    // An IPv4 real server checked at an IPv6 address.
+    let t = hc.target(Ipv4Addr::new(192, 0, 2, 11), 80);
+    assert_eq!(hc.describe(t), "tcp [2001:db8:b::50]:80");
+    // Brackets are accepted; the real server's own IPv6 address is the default target.
+    let c = parse(&checked("", "kind = \"http\"\nconnect_ip = \"[::1]\"")).unwrap();
+    let hc = c.services[0].health_check.clone().unwrap();
+    assert_eq!(hc.connect_ip, Some(v6("::1")));
+    let mut hc = hc;
+    hc.connect_ip = None;
+    let t = hc.target(v6("2001:db8:b::11"), 8080);
+    assert_eq!(hc.describe(t), "http GET [2001:db8:b::11]:8080/");
+    // A bracketed IPv6 virtualhost is a host name here.
+    let c = parse(&checked(
+        "",
+        "kind = \"https\"\nvirtualhost = \"[2001:db8:b::11]:8443\"",
+    ))
+    .unwrap();
+    let CheckKind::Http(h) = c.services[0].health_check.clone().unwrap().kind else {
+        panic!()
+    };
+    assert_eq!(h.virtualhost.as_deref(), Some("[2001:db8:b::11]:8443"));
+}
+
+#[test]
+fn the_address_rules_are_public_for_api_edits() {
+    let v4: IpAddr = Ipv4Addr::new(203, 0, 113, 10).into();
+    let rip6 = v6("2001:db8:b::11");
+    assert!(check_server_family(v4, 80, rip6, Forwarding::Tun).is_ok());
+    let e = check_server_family(v4, 80, rip6, Forwarding::Nat).unwrap_err();
+    assert!(e.contains("NAT cannot change the address family"), "{e}");
+    assert!(check_server_family(v6("2001:db8:f::10"), 80, rip6, Forwarding::Dr).is_ok());
+    assert!(check_address(rip6).is_ok());
+    let e = check_address(v6("fe80::1")).unwrap_err();
+    assert!(e.starts_with("`fe80::1` is link-local"), "{e}");
+    assert!(check_prefix6(64).is_ok());
+    assert!(check_prefix6(0).unwrap_err().contains("1..=128"));
+    assert!(check_prefix6(129).is_err());
 }

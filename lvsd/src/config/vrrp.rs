@@ -9,6 +9,15 @@
 //! owns every VIP: lvsd adds none at startup). What needs the host (the interface, its
 //! primary address, a VIP that is already local) is checked when the driver starts.
 //!
+//! IPv6 (VRRPv3 over IPv6, RFC 9568 §5.1.2): an instance whose `virtual_ipaddress` are
+//! IPv6 runs over IPv6 (ff02::12, link-local source). One family per instance, as
+//! keepalived ≥ 1.2.20 ("mixing IPv4 and IPv6 addresses in one VRRP instance ... violates
+//! the VRRP standard"; keepalived's way out, `virtual_ipaddress_excluded`, is not
+//! supported): a second family in `virtual_ipaddress`, a `unicast_peer` or `unicast_src`
+//! of the other family, and `version = 2` with IPv6 (RFC 3768 is IPv4 only) are errors.
+//! An IPv4 and an IPv6 instance may share a VRID on one interface (independent virtual
+//! routers, as in keepalived).
+//!
 //! ```toml
 //! [[vrrp_instance]]
 //! name = "VI_1"                   # unique
@@ -19,8 +28,8 @@
 //! version = 3                     # 2 | 3 (default 3)
 //! preempt = true                  # false = keepalived nopreempt
 //! preempt_delay = "0s"            # up to 1000 s
-//! virtual_ipaddress = ["203.0.113.10/24"]
-//! unicast_peer = []               # empty = multicast 224.0.0.18
+//! virtual_ipaddress = ["203.0.113.10/24"]   # or IPv6: ["2001:db8:f::10"] (bare = /128)
+//! unicast_peer = []               # empty = multicast 224.0.0.18 / ff02::12
 //! # unicast_src = "203.0.113.2"   # advert source (default: the interface's first address)
 //! track_interface = []            # more interfaces whose loss means FAULT
 //! # notify = "/usr/local/bin/vrrp-notify"  # run as: notify INSTANCE NAME STATE PRIORITY
@@ -35,11 +44,11 @@
 //! ```
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lvs_proto::Ipv4Prefix;
+use lvs_proto::IpPrefix;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -54,7 +63,9 @@ pub const MAX_GARP_TIME: Duration = Duration::from_secs(3600);
 /// One `[[vrrp_instance]]`, validated.
 ///
 /// Invariants: `1 <= vrid`, `1 <= priority`; `advert_interval` is in the version's range;
-/// `virtual_ipaddress` holds 1..=255 unicast addresses; `notify` is absolute.
+/// `virtual_ipaddress` holds 1..=255 unicast addresses of one family, and
+/// `unicast_peer` / `unicast_src` are of that family; IPv6 means version 3; `notify` is
+/// absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VrrpInstance {
     /// `name`.
@@ -73,12 +84,12 @@ pub struct VrrpInstance {
     pub preempt: bool,
     /// `preempt_delay` (default 0).
     pub preempt_delay: Duration,
-    /// `virtual_ipaddress`.
-    pub virtual_ipaddress: Vec<Ipv4Prefix>,
+    /// `virtual_ipaddress` (one family; a bare address is /32 or /128).
+    pub virtual_ipaddress: Vec<IpPrefix>,
     /// `unicast_peer` (empty = multicast).
-    pub unicast_peer: Vec<Ipv4Addr>,
+    pub unicast_peer: Vec<IpAddr>,
     /// `unicast_src`.
-    pub unicast_src: Option<Ipv4Addr>,
+    pub unicast_src: Option<IpAddr>,
     /// `track_interface`.
     pub track_interface: Vec<String>,
     /// `notify`.
@@ -91,6 +102,15 @@ pub struct VrrpInstance {
     pub garp_master_refresh: Option<Duration>,
     /// `v3_checksum_as_v2` (default false: keepalived's pseudo-header checksum).
     pub v3_checksum_as_v2: bool,
+}
+
+impl VrrpInstance {
+    /// Whether the instance runs over IPv6 (its addresses are IPv6).
+    pub fn is_ipv6(&self) -> bool {
+        self.virtual_ipaddress
+            .first()
+            .is_some_and(|p| p.addr.is_ipv6())
+    }
 }
 
 /// One `[[vrrp_sync_group]]`.
@@ -170,12 +190,39 @@ fn time(
     Ok(Some(d))
 }
 
-fn ipv4(src: &Source<'_>, key: &str, v: &Spanned<String>) -> Result<Ipv4Addr, ConfigError> {
+fn is_unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
+        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast() || a.is_loopback()),
+    }
+}
+
+fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv6() { "IPv6" } else { "IPv4" }
+}
+
+/// A unicast address of the family of `want` (the instance's first VIP).
+fn unicast_ip(
+    src: &Source<'_>,
+    key: &str,
+    v: &Spanned<String>,
+    want: IpAddr,
+) -> Result<IpAddr, ConfigError> {
     let text = v.get_ref().trim();
-    match text.parse::<Ipv4Addr>() {
-        Ok(ip) if !(ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast()) => Ok(ip),
+    match text.parse::<IpAddr>() {
+        Ok(ip) if ip.is_ipv6() != want.is_ipv6() => Err(src.error(
+            &v.span(),
+            key,
+            format!(
+                "`{ip}` is {} but the instance's virtual_ipaddress are {}: one family per \
+                 instance",
+                family(ip),
+                family(want)
+            ),
+        )),
+        Ok(ip) if is_unicast(ip) => Ok(ip),
         Ok(ip) => Err(src.error(&v.span(), key, format!("`{ip}` is not a unicast address"))),
-        Err(_) => Err(src.error(&v.span(), key, format!("`{text}` is not an IPv4 address"))),
+        Err(_) => Err(src.error(&v.span(), key, format!("`{text}` is not an IP address"))),
     }
 }
 
@@ -287,17 +334,34 @@ pub(super) fn instance(
             "needs 1..=255 addresses".into(),
         ));
     }
-    let mut virtual_ipaddress: Vec<Ipv4Prefix> = Vec::with_capacity(vips.len());
+    let mut virtual_ipaddress: Vec<IpPrefix> = Vec::with_capacity(vips.len());
     for v in vips {
-        let p: Ipv4Prefix = v
+        let p: IpPrefix = v
             .get_ref()
             .parse()
             .map_err(|m| src.error(&v.span(), &k("virtual_ipaddress"), m))?;
-        if p.addr.is_unspecified() || p.addr.is_multicast() || p.addr.is_broadcast() {
+        if !is_unicast(p.addr) {
             return Err(src.error(
                 &v.span(),
                 &k("virtual_ipaddress"),
                 format!("`{}` is not a unicast address", p.addr),
+            ));
+        }
+        if let Some(first) = virtual_ipaddress.first()
+            && first.addr.is_ipv6() != p.addr.is_ipv6()
+        {
+            // keepalived ≥ 1.2.20 refuses this too: an advert carries one family.
+            return Err(src.error(
+                &v.span(),
+                &k("virtual_ipaddress"),
+                format!(
+                    "`{}` is {} but `{}` is {}: IPv4 and IPv6 cannot be mixed in one \
+                     vrrp_instance (one family per advert); use a second instance",
+                    p.addr,
+                    family(p.addr),
+                    first.addr,
+                    family(first.addr)
+                ),
             ));
         }
         if virtual_ipaddress.iter().any(|q| q.addr == p.addr) {
@@ -309,16 +373,31 @@ pub(super) fn instance(
         }
         virtual_ipaddress.push(p);
     }
+    // Non-empty (checked above).
+    let want = virtual_ipaddress
+        .first()
+        .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |p| p.addr);
+    if want.is_ipv6() && version == 2 {
+        let (span, key) = match &r.version {
+            Some(v) => (v.span(), k("version")),
+            None => (r.virtual_ipaddress.span(), k("virtual_ipaddress")),
+        };
+        return Err(src.error(
+            &span,
+            &key,
+            "IPv6 virtual addresses need version 3 (VRRPv2, RFC 3768, is IPv4 only)".into(),
+        ));
+    }
     let mut unicast_peer = Vec::new();
     if let Some(peers) = &r.unicast_peer {
         for p in peers.get_ref() {
-            unicast_peer.push(ipv4(src, &k("unicast_peer"), p)?);
+            unicast_peer.push(unicast_ip(src, &k("unicast_peer"), p, want)?);
         }
     }
     let unicast_src = r
         .unicast_src
         .as_ref()
-        .map(|v| ipv4(src, &k("unicast_src"), v))
+        .map(|v| unicast_ip(src, &k("unicast_src"), v, want))
         .transpose()?;
     let notify = match &r.notify {
         Some(n) => {
@@ -396,16 +475,18 @@ pub(super) fn all(
                 format!("a vrrp_instance named {} already exists", inst.name),
             ));
         }
-        if let Some(o) = instances
-            .iter()
-            .find(|o| o.interface == inst.interface && o.vrid == inst.vrid)
-        {
+        if let Some(o) = instances.iter().find(|o| {
+            o.interface == inst.interface && o.vrid == inst.vrid && o.is_ipv6() == inst.is_ipv6()
+        }) {
             return Err(src.error(
                 &vrid_span,
                 &format!("{key}.virtual_router_id"),
                 format!(
-                    "VRID {} is already used on {} by {}",
-                    inst.vrid, inst.interface, o.name
+                    "VRID {} is already used on {} by {} ({})",
+                    inst.vrid,
+                    inst.interface,
+                    o.name,
+                    if inst.is_ipv6() { "IPv6" } else { "IPv4" }
                 ),
             ));
         }
@@ -598,6 +679,94 @@ mod tests {
         }
         let e = err(&one("wobble = 1\n"));
         assert_eq!((e.line, e.key.as_str()), (11, "wobble"), "{e}");
+    }
+
+    /// `one("")` and an IPv6 instance on the same interface with `extra` keys; its
+    /// `virtual_ipaddress` is on line 15.
+    fn with_v6(vips: &str, extra: &str) -> String {
+        format!(
+            "{}[[vrrp_instance]]\nname = \"VI_6\"\ninterface = \"ext0\"\n\
+             virtual_router_id = 51\nvirtual_ipaddress = [{vips}]\n{extra}",
+            one("")
+        )
+    }
+
+    #[test]
+    fn ipv6_instances_one_family_each() {
+        let c = parse(&with_v6(
+            "\"2001:db8:f::10\", \"2001:db8:f::11/64\"",
+            "unicast_peer = [\"fe80::2\"]\nunicast_src = \"fe80::1\"\n",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let v = &c.vrrp_instances[1];
+        assert!(v.is_ipv6() && !c.vrrp_instances[0].is_ipv6());
+        // The same VRID as the IPv4 instance on ext0: independent routers.
+        assert_eq!((v.vrid, v.version), (51, 3));
+        assert_eq!(v.virtual_ipaddress[0].to_string(), "2001:db8:f::10/128");
+        assert_eq!(v.virtual_ipaddress[1].len, 64);
+        assert_eq!(v.unicast_peer, vec!["fe80::2".parse::<IpAddr>().unwrap()]);
+        let again = parse(&c.to_toml()).unwrap_or_else(|e| panic!("{e}\n{}", c.to_toml()));
+        assert_eq!(again, c);
+
+        let cases: &[(&str, &str, &str, usize)] = &[
+            // Mixing families in one instance (keepalived >= 1.2.20 refuses it too).
+            (
+                "\"2001:db8:f::10\", \"203.0.113.11\"",
+                "",
+                "vrrp_instance[1].virtual_ipaddress",
+                15,
+            ),
+            (
+                "\"203.0.113.11\", \"2001:db8:f::10\"",
+                "",
+                "vrrp_instance[1].virtual_ipaddress",
+                15,
+            ),
+            // VRRPv2 is IPv4 only.
+            (
+                "\"2001:db8:f::10\"",
+                "version = 2\nadvert_interval = 1\n",
+                "vrrp_instance[1].version",
+                16,
+            ),
+            // A peer or source of the other family.
+            (
+                "\"2001:db8:f::10\"",
+                "unicast_peer = [\"203.0.113.3\"]\n",
+                "vrrp_instance[1].unicast_peer",
+                16,
+            ),
+            (
+                "\"2001:db8:f::10\"",
+                "unicast_src = \"203.0.113.2\"\n",
+                "vrrp_instance[1].unicast_src",
+                16,
+            ),
+            ("\"ff02::12\"", "", "vrrp_instance[1].virtual_ipaddress", 15),
+            (
+                "\"2001:db8:f::10/129\"",
+                "",
+                "vrrp_instance[1].virtual_ipaddress",
+                15,
+            ),
+        ];
+        for (vips, extra, key, line) in cases {
+            let e = err(&with_v6(vips, extra));
+            assert_eq!(
+                (e.key.as_str(), e.line),
+                (*key, *line),
+                "{vips} {extra}: {e}"
+            );
+        }
+        let e = err(&with_v6("\"2001:db8:f::10\", \"203.0.113.11\"", ""));
+        assert!(e.message.contains("cannot be mixed"), "{e}");
+        // Two IPv6 instances with one VRID on one interface.
+        let e = err(&format!(
+            "{}[[vrrp_instance]]\nname = \"VI_7\"\ninterface = \"ext0\"\n\
+             virtual_router_id = 51\nvirtual_ipaddress = [\"2001:db8:f::12\"]\n",
+            with_v6("\"2001:db8:f::10\"", "")
+        ));
+        assert_eq!(e.key, "vrrp_instance[2].virtual_router_id", "{e}");
     }
 
     #[test]

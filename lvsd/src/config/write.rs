@@ -3,9 +3,12 @@
 //!
 //! Invariant: [`Config::parse`] of [`Config::to_toml`] gives the same [`Config`] back
 //! (every key is written explicitly, so lvsd's defaults changing later does not change
-//! what a saved file means). Strings are quoted by the `toml` crate.
+//! what a saved file means). Strings are quoted by the `toml` crate. Addresses with a port
+//! are written `IP:PORT`, IPv6 ones `[IPv6]:PORT`; an IPv6 service's persistence netmask
+//! as its prefix length.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use lvs_proto::SchedulerKind;
@@ -90,7 +93,7 @@ fn write_service(s: &mut String, vs: &VirtualService) {
     let _ = write!(
         s,
         "\n[[virtual_server]]\naddress = {}\nprotocol = {}\nscheduler = {}\nforwarding = {}\n",
-        quoted(&format!("{}:{}", vs.vip, vs.port)),
+        quoted(&SocketAddr::new(vs.vip, vs.port).to_string()),
         quoted(&vs.protocol.to_string()),
         quoted(vs.scheduler.name()),
         quoted(&vs.forwarding.to_string()),
@@ -101,11 +104,16 @@ fn write_service(s: &mut String, vs: &VirtualService) {
         let _ = writeln!(s, "scheduler_flags = [{}]", list.join(", "));
     }
     if let Some(p) = &vs.persistence {
+        let netmask = if vs.vip.is_ipv6() {
+            p.prefix6.to_string()
+        } else {
+            quoted(&p.netmask.to_string())
+        };
         let _ = write!(
             s,
-            "persistence_timeout = {}\npersistence_netmask = {}\nquiescent_template_expire = {}\n",
+            "persistence_timeout = {}\npersistence_netmask = {netmask}\n\
+             quiescent_template_expire = {}\n",
             p.timeout.as_secs(),
-            quoted(&p.netmask.to_string()),
             p.quiescent_template_expire
         );
     }
@@ -114,7 +122,7 @@ fn write_service(s: &mut String, vs: &VirtualService) {
         let _ = writeln!(
             s,
             "sorry_server = {}",
-            quoted(&format!("{}:{}", sorry.addr, sorry.port))
+            quoted(&SocketAddr::new(sorry.addr, sorry.port).to_string())
         );
     }
     let _ = write!(
@@ -243,7 +251,7 @@ fn write_real_server(s: &mut String, rs: &RealServer) {
         s,
         "\n[[virtual_server.real_server]]\naddress = {}\nweight = {}\nforwarding = {}\n\
          upper_threshold = {}\nlower_threshold = {}\n",
-        quoted(&format!("{}:{}", rs.addr, rs.port)),
+        quoted(&SocketAddr::new(rs.addr, rs.port).to_string()),
         rs.weight,
         quoted(&rs.forwarding.to_string()),
         rs.upper_threshold,
@@ -417,6 +425,39 @@ mod tests {
              [[virtual_server]]\naddress = \"203.0.113.10:443\"\n\n\
              [[virtual_server.real_server]]\naddress = \"192.0.2.11\"\n",
         );
+    }
+
+    #[test]
+    fn ipv6_reads_back_the_same() {
+        let text = "[[virtual_server]]\naddress = \"2001:db8:f::10 443\"\nforwarding = \"nat\"\n\
+             persistence_timeout = 600\npersistence_netmask = \"ffff:ffff:ffff::\"\n\
+             sorry_server = \"[2001:db8:b::99]:8443\"\n\n\
+             [virtual_server.health_check]\nkind = \"https\"\nconnect_ip = \"[2001:db8:b::50]\"\n\
+             virtualhost = \"[2001:db8:b::50]:8443\"\n\n\
+             [[virtual_server.real_server]]\naddress = \"[2001:db8:b::11]:8443\"\n\n\
+             [[virtual_server.real_server]]\naddress = \"192.0.2.12\"\nforwarding = \"tun\"\n\n\
+             [virtual_server.real_server.health_check]\nkind = \"tcp\"\n\
+             connect_ip = \"192.0.2.50\"\n\n\
+             [[virtual_server]]\naddress = \"203.0.113.10:80\"\nforwarding = \"tun\"\n\
+             persistence_timeout = 60\npersistence_netmask = 24\n\n\
+             [[virtual_server.real_server]]\naddress = \"2001:db8:b::11\"\n\n\
+             [virtual_server.real_server.health_check]\nkind = \"udp\"\n\
+             connect_ip = \"2001:db8:b::51\"\n";
+        round_trip(text);
+        let c = Config::parse(Path::new("in.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+        let out = c.to_toml();
+        // IPv6 with a port in brackets, the prefix length as a number, bare connect_ip.
+        for line in [
+            "address = \"[2001:db8:f::10]:443\"",
+            "persistence_netmask = 48",
+            "sorry_server = \"[2001:db8:b::99]:8443\"",
+            "connect_ip = \"2001:db8:b::50\"",
+            "address = \"[2001:db8:b::11]:8443\"",
+            "address = \"[2001:db8:b::11]:80\"",
+            "persistence_netmask = \"255.255.255.0\"",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} not in\n{out}");
+        }
     }
 
     #[test]

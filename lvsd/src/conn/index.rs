@@ -28,7 +28,9 @@
 //! Hash flooding: clients choose the 5-tuples, so the hash must not be predictable.
 //! [`FlowHasher`] is SipHash-1-3 (the function and round counts of std's `HashMap`) keyed
 //! with 128 random bits per process, and both the home bucket and the tag come from its
-//! output: without the key an attacker cannot aim flows at one bucket.
+//! output: without the key an attacker cannot aim flows at one bucket. It hashes whole
+//! messages of 8-byte words: two for an IPv4 key ([`FlowHasher::hash`]), five for an
+//! IPv6 key ([`FlowHasher::hash_words`]; the length is part of SipHash's input).
 
 use std::hash::{BuildHasher, RandomState};
 
@@ -389,6 +391,17 @@ impl FlowHasher {
         }
         siphash::<1, 3>(self.k0, self.k1, m0, m1)
     }
+
+    /// The hash of the `8 × N`-byte message `m` (little-endian words); for `N == 2` the
+    /// same function as [`FlowHasher::hash`].
+    #[inline]
+    pub fn hash_words<const N: usize>(&self, m: [u64; N]) -> u64 {
+        #[cfg(test)]
+        if let Some(h) = self.constant {
+            return h;
+        }
+        siphash_words::<1, 3, N>(self.k0, self.k1, m)
+    }
 }
 
 #[inline(always)]
@@ -424,6 +437,35 @@ fn siphash<const C: usize, const D: usize>(k0: u64, k1: u64, m0: u64, m1: u64) -
             sipround(&mut v);
         }
         v[0] ^= m;
+    }
+    v[2] ^= 0xff;
+    for _ in 0..D {
+        sipround(&mut v);
+    }
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+/// SipHash-c-d of exactly `8 × N` bytes given as `N` little-endian words (`N < 32`, the
+/// length byte).
+#[inline(always)]
+fn siphash_words<const C: usize, const D: usize, const N: usize>(
+    k0: u64,
+    k1: u64,
+    m: [u64; N],
+) -> u64 {
+    let mut v = [
+        k0 ^ 0x736f_6d65_7073_6575,
+        k1 ^ 0x646f_7261_6e64_6f6d,
+        k0 ^ 0x6c79_6765_6e65_7261,
+        k1 ^ 0x7465_6462_7974_6573,
+    ];
+    let len = ((8 * N) as u64 & 0xff) << 56;
+    for w in m.into_iter().chain([len]) {
+        v[3] ^= w;
+        for _ in 0..C {
+            sipround(&mut v);
+        }
+        v[0] ^= w;
     }
     v[2] ^= 0xff;
     for _ in 0..D {
@@ -472,6 +514,35 @@ mod tests {
         }
         // 1-3 is a different function of the same input.
         assert_ne!(siphash::<1, 3>(1, 2, 3, 4), siphash::<2, 4>(1, 2, 3, 4));
+    }
+
+    /// The many-word SipHash is the reference one too (40 bytes: an IPv6 key), and with
+    /// two words it is the two-word function.
+    #[test]
+    fn siphash_words_matches_std() {
+        #[allow(deprecated)]
+        use std::hash::{Hasher, SipHasher};
+        let mut rng = Rng(11);
+        for _ in 0..100 {
+            let (k0, k1) = (rng.next(), rng.next());
+            let m = [rng.next(), rng.next(), rng.next(), rng.next(), rng.next()];
+            #[allow(deprecated)]
+            let mut h = SipHasher::new_with_keys(k0, k1);
+            let bytes: Vec<u8> = m.iter().flat_map(|w| w.to_le_bytes()).collect();
+            h.write(&bytes);
+            assert_eq!(siphash_words::<2, 4, 5>(k0, k1, m), h.finish());
+            let (m0, m1) = (m[0], m[1]);
+            assert_eq!(
+                siphash_words::<1, 3, 2>(k0, k1, [m0, m1]),
+                siphash::<1, 3>(k0, k1, m0, m1)
+            );
+            let f = FlowHasher::with_keys(k0, k1);
+            assert_eq!(f.hash_words([m0, m1]), f.hash(m0, m1));
+            assert_eq!(f.hash_words(m), siphash_words::<1, 3, 5>(k0, k1, m));
+        }
+        // The length is part of the message: trailing zero words change the hash.
+        let f = FlowHasher::with_keys(1, 2);
+        assert_ne!(f.hash_words([3, 4]), f.hash_words([3, 4, 0, 0, 0]));
     }
 
     #[test]

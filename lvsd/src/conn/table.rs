@@ -2,11 +2,12 @@
 //! NAT, by the reply 5-tuple; TCP state through [`super::tcp`]; idle expiry on a timer
 //! wheel.
 //!
-//! Layout (issue 9, "fast path"): entries live in a slab of 64-byte, cache-line-aligned
-//! slots (a 60-byte [`Conn`] and the slot's generation) allocated in chunks of
-//! 4 096 slots, so the slab never moves nor doubles. One `Index` (`index.rs`) finds
-//! them by key: inbound, reply and template keys all go in it, each as a 16-bit tag and a
-//! `u32` value (key kind in the top 2 bits, slot number below), ten to a 64-byte bucket.
+//! Layout (issue 9, "fast path"; IPv4, for IPv6 see below): entries live in a slab of
+//! 64-byte, cache-line-aligned slots (a 60-byte [`Conn`] and the slot's generation)
+//! allocated in chunks of 4 096 slots, so the slab never moves nor doubles. One `Index`
+//! (`index.rs`) finds them by key: inbound, reply and template keys all go in it, each as
+//! a 16-bit tag and a `u32` value (key kind in the top 2 bits, slot number below), ten to
+//! a 64-byte bucket.
 //! A lookup reads one bucket line (a miss stops there) and then the entry's line, where
 //! the key is checked. Keys are hashed with `FlowHasher` (SipHash-1-3 with a random
 //! per-process key, the kind mixed in), so clients cannot aim 5-tuples at one bucket. A
@@ -76,16 +77,34 @@
 //!   template and renames it to vport/dport 65535 without touching its timer: it stays,
 //!   still holding its destination, until it expires.
 //!
-//! IPv6 (issue 8, not implemented): the index is key-agnostic (hash in, `u32` value out,
-//! the key checked by the caller), so v6 needs no second index design. The plan: a second
-//! slab of v6 entries (three 16-byte addresses make a 100-byte entry, two cache lines; or a
-//! generic `Conn<A>` over the address type), v6 keys hashed as five words (SipHash over 40
-//! bytes) with the family mixed in, and either a second `Index` for v6 keys (the v4 path
-//! stays exactly as it is) or one shared index with a third kind bit (family), leaving
-//! 29 bits of slot number. `FlowKey` would become an enum or gain a v6 twin; `ConnId`
-//! would carry the family in its index's top bit.
+//! IPv6 (issue 8): the table is generic over the address family, [`ConnAddr`] (implemented
+//! by [`Ipv4Addr`] and [`Ipv6Addr`]): `ConnTable<A>`, `Conn<A>`, `FlowKey<A>`, `NewConn<A>`
+//! and `NewTemplate<A>`, each defaulting to IPv4, so code that names them bare is the IPv4
+//! table it always was. A director holds one table per family; each has its own slab,
+//! index, wheel and hash key, and nothing is shared between them.
+//! - IPv4 is monomorphized to exactly the code above: a 60-byte entry in a 64-byte slot,
+//!   keys hashed as two words (16 bytes), handles as before.
+//! - An IPv6 [`Conn`] is 96 bytes (three 16-byte addresses), its slot 128 bytes: two cache
+//!   lines, 64-aligned, so an entry never straddles a third line (chunks of 4 096 slots
+//!   are 512 KiB). A hit reads the bucket line and both lines of the entry (the compiler
+//!   puts the addresses in the first, the ports in the second; the loads are independent,
+//!   so their misses overlap). Keys are hashed as five words (SipHash-1-3 over 40 bytes:
+//!   both addresses whole, ports, protocol, kind and a family byte), so keys that differ
+//!   in either half of an address hash apart. Measured at 1M entries (`memory_per_entry_at_1m`, the bench): 153.6 bytes
+//!   per NAT66 entry (128 slab, 16.8 index, 8.4 wheel), 145.3 per DR66 entry (IPv4: 89.4
+//!   and 81.0).
+//! - The compile-time asserts next to `Slot` hold both families to those sizes.
+//! - A [`ConnId`] carries its family: an IPv6 table sets the top bit of the handle's slot
+//!   number ([`ConnId::is_v6`]; IPv4 handles are unchanged), so a table finds nothing
+//!   behind the other family's handles instead of a stranger's entry.
+//! - Nothing in the table reads an entry's `real` address except the NAT reply key (NAT is
+//!   always same-family). A tunnel to a real server of the other family (an IPv4 service
+//!   tunnelling to an IPv6 real server, or the reverse) stores
+//!   [`ConnAddr::UNSPECIFIED`] as `real`; the caller keeps the real destination.
 
-use std::net::Ipv4Addr;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use lvs_proto::{Forwarding, Protocol};
@@ -122,17 +141,72 @@ pub const fn counts_as_active(state: TcpState) -> bool {
     )
 }
 
+/// An address family the table can hold: [`Ipv4Addr`] or [`Ipv6Addr`] (module doc). The
+/// hidden items are the table's business; the trait cannot be implemented outside the
+/// crate.
+pub trait ConnAddr: Copy + Eq + Hash + Debug + Send + Sync + 'static + Into<IpAddr> {
+    /// The unspecified address (`0.0.0.0`, `::`): what a caller stores as the real server
+    /// of an entry whose real server is of the other family (a tunnel across families).
+    const UNSPECIFIED: Self;
+
+    /// Set in the index of every [`ConnId`] a table of this family hands out (0 for IPv4,
+    /// so the IPv4 handles and code are what they were): a handle from the other family's
+    /// table names no slot.
+    #[doc(hidden)]
+    const HANDLE_BIT: u32;
+
+    /// The index hash of a key with these addresses; `tail` holds the ports, the protocol
+    /// and the kind (see `key_hash`).
+    #[doc(hidden)]
+    fn key_hash(hasher: &FlowHasher, src: Self, dst: Self, tail: u64) -> u64;
+}
+
+impl ConnAddr for Ipv4Addr {
+    const UNSPECIFIED: Self = Ipv4Addr::UNSPECIFIED;
+    const HANDLE_BIT: u32 = 0;
+
+    /// 16 bytes: both addresses, then the tail (exactly the pre-IPv6 hash).
+    #[inline(always)]
+    fn key_hash(hasher: &FlowHasher, src: Self, dst: Self, tail: u64) -> u64 {
+        hasher.hash(
+            u64::from(src.to_bits()) << 32 | u64::from(dst.to_bits()),
+            tail,
+        )
+    }
+}
+
+/// The family byte of an IPv6 key's tail (bits 16..24; IPv4 keys have 0 there).
+const FAMILY_V6: u64 = 6 << 16;
+
+impl ConnAddr for Ipv6Addr {
+    const UNSPECIFIED: Self = Ipv6Addr::UNSPECIFIED;
+    const HANDLE_BIT: u32 = 1 << 31;
+
+    /// 40 bytes: both addresses (high and low halves), then the tail with the family.
+    #[inline(always)]
+    fn key_hash(hasher: &FlowHasher, src: Self, dst: Self, tail: u64) -> u64 {
+        let (s, d) = (src.to_bits(), dst.to_bits());
+        hasher.hash_words([
+            (s >> 64) as u64,
+            s as u64,
+            (d >> 64) as u64,
+            d as u64,
+            tail | FAMILY_V6,
+        ])
+    }
+}
+
 /// A packet's 5-tuple as received: the lookup key of both maps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FlowKey {
+pub struct FlowKey<A = Ipv4Addr> {
     /// Transport protocol.
     pub protocol: Protocol,
     /// Source address.
-    pub src: Ipv4Addr,
+    pub src: A,
     /// Source port.
     pub src_port: u16,
     /// Destination address.
-    pub dst: Ipv4Addr,
+    pub dst: A,
     /// Destination port.
     pub dst_port: u16,
 }
@@ -170,17 +244,18 @@ pub enum Activity {
 
 /// What a new entry is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NewConn {
+pub struct NewConn<A = Ipv4Addr> {
     /// Transport protocol.
     pub protocol: Protocol,
     /// How packets reach the real server (fixed for the entry's life, as in IPVS).
     pub forwarding: Forwarding,
     /// Client address and port.
-    pub client: (Ipv4Addr, u16),
+    pub client: (A, u16),
     /// Virtual address and port.
-    pub virt: (Ipv4Addr, u16),
-    /// Real server address and port.
-    pub real: (Ipv4Addr, u16),
+    pub virt: (A, u16),
+    /// Real server address and port ([`ConnAddr::UNSPECIFIED`] for a tunnel to a real
+    /// server of the other family: only a NAT entry's reply key uses it).
+    pub real: (A, u16),
     /// Caller's service handle.
     pub service: u32,
     /// Caller's destination handle.
@@ -193,17 +268,17 @@ pub struct NewConn {
 
 /// What a new persistence template is made of (spec b.16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NewTemplate {
+pub struct NewTemplate<A = Ipv4Addr> {
     /// Transport protocol of the service.
     pub protocol: Protocol,
     /// Forwarding method of the destination (informational).
     pub forwarding: Forwarding,
     /// The client's address masked with the service's persistence netmask.
-    pub client: Ipv4Addr,
+    pub client: A,
     /// Virtual address and port.
-    pub virt: (Ipv4Addr, u16),
-    /// The destination's address and port.
-    pub real: (Ipv4Addr, u16),
+    pub virt: (A, u16),
+    /// The destination's address and port (informational, as for [`NewConn::real`]).
+    pub real: (A, u16),
     /// Caller's service handle.
     pub service: u32,
     /// Caller's destination handle.
@@ -251,13 +326,13 @@ impl Kind {
     }
 }
 
-/// One connection entry or template: 60 bytes, 4-aligned, so that with its slot's
-/// generation it fills one 64-byte cache line.
+/// One connection entry or template: 60 bytes for IPv4 (96 for IPv6), 4-aligned, so that
+/// with its slot's generation it fills one 64-byte cache line (two for IPv6).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conn {
-    caddr: Ipv4Addr,
-    vaddr: Ipv4Addr,
-    daddr: Ipv4Addr,
+pub struct Conn<A = Ipv4Addr> {
+    caddr: A,
+    vaddr: A,
+    daddr: A,
     service: u32,
     dest: u32,
     in_ifindex: u32,
@@ -280,7 +355,7 @@ pub struct Conn {
     flags: u8,
 }
 
-impl Conn {
+impl<A: ConnAddr> Conn<A> {
     /// Transport protocol.
     pub fn protocol(&self) -> Protocol {
         self.protocol
@@ -302,15 +377,16 @@ impl Conn {
         self.flags & F_NOOUTPUT != 0
     }
     /// Client address and port.
-    pub fn client(&self) -> (Ipv4Addr, u16) {
+    pub fn client(&self) -> (A, u16) {
         (self.caddr, self.cport)
     }
     /// Virtual address and port.
-    pub fn virt(&self) -> (Ipv4Addr, u16) {
+    pub fn virt(&self) -> (A, u16) {
         (self.vaddr, self.vport)
     }
-    /// Real server address and port.
-    pub fn real(&self) -> (Ipv4Addr, u16) {
+    /// Real server address and port (as inserted: [`ConnAddr::UNSPECIFIED`] for a tunnel
+    /// to a real server of the other family).
+    pub fn real(&self) -> (A, u16) {
         (self.daddr, self.dport)
     }
     /// Caller's service handle.
@@ -353,7 +429,7 @@ impl Conn {
         self.expires_hi = (ms >> 32) as u32;
     }
 
-    fn inbound_key(&self) -> FlowKey {
+    fn inbound_key(&self) -> FlowKey<A> {
         FlowKey {
             protocol: self.protocol,
             src: self.caddr,
@@ -363,7 +439,7 @@ impl Conn {
         }
     }
 
-    fn reply_key(&self) -> Option<FlowKey> {
+    fn reply_key(&self) -> Option<FlowKey<A>> {
         if self.is_template() {
             return None;
         }
@@ -387,7 +463,7 @@ impl Conn {
 
     /// Whether its key of `kind` is `key`.
     #[inline]
-    fn has_key(&self, kind: Kind, key: &FlowKey) -> bool {
+    fn has_key(&self, kind: Kind, key: &FlowKey<A>) -> bool {
         match kind {
             Kind::Reply => self.reply_key().as_ref() == Some(key),
             _ => self.own_kind() == kind && self.inbound_key() == *key,
@@ -395,7 +471,7 @@ impl Conn {
     }
 
     #[cfg(test)]
-    fn key(&self, kind: Kind) -> Option<FlowKey> {
+    fn key(&self, kind: Kind) -> Option<FlowKey<A>> {
         match kind {
             Kind::Reply => self.reply_key(),
             _ => (self.own_kind() == kind).then(|| self.inbound_key()),
@@ -411,17 +487,17 @@ impl Conn {
     }
 }
 
-/// The index hash of a key of `kind`: the 13 key bytes and the kind in two words.
+/// The index hash of a key of `kind`: every key byte and the kind (IPv4: 13 key bytes
+/// and the kind in two words; IPv6: 37 key bytes, the kind and the family in five).
 #[inline]
-fn key_hash(hasher: &FlowHasher, kind: Kind, key: &FlowKey) -> u64 {
+fn key_hash<A: ConnAddr>(hasher: &FlowHasher, kind: Kind, key: &FlowKey<A>) -> u64 {
     let proto: u64 = match key.protocol {
         Protocol::Tcp => 6,
         Protocol::Udp => 17,
     };
-    let m0 = u64::from(key.src.to_bits()) << 32 | u64::from(key.dst.to_bits());
-    let m1 =
+    let tail =
         u64::from(key.src_port) << 48 | u64::from(key.dst_port) << 32 | proto << 8 | kind as u64;
-    hasher.hash(m0, m1)
+    A::key_hash(hasher, key.src, key.dst, tail)
 }
 
 /// A handle to a live entry. Stale handles (entry removed, slot reused) are rejected.
@@ -437,20 +513,56 @@ impl ConnId {
         index: u32::MAX,
         generation: u32::MAX,
     };
+
+    /// Whether the handle comes from an IPv6 table (else IPv4): a table finds no entry
+    /// behind the other family's handles. (The handle an insert into a full slab returns
+    /// names nothing in either table and says true.)
+    pub const fn is_v6(self) -> bool {
+        self.index & <Ipv6Addr as ConnAddr>::HANDLE_BIT != 0
+    }
+
+    /// The handle a table of family `A` hands out for slab slot `slot`.
+    #[inline(always)]
+    fn tagged<A: ConnAddr>(slot: u32, generation: u32) -> ConnId {
+        ConnId {
+            index: slot | A::HANDLE_BIT,
+            generation,
+        }
+    }
+
+    /// The slab slot and generation behind a handle of family `A` (the other family's
+    /// handles name slots past any slab).
+    #[inline(always)]
+    fn raw<A: ConnAddr>(self) -> ConnId {
+        ConnId {
+            index: self.index ^ A::HANDLE_BIT,
+            generation: self.generation,
+        }
+    }
 }
 
-/// A slab slot: one cache line.
+/// A slab slot: one cache line (IPv6: two).
 #[derive(Debug, Clone)]
 #[repr(align(64))]
-struct Slot {
+struct Slot<A> {
     /// Bumped when the entry is removed, so old handles and wheel records go stale.
     generation: u32,
-    entry: Entry,
+    entry: Entry<A>,
 }
 
+// The entry sizes the module doc states, per family.
+const _: () = {
+    use std::mem::{align_of, size_of};
+    assert!(size_of::<Conn<Ipv4Addr>>() == 60);
+    assert!(size_of::<Slot<Ipv4Addr>>() == 64);
+    assert!(size_of::<Conn<Ipv6Addr>>() == 96);
+    assert!(size_of::<Slot<Ipv6Addr>>() == 128);
+    assert!(align_of::<Slot<Ipv4Addr>>() == 64 && align_of::<Slot<Ipv6Addr>>() == 64);
+};
+
 #[derive(Debug, Clone)]
-enum Entry {
-    Live(Conn),
+enum Entry<A> {
+    Live(Conn<A>),
     /// On the free list; `next` is the next free slot (`NIL`: none).
     Free {
         next: u32,
@@ -459,9 +571,9 @@ enum Entry {
 
 /// Slots in chunks of [`CHUNK`] (the first one grows by doubling up to that), with an
 /// intrusive free list. Slot `i` is `chunks[i >> CHUNK_SHIFT][i % CHUNK]`.
-#[derive(Debug, Default)]
-struct Slab {
-    chunks: Vec<Vec<Slot>>,
+#[derive(Debug)]
+struct Slab<A> {
+    chunks: Vec<Vec<Slot<A>>>,
     /// Slots handed out at least once (`0..high` exist).
     high: u32,
     /// First free slot below `high` (`NIL`: none).
@@ -469,23 +581,25 @@ struct Slab {
     len: usize,
 }
 
-impl Slab {
+impl<A: ConnAddr> Slab<A> {
     fn new() -> Self {
         Slab {
+            chunks: Vec::new(),
+            high: 0,
             free: NIL,
-            ..Slab::default()
+            len: 0,
         }
     }
 
     #[inline]
-    fn slot(&self, index: u32) -> Option<&Slot> {
+    fn slot(&self, index: u32) -> Option<&Slot<A>> {
         self.chunks
             .get((index >> CHUNK_SHIFT) as usize)?
             .get(index as usize & (CHUNK - 1))
     }
 
     #[inline]
-    fn slot_mut(&mut self, index: u32) -> Option<&mut Slot> {
+    fn slot_mut(&mut self, index: u32) -> Option<&mut Slot<A>> {
         self.chunks
             .get_mut((index >> CHUNK_SHIFT) as usize)?
             .get_mut(index as usize & (CHUNK - 1))
@@ -493,22 +607,23 @@ impl Slab {
 
     /// The live entry in slot `index`, whatever its generation.
     #[inline]
-    fn live(&self, index: u32) -> Option<&Conn> {
+    fn live(&self, index: u32) -> Option<&Conn<A>> {
         match &self.slot(index)?.entry {
             Entry::Live(c) => Some(c),
             Entry::Free { .. } => None,
         }
     }
 
-    fn live_mut(&mut self, index: u32) -> Option<&mut Conn> {
+    fn live_mut(&mut self, index: u32) -> Option<&mut Conn<A>> {
         match &mut self.slot_mut(index)?.entry {
             Entry::Live(c) => Some(c),
             Entry::Free { .. } => None,
         }
     }
 
+    /// The entry behind a raw (untagged) handle.
     #[inline]
-    fn get(&self, id: ConnId) -> Option<&Conn> {
+    fn get(&self, id: ConnId) -> Option<&Conn<A>> {
         let slot = self.slot(id.index)?;
         match &slot.entry {
             Entry::Live(c) if slot.generation == id.generation => Some(c),
@@ -516,7 +631,7 @@ impl Slab {
         }
     }
 
-    fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+    fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn<A>> {
         let slot = self.slot_mut(id.index)?;
         match &mut slot.entry {
             Entry::Live(c) if slot.generation == id.generation => Some(c),
@@ -524,8 +639,9 @@ impl Slab {
         }
     }
 
-    /// Stores `conn` in a free slot; `None` if all 2^30 − 1 slots are live.
-    fn alloc(&mut self, conn: Conn) -> Option<ConnId> {
+    /// Stores `conn` in a free slot and returns its raw handle; `None` if all 2^30 − 1
+    /// slots are live.
+    fn alloc(&mut self, conn: Conn<A>) -> Option<ConnId> {
         if self.free != NIL {
             let index = self.free;
             let slot = self.slot_mut(index)?;
@@ -562,7 +678,7 @@ impl Slab {
     }
 
     /// Frees slot `index` (its generation moves on) and returns its entry.
-    fn free(&mut self, index: u32) -> Option<Conn> {
+    fn free(&mut self, index: u32) -> Option<Conn<A>> {
         let next = self.free;
         let slot = self.slot_mut(index)?;
         if matches!(slot.entry, Entry::Free { .. }) {
@@ -578,7 +694,7 @@ impl Slab {
     }
 
     /// Every slot with its number.
-    fn iter(&self) -> impl Iterator<Item = (u32, &Slot)> {
+    fn iter(&self) -> impl Iterator<Item = (u32, &Slot<A>)> {
         self.chunks
             .iter()
             .flatten()
@@ -594,11 +710,11 @@ struct WheelRecord {
     generation: u32,
 }
 
-/// The connection table.
+/// The connection table of one address family.
 #[derive(Debug)]
-pub struct ConnTable {
+pub struct ConnTable<A: ConnAddr = Ipv4Addr> {
     epoch: Instant,
-    slab: Slab,
+    slab: Slab<A>,
     /// Inbound, reply and template keys (module doc).
     index: Index,
     hasher: FlowHasher,
@@ -613,7 +729,7 @@ pub struct ConnTable {
 
 /// Whether index value `v` names an entry whose key of `kind` is `key`.
 #[inline]
-fn holds(slab: &Slab, v: u32, kind: Kind, key: &FlowKey) -> bool {
+fn holds<A: ConnAddr>(slab: &Slab<A>, v: u32, kind: Kind, key: &FlowKey<A>) -> bool {
     v >> KIND_SHIFT == kind as u32
         && slab
             .live(v & SLOT_MASK)
@@ -623,7 +739,7 @@ fn holds(slab: &Slab, v: u32, kind: Kind, key: &FlowKey) -> bool {
 /// The hash index value `v` was filed under (`None`: it names no live entry, which the
 /// invariants rule out).
 #[cfg(test)]
-fn rehash(slab: &Slab, hasher: &FlowHasher, v: u32) -> Option<u64> {
+fn rehash<A: ConnAddr>(slab: &Slab<A>, hasher: &FlowHasher, v: u32) -> Option<u64> {
     let kind = match v >> KIND_SHIFT {
         0 => Kind::Inbound,
         1 => Kind::Reply,
@@ -633,7 +749,7 @@ fn rehash(slab: &Slab, hasher: &FlowHasher, v: u32) -> Option<u64> {
     Some(key_hash(hasher, kind, &key))
 }
 
-impl ConnTable {
+impl<A: ConnAddr> ConnTable<A> {
     /// An empty table whose clock starts at `epoch`; times before it count as `epoch`.
     /// Its hash key is random.
     pub fn new(epoch: Instant) -> Self {
@@ -667,38 +783,38 @@ impl ConnTable {
     }
 
     #[inline]
-    fn find(&self, kind: Kind, key: &FlowKey) -> Option<ConnId> {
+    fn find(&self, kind: Kind, key: &FlowKey<A>) -> Option<ConnId> {
         let hash = key_hash(&self.hasher, kind, key);
         let v = self.index.find(hash, |v| holds(&self.slab, v, kind, key))?;
         let index = v & SLOT_MASK;
         let generation = self.slab.slot(index)?.generation;
-        Some(ConnId { index, generation })
+        Some(ConnId::tagged::<A>(index, generation))
     }
 
     /// The entry a client→VIP packet with this 5-tuple belongs to.
-    pub fn find_inbound(&self, key: &FlowKey) -> Option<ConnId> {
+    pub fn find_inbound(&self, key: &FlowKey<A>) -> Option<ConnId> {
         self.find(Kind::Inbound, key)
     }
 
     /// The NAT entry a real server→client packet with this 5-tuple belongs to.
-    pub fn find_reply(&self, key: &FlowKey) -> Option<ConnId> {
+    pub fn find_reply(&self, key: &FlowKey<A>) -> Option<ConnId> {
         self.find(Kind::Reply, key)
     }
 
     /// The live, valid template for `(proto, masked client, 0, vaddr, vport)`: `key.src_port`
     /// must be 0.
-    pub fn find_template(&self, key: &FlowKey) -> Option<ConnId> {
+    pub fn find_template(&self, key: &FlowKey<A>) -> Option<ConnId> {
         self.find(Kind::Template, key)
     }
 
-    /// The entry behind a handle, if it is still live.
+    /// The entry behind a handle, if it is still live (and from this family's table).
     #[inline]
-    pub fn get(&self, id: ConnId) -> Option<&Conn> {
-        self.slab.get(id)
+    pub fn get(&self, id: ConnId) -> Option<&Conn<A>> {
+        self.slab.get(id.raw::<A>())
     }
 
-    fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
-        self.slab.get_mut(id)
+    fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn<A>> {
+        self.slab.get_mut(id.raw::<A>())
     }
 
     /// Time left before the entry expires if it stays idle.
@@ -713,7 +829,7 @@ impl ConnTable {
     /// after its state's timeout. The caller then feeds its first packet to
     /// [`ConnTable::on_packet`]. If an entry already holds one of the keys, the new entry
     /// takes the key over; the old one stays until it expires or is removed.
-    pub fn insert(&mut self, new: NewConn, now: Instant, timeouts: &Timeouts) -> ConnId {
+    pub fn insert(&mut self, new: NewConn<A>, now: Instant, timeouts: &Timeouts) -> ConnId {
         let mut conn = Conn {
             protocol: new.protocol,
             forwarding: new.forwarding,
@@ -752,7 +868,7 @@ impl ConnTable {
 
     /// Inserts a persistence template (module doc) that expires after `new.timeout` unless
     /// refreshed. A live template with the same key loses it (it stays until it expires).
-    pub fn insert_template(&mut self, new: NewTemplate, now: Instant) -> ConnId {
+    pub fn insert_template(&mut self, new: NewTemplate<A>, now: Instant) -> ConnId {
         let timeout_s = u32::try_from(new.timeout.as_secs()).unwrap_or(u32::MAX);
         let mut conn = Conn {
             protocol: new.protocol,
@@ -782,7 +898,7 @@ impl ConnTable {
     }
 
     /// Puts a new entry in a free slot, its keys in the index and its record on the wheel.
-    fn store(&mut self, conn: Conn, now: Instant) -> ConnId {
+    fn store(&mut self, conn: Conn<A>, now: Instant) -> ConnId {
         let now_ms = self.ms(now);
         let expires_ms = conn.expires_ms();
         let own = (conn.own_kind(), conn.inbound_key());
@@ -801,15 +917,15 @@ impl ConnTable {
             self.put_key(Kind::Reply, &k, reply_hash, id.index);
         }
         let tick = self.file(id.index, expires_ms, now_ms);
-        if let Some(c) = self.get_mut(id) {
+        if let Some(c) = self.slab.get_mut(id) {
             c.check_tick = tick;
         }
-        id
+        ConnId::tagged::<A>(id.index, id.generation)
     }
 
     /// Files `key` of `kind` (hashed: `hash`) for the entry in slot `index`, taking it
     /// over from any entry that holds it; grows the index if it is full.
-    fn put_key(&mut self, kind: Kind, key: &FlowKey, hash: u64, index: u32) {
+    fn put_key(&mut self, kind: Kind, key: &FlowKey<A>, hash: u64, index: u32) {
         let val = kind.value(index);
         let mut done = (self.index).upsert(hash, val, |v| holds(&self.slab, v, kind, key));
         if done == Upsert::Full {
@@ -891,7 +1007,7 @@ impl ConnTable {
         t.set_expires_ms(expires_ms);
         let check_tick = t.check_tick;
         if expires_ms.div_ceil(TICK_MS) < u64::from(check_tick) {
-            let tick = self.file(id.index, expires_ms, now_ms);
+            let tick = self.file(id.raw::<A>().index, expires_ms, now_ms);
             if let Some(t) = self.get_mut(id) {
                 t.check_tick = tick;
             }
@@ -910,7 +1026,8 @@ impl ConnTable {
         if t.flags & F_UNINDEXED_OWN == 0 {
             // It still holds its key (no newer template took it over).
             let hash = key_hash(&self.hasher, Kind::Template, &t.inbound_key());
-            self.index.remove(hash, Kind::Template.value(id.index));
+            self.index
+                .remove(hash, Kind::Template.value(id.raw::<A>().index));
         }
         if let Some(t) = self.get_mut(id) {
             t.flags |= F_UNINDEXED_OWN;
@@ -989,7 +1106,7 @@ impl ConnTable {
         conn.set_expires_ms(expires_ms);
         let check_tick = conn.check_tick;
         if expires_ms.div_ceil(TICK_MS) < u64::from(check_tick) {
-            let tick = self.file(id.index, expires_ms, now_ms);
+            let tick = self.file(id.raw::<A>().index, expires_ms, now_ms);
             if let Some(c) = self.get_mut(id) {
                 c.check_tick = tick;
             }
@@ -1006,12 +1123,13 @@ impl ConnTable {
     }
 
     /// Removes an entry now (connection reuse, service removal) and returns it.
-    pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
+    pub fn remove(&mut self, id: ConnId) -> Option<Conn<A>> {
         self.get(id)?;
-        self.take(id.index)
+        self.take(id.raw::<A>().index)
     }
 
-    fn take(&mut self, index: u32) -> Option<Conn> {
+    /// Removes the entry in slab slot `index` (a raw slot number).
+    fn take(&mut self, index: u32) -> Option<Conn<A>> {
         let conn = self.slab.free(index)?;
         // A key leaves the index only if it still names this entry (flag; and `remove`
         // matches the value, which is this slot's).
@@ -1039,7 +1157,7 @@ impl ConnTable {
 
     /// Removes every entry whose idle deadline is at or before `now` (1 s grain), handing
     /// each to `expired` so the caller can settle its counters.
-    pub fn expire(&mut self, now: Instant, mut expired: impl FnMut(Conn)) {
+    pub fn expire(&mut self, now: Instant, mut expired: impl FnMut(Conn<A>)) {
         let now_ms = self.ms(now);
         let cur = now_ms / TICK_MS;
         if cur <= self.swept_tick {
@@ -1081,7 +1199,7 @@ impl ConnTable {
                     let extension = duration_ms(TEMPLATE_EXTENSION);
                     let expires_ms = now_ms.saturating_add(extension);
                     let tick = self.file(rec.index, expires_ms, now_ms);
-                    if let Some(c) = self.get_mut(id) {
+                    if let Some(c) = self.slab.get_mut(id) {
                         c.set_expires_ms(expires_ms);
                         c.check_tick = tick;
                         c.link[1] = u32::try_from(TEMPLATE_EXTENSION.as_secs()).unwrap_or(u32::MAX);
@@ -1093,7 +1211,7 @@ impl ConnTable {
                 } else {
                     // Still alive: re-file at its deadline (always after `cur`, see `file`).
                     let tick = self.file(rec.index, expires_ms, now_ms);
-                    if let Some(c) = self.get_mut(id) {
+                    if let Some(c) = self.slab.get_mut(id) {
                         c.check_tick = tick;
                     }
                 }
@@ -1118,8 +1236,8 @@ impl ConnTable {
     /// Removes every entry for which `remove` says so, handing each to `removed`.
     pub fn remove_where(
         &mut self,
-        mut remove: impl FnMut(&Conn) -> bool,
-        mut removed: impl FnMut(Conn),
+        mut remove: impl FnMut(&Conn<A>) -> bool,
+        mut removed: impl FnMut(Conn<A>),
     ) {
         for index in 0..self.slab.high {
             if self.slab.live(index).is_some_and(&mut remove) {
@@ -1134,9 +1252,9 @@ impl ConnTable {
     /// headers, capacity included): what the conntable bench's allocator counts.
     pub fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
-        let slab = self.slab.chunks.capacity() * size_of::<Vec<Slot>>()
+        let slab = self.slab.chunks.capacity() * size_of::<Vec<Slot<A>>>()
             + (self.slab.chunks.iter())
-                .map(|c| c.capacity() * size_of::<Slot>())
+                .map(|c| c.capacity() * size_of::<Slot<A>>())
                 .sum::<usize>();
         let wheel = self.wheel.capacity() * size_of::<Vec<WheelRecord>>()
             + self.spares.capacity() * size_of::<Vec<WheelRecord>>()
@@ -1147,15 +1265,9 @@ impl ConnTable {
     }
 
     /// Every live entry with its handle, in slot order.
-    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> {
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn<A>)> {
         self.slab.iter().filter_map(|(index, s)| match &s.entry {
-            Entry::Live(c) => Some((
-                ConnId {
-                    index,
-                    generation: s.generation,
-                },
-                c,
-            )),
+            Entry::Live(c) => Some((ConnId::tagged::<A>(index, s.generation), c)),
             Entry::Free { .. } => None,
         })
     }
@@ -1169,17 +1281,95 @@ fn duration_ms(d: Duration) -> u64 {
 mod tests {
     use super::*;
 
-    const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-    const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
-    const RIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
+    /// A family's test addresses (the lab plans': client, VIP, real server) and bulk
+    /// clients. The tests below are generic; `both_families!` runs each for both.
+    trait Fam: ConnAddr {
+        const CLIENT: Self;
+        const VIP: Self;
+        const RIP: Self;
+        /// Where template tests' clients are numbered from (`client(0..8)`).
+        const CLIENT_NET: Self;
+        /// Where bulk clients are numbered from.
+        const BULK_NET: Self;
+        /// The address `n` after `self`.
+        fn plus(self, n: u32) -> Self;
 
-    fn new(protocol: Protocol, forwarding: Forwarding, cport: u16) -> NewConn {
+        /// Client `n` of the template tests.
+        fn client(n: u64) -> Self {
+            Self::CLIENT_NET.plus(n as u32)
+        }
+    }
+
+    impl Fam for Ipv4Addr {
+        const CLIENT: Self = Ipv4Addr::new(198, 51, 100, 1);
+        const VIP: Self = Ipv4Addr::new(203, 0, 113, 10);
+        const RIP: Self = Ipv4Addr::new(192, 0, 2, 11);
+        const CLIENT_NET: Self = Ipv4Addr::new(198, 51, 100, 0);
+        const BULK_NET: Self = Ipv4Addr::new(198, 18, 0, 0);
+        fn plus(self, n: u32) -> Self {
+            Ipv4Addr::from(self.to_bits().wrapping_add(n))
+        }
+    }
+
+    impl Fam for Ipv6Addr {
+        const CLIENT: Self = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 0x10);
+        const VIP: Self = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
+        const RIP: Self = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11);
+        const CLIENT_NET: Self = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 0);
+        const BULK_NET: Self = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0x1, 0, 0, 0, 0);
+        fn plus(self, n: u32) -> Self {
+            Ipv6Addr::from(self.to_bits().wrapping_add(u128::from(n)))
+        }
+    }
+
+    /// `name` runs as `v4::name` and `v6::name`.
+    macro_rules! both_families {
+        ($($name:ident),* $(,)?) => {
+            mod v4 {
+                $(#[test]
+                fn $name() {
+                    super::$name::<std::net::Ipv4Addr>();
+                })*
+            }
+            mod v6 {
+                $(#[test]
+                fn $name() {
+                    super::$name::<std::net::Ipv6Addr>();
+                })*
+            }
+        };
+    }
+
+    both_families!(
+        nat_entry_has_both_keys_dr_only_inbound,
+        nat_handshake_and_close,
+        dr_uses_input_only,
+        udp_never_active_and_refreshes,
+        shortened_timeout_expires_early,
+        busy_entry_survives_long,
+        long_gap_expires_everything_due,
+        remove_where_and_iter,
+        collision_keeps_newest_key,
+        templates_have_their_own_map,
+        template_refresh_and_expiry,
+        controlling_template_lives_on,
+        expiry_detaches_connections,
+        invalidated_template_waits_for_its_timer,
+        all_keys_collide,
+        churn_keeps_size,
+        memory_per_entry_at_1m,
+        model,
+        tunnel_to_other_family,
+        handles_stay_in_their_family,
+    );
+
+    fn new<A: Fam>(protocol: Protocol, forwarding: Forwarding, cport: u16) -> NewConn<A> {
         NewConn {
             protocol,
             forwarding,
-            client: (CLIENT, cport),
-            virt: (VIP, 80),
-            real: (RIP, 8080),
+            client: (A::CLIENT, cport),
+            virt: (A::VIP, 80),
+            real: (A::RIP, 8080),
             service: 0,
             dest: 7,
             client_mac: [2, 0, 0, 0, 0, 1],
@@ -1187,22 +1377,22 @@ mod tests {
         }
     }
 
-    fn inbound(protocol: Protocol, cport: u16) -> FlowKey {
+    fn inbound<A: Fam>(protocol: Protocol, cport: u16) -> FlowKey<A> {
         FlowKey {
             protocol,
-            src: CLIENT,
+            src: A::CLIENT,
             src_port: cport,
-            dst: VIP,
+            dst: A::VIP,
             dst_port: 80,
         }
     }
 
-    fn reply(protocol: Protocol, cport: u16) -> FlowKey {
+    fn reply<A: Fam>(protocol: Protocol, cport: u16) -> FlowKey<A> {
         FlowKey {
             protocol,
-            src: RIP,
+            src: A::RIP,
             src_port: 8080,
-            dst: CLIENT,
+            dst: A::CLIENT,
             dst_port: cport,
         }
     }
@@ -1211,10 +1401,9 @@ mod tests {
         Duration::from_secs(s)
     }
 
-    #[test]
-    fn nat_entry_has_both_keys_dr_only_inbound() {
+    fn nat_entry_has_both_keys_dr_only_inbound<A: Fam>() {
         let t0 = Instant::now();
-        let mut t = ConnTable::new(t0);
+        let mut t = ConnTable::<A>::new(t0);
         let to = Timeouts::default();
         let a = t.insert(new(Protocol::Tcp, Forwarding::Nat, 1000), t0, &to);
         let b = t.insert(new(Protocol::Tcp, Forwarding::Dr, 1001), t0, &to);
@@ -1229,7 +1418,7 @@ mod tests {
         assert_eq!(ca.state(), ConnState::Tcp(TcpState::None));
         assert!(t.get(b).unwrap().no_output());
         let removed = t.remove(a).unwrap();
-        assert_eq!(removed.client(), (CLIENT, 1000));
+        assert_eq!(removed.client(), (A::CLIENT, 1000));
         assert_eq!(t.get(a), None, "stale handle");
         assert_eq!(t.find_reply(&reply(Protocol::Tcp, 1000)), None);
         assert_eq!(t.remove(a), None);
@@ -1241,10 +1430,9 @@ mod tests {
     }
 
     /// Handshake and close on a NAT entry, with the activity changes spec b.1 asks for.
-    #[test]
-    fn nat_handshake_and_close() {
+    fn nat_handshake_and_close<A: Fam>() {
         let t0 = Instant::now();
-        let mut t = ConnTable::new(t0);
+        let mut t = ConnTable::<A>::new(t0);
         let to = Timeouts::default();
         let id = t.insert(new(Protocol::Tcp, Forwarding::Nat, 1000), t0, &to);
         let mut step = |dir, flags| {
@@ -1271,10 +1459,9 @@ mod tests {
 
     /// DR: NOOUTPUT, so input packets use the INPUT_ONLY column; FIN from the client in
     /// ESTABLISHED goes to FIN_WAIT (INPUT would say CLOSE_WAIT).
-    #[test]
-    fn dr_uses_input_only() {
+    fn dr_uses_input_only<A: Fam>() {
         let t0 = Instant::now();
-        let mut t = ConnTable::new(t0);
+        let mut t = ConnTable::<A>::new(t0);
         let to = Timeouts::default();
         let id = t.insert(new(Protocol::Tcp, Forwarding::Dr, 1000), t0, &to);
         for f in [TcpFlags::SYN, TcpFlags::ACK, TcpFlags::FIN_ACK] {
@@ -1286,10 +1473,9 @@ mod tests {
         assert!(!c.is_active());
     }
 
-    #[test]
-    fn udp_never_active_and_refreshes() {
+    fn udp_never_active_and_refreshes<A: Fam>() {
         let t0 = Instant::now();
-        let mut t = ConnTable::new(t0);
+        let mut t = ConnTable::<A>::new(t0);
         let to = Timeouts::default();
         let id = t.insert(new(Protocol::Udp, Forwarding::Nat, 53), t0, &to);
         for i in 0..5 {
@@ -1310,10 +1496,9 @@ mod tests {
 
     /// A state change that shortens the timeout (ESTABLISHED 900 s -> CLOSE 10 s after a
     /// RST) files an earlier record, so expiry does not wait for the old deadline.
-    #[test]
-    fn shortened_timeout_expires_early() {
+    fn shortened_timeout_expires_early<A: Fam>() {
         let t0 = Instant::now();
-        let mut t = ConnTable::new(t0);
+        let mut t = ConnTable::<A>::new(t0);
         let to = Timeouts::default();
         let id = t.insert(new(Protocol::Tcp, Forwarding::Nat, 1000), t0, &to);
         t.on_packet(id, t0, &to, Direction::Input, Some(TcpFlags::SYN));
@@ -1333,10 +1518,9 @@ mod tests {
     }
 
     /// Traffic keeps an entry alive across many wheel revolutions; silence ends it.
-    #[test]
-    fn busy_entry_survives_long() {
+    fn busy_entry_survives_long<A: Fam>() {
         let t0 = Instant::now();
-        let mut t = ConnTable::new(t0);
+        let mut t = ConnTable::<A>::new(t0);
         let mut to = Timeouts::default();
         to.set_udp(secs(3));
         let id = t.insert(new(Protocol::Udp, Forwarding::Nat, 53), t0, &to);
@@ -1351,10 +1535,9 @@ mod tests {
     }
 
     /// A long gap (clock stalled, machine suspended) sweeps every bucket once.
-    #[test]
-    fn long_gap_expires_everything_due() {
+    fn long_gap_expires_everything_due<A: Fam>() {
         let t0 = Instant::now();
-        let mut t = ConnTable::new(t0);
+        let mut t = ConnTable::<A>::new(t0);
         let to = Timeouts::default();
         for p in 0..100 {
             t.insert(
@@ -1369,10 +1552,9 @@ mod tests {
         assert!(t.is_empty());
     }
 
-    #[test]
-    fn remove_where_and_iter() {
+    fn remove_where_and_iter<A: Fam>() {
         let t0 = Instant::now();
-        let mut t = ConnTable::new(t0);
+        let mut t = ConnTable::<A>::new(t0);
         let to = Timeouts::default();
         for p in 0..10 {
             let mut n = new(Protocol::Tcp, Forwarding::Nat, p);
@@ -1391,10 +1573,9 @@ mod tests {
     }
 
     /// A colliding insert takes the key over; removing the older entry keeps the newer key.
-    #[test]
-    fn collision_keeps_newest_key() {
+    fn collision_keeps_newest_key<A: Fam>() {
         let t0 = Instant::now();
-        let mut t = ConnTable::new(t0);
+        let mut t = ConnTable::<A>::new(t0);
         let to = Timeouts::default();
         let a = t.insert(new(Protocol::Tcp, Forwarding::Nat, 1000), t0, &to);
         let b = t.insert(new(Protocol::Tcp, Forwarding::Nat, 1000), t0, &to);
@@ -1408,53 +1589,342 @@ mod tests {
     fn entry_is_compact() {
         use std::mem::{align_of, size_of};
         assert_eq!(size_of::<Conn>(), 60);
-        assert_eq!(size_of::<Slot>(), 64, "one cache line");
-        assert_eq!(align_of::<Slot>(), 64);
+        assert_eq!(size_of::<Slot<Ipv4Addr>>(), 64, "one cache line");
+        assert_eq!(align_of::<Slot<Ipv4Addr>>(), 64);
+        assert_eq!(size_of::<Conn<Ipv6Addr>>(), 96);
+        assert_eq!(size_of::<Slot<Ipv6Addr>>(), 128, "two cache lines");
+        assert_eq!(align_of::<Slot<Ipv6Addr>>(), 64);
         assert_eq!(size_of::<WheelRecord>(), 8);
     }
 
-    fn template(client: Ipv4Addr, timeout: u64) -> NewTemplate {
+    /// A tunnel to a real server of the other family: the caller stores the unspecified
+    /// address as `real`. Such entries are found by their inbound keys alone, have no
+    /// reply key, and do not disturb each other (nothing keys on `real`).
+    fn tunnel_to_other_family<A: Fam>() {
+        let t0 = Instant::now();
+        let mut t = ConnTable::<A>::new(t0);
+        let to = Timeouts::default();
+        let tun = |cport| NewConn {
+            real: (A::UNSPECIFIED, 0),
+            ..new(Protocol::Tcp, Forwarding::Tun, cport)
+        };
+        let a = t.insert(tun(1000), t0, &to);
+        let b = t.insert(tun(1001), t0, &to);
+        assert_ne!(a, b);
+        assert_eq!(t.find_inbound(&inbound(Protocol::Tcp, 1000)), Some(a));
+        assert_eq!(t.find_inbound(&inbound(Protocol::Tcp, 1001)), Some(b));
+        let unspecified_reply = FlowKey {
+            protocol: Protocol::Tcp,
+            src: A::UNSPECIFIED,
+            src_port: 0,
+            dst: A::CLIENT,
+            dst_port: 1000,
+        };
+        assert_eq!(t.find_reply(&unspecified_reply), None);
+        let c = t.get(a).unwrap();
+        assert_eq!(c.real(), (A::UNSPECIFIED, 0));
+        assert!(c.no_output(), "not NAT");
+        let tpl = t.insert_template(
+            NewTemplate {
+                real: (A::UNSPECIFIED, 0),
+                ..template(A::CLIENT, 100)
+            },
+            t0,
+        );
+        assert_eq!(t.find_template(&template_key(A::CLIENT)), Some(tpl));
+        t.remove(a);
+        assert_eq!(t.find_inbound(&inbound(Protocol::Tcp, 1001)), Some(b));
+        check_index(&t);
+    }
+
+    /// Handles carry their family: a table finds nothing behind the other family's
+    /// handles (their slot numbers lie past any slab), even for the same slot.
+    fn handles_stay_in_their_family<A: Fam>() {
+        let t0 = Instant::now();
+        let to = Timeouts::default();
+        let mut mine = ConnTable::<A>::new(t0);
+        let mut v4 = ConnTable::<Ipv4Addr>::new(t0);
+        let mut v6 = ConnTable::<Ipv6Addr>::new(t0);
+        let id = mine.insert(new(Protocol::Tcp, Forwarding::Nat, 1000), t0, &to);
+        let id4 = v4.insert(new(Protocol::Tcp, Forwarding::Nat, 1000), t0, &to);
+        let id6 = v6.insert(new(Protocol::Tcp, Forwarding::Nat, 1000), t0, &to);
+        assert!(!id4.is_v6() && id6.is_v6());
+        assert_ne!(id4, id6, "same slot and generation, different handles");
+        let v6_table = id.is_v6();
+        assert_eq!(v6_table, id == id6);
+        assert_eq!(!v6_table, id == id4);
+        let other = if v6_table { id4 } else { id6 };
+        assert!(mine.get(id).is_some());
+        assert_eq!(mine.get(other), None);
+        assert_eq!(mine.expires_in(other, t0), None);
+        let syn = Some(TcpFlags::SYN);
+        assert_eq!(mine.on_packet(other, t0, &to, Direction::Input, syn), None);
+        assert!(!mine.set_control(other, other));
+        mine.refresh_template(other, t0);
+        mine.invalidate_template(other);
+        assert_eq!(mine.remove(other), None);
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine.iter().map(|(i, _)| i).collect::<Vec<_>>(), [id]);
+        let found = mine.find_inbound(&inbound(Protocol::Tcp, 1000));
+        assert_eq!(found, Some(id));
+        assert_eq!(found.map(ConnId::is_v6), Some(v6_table));
+        // A template's controls are this family's handles too.
+        let tpl = mine.insert_template(template(A::CLIENT, 100), t0);
+        assert!(mine.set_control(id, tpl));
+        assert_eq!(mine.get(id).unwrap().control(), Some(tpl));
+        assert_eq!(tpl.is_v6(), v6_table);
+        assert!(mine.remove(id).is_some());
+        assert_eq!(mine.get(tpl).unwrap().n_control(), 0);
+    }
+
+    fn v6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    /// IPv6 keys that differ only in the high or only in the low 64 bits of an address
+    /// are distinct keys: each finds its own entry, under a real hash and when every key
+    /// collides (then only the key comparison tells them apart).
+    #[test]
+    fn v6_keys_differ_in_either_half() {
+        for hasher in [
+            FlowHasher::with_keys(21, 22),
+            FlowHasher::colliding(0x2222_0000_0000_0007),
+        ] {
+            let t0 = Instant::now();
+            let mut t = ConnTable::<Ipv6Addr>::with_hasher(t0, hasher);
+            let to = Timeouts::default();
+            let clients = [
+                v6("2001:db8:c::10"),
+                v6("2001:db8:c:1::10"),     // high half differs
+                v6("2001:db8:c::1:0:0:10"), // low half differs (bit 32)
+                v6("2001:db8:c::11"),       // last byte differs
+                v6("2001:db9:c::10"),       // first half's top word differs
+            ];
+            let vips = [v6("2001:db8:f::10"), v6("2001:db8:f:8000::10")];
+            let mut ids = Vec::new();
+            for &c in &clients {
+                for &v in &vips {
+                    let n = NewConn {
+                        client: (c, 40000),
+                        virt: (v, 80),
+                        ..new(Protocol::Tcp, Forwarding::Nat, 0)
+                    };
+                    ids.push(((c, v), t.insert(n, t0, &to)));
+                }
+            }
+            assert_eq!(t.len(), clients.len() * vips.len());
+            for &((c, v), id) in &ids {
+                let key = FlowKey {
+                    protocol: Protocol::Tcp,
+                    src: c,
+                    src_port: 40000,
+                    dst: v,
+                    dst_port: 80,
+                };
+                assert_eq!(t.find_inbound(&key), Some(id), "{c} -> {v}");
+                let reply = FlowKey {
+                    protocol: Protocol::Tcp,
+                    src: Ipv6Addr::RIP,
+                    src_port: 8080,
+                    dst: c,
+                    dst_port: 40000,
+                };
+                // The reply key does not hold the VIP: the later entry took it over.
+                let last = ids.iter().rev().find(|((c2, _), _)| *c2 == c).map(|x| x.1);
+                assert_eq!(t.find_reply(&reply), last, "{c}");
+            }
+            check_index(&t);
+        }
+    }
+
+    /// The IPv6 key hash reads every key byte, the kind and the family: changing any
+    /// one of them changes the hash.
+    #[test]
+    fn v6_hash_covers_every_key_byte() {
+        let hasher = FlowHasher::with_keys(31, 32);
+        let base = FlowKey {
+            protocol: Protocol::Tcp,
+            src: v6("2001:db8:c::10"),
+            src_port: 40000,
+            dst: v6("2001:db8:f::10"),
+            dst_port: 80,
+        };
+        let mut keys = vec![(Kind::Inbound, base)];
+        for byte in 0..16 {
+            let flip = |a: Ipv6Addr| {
+                let mut o = a.octets();
+                o[byte] ^= 0x80;
+                Ipv6Addr::from(o)
+            };
+            keys.push((
+                Kind::Inbound,
+                FlowKey {
+                    src: flip(base.src),
+                    ..base
+                },
+            ));
+            keys.push((
+                Kind::Inbound,
+                FlowKey {
+                    dst: flip(base.dst),
+                    ..base
+                },
+            ));
+        }
+        for bit in [0, 8] {
+            let src_port = base.src_port ^ 1 << bit;
+            let dst_port = base.dst_port ^ 1 << bit;
+            keys.push((Kind::Inbound, FlowKey { src_port, ..base }));
+            keys.push((Kind::Inbound, FlowKey { dst_port, ..base }));
+        }
+        let udp = FlowKey {
+            protocol: Protocol::Udp,
+            ..base
+        };
+        keys.extend([
+            (Kind::Inbound, udp),
+            (Kind::Reply, base),
+            (Kind::Template, base),
+        ]);
+        let hashes: std::collections::HashSet<u64> = keys
+            .iter()
+            .map(|(k, key)| key_hash(&hasher, *k, key))
+            .collect();
+        assert_eq!(hashes.len(), keys.len());
+        // The family: an IPv4 key and the IPv6 key of its v4-mapped addresses differ, and
+        // the IPv6 hash is not the plain hash of the key's words.
+        let k4 = FlowKey {
+            protocol: Protocol::Tcp,
+            src: Ipv4Addr::CLIENT,
+            src_port: 40000,
+            dst: Ipv4Addr::VIP,
+            dst_port: 80,
+        };
+        let k6 = FlowKey {
+            src: k4.src.to_ipv6_mapped(),
+            dst: k4.dst.to_ipv6_mapped(),
+            ..base
+        };
+        let h6 = key_hash(&hasher, Kind::Inbound, &k6);
+        assert_ne!(key_hash(&hasher, Kind::Inbound, &k4), h6);
+        let (s, d) = (k6.src.to_bits(), k6.dst.to_bits());
+        let tail = 40000u64 << 48 | 80 << 32 | 6 << 8;
+        let words = [(s >> 64) as u64, s as u64, (d >> 64) as u64, d as u64];
+        let [w0, w1, w2, w3] = words;
+        assert_eq!(h6, hasher.hash_words([w0, w1, w2, w3, tail | FAMILY_V6]));
+        assert_ne!(h6, hasher.hash_words([w0, w1, w2, w3, tail]));
+    }
+
+    /// NAT66: the reply key is the real server's packet's own 5-tuple (RIP:rport →
+    /// client:cport); near misses in either half of either address find nothing, DR66
+    /// entries have no reply key.
+    #[test]
+    fn nat66_reply_keys() {
+        let t0 = Instant::now();
+        let mut t = ConnTable::<Ipv6Addr>::with_hasher(t0, FlowHasher::with_keys(41, 42));
+        let to = Timeouts::default();
+        let nat = t.insert(new(Protocol::Tcp, Forwarding::Nat, 40000), t0, &to);
+        let dr = t.insert(new(Protocol::Udp, Forwarding::Dr, 40001), t0, &to);
+        let r = reply::<Ipv6Addr>(Protocol::Tcp, 40000);
+        assert_eq!(r.src, v6("2001:db8:b::11"));
+        assert_eq!(r.dst, v6("2001:db8:c::10"));
+        assert_eq!(t.find_reply(&r), Some(nat));
+        assert_eq!(
+            t.find_inbound(&r),
+            None,
+            "a reply key is not an inbound key"
+        );
+        assert_eq!(t.find_reply(&inbound(Protocol::Tcp, 40000)), None);
+        let near = [
+            FlowKey {
+                src: v6("2001:db8:b:1::11"),
+                ..r
+            },
+            FlowKey {
+                src: v6("2001:db8:b::1:0:0:11"),
+                ..r
+            },
+            FlowKey {
+                dst: v6("2001:db8:c:1::10"),
+                ..r
+            },
+            FlowKey {
+                dst: v6("2001:db8:c::1:0:0:10"),
+                ..r
+            },
+            FlowKey {
+                src_port: 8081,
+                ..r
+            },
+            FlowKey {
+                dst_port: 40001,
+                ..r
+            },
+            FlowKey {
+                protocol: Protocol::Udp,
+                ..r
+            },
+        ];
+        for k in near {
+            assert_eq!(t.find_reply(&k), None, "{k:?}");
+        }
+        assert_eq!(
+            t.find_reply(&reply(Protocol::Udp, 40001)),
+            None,
+            "DR: no reply key"
+        );
+        assert_eq!(t.find_inbound(&inbound(Protocol::Udp, 40001)), Some(dr));
+        // The NAT state machine runs on the reply direction as for IPv4.
+        let c = t.get(nat).unwrap();
+        assert!(!c.no_output());
+        assert_eq!(c.real(), (Ipv6Addr::RIP, 8080));
+        assert_eq!(c.client(), (Ipv6Addr::CLIENT, 40000));
+        t.remove(nat);
+        assert_eq!(t.find_reply(&r), None);
+        check_index(&t);
+    }
+
+    fn template<A: Fam>(client: A, timeout: u64) -> NewTemplate<A> {
         NewTemplate {
             protocol: Protocol::Tcp,
             forwarding: Forwarding::Nat,
             client,
-            virt: (VIP, 80),
-            real: (RIP, 8080),
+            virt: (A::VIP, 80),
+            real: (A::RIP, 8080),
             service: 0,
             dest: 7,
             timeout: secs(timeout),
         }
     }
 
-    fn template_key(client: Ipv4Addr) -> FlowKey {
+    fn template_key<A: Fam>(client: A) -> FlowKey<A> {
         FlowKey {
             protocol: Protocol::Tcp,
             src: client,
             src_port: 0,
-            dst: VIP,
+            dst: A::VIP,
             dst_port: 80,
         }
     }
 
     /// A template lives in its own map: a client-port-0 connection and a template with the
     /// same tuple never find each other. It is in state NONE and never active.
-    #[test]
-    fn templates_have_their_own_map() {
+    fn templates_have_their_own_map<A: Fam>() {
         let t0 = Instant::now();
-        let mut t = ConnTable::new(t0);
+        let mut t = ConnTable::<A>::new(t0);
         let to = Timeouts::default();
-        let tpl = t.insert_template(template(CLIENT, 300), t0);
-        assert_eq!(t.find_template(&template_key(CLIENT)), Some(tpl));
+        let tpl = t.insert_template(template(A::CLIENT, 300), t0);
+        assert_eq!(t.find_template(&template_key(A::CLIENT)), Some(tpl));
         assert_eq!(t.find_inbound(&inbound(Protocol::Tcp, 0)), None);
         let c0 = t.insert(new(Protocol::Tcp, Forwarding::Nat, 0), t0, &to);
         assert_eq!(t.find_inbound(&inbound(Protocol::Tcp, 0)), Some(c0));
-        assert_eq!(t.find_template(&template_key(CLIENT)), Some(tpl));
+        assert_eq!(t.find_template(&template_key(A::CLIENT)), Some(tpl));
         let c = t.get(tpl).unwrap();
         assert!(c.is_template() && !c.is_active());
         assert_eq!(c.state(), ConnState::Template);
         assert_eq!(c.state().name(), "NONE");
-        assert_eq!(c.client(), (CLIENT, 0));
-        assert_eq!(c.real(), (RIP, 8080));
+        assert_eq!(c.client(), (A::CLIENT, 0));
+        assert_eq!(c.real(), (A::RIP, 8080));
         // Packets never touch a template.
         assert_eq!(
             t.on_packet(tpl, t0 + secs(10), &to, Direction::Input, None),
@@ -1462,18 +1932,17 @@ mod tests {
         );
         assert_eq!(t.expires_in(tpl, t0 + secs(10)), Some(secs(290)));
         t.remove(c0);
-        assert_eq!(t.find_template(&template_key(CLIENT)), Some(tpl));
+        assert_eq!(t.find_template(&template_key(A::CLIENT)), Some(tpl));
         t.remove(tpl);
-        assert_eq!(t.find_template(&template_key(CLIENT)), None);
+        assert_eq!(t.find_template(&template_key(A::CLIENT)), None);
         assert!(t.is_empty());
     }
 
     /// Refresh re-arms the template's own timeout; unrefreshed, it expires on time.
-    #[test]
-    fn template_refresh_and_expiry() {
+    fn template_refresh_and_expiry<A: Fam>() {
         let t0 = Instant::now();
-        let mut t = ConnTable::new(t0);
-        let tpl = t.insert_template(template(CLIENT, 100), t0);
+        let mut t = ConnTable::<A>::new(t0);
+        let tpl = t.insert_template(template(A::CLIENT, 100), t0);
         t.refresh_template(tpl, t0 + secs(50));
         assert_eq!(t.expires_in(tpl, t0 + secs(50)), Some(secs(100)));
         let mut gone = Vec::new();
@@ -1488,13 +1957,12 @@ mod tests {
     /// Kernel `ip_vs_conn_expire`: a template that still controls a connection when its
     /// time is up lives on 60 s at a time (and keeps 60 s as its timeout); once the
     /// connection is gone, the next deadline removes it.
-    #[test]
-    fn controlling_template_lives_on() {
+    fn controlling_template_lives_on<A: Fam>() {
         let t0 = Instant::now();
-        let mut t = ConnTable::new(t0);
+        let mut t = ConnTable::<A>::new(t0);
         let mut to = Timeouts::default();
         to.set_udp(secs(1000));
-        let tpl = t.insert_template(template(CLIENT, 100), t0);
+        let tpl = t.insert_template(template(A::CLIENT, 100), t0);
         let c = t.insert(new(Protocol::Udp, Forwarding::Nat, 53), t0, &to);
         assert!(t.set_control(c, tpl));
         assert!(!t.set_control(c, tpl), "attached once");
@@ -1524,12 +1992,11 @@ mod tests {
     }
 
     /// An expiring controlled connection detaches itself; so does one removed in bulk.
-    #[test]
-    fn expiry_detaches_connections() {
+    fn expiry_detaches_connections<A: Fam>() {
         let t0 = Instant::now();
-        let mut t = ConnTable::new(t0);
+        let mut t = ConnTable::<A>::new(t0);
         let to = Timeouts::default();
-        let tpl = t.insert_template(template(CLIENT, 300), t0);
+        let tpl = t.insert_template(template(A::CLIENT, 300), t0);
         for p in 1..=3 {
             let c = t.insert(new(Protocol::Tcp, Forwarding::Nat, p), t0, &to);
             assert!(t.set_control(c, tpl));
@@ -1548,24 +2015,23 @@ mod tests {
     }
 
     /// Invalidation unhashes and renames a template, keeps its timer and its destination.
-    #[test]
-    fn invalidated_template_waits_for_its_timer() {
+    fn invalidated_template_waits_for_its_timer<A: Fam>() {
         let t0 = Instant::now();
-        let mut t = ConnTable::new(t0);
-        let old = t.insert_template(template(CLIENT, 100), t0);
+        let mut t = ConnTable::<A>::new(t0);
+        let old = t.insert_template(template(A::CLIENT, 100), t0);
         t.invalidate_template(old);
-        assert_eq!(t.find_template(&template_key(CLIENT)), None);
+        assert_eq!(t.find_template(&template_key(A::CLIENT)), None);
         let c = t.get(old).unwrap();
-        assert_eq!(c.virt(), (VIP, INVALID_TEMPLATE_PORT));
-        assert_eq!(c.real(), (RIP, INVALID_TEMPLATE_PORT));
+        assert_eq!(c.virt(), (A::VIP, INVALID_TEMPLATE_PORT));
+        assert_eq!(c.real(), (A::RIP, INVALID_TEMPLATE_PORT));
         assert_eq!(c.dest(), 7);
         // A new template takes the key; removing the old one does not disturb it.
-        let fresh = t.insert_template(template(CLIENT, 100), t0 + secs(10));
-        assert_eq!(t.find_template(&template_key(CLIENT)), Some(fresh));
+        let fresh = t.insert_template(template(A::CLIENT, 100), t0 + secs(10));
+        assert_eq!(t.find_template(&template_key(A::CLIENT)), Some(fresh));
         let mut gone = Vec::new();
         t.expire(t0 + secs(100), |x| gone.push(x.virt()));
-        assert_eq!(gone, [(VIP, INVALID_TEMPLATE_PORT)]);
-        assert_eq!(t.find_template(&template_key(CLIENT)), Some(fresh));
+        assert_eq!(gone, [(A::VIP, INVALID_TEMPLATE_PORT)]);
+        assert_eq!(t.find_template(&template_key(A::CLIENT)), Some(fresh));
         // Invalidating a connection is a no-op.
         let to = Timeouts::default();
         let conn = t.insert(new(Protocol::Tcp, Forwarding::Nat, 5), t0, &to);
@@ -1575,10 +2041,9 @@ mod tests {
 
     /// Every key hashes alike (same home bucket, same tag): lookups tell keys, kinds and
     /// entries apart by the key in the entry alone.
-    #[test]
-    fn all_keys_collide() {
+    fn all_keys_collide<A: Fam>() {
         let t0 = Instant::now();
-        let mut t = ConnTable::with_hasher(t0, FlowHasher::colliding(0x7777_0000_0000_0005));
+        let mut t = ConnTable::<A>::with_hasher(t0, FlowHasher::colliding(0x7777_0000_0000_0005));
         let to = Timeouts::default();
         let mut ids = Vec::new();
         for p in 1..=40 {
@@ -1589,9 +2054,9 @@ mod tests {
             };
             ids.push((p, t.insert(new(Protocol::Tcp, fw, p), t0, &to)));
         }
-        let tpl = t.insert_template(template(CLIENT, 100), t0);
+        let tpl = t.insert_template(template(A::CLIENT, 100), t0);
         // The template's key is a port-0 connection's, under another kind.
-        assert_eq!(t.find_inbound(&template_key(CLIENT)), None);
+        assert_eq!(t.find_inbound(&template_key(A::CLIENT)), None);
         let c0 = t.insert(new(Protocol::Tcp, Forwarding::Nat, 0), t0, &to);
         for &(p, id) in &ids {
             assert_eq!(t.find_inbound(&inbound(Protocol::Tcp, p)), Some(id));
@@ -1600,8 +2065,8 @@ mod tests {
             assert_eq!(r, (p % 2 == 0).then_some(id), "{p}");
             assert_eq!(t.find_template(&inbound(Protocol::Tcp, p)), None);
         }
-        assert_eq!(t.find_template(&template_key(CLIENT)), Some(tpl));
-        assert_eq!(t.find_inbound(&template_key(CLIENT)), Some(c0));
+        assert_eq!(t.find_template(&template_key(A::CLIENT)), Some(tpl));
+        assert_eq!(t.find_inbound(&template_key(A::CLIENT)), Some(c0));
         // Take a key over, remove the loser, the winner keeps it.
         let again = t.insert(new(Protocol::Tcp, Forwarding::Nat, 2), t0, &to);
         assert_eq!(t.find_inbound(&inbound(Protocol::Tcp, 2)), Some(again));
@@ -1619,7 +2084,7 @@ mod tests {
             }
         }
         t.invalidate_template(tpl);
-        assert_eq!(t.find_template(&template_key(CLIENT)), None);
+        assert_eq!(t.find_template(&template_key(A::CLIENT)), None);
         assert_eq!(t.find_inbound(&inbound(Protocol::Tcp, 0)), Some(c0));
         assert_eq!(t.len(), 3);
         check_index(&t);
@@ -1627,7 +2092,7 @@ mod tests {
 
     /// The index holds exactly the keys the invariants say (each live entry's keys that
     /// no later entry took over), each naming its entry.
-    fn check_index(t: &ConnTable) {
+    fn check_index<A: Fam>(t: &ConnTable<A>) {
         t.index
             .check(|v| rehash(&t.slab, &t.hasher, v).unwrap_or(0));
     }
@@ -1635,25 +2100,24 @@ mod tests {
     /// Steady churn (an insert every ms, entries idle out after 5 s, a sweep every ms)
     /// keeps the slab, the index and the wheel at their size: freed slots are reused, the
     /// index has no tombstones to pile up and stale wheel records go when swept.
-    #[test]
-    fn churn_keeps_size() {
+    fn churn_keeps_size<A: Fam>() {
         let t0 = Instant::now();
-        let mut t = ConnTable::with_hasher(t0, FlowHasher::with_keys(11, 12));
+        let mut t = ConnTable::<A>::with_hasher(t0, FlowHasher::with_keys(11, 12));
         let mut to = Timeouts::default();
         to.set_udp(secs(5));
         let conn = |i: u32| NewConn {
-            client: (Ipv4Addr::from(0x0a00_0000 + (i >> 14)), (i & 0x3fff) as u16),
+            client: (A::BULK_NET.plus(i >> 14), (i & 0x3fff) as u16),
             ..new(Protocol::Udp, Forwarding::Nat, 0)
         };
         let key = |i: u32| FlowKey {
             protocol: Protocol::Udp,
             src: conn(i).client.0,
             src_port: conn(i).client.1,
-            dst: VIP,
+            dst: A::VIP,
             dst_port: 80,
         };
         let mut expired = 0usize;
-        let mut run = |t: &mut ConnTable, from: u32, to_i: u32| {
+        let mut run = |t: &mut ConnTable<A>, from: u32, to_i: u32| {
             for i in from..to_i {
                 let now = t0 + Duration::from_millis(u64::from(i));
                 t.insert(conn(i), now, &to);
@@ -1687,20 +2151,18 @@ mod tests {
     }
 
     /// What the conntable bench measures, computed: at 1M NAT entries (two keys each), the
-    /// table holds at most 128 bytes per entry (issue 9), DR less.
-    #[test]
-    fn memory_per_entry_at_1m() {
-        for (fw, limit) in [(Forwarding::Nat, 128), (Forwarding::Dr, 100)] {
+    /// table holds at most 128 bytes per entry for IPv4 (issue 9), DR less; IPv6 entries
+    /// take 64 bytes more of slab each (two cache lines), the rest is the same.
+    fn memory_per_entry_at_1m<A: Fam>() {
+        let slot = std::mem::size_of::<Slot<A>>();
+        for (fw, limit) in [(Forwarding::Nat, slot + 64), (Forwarding::Dr, slot + 36)] {
             let t0 = Instant::now();
-            let mut t = ConnTable::new(t0);
+            let mut t = ConnTable::<A>::new(t0);
             let to = Timeouts::default();
             let n = 1_000_000u32;
             for i in 0..n {
                 let c = NewConn {
-                    client: (
-                        Ipv4Addr::from(0xc612_0000 + (i >> 14)),
-                        1024 + (i & 0x3fff) as u16,
-                    ),
+                    client: (A::BULK_NET.plus(i >> 14), 1024 + (i & 0x3fff) as u16),
                     ..new(Protocol::Tcp, fw, 0)
                 };
                 t.insert(c, t0, &to);
@@ -1708,20 +2170,19 @@ mod tests {
             assert_eq!(t.len(), n as usize);
             let per_entry = t.heap_bytes() / n as usize;
             assert!(per_entry <= limit, "{fw:?}: {per_entry} bytes per entry");
-            // 64 of them are the slab slot; the index holds 1 or 2 keys.
-            assert!(per_entry >= 64 + 8, "{per_entry}");
+            // `slot` of them are the slab slot; the index holds 1 or 2 keys.
+            assert!(per_entry >= slot + 8, "{per_entry}");
         }
     }
 
     /// Random inserts (colliding keys included), packets, removals, template inserts and
     /// invalidations, and expiry, against a model of the maps and of each entry's deadline.
-    #[test]
-    fn model() {
+    fn model<A: Fam>() {
         use std::collections::HashMap;
         #[derive(Debug, Clone, Copy)]
-        struct M {
-            inbound: FlowKey,
-            reply: Option<FlowKey>,
+        struct M<A> {
+            inbound: FlowKey<A>,
+            reply: Option<FlowKey<A>>,
             template: bool,
             /// Deadline in ms since t0.
             expires: u64,
@@ -1747,25 +2208,25 @@ mod tests {
             let ops = if seed == 3 { 3_000 } else { 20_000 };
             let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let t0 = Instant::now();
-            let mut t = ConnTable::with_hasher(t0, hasher);
+            let mut t = ConnTable::<A>::with_hasher(t0, hasher);
             let mut to = Timeouts::default();
             // Seed 2: UDP entries outlive the wheel's 1 024 s revolution.
             to.set_udp(secs(if seed == 2 { 1500 } else { 7 }));
             let mut now_ms = 0u64;
-            let mut live: HashMap<ConnId, M> = HashMap::new();
-            let mut inbound_map: HashMap<FlowKey, ConnId> = HashMap::new();
-            let mut reply_map: HashMap<FlowKey, ConnId> = HashMap::new();
-            let mut template_map: HashMap<FlowKey, ConnId> = HashMap::new();
+            let mut live: HashMap<ConnId, M<A>> = HashMap::new();
+            let mut inbound_map: HashMap<FlowKey<A>, ConnId> = HashMap::new();
+            let mut reply_map: HashMap<FlowKey<A>, ConnId> = HashMap::new();
+            let mut template_map: HashMap<FlowKey<A>, ConnId> = HashMap::new();
             let mut ids: Vec<ConnId> = Vec::new();
-            fn unmap(map: &mut HashMap<FlowKey, ConnId>, k: &FlowKey, id: ConnId) {
+            fn unmap<A: Fam>(map: &mut HashMap<FlowKey<A>, ConnId>, k: &FlowKey<A>, id: ConnId) {
                 if map.get(k) == Some(&id) {
                     map.remove(k);
                 }
             }
-            let forget = |live: &mut HashMap<ConnId, M>,
-                          inb: &mut HashMap<FlowKey, ConnId>,
-                          rep: &mut HashMap<FlowKey, ConnId>,
-                          tpl: &mut HashMap<FlowKey, ConnId>,
+            let forget = |live: &mut HashMap<ConnId, M<A>>,
+                          inb: &mut HashMap<FlowKey<A>, ConnId>,
+                          rep: &mut HashMap<FlowKey<A>, ConnId>,
+                          tpl: &mut HashMap<FlowKey<A>, ConnId>,
                           id: ConnId| {
                 let m = live.remove(&id).unwrap();
                 unmap(if m.template { tpl } else { inb }, &m.inbound, id);
@@ -1810,7 +2271,7 @@ mod tests {
                         ids.push(id);
                     }
                     30..=34 => {
-                        let client = Ipv4Addr::new(198, 51, 100, rng.below(8) as u8);
+                        let client = A::client(rng.below(8));
                         let id = t.insert_template(template(client, 1 + rng.below(20)), at);
                         let m = M {
                             inbound: template_key(client),
@@ -1939,7 +2400,7 @@ mod tests {
                         let mut r = reply(protocol, cport);
                         r.src_port = 8080 + rng.below(2) as u16;
                         assert_eq!(t.find_reply(&r), reply_map.get(&r).copied(), "op {op}");
-                        let tk = template_key(Ipv4Addr::new(198, 51, 100, rng.below(8) as u8));
+                        let tk = template_key(A::client(rng.below(8)));
                         assert_eq!(t.find_template(&tk), template_map.get(&tk).copied());
                     }
                 }

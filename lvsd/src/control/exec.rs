@@ -38,7 +38,7 @@
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
@@ -250,6 +250,7 @@ impl ConfigEdit {
                     persistence: ns.persistence.map(|p| cfg::Persistence {
                         timeout: std::time::Duration::from_secs(p.timeout_secs),
                         netmask: p.netmask,
+                        prefix6: p.prefix6,
                         quiescent_template_expire: p.quiescent_template_expire,
                     }),
                     one_packet: ns.one_packet,
@@ -883,13 +884,22 @@ impl Executor {
             }
             Command::Simulate { flow, reply } => {
                 let service = flow.service();
-                let r = if dp.has_service(&dp_key(&service)) {
+                let r = if flow.client.is_ipv4() != flow.vip.is_ipv4() {
+                    // No service is reached across families (a tunnel's outer family is
+                    // the real server's business, not the client's).
+                    Err(ApiError::InvalidArgument {
+                        message: format!(
+                            "client {} and VIP {} are of different address families",
+                            flow.client, flow.vip
+                        ),
+                    })
+                } else if dp.has_service(&dp_key(&service)) {
                     let res = dp.simulate(
                         now,
                         &Flow {
                             protocol: flow.protocol,
                             src: flow.client,
-                            dst: SocketAddrV4::new(flow.vip, flow.port),
+                            dst: SocketAddr::new(flow.vip, flow.port),
                         },
                     );
                     Ok(SimulateInfo {
@@ -909,8 +919,8 @@ impl Executor {
                 let r = self.kill(dp, now, by, |t| {
                     !t.template
                         && t.protocol == conn.protocol
-                        && t.client == (*conn.client.ip(), conn.client.port())
-                        && t.virt == (*conn.virt.ip(), conn.virt.port())
+                        && t.client == (conn.client.ip(), conn.client.port())
+                        && t.virt == (conn.virt.ip(), conn.virt.port())
                 });
                 let _ = reply.send(r.ok_or_else(|| ApiError::NoSuchConnection {
                     what: format!("connection {conn}"),
@@ -1051,7 +1061,12 @@ impl Executor {
                     name: i.name.clone(),
                     ifindex: i.ifindex,
                     mac: mac(i.mac),
-                    addresses: i.ipv4.clone(),
+                    addresses: i
+                        .ipv4
+                        .iter()
+                        .map(|a| IpAddr::V4(*a))
+                        .chain(i.ipv6.iter().map(|a| IpAddr::V6(*a)))
+                        .collect(),
                     mtu: i.mtu,
                 })
                 .collect(),
@@ -1235,6 +1250,7 @@ impl Executor {
             persistence: s.persistence.map(|p| PersistenceInfo {
                 timeout_secs: p.timeout.as_secs(),
                 netmask: p.netmask,
+                prefix6: p.prefix6,
                 quiescent_template_expire: p.quiescent_template_expire,
             }),
             one_packet: s.one_packet,

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -26,7 +26,7 @@ use crate::dataplane::{
     ServiceHealth, ServiceSpec, Verdict,
 };
 use crate::sched::SchedParams;
-use crate::wire::build::FrameSpec;
+use crate::wire::build::{FrameSpec, FrameSpec6};
 use crate::wire::tcp::TcpControl;
 use lvs_proto::{Forwarding, Protocol, SchedulerKind};
 
@@ -39,8 +39,14 @@ const GW_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
 const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const RS1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
 const RS2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 12);
+/// The lab's IPv6 plan: VIP 2001:db8:f::10, DIP 2001:db8:b::1, rs1 2001:db8:b::11.
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
+const DIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 1);
+const RS61: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11);
+const RS62: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x12);
 
-fn dest(addr: Ipv4Addr, port: u16, weight: u32) -> DestSpec {
+fn dest(addr: impl Into<IpAddr>, port: u16, weight: u32) -> DestSpec {
+    let addr = addr.into();
     DestSpec {
         addr,
         port,
@@ -48,7 +54,10 @@ fn dest(addr: Ipv4Addr, port: u16, weight: u32) -> DestSpec {
         forwarding: Forwarding::Nat,
         ifindex: INT_IF,
         next_hop: addr,
-        source: Ipv4Addr::new(192, 0, 2, 1),
+        source: match addr {
+            IpAddr::V4(_) => Ipv4Addr::new(192, 0, 2, 1).into(),
+            IpAddr::V6(_) => DIP6.into(),
+        },
         upper_threshold: 0,
         lower_threshold: 0,
         health: HealthSpec::default(),
@@ -62,7 +71,7 @@ fn service(
     dests: Vec<DestSpec>,
 ) -> ServiceSpec {
     ServiceSpec {
-        vip: VIP,
+        vip: VIP.into(),
         port,
         protocol,
         scheduler,
@@ -86,6 +95,7 @@ fn dp_config() -> DataplaneConfig {
     https.persistence = Some(Persistence {
         timeout: Duration::from_secs(300),
         netmask: Ipv4Addr::BROADCAST,
+        prefix6: 128,
         quiescent_template_expire: false,
     });
     DataplaneConfig {
@@ -95,6 +105,7 @@ fn dp_config() -> DataplaneConfig {
                 name: "ext".into(),
                 mac: EXT_MAC,
                 ipv4: vec![Ipv4Addr::new(203, 0, 113, 1)],
+                ipv6: vec![Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 2)],
                 mtu: 1500,
             },
             Interface {
@@ -102,6 +113,7 @@ fn dp_config() -> DataplaneConfig {
                 name: "int".into(),
                 mac: [2, 0, 0, 0, 2, 2],
                 ipv4: vec![Ipv4Addr::new(192, 0, 2, 1)],
+                ipv6: vec![DIP6],
                 mtu: 1500,
             },
         ],
@@ -120,9 +132,13 @@ fn dp_config() -> DataplaneConfig {
 }
 
 /// What the daemon's netlink plan makes of `config` in this test's world: every real
-/// server in 192.0.2.0/24 is on the inside interface; anything else has no route.
+/// server in 192.0.2.0/24 or 2001:db8:b::/64 is on the inside interface; anything else
+/// has no route.
 fn plan(config: &crate::config::Config) -> Result<DataplaneConfig, String> {
-    let inside = |a: Ipv4Addr| a.octets()[..3] == [192, 0, 2];
+    let inside = |a: IpAddr| match a {
+        IpAddr::V4(a) => a.octets()[..3] == [192, 0, 2],
+        IpAddr::V6(a) => a.segments()[..4] == [0x2001, 0xdb8, 0xb, 0],
+    };
     let mut services = Vec::new();
     for vs in &config.services {
         let mut dests = Vec::new();
@@ -149,6 +165,7 @@ fn plan(config: &crate::config::Config) -> Result<DataplaneConfig, String> {
             persistence: vs.persistence.map(|p| Persistence {
                 timeout: p.timeout,
                 netmask: p.netmask,
+                prefix6: p.prefix6,
                 quiescent_template_expire: p.quiescent_template_expire,
             }),
             one_packet: vs.one_packet,
@@ -177,14 +194,26 @@ fn running_config() -> crate::config::Config {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-const WEB: ServiceKey = ServiceKey::tcp(VIP, 80);
-const DNS: ServiceKey = ServiceKey::udp(VIP, 53);
-const HTTPS: ServiceKey = ServiceKey::tcp(VIP, 443);
-const R1: RealServerKey = RealServerKey::new(RS1, 80);
-const R2: RealServerKey = RealServerKey::new(RS2, 80);
+const WEB: ServiceKey = ServiceKey::tcp4(VIP, 80);
+const DNS: ServiceKey = ServiceKey::udp4(VIP, 53);
+const HTTPS: ServiceKey = ServiceKey::tcp4(VIP, 443);
+const R1: RealServerKey = RealServerKey::new4(RS1, 80);
+const R2: RealServerKey = RealServerKey::new4(RS2, 80);
 
-fn client(n: u8, port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, n), port)
+fn client(n: u8, port: u16) -> SocketAddr {
+    SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, n), port).into()
+}
+
+/// An IPv6 client, 2001:db8:c::(0x10 + n).
+fn client6(n: u8, port: u16) -> SocketAddr {
+    let host = 0x10 + u16::from(n);
+    SocketAddrV6::new(
+        Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, host),
+        port,
+        0,
+        0,
+    )
+    .into()
 }
 
 type Job = Box<dyn FnOnce(&mut Dataplane, &mut Instant) + Send>;
@@ -201,6 +230,21 @@ struct Harness {
 
 impl Harness {
     fn start(tag: &str, edit: impl FnOnce(&mut ControlSettings)) -> Harness {
+        Harness::start_with(tag, edit, running_config(), dp_config())
+    }
+
+    /// A harness running `config` (its data path as [`plan`] makes it).
+    fn start_config(tag: &str, config: crate::config::Config) -> Harness {
+        let dp = plan(&config).unwrap_or_else(|e| panic!("{e}"));
+        Harness::start_with(tag, |_| {}, config, dp)
+    }
+
+    fn start_with(
+        tag: &str,
+        edit: impl FnOnce(&mut ControlSettings),
+        config: crate::config::Config,
+        dp_config: DataplaneConfig,
+    ) -> Harness {
         let dir = std::env::temp_dir().join(format!("lvsd-control-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).unwrap();
@@ -222,11 +266,11 @@ impl Harness {
         edit(&mut settings);
         let t0 = Instant::now();
         let (commands, mut exec) = channel(t0).unwrap();
-        exec.set_running_config(running_config());
+        exec.set_running_config(config);
         let control = ControlHandle::start(&settings, commands).unwrap();
         let (jobs, job_rx) = mpsc::channel::<(Job, mpsc::Sender<()>)>();
         let fwd = std::thread::spawn(move || {
-            let mut dp = Dataplane::new(dp_config(), t0);
+            let mut dp = Dataplane::new(dp_config, t0);
             let mut now = t0;
             loop {
                 let mut ready = [false];
@@ -289,15 +333,30 @@ impl Harness {
         });
     }
 
-    /// A client sends a TCP SYN (or a UDP datagram) to `port` on the VIP.
-    fn packet(&self, protocol: Protocol, from: SocketAddrV4, port: u16) {
+    /// A client sends a TCP SYN (or a UDP datagram) to `port` on the VIP of its family
+    /// (VIP or VIP6).
+    fn packet(&self, protocol: Protocol, from: SocketAddr, port: u16) {
         self.on_dataplane(move |dp, now| {
-            let to = SocketAddrV4::new(VIP, port);
-            let frame = match protocol {
-                Protocol::Tcp => FrameSpec::tcp(GW_MAC, EXT_MAC, from, to, TcpControl::SYN),
-                Protocol::Udp => FrameSpec::udp(GW_MAC, EXT_MAC, from, to, b"q"),
-            }
-            .to_vec();
+            let frame = match from {
+                SocketAddr::V4(from) => {
+                    let to = SocketAddrV4::new(VIP, port);
+                    match protocol {
+                        Protocol::Tcp => FrameSpec::tcp(GW_MAC, EXT_MAC, from, to, TcpControl::SYN),
+                        Protocol::Udp => FrameSpec::udp(GW_MAC, EXT_MAC, from, to, b"q"),
+                    }
+                    .to_vec()
+                }
+                SocketAddr::V6(from) => {
+                    let to = SocketAddrV6::new(VIP6, port, 0, 0);
+                    match protocol {
+                        Protocol::Tcp => {
+                            FrameSpec6::tcp(GW_MAC, EXT_MAC, from, to, TcpControl::SYN)
+                        }
+                        Protocol::Udp => FrameSpec6::udp(GW_MAC, EXT_MAC, from, to, b"q"),
+                    }
+                    .to_vec()
+                }
+            };
             let mut out = vec![0u8; 2048];
             let v = dp.process(
                 *now,
@@ -394,7 +453,7 @@ async fn reading_rpcs() {
             FlowSpec {
                 protocol: Protocol::Tcp,
                 client: client(9, 1234),
-                vip: VIP,
+                vip: VIP.into(),
                 port: 80,
             },
         )
@@ -410,7 +469,7 @@ async fn reading_rpcs() {
             FlowSpec {
                 protocol: Protocol::Udp,
                 client: client(9, 1234),
-                vip: VIP,
+                vip: VIP.into(),
                 port: 80,
             },
         )
@@ -740,7 +799,7 @@ async fn paging_stays_correct_while_the_table_changes() {
     // Strictly increasing: no duplicates, stable order across pages.
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
     // Every C flow (alive for the whole walk) appears exactly once.
-    let c_flows: HashSet<SocketAddrV4> = ports
+    let c_flows: HashSet<SocketAddr> = ports
         .iter()
         .filter(|(_, p)| *p == 3000)
         .map(|(c, _)| *c)
@@ -955,7 +1014,7 @@ async fn killing_a_connection_and_a_template() {
     let conn = ConnKey {
         protocol: Protocol::Tcp,
         client: client(1, 1000),
-        virt: SocketAddrV4::new(VIP, 80),
+        virt: SocketAddr::new(VIP.into(), 80),
     };
     let e = c.kill_connection(ctx(), conn).await.unwrap().unwrap();
     assert_eq!(
@@ -977,10 +1036,13 @@ async fn killing_a_connection_and_a_template() {
     // The template goes, its connection stays.
     let template = TemplateKey {
         service: https,
-        client: *client(2, 0).ip(),
+        client: client(2, 0).ip(),
     };
     let e = c.kill_template(ctx(), template).await.unwrap().unwrap();
-    assert!(e.template && e.real == SocketAddrV4::new(RS1, 443), "{e:?}");
+    assert!(
+        e.template && e.real == SocketAddr::new(RS1.into(), 443),
+        "{e:?}"
+    );
     let left = table(&c).await;
     assert_eq!(left.len(), 1);
     assert_eq!((left[0].client, left[0].template), (client(2, 2000), false));
@@ -993,7 +1055,7 @@ async fn killing_a_connection_and_a_template() {
             ctx(),
             TemplateKey {
                 service: ServiceKey::tcp(VIP, 81),
-                client: *client(2, 0).ip(),
+                client: client(2, 0).ip(),
             },
         )
         .await
@@ -1103,8 +1165,8 @@ async fn topology_shows_interfaces_vips_and_routes() {
         .map(|r| (r.service, r.real_server, r.interface.as_str(), r.next_hop))
         .collect();
     assert_eq!(routes.len(), 4);
-    assert_eq!(routes[0], (WEB, R2, "int", RS2));
-    assert_eq!(routes[1], (WEB, R1, "int", RS1));
+    assert_eq!(routes[0], (WEB, R2, "int", RS2.into()));
+    assert_eq!(routes[1], (WEB, R1, "int", RS1.into()));
     assert!(t.real_servers.iter().all(|r| r.next_hop_mac.is_none()));
 }
 
@@ -1303,7 +1365,7 @@ fn health_reports_reach_the_data_path_and_become_events() {
     let web = ServiceKey::tcp(VIP, 80);
     let key = crate::dataplane::ServiceKey {
         protocol: Protocol::Tcp,
-        vip: VIP,
+        vip: VIP.into(),
         port: 80,
     };
     let sender = exec.health_sender();
@@ -1354,12 +1416,12 @@ fn health_reports_reach_the_data_path_and_become_events() {
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     exec.execute(&mut dp, t0, Command::Services(tx));
     let services = rx.try_recv().unwrap().unwrap();
-    let rs: Vec<(Ipv4Addr, bool)> = services[0]
+    let rs: Vec<(IpAddr, bool)> = services[0]
         .real_servers
         .iter()
         .map(|r| (r.addr, r.in_service))
         .collect();
-    assert_eq!(rs, vec![(RS1, true), (RS2, false)]);
+    assert_eq!(rs, vec![(RS1.into(), true), (RS2.into(), false)]);
     assert!(services[0].real_servers[1].health.is_some());
     // A flood of reports stays bounded (one target's are coalesced when full).
     for i in 0..(super::exec::HEALTH_INBOX as u32 + 100) {
@@ -1371,4 +1433,323 @@ fn health_reports_reach_the_data_path_and_become_events() {
     }
     assert!(!exec.run_pending(&mut dp, t0));
     assert!(dp.dest_stats(&key, RS1, 80).unwrap().weight <= 3);
+}
+
+/// The configuration of the IPv6 test: an IPv4 web service and the lab's IPv6 ones (NAT66
+/// web, and HTTPS persistent per /64).
+fn dual_config() -> crate::config::Config {
+    let text = "[[virtual_server]]\naddress = \"203.0.113.10:80\"\nforwarding = \"nat\"\n\
+        [[virtual_server.real_server]]\naddress = \"192.0.2.11:80\"\n\
+        [[virtual_server]]\naddress = \"[2001:db8:f::10]:80\"\nforwarding = \"nat\"\n\
+        [[virtual_server.real_server]]\naddress = \"[2001:db8:b::11]:80\"\n\
+        [[virtual_server.real_server]]\naddress = \"[2001:db8:b::12]:80\"\nweight = 2\n\
+        [[virtual_server]]\naddress = \"[2001:db8:f::10]:443\"\nscheduler = \"rr\"\n\
+        forwarding = \"nat\"\npersistence_timeout = 300\npersistence_netmask = 64\n\
+        [[virtual_server.real_server]]\naddress = \"[2001:db8:b::11]:443\"\n";
+    crate::config::Config::parse(std::path::Path::new("dual.toml"), text)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn ipv6_services_connections_and_edits() {
+    let h = Harness::start_config("ipv6", dual_config());
+    let c = h.client().await;
+    let web6 = ServiceKey::tcp(VIP6, 80);
+    let https6 = ServiceKey::tcp(VIP6, 443);
+    let r61 = RealServerKey::new(RS61, 80);
+    let r62 = RealServerKey::new(RS62, 80);
+
+    // Listing: IPv6 keys and addresses, the /64 granularity.
+    let services = c.services(ctx()).await.unwrap().unwrap();
+    assert_eq!(
+        services.iter().map(|s| s.key()).collect::<Vec<_>>(),
+        vec![WEB, web6, https6]
+    );
+    assert_eq!(
+        services[1]
+            .real_servers
+            .iter()
+            .map(|r| r.key())
+            .collect::<Vec<_>>(),
+        vec![r62, r61]
+    );
+    let p = services[2].persistence.unwrap();
+    assert_eq!((p.timeout_secs, p.prefix6), (300, 64));
+
+    // Decisions and connections of IPv6 clients.
+    assert!(
+        c.decisions_since(ctx(), web6, 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_empty()
+    );
+    h.packet(Protocol::Tcp, client6(1, 40000), 80);
+    h.packet(Protocol::Tcp, client(1, 40000), 80);
+    h.packet(Protocol::Tcp, client6(2, 2000), 443);
+    let d = c.decisions_since(ctx(), web6, 0).await.unwrap().unwrap();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].client, client6(1, 40000));
+    let chosen = d[0].real_server.unwrap();
+    assert!([r61, r62].contains(&chosen), "{chosen}");
+
+    let all = c
+        .connections(ctx(), ConnQuery::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        all.entries.len(),
+        4,
+        "v4, v6 web, v6 https and its template"
+    );
+    // The listing order puts IPv4 first.
+    assert!(all.entries[0].virt.is_ipv4(), "{:?}", all.entries[0]);
+    let v6 = c
+        .connections(
+            ctx(),
+            ConnQuery {
+                client_prefix: Some("2001:db8:c::/64".parse().unwrap()),
+                ..ConnQuery::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v6.entries.len(), 3, "{:?}", v6.entries);
+    let web_entry = v6
+        .entries
+        .iter()
+        .find(|e| e.virt == SocketAddr::new(VIP6.into(), 80))
+        .unwrap();
+    assert_eq!(web_entry.client, client6(1, 40000));
+    assert_eq!(web_entry.real, chosen.socket_addr());
+    assert_eq!(web_entry.cursor.client, client6(1, 40000).ip());
+    let template = v6.entries.iter().find(|e| e.template).unwrap();
+    // The template shows the client masked to the service's /64.
+    let masked: IpAddr = "2001:db8:c::".parse().unwrap();
+    assert_eq!(template.client, SocketAddr::new(masked, 0));
+    let v4 = c
+        .connections(
+            ctx(),
+            ConnQuery {
+                client_prefix: Some("198.51.100.0/24".parse().unwrap()),
+                ..ConnQuery::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v4.entries.len(), 1);
+    // A page walk over both families with a cursor.
+    let first = c
+        .connections(
+            ctx(),
+            ConnQuery {
+                limit: 2,
+                ..ConnQuery::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let rest = c
+        .connections(
+            ctx(),
+            ConnQuery {
+                cursor: first.next_cursor,
+                ..ConnQuery::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let walked: Vec<_> = first.entries.iter().chain(&rest.entries).cloned().collect();
+    assert_eq!(walked, all.entries);
+
+    // Simulate: an IPv6 flow; a flow whose client and VIP differ in family is refused.
+    let sim = c
+        .simulate(
+            ctx(),
+            FlowSpec {
+                protocol: Protocol::Tcp,
+                client: client6(9, 1234),
+                vip: VIP6.into(),
+                port: 80,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sim.service, web6);
+    assert!(sim.real_server.is_some_and(|r| r.addr.is_ipv6()), "{sim:?}");
+    let e = c
+        .simulate(
+            ctx(),
+            FlowSpec {
+                protocol: Protocol::Tcp,
+                client: client(9, 1234),
+                vip: VIP6.into(),
+                port: 80,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&e, ApiError::InvalidArgument { message } if message.contains("families")),
+        "{e}"
+    );
+
+    // Kills name IPv6 entries; the event carries the addresses.
+    let e = c
+        .kill_connection(
+            ctx(),
+            ConnKey {
+                protocol: Protocol::Tcp,
+                client: client6(1, 40000),
+                virt: SocketAddr::new(VIP6.into(), 80),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.client, client6(1, 40000));
+    let t = c
+        .kill_template(
+            ctx(),
+            TemplateKey {
+                service: https6,
+                client: masked,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        t.template && t.real == SocketAddr::new(RS61.into(), 443),
+        "{t:?}"
+    );
+    let e = c
+        .kill_connection(
+            ctx(),
+            ConnKey {
+                protocol: Protocol::Tcp,
+                client: client6(1, 40000),
+                virt: SocketAddr::new(VIP6.into(), 80),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "no connection tcp [2001:db8:c::11]:40000 -> [2001:db8:f::10]:80 in the connection table"
+    );
+
+    // Weights and drains of an IPv6 real server.
+    let w = c.set_weight(ctx(), web6, r61, 5).await.unwrap().unwrap();
+    assert_eq!((w.old, w.new), (1, 5));
+    let d = c.drain(ctx(), web6, r62).await.unwrap().unwrap();
+    assert_eq!(d.weight_before, 2);
+    let e = c
+        .set_weight(ctx(), web6, RealServerKey::new(RS61, 81), 1)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "no real server [2001:db8:b::11]:81 in virtual service tcp [2001:db8:f::10]:80"
+    );
+
+    // Adding and removing IPv6 services and real servers.
+    let alt = ServiceKey::tcp(VIP6, 8080);
+    c.add_service(
+        ctx(),
+        NewService {
+            service: alt,
+            scheduler: SchedulerKind::Sh,
+            flags: vec![],
+            forwarding: Forwarding::Nat,
+            persistence: Some(lvs_proto::PersistenceInfo {
+                prefix6: 48,
+                ..lvs_proto::PersistenceInfo::new(600)
+            }),
+            one_packet: false,
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let rs = |addr: IpAddr, port: u16| NewRealServer {
+        real_server: RealServerKey::new(addr, port),
+        weight: 1,
+        forwarding: None,
+        upper_threshold: 0,
+        lower_threshold: 0,
+    };
+    c.add_real_server(ctx(), alt, rs(RS62.into(), 8080))
+        .await
+        .unwrap()
+        .unwrap();
+    let e = c
+        .add_real_server(ctx(), alt, rs("2001:db8:99::1".parse().unwrap(), 8080))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, ApiError::InvalidArgument { .. }), "{e}");
+    // NAT66 does not translate families: an IPv4 real server in an IPv6 NAT service is
+    // refused, as the configuration file refuses it.
+    let e = c
+        .add_real_server(ctx(), alt, rs(RS1.into(), 8080))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, ApiError::InvalidArgument { .. }), "{e}");
+    let services = c.services(ctx()).await.unwrap().unwrap();
+    let added = services.iter().find(|s| s.key() == alt).unwrap();
+    assert_eq!(added.persistence.map(|p| p.prefix6), Some(48));
+    assert_eq!(
+        added
+            .real_servers
+            .iter()
+            .map(|r| r.key())
+            .collect::<Vec<_>>(),
+        vec![RealServerKey::new(RS62, 8080)]
+    );
+    c.remove_real_server(ctx(), alt, RealServerKey::new(RS62, 8080))
+        .await
+        .unwrap()
+        .unwrap();
+    c.remove_service(ctx(), alt).await.unwrap().unwrap();
+
+    // Topology: IPv6 addresses, the IPv6 DIP, IPv6 routes.
+    let t = c.topology(ctx()).await.unwrap().unwrap();
+    assert!(
+        t.interfaces[1].addresses.contains(&IpAddr::V6(DIP6)),
+        "{:?}",
+        t.interfaces
+    );
+    assert_eq!(
+        t.dips,
+        [IpAddr::from(Ipv4Addr::new(192, 0, 2, 1)), DIP6.into()]
+    );
+    let route = t
+        .real_servers
+        .iter()
+        .find(|r| r.service == web6 && r.real_server == r61)
+        .unwrap();
+    assert_eq!(
+        (route.next_hop, route.source),
+        (IpAddr::V6(RS61), IpAddr::V6(DIP6))
+    );
+
+    let events = c.events_since(ctx(), 0).await.unwrap().unwrap();
+    assert!(
+        events.iter().any(|e| matches!(
+            &e.kind,
+            EventKind::ConnectionKilled { client, template: false, .. } if *client == client6(1, 40000)
+        )),
+        "{events:?}"
+    );
 }

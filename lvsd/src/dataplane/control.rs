@@ -20,11 +20,12 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::hash::{Hash, Hasher};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
 use lvs_proto::Protocol;
 
+use super::family::Family;
 use super::reconfig::fill_view;
 use super::{ConnInfo, Dataplane, DestStats, ServiceKey};
 use crate::conn::table::{Conn, ConnId};
@@ -37,12 +38,12 @@ pub enum EditError {
     #[error("no virtual service {0}")]
     NoService(ServiceKey),
     /// No such real server in the (existing) service's list.
-    #[error("no real server {}:{} in virtual service {service}", .addr, .port)]
+    #[error("no real server {} in virtual service {service}", SocketAddr::new(*.addr, *.port))]
     NoDest {
         /// The service.
         service: ServiceKey,
         /// RIP.
-        addr: Ipv4Addr,
+        addr: IpAddr,
         /// Real port.
         port: u16,
     },
@@ -57,9 +58,9 @@ pub struct ConnFilter {
     /// Only this service's entries.
     pub service: Option<ServiceKey>,
     /// Only entries to this real server `(RIP, port)`.
-    pub real: Option<(Ipv4Addr, u16)>,
+    pub real: Option<(IpAddr, u16)>,
     /// Only clients in this prefix `(network, length)`.
-    pub client: Option<(Ipv4Addr, u8)>,
+    pub client: Option<(IpAddr, u8)>,
     /// Only entries whose ipvsadm state name equals this (ASCII case-insensitive).
     pub state: Option<String>,
 }
@@ -70,9 +71,9 @@ pub struct KillTarget {
     /// Protocol.
     pub protocol: Protocol,
     /// Client address and port (a template: the masked client and port 0).
-    pub client: (Ipv4Addr, u16),
+    pub client: (IpAddr, u16),
     /// Virtual address and port.
-    pub virt: (Ipv4Addr, u16),
+    pub virt: (IpAddr, u16),
     /// A persistence template.
     pub template: bool,
 }
@@ -83,40 +84,52 @@ pub struct KillTarget {
 /// invalidated templates of one client).
 pub type ConnSortKey = (
     Protocol,
-    Ipv4Addr,
+    IpAddr,
     u16,
-    Ipv4Addr,
+    IpAddr,
     u16,
-    Ipv4Addr,
+    IpAddr,
     u16,
     bool,
     u64,
 );
 
-fn sort_key(id: ConnId, c: &Conn) -> ConnSortKey {
+/// An entry of either table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Handle {
+    v6: bool,
+    id: ConnId,
+}
+
+impl Handle {
+    fn of<A: Family>(id: ConnId) -> Handle {
+        Handle { v6: A::V6, id }
+    }
+}
+
+fn sort_key<A: Family>(h: Handle, c: &Conn<A>, real: SocketAddr) -> ConnSortKey {
     // SipHash with fixed keys: the same handle always gives the same number.
     #[allow(deprecated)]
-    let mut h = std::hash::SipHasher::new();
-    id.hash(&mut h);
+    let mut hasher = std::hash::SipHasher::new();
+    h.hash(&mut hasher);
     let (vip, vport) = c.virt();
     let (cip, cport) = c.client();
-    let (rip, rport) = c.real();
     (
         c.protocol(),
-        vip,
+        vip.into(),
         vport,
-        cip,
+        cip.into(),
         cport,
-        rip,
-        rport,
+        real.ip(),
+        real.port(),
         c.is_template(),
-        h.finish(),
+        hasher.finish(),
     )
 }
 
 /// A heap entry ordered by its key only.
 #[derive(Debug)]
-struct ByKey(ConnSortKey, ConnId);
+struct ByKey(ConnSortKey, Handle);
 
 impl PartialEq for ByKey {
     fn eq(&self, other: &Self) -> bool {
@@ -135,12 +148,19 @@ impl Ord for ByKey {
     }
 }
 
-fn prefix_contains((net, len): (Ipv4Addr, u8), ip: Ipv4Addr) -> bool {
-    if len > 32 {
-        return false;
+/// Whether `ip` is in `net/len`; never across families.
+fn prefix_contains((net, len): (IpAddr, u8), ip: IpAddr) -> bool {
+    match (net, ip) {
+        (IpAddr::V4(net), IpAddr::V4(ip)) if len <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            u32::from(ip) & mask == u32::from(net) & mask
+        }
+        (IpAddr::V6(net), IpAddr::V6(ip)) if len <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            u128::from(ip) & mask == u128::from(net) & mask
+        }
+        _ => false,
     }
-    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-    u32::from(ip) & mask == u32::from(net) & mask
 }
 
 impl Dataplane {
@@ -188,10 +208,11 @@ impl Dataplane {
     pub fn set_weight(
         &mut self,
         service: &ServiceKey,
-        addr: Ipv4Addr,
+        addr: impl Into<IpAddr>,
         port: u16,
         weight: u32,
     ) -> Result<u32, EditError> {
+        let addr: IpAddr = addr.into();
         if weight > 65535 {
             return Err(EditError::WeightOutOfRange(weight));
         }
@@ -225,9 +246,10 @@ impl Dataplane {
     pub fn dest_stats(
         &self,
         service: &ServiceKey,
-        addr: Ipv4Addr,
+        addr: impl Into<IpAddr>,
         port: u16,
     ) -> Result<DestStats, EditError> {
+        let addr: IpAddr = addr.into();
         let (_, did) = self.find_member(service, addr, port)?;
         let e = self
             .dests
@@ -282,7 +304,8 @@ impl Dataplane {
     }
 
     /// The first `limit` entries (at least 1) matching `filter` whose [`ConnSortKey`] is
-    /// after `after`, in that order, and whether more follow.
+    /// after `after`, in that order, and whether more follow. IPv4 entries sort before
+    /// IPv6 ones (the VIP is the second key).
     pub fn connections_page(
         &self,
         now: Instant,
@@ -291,29 +314,54 @@ impl Dataplane {
         limit: usize,
     ) -> (Vec<(ConnSortKey, ConnInfo)>, bool) {
         let limit = limit.max(1);
-        let state = filter.state.as_deref();
         // A max-heap of the smallest `limit + 1` keys seen.
         let mut heap: BinaryHeap<ByKey> =
             BinaryHeap::with_capacity(limit.saturating_add(1).min(4096));
-        for (id, c) in self.conns.iter() {
+        self.page_scan::<Ipv4Addr>(filter, after, limit, &mut heap);
+        self.page_scan::<Ipv6Addr>(filter, after, limit, &mut heap);
+        let more = heap.len() > limit;
+        let mut picked = heap.into_sorted_vec();
+        picked.truncate(limit);
+        let page = picked
+            .into_iter()
+            .filter_map(|ByKey(key, h)| Some((key, self.conn_info(now, h)?)))
+            .collect();
+        (page, more)
+    }
+
+    /// Offers `A`'s entries that match to the page heap.
+    fn page_scan<A: Family>(
+        &self,
+        filter: &ConnFilter,
+        after: Option<&ConnSortKey>,
+        limit: usize,
+        heap: &mut BinaryHeap<ByKey>,
+    ) {
+        let state = filter.state.as_deref();
+        for (id, c) in A::table(&self.conns).iter() {
             if let Some(k) = &filter.service {
-                if c.protocol() != k.protocol || c.virt() != (k.vip, k.port) {
+                let (vip, vport) = c.virt();
+                if c.protocol() != k.protocol || (vip.into(), vport) != (k.vip, k.port) {
                     continue;
                 }
             }
-            if filter.real.is_some_and(|r| c.real() != r) {
+            if filter
+                .real
+                .is_some_and(|(a, p)| self.real_of(c) != SocketAddr::new(a, p))
+            {
                 continue;
             }
             if filter
                 .client
-                .is_some_and(|p| !prefix_contains(p, c.client().0))
+                .is_some_and(|p| !prefix_contains(p, c.client().0.into()))
             {
                 continue;
             }
             if state.is_some_and(|s| !c.state().name().eq_ignore_ascii_case(s)) {
                 continue;
             }
-            let key = sort_key(id, c);
+            let h = Handle::of::<A>(id);
+            let key = sort_key(h, c, self.real_of(c));
             if after.is_some_and(|a| key <= *a) {
                 continue;
             }
@@ -323,33 +371,42 @@ impl Dataplane {
                 }
                 heap.pop();
             }
-            heap.push(ByKey(key, id));
+            heap.push(ByKey(key, h));
         }
-        let more = heap.len() > limit;
-        let mut picked = heap.into_sorted_vec();
-        picked.truncate(limit);
-        let page = picked
-            .into_iter()
-            .filter_map(|ByKey(key, id)| Some((key, self.conn_info(now, id)?)))
-            .collect();
-        (page, more)
     }
 
     /// An entry as the listing shows it.
-    fn conn_info(&self, now: Instant, id: ConnId) -> Option<ConnInfo> {
-        let sa = |(a, p): (Ipv4Addr, u16)| SocketAddrV4::new(a, p);
-        let c = self.conns.get(id)?;
-        Some(ConnInfo {
-            protocol: c.protocol(),
-            client: sa(c.client()),
-            virt: sa(c.virt()),
-            real: sa(c.real()),
-            forwarding: c.forwarding(),
-            state: c.state().name(),
-            active: c.is_active(),
-            template: c.is_template(),
-            expires_in: self.conns.expires_in(id, now).unwrap_or_default(),
-        })
+    fn conn_info(&self, now: Instant, h: Handle) -> Option<ConnInfo> {
+        if h.v6 {
+            let c = self.conns.v6.get(h.id)?;
+            Some(self.info_of(h.id, c, now))
+        } else {
+            let c = self.conns.v4.get(h.id)?;
+            Some(self.info_of(h.id, c, now))
+        }
+    }
+
+    /// The smallest sort key among `A`'s entries that `hit` accepts.
+    fn kill_scan<A: Family>(
+        &self,
+        hit: &impl Fn(&KillTarget) -> bool,
+    ) -> Option<(ConnSortKey, Handle)> {
+        A::table(&self.conns)
+            .iter()
+            .filter(|(_, c)| {
+                let ((ca, cp), (va, vp)) = (c.client(), c.virt());
+                hit(&KillTarget {
+                    protocol: c.protocol(),
+                    client: (ca.into(), cp),
+                    virt: (va.into(), vp),
+                    template: c.is_template(),
+                })
+            })
+            .map(|(id, c)| {
+                let h = Handle::of::<A>(id);
+                (sort_key(h, c, self.real_of(c)), h)
+            })
+            .min_by_key(|(key, _)| *key)
     }
 
     /// Removes one entry now (module doc): the first in listing order that `hit` accepts;
@@ -360,22 +417,18 @@ impl Dataplane {
         now: Instant,
         hit: impl Fn(&KillTarget) -> bool,
     ) -> Option<(ConnSortKey, ConnInfo)> {
-        let (key, id) = self
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                hit(&KillTarget {
-                    protocol: c.protocol(),
-                    client: c.client(),
-                    virt: c.virt(),
-                    template: c.is_template(),
-                })
-            })
-            .map(|(id, c)| (sort_key(id, c), id))
+        let (key, h) = [self.kill_scan::<Ipv4Addr>(&hit), self.kill_scan::<Ipv6Addr>(&hit)]
+            .into_iter()
+            .flatten()
             .min_by_key(|(key, _)| *key)?;
-        let info = self.conn_info(now, id)?;
-        let c = self.conns.remove(id)?;
-        self.settle(&c, now);
+        let info = self.conn_info(now, h)?;
+        if h.v6 {
+            let c = self.conns.v6.remove(h.id)?;
+            self.settle(&c, now);
+        } else {
+            let c = self.conns.v4.remove(h.id)?;
+            self.settle(&c, now);
+        }
         Some((key, info))
     }
 }
@@ -394,7 +447,7 @@ mod tests {
 
     const KEY: ServiceKey = ServiceKey {
         protocol: Protocol::Tcp,
-        vip: VIP,
+        vip: IpAddr::V4(VIP),
         port: 80,
     };
 
@@ -488,19 +541,19 @@ mod tests {
         let filter = ConnFilter::default();
         let (first, more) = lab.dp.connections_page(lab.now, &filter, None, 4);
         assert!(more);
-        let clients: Vec<u8> = first.iter().map(|(k, _)| k.3.octets()[3]).collect();
+        let clients: Vec<u8> = first.iter().map(|(k, _)| v4(k.3).octets()[3]).collect();
         assert_eq!(clients, vec![1, 2, 3, 4]);
         let after = first.last().map(|(k, _)| *k);
         let (rest, more) = lab
             .dp
             .connections_page(lab.now, &filter, after.as_ref(), 10);
         assert!(!more);
-        let clients: Vec<u8> = rest.iter().map(|(k, _)| k.3.octets()[3]).collect();
+        let clients: Vec<u8> = rest.iter().map(|(k, _)| v4(k.3).octets()[3]).collect();
         assert_eq!(clients, vec![5, 6, 7, 8, 9]);
         // Filters.
         let only = ConnFilter {
-            real: Some((RS1, 80)),
-            client: Some((Ipv4Addr::new(198, 51, 100, 0), 24)),
+            real: Some((RS1.into(), 80)),
+            client: Some((Ipv4Addr::new(198, 51, 100, 0).into(), 24)),
             state: Some("syn_recv".into()),
             ..ConnFilter::default()
         };
@@ -508,7 +561,7 @@ mod tests {
         assert!(!page.is_empty());
         assert!(
             page.iter()
-                .all(|(_, c)| c.real.ip() == &RS1 && c.state == "SYN_RECV")
+                .all(|(_, c)| c.real.ip() == RS1 && c.state == "SYN_RECV")
         );
     }
 }

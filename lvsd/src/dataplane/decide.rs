@@ -20,11 +20,12 @@
 //!   scheduler that answers is a clone of the live one.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use lvs_proto::{Protocol, SchedulerKind};
 
+use super::family::Family;
 use super::reconfig::fill_view;
 use super::{Dataplane, Hold, Persistence, Service, announce, bind_dest};
 use crate::conn::TcpState;
@@ -42,7 +43,7 @@ pub struct ServiceKey {
     /// Protocol.
     pub protocol: Protocol,
     /// Virtual address.
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     /// Virtual port.
     pub port: u16,
 }
@@ -51,10 +52,9 @@ impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} {}:{}",
+            "{} {}",
             self.protocol.ipvsadm_name(),
-            self.vip,
-            self.port
+            SocketAddr::new(self.vip, self.port)
         )
     }
 }
@@ -69,9 +69,9 @@ pub struct Decision {
     /// The service.
     pub service: ServiceKey,
     /// The client (the packet's source).
-    pub client: SocketAddrV4,
+    pub client: SocketAddr,
     /// The real server chosen, or `None` ("no destination available": dropped).
-    pub dest: Option<SocketAddrV4>,
+    pub dest: Option<SocketAddr>,
     /// The service's scheduler.
     pub scheduler: SchedulerKind,
     /// Why: the scheduler's explanation (what it compared), or the persistence template
@@ -85,7 +85,7 @@ pub struct SimulateResult {
     /// The service the flow belongs to, if any.
     pub service: Option<ServiceKey>,
     /// The real server it would go to now (`None`: dropped, or not a service).
-    pub dest: Option<SocketAddrV4>,
+    pub dest: Option<SocketAddr>,
     /// Why, as in [`Decision::reason`].
     pub reason: String,
 }
@@ -125,20 +125,20 @@ macro_rules! note {
     };
 }
 
-/// `addr & netmask`.
-fn masked(addr: Ipv4Addr, netmask: Ipv4Addr) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(addr) & u32::from(netmask))
-}
-
 impl Dataplane {
     /// Chooses the destination of a new connection of service `sid` (module doc), making
     /// or invalidating a persistence template as needed, and records the decision if the
     /// service is watched. `None`: no destination available.
-    pub(super) fn decide(&mut self, now: Instant, sid: u32, flow: &Flow) -> Option<Choice> {
+    pub(super) fn decide<A: Family>(
+        &mut self,
+        now: Instant,
+        sid: u32,
+        flow: &Flow,
+    ) -> Option<Choice> {
         let svc = self.services.get(sid as usize)?.as_ref()?;
         let watched = svc.watch_until.is_some_and(|t| now < t);
         let persistence = svc.persistence;
-        let check = self.template_check(now, svc, flow);
+        let check = self.template_check::<A>(now, svc, flow);
         let mut explain = watched.then(Explain::new);
         let choice = match check {
             TemplateCheck::Hit { id, dest, left } => {
@@ -154,7 +154,7 @@ impl Dataplane {
             }
             TemplateCheck::Off | TemplateCheck::Miss | TemplateCheck::Invalid { .. } => {
                 if let TemplateCheck::Invalid { id, why } = check {
-                    self.conns.invalidate_template(id);
+                    A::table_mut(&mut self.conns).invalidate_template(id);
                     note!(explain, "persistence template invalidated: {why}");
                 }
                 self.run_scheduler(now, sid, flow, explain.as_mut())
@@ -165,7 +165,7 @@ impl Dataplane {
                                 "new persistence template, {} s",
                                 p.timeout.as_secs()
                             );
-                            self.new_template(now, sid, dest, flow, &p)
+                            self.new_template::<A>(now, sid, dest, flow, &p)
                         });
                         Choice { dest, template }
                     })
@@ -179,21 +179,30 @@ impl Dataplane {
 
     /// The template verdict for `flow` on `svc`, read-only (kernel `ip_vs_ct_in_get` and
     /// `ip_vs_check_template`).
-    fn template_check(&self, now: Instant, svc: &Service, flow: &Flow) -> TemplateCheck {
+    fn template_check<A: Family>(
+        &self,
+        now: Instant,
+        svc: &Service,
+        flow: &Flow,
+    ) -> TemplateCheck {
         let Some(p) = svc.persistence else {
             return TemplateCheck::Off;
         };
-        let key = FlowKey {
-            protocol: flow.protocol,
-            src: masked(*flow.src.ip(), p.netmask),
-            src_port: 0,
-            dst: *flow.dst.ip(),
-            dst_port: flow.dst.port(),
-        };
-        let Some(id) = self.conns.find_template(&key) else {
+        let (Some(src), Some(dst)) = (A::of(flow.src.ip()), A::of(flow.dst.ip())) else {
             return TemplateCheck::Miss;
         };
-        let Some(t) = self.conns.get(id) else {
+        let key = FlowKey {
+            protocol: flow.protocol,
+            src: src.masked(&p),
+            src_port: 0,
+            dst,
+            dst_port: flow.dst.port(),
+        };
+        let conns = A::table(&self.conns);
+        let Some(id) = conns.find_template(&key) else {
+            return TemplateCheck::Miss;
+        };
+        let Some(t) = conns.get(id) else {
             return TemplateCheck::Miss;
         };
         let dest = t.dest();
@@ -208,7 +217,7 @@ impl Dataplane {
                     TemplateCheck::Hit {
                         id,
                         dest,
-                        left: self.conns.expires_in(id, now).unwrap_or_default(),
+                        left: conns.expires_in(id, now).unwrap_or_default(),
                     }
                 }
             }
@@ -247,7 +256,7 @@ impl Dataplane {
     }
 
     /// Makes a template for `flow`'s client on `dest` and binds it (`persistent += 1`).
-    fn new_template(
+    fn new_template<A: Family>(
         &mut self,
         now: Instant,
         sid: u32,
@@ -256,13 +265,14 @@ impl Dataplane {
         p: &Persistence,
     ) -> Option<ConnId> {
         let d = self.dests.get_mut(dest as usize)?.as_mut()?;
-        let id = self.conns.insert_template(
+        let (src, dst) = (A::of(flow.src.ip())?, A::of(flow.dst.ip())?);
+        let id = A::table_mut(&mut self.conns).insert_template(
             NewTemplate {
                 protocol: flow.protocol,
                 forwarding: d.spec.forwarding,
-                client: masked(*flow.src.ip(), p.netmask),
-                virt: (*flow.dst.ip(), flow.dst.port()),
-                real: (d.spec.addr, d.spec.port),
+                client: src.masked(p),
+                virt: (dst, flow.dst.port()),
+                real: (A::of(d.spec.addr).unwrap_or(A::UNSPECIFIED), d.spec.port),
                 service: sid,
                 dest,
                 timeout: p.timeout,
@@ -278,7 +288,7 @@ impl Dataplane {
     fn record(&mut self, now: Instant, sid: u32, flow: &Flow, dest: Option<u32>, e: Explain) {
         let dest = dest
             .and_then(|d| self.dests.get(d as usize)?.as_ref())
-            .map(|d| SocketAddrV4::new(d.spec.addr, d.spec.port));
+            .map(|d| SocketAddr::new(d.spec.addr, d.spec.port));
         let Some(Some(svc)) = self.services.get_mut(sid as usize) else {
             return;
         };
@@ -325,9 +335,16 @@ impl Dataplane {
     /// now, and why, without changing anything (module doc). A flow with a live connection
     /// entry is answered from it (unless a TCP SYN would reuse it: TIME_WAIT, CLOSE).
     pub fn simulate(&self, now: Instant, flow: &Flow) -> SimulateResult {
+        match flow.dst.ip() {
+            IpAddr::V4(_) => self.simulate_in::<std::net::Ipv4Addr>(now, flow),
+            IpAddr::V6(_) => self.simulate_in::<std::net::Ipv6Addr>(now, flow),
+        }
+    }
+
+    fn simulate_in<A: Family>(&self, now: Instant, flow: &Flow) -> SimulateResult {
         let key = ServiceKey {
             protocol: flow.protocol,
-            vip: *flow.dst.ip(),
+            vip: flow.dst.ip(),
             port: flow.dst.port(),
         };
         let svc = self
@@ -345,28 +362,31 @@ impl Dataplane {
             self.dests
                 .get(did as usize)
                 .and_then(Option::as_ref)
-                .map(|d| SocketAddrV4::new(d.spec.addr, d.spec.port))
+                .map(|d| SocketAddr::new(d.spec.addr, d.spec.port))
         };
-        let existing = self
-            .conns
-            .find_inbound(&FlowKey {
-                protocol: flow.protocol,
-                src: *flow.src.ip(),
-                src_port: flow.src.port(),
-                dst: key.vip,
-                dst_port: key.port,
+        let conns = A::table(&self.conns);
+        let existing = A::of(flow.src.ip())
+            .zip(A::of(key.vip))
+            .and_then(|(src, dst)| {
+                conns.find_inbound(&FlowKey {
+                    protocol: flow.protocol,
+                    src,
+                    src_port: flow.src.port(),
+                    dst,
+                    dst_port: key.port,
+                })
             })
-            .and_then(|id| Some((id, self.conns.get(id)?)));
+            .and_then(|id| Some((id, conns.get(id)?)));
         if let Some((id, c)) = existing {
             let reused = matches!(
                 c.state(),
                 ConnState::Tcp(TcpState::TimeWait | TcpState::Close)
             );
             if !reused {
-                let left = self.conns.expires_in(id, now).unwrap_or_default();
+                let left = conns.expires_in(id, now).unwrap_or_default();
                 return SimulateResult {
                     service: Some(key),
-                    dest: Some(SocketAddrV4::new(c.real().0, c.real().1)),
+                    dest: Some(self.real_of(c)),
                     reason: format!(
                         "existing connection ({}, {} s left)",
                         c.state().name(),
@@ -376,7 +396,7 @@ impl Dataplane {
             }
         }
         let mut explain = Some(Explain::new());
-        let dest = match self.template_check(now, svc, flow) {
+        let dest = match self.template_check::<A>(now, svc, flow) {
             TemplateCheck::Hit { dest, left, .. } => {
                 note!(
                     explain,

@@ -50,7 +50,7 @@
 //! - No allocation per packet: the SYN slots are a fixed array; only a flip (rare)
 //!   formats a reason and queues an event ([`HEALTH_EVENTS`] at most, oldest dropped).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::reconfig::{fill_view, renumber};
@@ -165,7 +165,7 @@ pub enum HealthEvent {
         /// Its service.
         service: ServiceKey,
         /// RIP.
-        addr: Ipv4Addr,
+        addr: IpAddr,
         /// Port.
         port: u16,
         /// Up now.
@@ -191,7 +191,7 @@ pub enum HealthEvent {
         /// The service.
         service: ServiceKey,
         /// Its address.
-        addr: Ipv4Addr,
+        addr: IpAddr,
         /// Its port.
         port: u16,
         /// In the list now.
@@ -222,7 +222,7 @@ impl QuorumState {
 /// One watched handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Pending {
-    client: (Ipv4Addr, u16),
+    client: (IpAddr, u16),
     deadline: Instant,
 }
 
@@ -323,12 +323,13 @@ impl Dataplane {
     pub fn set_health(
         &mut self,
         service: &ServiceKey,
-        addr: Ipv4Addr,
+        addr: impl Into<IpAddr>,
         port: u16,
         up: bool,
         check: &str,
         reason: &str,
     ) -> Result<(), EditError> {
+        let addr: IpAddr = addr.into();
         let (sid, did) = self.find_member(service, addr, port)?;
         let Some(Some(e)) = self.dests.get_mut(did as usize) else {
             return Err(EditError::NoDest {
@@ -511,9 +512,10 @@ impl Dataplane {
     pub(super) fn find_member(
         &self,
         service: &ServiceKey,
-        addr: Ipv4Addr,
+        addr: impl Into<IpAddr>,
         port: u16,
     ) -> Result<(u32, u32), EditError> {
+        let addr: IpAddr = addr.into();
         let sid = *self
             .service_index
             .get(&(service.protocol, service.vip, service.port))
@@ -542,7 +544,7 @@ impl Dataplane {
     }
 
     /// A NAT TCP connection to `did` was made by a SYN from `client`: watch the handshake.
-    pub(super) fn passive_syn(&mut self, now: Instant, did: u32, client: (Ipv4Addr, u16)) {
+    pub(super) fn passive_syn(&mut self, now: Instant, did: u32, client: (IpAddr, u16)) {
         let Some(Some(e)) = self.dests.get_mut(did as usize) else {
             return;
         };
@@ -563,7 +565,7 @@ impl Dataplane {
         &mut self,
         now: Instant,
         did: u32,
-        client: (Ipv4Addr, u16),
+        client: (IpAddr, u16),
         flags: TcpFlags,
     ) {
         // Most replies are neither: decide before touching the destination.

@@ -13,7 +13,7 @@ use crate::wire::tcp::TcpControl;
 
 const KEY: ServiceKey = ServiceKey {
     protocol: Protocol::Tcp,
-    vip: VIP,
+    vip: std::net::IpAddr::V4(VIP),
     port: 80,
 };
 
@@ -38,7 +38,7 @@ fn listing(lab: &Lab) -> Vec<(Ipv4Addr, bool, u32)> {
     lab.service(0)
         .dests
         .iter()
-        .map(|d| (d.addr, d.in_service, d.weight))
+        .map(|d| (v4(d.addr), d.in_service, d.weight))
         .collect()
 }
 

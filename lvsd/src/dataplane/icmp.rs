@@ -60,7 +60,7 @@
 //! Invariants: no allocation, no panic on any input (every access is checked), and the
 //! verdict follows `process`'s accounting rules like any other packet.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use lvs_proto::{Forwarding, Protocol};
@@ -95,16 +95,15 @@ impl Dataplane {
     ) -> Verdict {
         use DropReason as R;
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let to_vip = self.is_vip_addr(dst);
-        let to_us = !to_vip && self.interfaces.iter().any(|i| i.ipv4.contains(&dst));
+        let to_vip = self.is_vip_addr(IpAddr::V4(dst));
+        let to_us = !to_vip && self.is_local(IpAddr::V4(dst));
         if to_us {
             return self.icmp_to_dip(now, ip, out).unwrap_or(Verdict::Pass);
         }
         // A NAT real server's address (DR and TUN servers answer from the VIP; their own
         // errors are routed by the kernel). A scan, but only ICMP not to a VIP or to us.
         let from_rip = !to_vip
-            && (self.rip_addrs.contains(&(Protocol::Tcp, src))
-                || self.rip_addrs.contains(&(Protocol::Udp, src)))
+            && self.is_rip_addr(IpAddr::V4(src))
             && self
                 .dests
                 .iter()
@@ -172,11 +171,8 @@ impl Dataplane {
         out: &mut [u8],
     ) -> Verdict {
         use DropReason as R;
-        let Some(conn) = self
-            .conns
-            .find_inbound(key)
-            .and_then(|id| self.conns.get(id))
-        else {
+        let conns = &self.conns.v4;
+        let Some(conn) = conns.find_inbound(key).and_then(|id| conns.get(id)) else {
             return Verdict::Drop(R::IcmpNoConnection);
         };
         let (sid, did, forwarding, real) =
@@ -194,10 +190,14 @@ impl Dataplane {
             return Verdict::Drop(R::NeighbourUnresolved);
         };
         if forwarding == Forwarding::Tun {
+            let (IpAddr::V4(dip), IpAddr::V4(rip)) = (dip, dest.spec.addr) else {
+                // Errors about a flow tunnelled to an IPv6 real server are not relayed.
+                return Verdict::Drop(R::IcmpUnsupported);
+            };
             return self.icmp_tunnel(
                 rx,
                 ip_len,
-                (dip, real.0),
+                (dip, rip),
                 (iface_mac, mac),
                 ifindex,
                 mtu,
@@ -227,7 +227,8 @@ impl Dataplane {
     ) -> Verdict {
         use DropReason as R;
         // `key` is the reversed quote: the reply direction RIP:rport -> CIP:cport.
-        let Some(conn) = self.conns.find_reply(key).and_then(|id| self.conns.get(id)) else {
+        let conns = &self.conns.v4;
+        let Some(conn) = conns.find_reply(key).and_then(|id| conns.get(id)) else {
             return Verdict::Drop(R::IcmpNoConnection);
         };
         if conn.forwarding() != Forwarding::Nat {
@@ -305,11 +306,8 @@ impl Dataplane {
             dst: inner.dst,
             dst_port: inner.dst_port,
         };
-        let Some(conn) = self
-            .conns
-            .find_inbound(&key)
-            .and_then(|id| self.conns.get(id))
-        else {
+        let conns = &self.conns.v4;
+        let Some(conn) = conns.find_inbound(&key).and_then(|id| conns.get(id)) else {
             return Some(Verdict::Drop(R::IcmpNoConnection));
         };
         let (sid, did, real) = (conn.service(), conn.dest(), conn.real());
@@ -405,7 +403,7 @@ impl Dataplane {
     }
 
     /// Counts an ICMP error on its connection's service and real server (in or out).
-    fn count_bytes(&mut self, sid: u32, did: u32, bytes: usize, inbound: bool) {
+    pub(super) fn count_bytes(&mut self, sid: u32, did: u32, bytes: usize, inbound: bool) {
         let bytes = bytes as u64;
         let bump = |c: &mut lvs_proto::Counters| {
             if inbound {

@@ -706,7 +706,7 @@ fn icmp_golden_fixtures() {
     let svc = |s: &Stats, vip: Ipv4Addr, port: u16, p: Protocol| {
         s.services
             .iter()
-            .find(|x| (x.vip, x.port, x.protocol) == (vip, port, p))
+            .find(|x| (x.vip, x.port, x.protocol) == (std::net::IpAddr::V4(vip), port, p))
             .map(|x| x.counters)
             .unwrap()
     };

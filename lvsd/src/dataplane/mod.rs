@@ -1,5 +1,6 @@
 //! The sans-I/O forwarding core: classify → connection lookup → schedule → rewrite →
-//! [`Verdict`]. IPv4 only for now.
+//! [`Verdict`], for IPv4 and IPv6 (the forwarding functions are generic over the family,
+//! `family.rs`: one code path, two monomorphized copies, two connection tables).
 //!
 //! Contract (docs/contracts.md): [`Dataplane::process`] takes one received frame and a
 //! caller-owned output buffer and says what to do: transmit `out[..len]` on an interface,
@@ -39,12 +40,17 @@
 //!   handshakes in fixed slots (no allocation per packet) and runs its timers in
 //!   [`Dataplane::handle_timeout`].
 //! - Every destination's `(ifindex, next_hop)` is a tracked neighbour, resolved by ARP
-//!   ([`Dataplane::poll_transmit`]) and learned from any ARP frame whose sender is that
-//!   neighbour; a learned MAC is kept until a newer one is learned.
+//!   (IPv4) or Neighbor Solicitation (IPv6, `icmp6.rs`) ([`Dataplane::poll_transmit`]) and
+//!   learned from any ARP frame whose sender is that neighbour, or NDP message that names
+//!   it; a learned MAC is kept until a newer one is learned.
+//! - A service's client and VIP have the service's family, and so does its connection
+//!   table; NAT and DR destinations have it too; a TUN destination may have the other one
+//!   (its outer header then has the RIP's family, `tunnel.rs`).
 //!
 //! Classification, in order (first match wins):
 //! 1. Frame shorter than an Ethernet header: `Drop(Truncated)`.
-//! 2. ARP: learn, then `Pass`. Any other non-IPv4 EtherType (including 802.1Q): `Pass`.
+//! 2. ARP: learn, then `Pass`. IPv6: the steps below as "IPv6". Any other EtherType
+//!    (including 802.1Q): `Pass`.
 //! 3. IPv4 header: too short → `Drop(Truncated)`; version ≠ 4, IHL < 5, total length
 //!    outside `IHL×4 ..= captured` → `Drop(BadIpHeader)`. Ethernet padding after the total
 //!    length is ignored (and not forwarded). IP options are kept and skipped.
@@ -64,6 +70,18 @@
 //!    client → reply. From a NAT destination's RIP:rport without a connection, to an
 //!    address that is not one of the director's interface addresses (those are health-check
 //!    replies) → `Drop(NoConnection)`. Otherwise `Pass`.
+//!
+//! IPv6 (`classify_v6`), in order: shorter than the fixed header → `Drop(Truncated)`;
+//! version ≠ 6 or payload length past the frame → `Drop(BadIpHeader)`. NDP (next header
+//! ICMPv6) is learned from, then classified like any packet (it is never to a VIP nor
+//! from a RIP's port, so `Pass`). Neither to a VIP address nor from a real server's:
+//! `Pass`. Then the extension-header chain is walked (at most
+//! [`crate::wire::ipv6::MAX_EXT_HEADERS`] headers; more, or a header running past the
+//! payload: `Drop(ExtHeaders)`); an IPv6 or IPIP packet to a VIP address is
+//! `Drop(Tunnelled)`; ICMPv6 goes to `icmp6.rs`; a fragment header makes it a fragment
+//! (step 6, same policy); then steps 7 and 8 as for IPv4 with the L4 header where the
+//! chain ended (the NAT66 rewrite uses that offset). IPv6 has no header checksum and no
+//! TTL is changed (hop limit kept, as for IPv4).
 //!
 //! Inbound: look up `(proto, cip, cport, vip, vport)`. A TCP SYN hitting an entry in
 //! TIME_WAIT or CLOSE expires it first (IPVS `conn_reuse_mode` 1, `is_new_conn` /
@@ -89,28 +107,32 @@
 //! stays, so a retransmission after resolution goes to the same server).
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use lvs_proto::{Counters, Forwarding, Protocol, SchedulerKind};
 
 use self::estimator::Estimator;
+use self::family::{Family, Tables};
 
-use crate::conn::table::{Activity, Conn, ConnId, ConnState, ConnTable, FlowKey, NewConn};
+use crate::conn::table::{Activity, Conn, ConnAddr, ConnId, ConnState, FlowKey, NewConn};
 use crate::conn::{Direction, TcpFlags, TcpState, Timeouts};
 use crate::sched::{self, SchedParams, Scheduler};
 use crate::wire::Error as WireError;
 use crate::wire::arp::{self, ArpOperation, ArpPacket, ArpRepr};
 use crate::wire::ethernet::{self, EtherType, EthernetFrame, MacAddr};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet};
+use crate::wire::ipv6::{self, Ipv6Packet};
 use crate::wire::tcp::TcpPacket;
 use crate::wire::udp::UdpPacket;
 
 mod control;
 mod decide;
 mod estimator;
+mod family;
 mod health;
 mod icmp;
+mod icmp6;
 mod reconfig;
 mod rewrite;
 mod stats;
@@ -137,6 +159,8 @@ mod sched_tests;
 mod tests;
 #[cfg(test)]
 mod tun_fixtures;
+#[cfg(test)]
+mod v6_tests;
 
 /// How often an unresolved neighbour is asked for again.
 pub const ARP_RETRY: Duration = Duration::from_secs(1);
@@ -152,8 +176,10 @@ pub struct Interface {
     pub name: String,
     /// MAC address: the source of every frame sent on it.
     pub mac: [u8; 6],
-    /// IPv4 addresses (informational here).
+    /// IPv4 addresses (traffic to them is the kernel's: health-check replies).
     pub ipv4: Vec<Ipv4Addr>,
+    /// IPv6 addresses, link-local included (as `ipv4`).
+    pub ipv6: Vec<Ipv6Addr>,
     /// MTU: the largest IP packet sent on it unless the frame is GSO.
     pub mtu: u32,
 }
@@ -161,8 +187,9 @@ pub struct Interface {
 /// A real server of a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DestSpec {
-    /// Real server address (RIP).
-    pub addr: Ipv4Addr,
+    /// Real server address (RIP). NAT and DR: the service's family; TUN may mix (an
+    /// IPv4 service tunnelled to an IPv6 real server and the reverse, as IPVS allows).
+    pub addr: IpAddr,
     /// Real server port (NAT may translate the port; DR must use the virtual port).
     pub port: u16,
     /// IPVS weight; 0 = quiesced (no new connections).
@@ -171,10 +198,11 @@ pub struct DestSpec {
     pub forwarding: Forwarding,
     /// Interface towards the real server.
     pub ifindex: u32,
-    /// Next hop towards the real server (the RIP itself when on-link).
-    pub next_hop: Ipv4Addr,
-    /// Our address on that link: the sender of ARP requests for `next_hop`.
-    pub source: Ipv4Addr,
+    /// Next hop towards the real server (the RIP itself when on-link); the RIP's family.
+    pub next_hop: IpAddr,
+    /// Our address on that link, the RIP's family: the sender of ARP requests (IPv4) or
+    /// Neighbor Solicitations (IPv6) for `next_hop`, and the outer source of TUN packets.
+    pub source: IpAddr,
     /// Connection upper threshold (ipvsadm `-x`): OVERLOAD at this many connections;
     /// 0 = none.
     pub upper_threshold: u32,
@@ -191,8 +219,11 @@ pub struct DestSpec {
 pub struct Persistence {
     /// Template timeout (ipvsadm `-p`).
     pub timeout: Duration,
-    /// Client netmask (ipvsadm `-M`).
+    /// Client netmask of an IPv4 service (ipvsadm `-M`).
     pub netmask: Ipv4Addr,
+    /// Client prefix length of an IPv6 service (ipvsadm `-M` takes a prefix length for
+    /// IPv6; default 128).
+    pub prefix6: u8,
     /// Drop a template whose destination has weight 0 (sysctl `expire_quiescent_template`).
     pub quiescent_template_expire: bool,
 }
@@ -200,8 +231,8 @@ pub struct Persistence {
 /// A virtual service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSpec {
-    /// Virtual address.
-    pub vip: Ipv4Addr,
+    /// Virtual address (IPv4 or IPv6: the service's family).
+    pub vip: IpAddr,
     /// Virtual port.
     pub port: u16,
     /// Protocol.
@@ -291,7 +322,7 @@ pub enum Verdict {
 #[derive(Debug)]
 struct Service {
     protocol: Protocol,
-    vip: Ipv4Addr,
+    vip: IpAddr,
     port: u16,
     scheduler: Box<dyn Scheduler>,
     params: SchedParams,
@@ -379,8 +410,8 @@ impl DestEntry {
 #[derive(Debug, Clone)]
 struct Neighbour {
     ifindex: u32,
-    addr: Ipv4Addr,
-    source: Ipv4Addr,
+    addr: IpAddr,
+    source: IpAddr,
     mac: Option<MacAddr>,
     next_probe: Instant,
 }
@@ -393,30 +424,33 @@ struct Global {
     dropped: DropCounts,
 }
 
-/// What `classify` learned about an IPv4 TCP/UDP packet.
+/// What `classify` learned about a TCP/UDP packet of family `A`.
 #[derive(Debug, Clone, Copy)]
-struct Parsed {
+struct Parsed<A> {
     protocol: Protocol,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
+    src: A,
+    dst: A,
     src_port: u16,
     dst_port: u16,
     tcp: Option<TcpFlags>,
-    /// IPv4 total length.
+    /// Length of the IP packet: the IPv4 total length, or 40 + the IPv6 payload length.
     ip_len: usize,
+    /// Offset of the TCP/UDP header from the start of the IP header (after IPv4 options
+    /// or IPv6 extension headers).
+    l4_at: usize,
     src_mac: MacAddr,
 }
 
-impl Parsed {
+impl<A: Family> Parsed<A> {
     fn flow(&self) -> sched::Flow {
         sched::Flow {
             protocol: self.protocol,
-            src: SocketAddrV4::new(self.src, self.src_port),
-            dst: SocketAddrV4::new(self.dst, self.dst_port),
+            src: self.src.sock(self.src_port),
+            dst: self.dst.sock(self.dst_port),
         }
     }
 
-    fn key(&self) -> FlowKey {
+    fn key(&self) -> FlowKey<A> {
         FlowKey {
             protocol: self.protocol,
             src: self.src,
@@ -437,17 +471,18 @@ pub struct Dataplane {
     order: Vec<u32>,
     dests: Vec<Option<DestEntry>>,
     free_dests: Vec<u32>,
-    service_index: HashMap<(Protocol, Ipv4Addr, u16), u32>,
-    vip_addrs: HashSet<(Protocol, Ipv4Addr)>,
-    rip_addrs: HashSet<(Protocol, Ipv4Addr)>,
-    nat_rips: HashSet<(Protocol, Ipv4Addr, u16)>,
+    service_index: HashMap<(Protocol, IpAddr, u16), u32>,
+    vip_addrs: HashSet<(Protocol, IpAddr)>,
+    rip_addrs: HashSet<(Protocol, IpAddr)>,
+    nat_rips: HashSet<(Protocol, IpAddr, u16)>,
     neighbours: Vec<Neighbour>,
-    neighbour_index: HashMap<(u32, Ipv4Addr), usize>,
+    neighbour_index: HashMap<(u32, IpAddr), usize>,
     /// Where the next `poll_transmit` scan starts.
     probe_cursor: usize,
     /// A lower bound of every neighbour's `next_probe`.
     earliest_probe: Option<Instant>,
-    conns: ConnTable,
+    /// The connection tables of both families (`family.rs`).
+    conns: Tables,
     global: Global,
     /// The last decision sequence number handed out (`decide.rs`).
     decision_seq: u64,
@@ -484,7 +519,7 @@ impl Dataplane {
             neighbour_index: HashMap::new(),
             probe_cursor: 0,
             earliest_probe: None,
-            conns: ConnTable::new(now),
+            conns: Tables::new(now),
             global: Global::default(),
             decision_seq: 0,
             next_estimate: now + EST_INTERVAL,
@@ -498,9 +533,23 @@ impl Dataplane {
     }
 
     /// Whether `addr` is the VIP of any service (TCP or UDP).
-    fn is_vip_addr(&self, addr: Ipv4Addr) -> bool {
+    fn is_vip_addr(&self, addr: IpAddr) -> bool {
         self.vip_addrs.contains(&(Protocol::Tcp, addr))
             || self.vip_addrs.contains(&(Protocol::Udp, addr))
+    }
+
+    /// Whether `addr` is a real server address of any service (TCP or UDP).
+    fn is_rip_addr(&self, addr: IpAddr) -> bool {
+        self.rip_addrs.contains(&(Protocol::Tcp, addr))
+            || self.rip_addrs.contains(&(Protocol::Udp, addr))
+    }
+
+    /// Whether `addr` is one of the director's interface addresses.
+    fn is_local(&self, addr: IpAddr) -> bool {
+        self.interfaces.iter().any(|i| match addr {
+            IpAddr::V4(a) => i.ipv4.contains(&a),
+            IpAddr::V6(a) => i.ipv6.contains(&a),
+        })
     }
 
     fn interface(&self, ifindex: u32) -> Option<&Interface> {
@@ -523,19 +572,30 @@ impl Dataplane {
     }
 
     fn classify(&mut self, now: Instant, rx: RxFrame<'_>, out: &mut [u8]) -> Verdict {
-        use DropReason as R;
         let Ok(eth) = EthernetFrame::new_checked(rx.data) else {
-            return Verdict::Drop(R::Truncated);
+            return Verdict::Drop(DropReason::Truncated);
         };
         match eth.ethertype() {
             EtherType::ARP => {
                 self.learn(now, rx.ifindex, eth.payload());
-                return Verdict::Pass;
+                Verdict::Pass
             }
-            EtherType::IPV4 => {}
-            _ => return Verdict::Pass,
+            EtherType::IPV4 => self.classify_v4(now, rx, eth.src_addr(), eth.payload(), out),
+            EtherType::IPV6 => self.classify_v6(now, rx, eth.src_addr(), eth.payload(), out),
+            _ => Verdict::Pass,
         }
-        let ip = match Ipv4Packet::new_checked(eth.payload()) {
+    }
+
+    fn classify_v4(
+        &mut self,
+        now: Instant,
+        rx: RxFrame<'_>,
+        src_mac: MacAddr,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Verdict {
+        use DropReason as R;
+        let ip = match Ipv4Packet::new_checked(payload) {
             Ok(ip) => ip,
             Err(WireError::Truncated) => return Verdict::Drop(R::Truncated),
             Err(WireError::Malformed) => return Verdict::Drop(R::BadIpHeader),
@@ -543,15 +603,17 @@ impl Dataplane {
         let protocol = match ip.protocol() {
             IpProtocol::TCP => Protocol::Tcp,
             IpProtocol::UDP => Protocol::Udp,
-            IpProtocol::IPIP if self.is_vip_addr(ip.dst_addr()) => {
+            IpProtocol::IPIP | IpProtocol::IPV6
+                if self.is_vip_addr(IpAddr::V4(ip.dst_addr())) =>
+            {
                 return Verdict::Drop(R::Tunnelled);
             }
             IpProtocol::ICMP => return self.icmp(now, rx, &ip, out),
             _ => return Verdict::Pass,
         };
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let to_vip = self.vip_addrs.contains(&(protocol, dst));
-        let from_rip = self.rip_addrs.contains(&(protocol, src));
+        let to_vip = self.vip_addrs.contains(&(protocol, IpAddr::V4(dst)));
+        let from_rip = self.rip_addrs.contains(&(protocol, IpAddr::V4(src)));
         if !to_vip && !from_rip {
             return Verdict::Pass;
         }
@@ -560,27 +622,11 @@ impl Dataplane {
         }
         let l4 = ip.payload();
         if ip.is_fragment() {
-            return self.fragment(protocol, src, dst, ip.frag_offset(), l4, to_vip);
+            return self.fragment(protocol, src.into(), dst.into(), ip.frag_offset(), l4, to_vip);
         }
-        let (src_port, dst_port, tcp) = match protocol {
-            Protocol::Tcp => match TcpPacket::new_checked(l4) {
-                Ok(t) => {
-                    let flags = TcpFlags {
-                        syn: t.syn(),
-                        fin: t.fin(),
-                        ack: t.ack(),
-                        rst: t.rst(),
-                    };
-                    (t.src_port(), t.dst_port(), Some(flags))
-                }
-                Err(WireError::Truncated) => return Verdict::Drop(R::Truncated),
-                Err(WireError::Malformed) => return Verdict::Drop(R::BadL4Header),
-            },
-            Protocol::Udp => match UdpPacket::new_checked(l4) {
-                Ok(u) => (u.src_port(), u.dst_port(), None),
-                Err(WireError::Truncated) => return Verdict::Drop(R::Truncated),
-                Err(WireError::Malformed) => return Verdict::Drop(R::BadL4Header),
-            },
+        let (src_port, dst_port, tcp) = match ports(protocol, l4) {
+            Ok(ports) => ports,
+            Err(reason) => return Verdict::Drop(reason),
         };
         let p = Parsed {
             protocol,
@@ -590,22 +636,110 @@ impl Dataplane {
             dst_port,
             tcp,
             ip_len: usize::from(ip.total_len()),
-            src_mac: eth.src_addr(),
+            l4_at: ip.header_len(),
+            src_mac,
         };
+        self.dispatch(now, rx, &p, to_vip, from_rip, out)
+    }
+
+    /// IPv6 (module doc, "IPv6"): the same classification as IPv4 after the extension
+    /// headers, with NDP for the neighbours.
+    fn classify_v6(
+        &mut self,
+        now: Instant,
+        rx: RxFrame<'_>,
+        src_mac: MacAddr,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Verdict {
+        use DropReason as R;
+        let ip = match Ipv6Packet::new_checked(payload) {
+            Ok(ip) => ip,
+            Err(WireError::Truncated) => return Verdict::Drop(R::Truncated),
+            Err(WireError::Malformed) => return Verdict::Drop(R::BadIpHeader),
+        };
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        if ip.next_header() == ipv6::next_header::ICMPV6 {
+            // NDP never has extension headers (RFC 4861 checks hop limit 255 instead).
+            self.learn_ndp(now, rx.ifindex, &ip);
+        }
+        let (to_any_vip, from_any_rip) = (
+            self.is_vip_addr(IpAddr::V6(dst)),
+            self.is_rip_addr(IpAddr::V6(src)),
+        );
+        if !to_any_vip && !from_any_rip {
+            return Verdict::Pass;
+        }
+        let upper = match ip.upper_layer(ipv6::MAX_EXT_HEADERS) {
+            Ok(u) => u,
+            Err(_) => return Verdict::Drop(R::ExtHeaders),
+        };
+        let protocol = match upper.protocol {
+            IpProtocol::TCP => Protocol::Tcp,
+            IpProtocol::UDP => Protocol::Udp,
+            IpProtocol::IPIP | IpProtocol::IPV6 if to_any_vip => {
+                return Verdict::Drop(R::Tunnelled);
+            }
+            IpProtocol::ICMPV6 => return self.icmp6(now, rx, &ip, upper, out),
+            _ => return Verdict::Pass,
+        };
+        let to_vip = self.vip_addrs.contains(&(protocol, IpAddr::V6(dst)));
+        let from_rip = self.rip_addrs.contains(&(protocol, IpAddr::V6(src)));
+        if !to_vip && !from_rip {
+            return Verdict::Pass;
+        }
+        let l4 = ip.packet().get(upper.offset..).unwrap_or_default();
+        if let Some(f) = upper.fragment {
+            return self.fragment(protocol, src.into(), dst.into(), f.offset, l4, to_vip);
+        }
+        let (src_port, dst_port, tcp) = match ports(protocol, l4) {
+            Ok(ports) => ports,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        let p = Parsed {
+            protocol,
+            src,
+            dst,
+            src_port,
+            dst_port,
+            tcp,
+            ip_len: ipv6::HEADER_LEN + usize::from(ip.payload_len()),
+            l4_at: upper.offset,
+            src_mac,
+        };
+        self.dispatch(now, rx, &p, to_vip, from_rip, out)
+    }
+
+    /// Step 8 of the classification (module doc), for either family.
+    fn dispatch<A: Family>(
+        &mut self,
+        now: Instant,
+        rx: RxFrame<'_>,
+        p: &Parsed<A>,
+        to_vip: bool,
+        from_rip: bool,
+        out: &mut [u8],
+    ) -> Verdict {
         if to_vip {
-            if let Some(&sid) = self.service_index.get(&(protocol, dst, dst_port)) {
-                return self.inbound(now, rx, sid, &p, out);
+            if let Some(&sid) = self
+                .service_index
+                .get(&(p.protocol, p.dst.into(), p.dst_port))
+            {
+                return self.inbound(now, rx, sid, p, out);
             }
         }
         if from_rip {
-            if let Some(id) = self.conns.find_reply(&p.key()) {
-                return self.reply(now, rx, id, &p, out);
+            if let Some(id) = A::table(&self.conns).find_reply(&p.key()) {
+                return self.reply(now, rx, id, p, out);
             }
             // Traffic to the director's own addresses (health-check replies) is the
             // kernel's, whatever its source port.
-            let to_us = self.interfaces.iter().any(|i| i.ipv4.contains(&dst));
-            if !to_us && self.nat_rips.contains(&(protocol, src, src_port)) {
-                return Verdict::Drop(R::NoConnection);
+            if !self.is_local(p.dst.into())
+                && self
+                    .nat_rips
+                    .contains(&(p.protocol, p.src.into(), p.src_port))
+            {
+                return Verdict::Drop(DropReason::NoConnection);
             }
         }
         Verdict::Pass
@@ -614,8 +748,8 @@ impl Dataplane {
     fn fragment(
         &self,
         protocol: Protocol,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: IpAddr,
+        dst: IpAddr,
         offset: u16,
         l4: &[u8],
         to_vip: bool,
@@ -640,23 +774,23 @@ impl Dataplane {
         }
     }
 
-    fn inbound(
+    fn inbound<A: Family>(
         &mut self,
         now: Instant,
         rx: RxFrame<'_>,
         sid: u32,
-        p: &Parsed,
+        p: &Parsed<A>,
         out: &mut [u8],
     ) -> Verdict {
         let key = p.key();
-        let mut found = self.conns.find_inbound(&key);
+        let mut found = A::table(&self.conns).find_inbound(&key);
         if let (Some(id), Some(flags)) = (found, p.tcp) {
             let reusable = matches!(
-                self.conns.get(id).map(Conn::state),
+                A::table(&self.conns).get(id).map(Conn::state),
                 Some(ConnState::Tcp(TcpState::TimeWait | TcpState::Close))
             );
             if flags.syn && reusable {
-                if let Some(c) = self.conns.remove(id) {
+                if let Some(c) = A::table_mut(&mut self.conns).remove(id) {
                     self.settle(&c, now);
                 }
                 found = None;
@@ -664,15 +798,20 @@ impl Dataplane {
         }
         let (did, forwarding, real) = match found {
             Some(id) => {
-                self.conns.set_client_path(id, p.src_mac, rx.ifindex);
-                let Some(conn) = self.conns.get(id) else {
+                let conns = A::table_mut(&mut self.conns);
+                conns.set_client_path(id, p.src_mac, rx.ifindex);
+                let Some(conn) = conns.get(id) else {
                     return Verdict::Drop(DropReason::NoConnection);
                 };
                 let target = (conn.dest(), conn.forwarding(), conn.real());
                 self.count_in(sid, target.0, p);
-                let activity =
-                    self.conns
-                        .on_packet(id, now, &self.timeouts, Direction::Input, p.tcp);
+                let activity = A::table_mut(&mut self.conns).on_packet(
+                    id,
+                    now,
+                    &self.timeouts,
+                    Direction::Input,
+                    p.tcp,
+                );
                 self.apply_activity(target.0, activity);
                 target
             }
@@ -682,7 +821,7 @@ impl Dataplane {
                         return Verdict::Drop(DropReason::NoConnection);
                     }
                 }
-                let Some(choice) = self.decide(now, sid, &p.flow()) else {
+                let Some(choice) = self.decide::<A>(now, sid, &p.flow()) else {
                     return Verdict::Drop(DropReason::NoDestination);
                 };
                 let did = choice.dest;
@@ -691,7 +830,13 @@ impl Dataplane {
                 };
                 bind_dest(dest, Hold::Inactive);
                 dest.counters.conns += 1;
-                let (forwarding, real) = (dest.spec.forwarding, (dest.spec.addr, dest.spec.port));
+                // A cross-family TUN destination: the entry holds no real address
+                // (`family.rs`); forwarding reads it from the destination.
+                let real = (
+                    A::of(dest.spec.addr).unwrap_or(A::UNSPECIFIED),
+                    dest.spec.port,
+                );
+                let forwarding = dest.spec.forwarding;
                 announce(&mut self.services, &self.dests, did);
                 let mut one_packet = false;
                 if let Some(Some(svc)) = self.services.get_mut(sid as usize) {
@@ -720,22 +865,27 @@ impl Dataplane {
                         client_mac: p.src_mac,
                         in_ifindex: rx.ifindex,
                     };
-                    let id = self.conns.insert(new, now, &self.timeouts);
+                    let conns = A::table_mut(&mut self.conns);
+                    let id = conns.insert(new, now, &self.timeouts);
                     if let Some(t) = choice.template {
-                        self.conns.set_control(id, t);
+                        conns.set_control(id, t);
                     }
                     if p.tcp.is_some() && forwarding == Forwarding::Nat {
-                        self.passive_syn(now, did, (p.src, p.src_port));
+                        self.passive_syn(now, did, (p.src.into(), p.src_port));
                     }
                     self.count_in(sid, did, p);
-                    let activity =
-                        self.conns
-                            .on_packet(id, now, &self.timeouts, Direction::Input, p.tcp);
+                    let activity = A::table_mut(&mut self.conns).on_packet(
+                        id,
+                        now,
+                        &self.timeouts,
+                        Direction::Input,
+                        p.tcp,
+                    );
                     self.apply_activity(did, activity);
                 }
                 if let Some(t) = choice.template {
                     // Kernel: `ip_vs_conn_put(ct)` after the connection is made.
-                    self.conns.refresh_template(t, now);
+                    A::table_mut(&mut self.conns).refresh_template(t, now);
                 }
                 (did, forwarding, real)
             }
@@ -758,9 +908,16 @@ impl Dataplane {
                 dst_mac: mac,
                 mtu: iface.mtu,
                 dip: dest.spec.source,
-                rip: real.0,
+                rip: dest.spec.addr,
             };
-            return self.tunnel_out(now, rx, p, path, out);
+            let inbound = tunnel::Inbound {
+                protocol: p.protocol,
+                ip_len: p.ip_len,
+                src_mac: p.src_mac,
+                client: p.src.into(),
+                vip: p.dst.into(),
+            };
+            return self.tunnel_out(now, rx, &inbound, path, out);
         }
         let len = match copy_out(rx, p.ip_len, iface.mtu, out) {
             Ok(len) => len,
@@ -769,33 +926,33 @@ impl Dataplane {
         let frame = &mut out[..len];
         rewrite::macs(frame, iface.mac, mac);
         if forwarding == Forwarding::Nat {
-            rewrite::nat(
+            A::nat(
                 frame,
                 p.protocol,
                 rewrite::Side::Dst,
-                real.0,
-                real.1,
+                real,
                 rx.csum_partial,
+                p.l4_at,
             );
         }
         Verdict::Transmit { ifindex, len }
     }
 
-    fn reply(
+    fn reply<A: Family>(
         &mut self,
         now: Instant,
         rx: RxFrame<'_>,
         id: ConnId,
-        p: &Parsed,
+        p: &Parsed<A>,
         out: &mut [u8],
     ) -> Verdict {
-        let Some(conn) = self.conns.get(id) else {
+        let Some(conn) = A::table(&self.conns).get(id) else {
             return Verdict::Drop(DropReason::NoConnection);
         };
         let (sid, did, virt) = (conn.service(), conn.dest(), conn.virt());
         let (client_mac, ifindex) = (conn.client_mac(), conn.in_ifindex());
         if let Some(flags) = p.tcp {
-            self.passive_reply(now, did, (p.dst, p.dst_port), flags);
+            self.passive_reply(now, did, (p.dst.into(), p.dst_port), flags);
         }
         let bytes = p.ip_len as u64;
         if let Some(Some(svc)) = self.services.get_mut(sid as usize) {
@@ -806,9 +963,13 @@ impl Dataplane {
             d.counters.outpkts += 1;
             d.counters.outbytes += bytes;
         }
-        let activity = self
-            .conns
-            .on_packet(id, now, &self.timeouts, Direction::Output, p.tcp);
+        let activity = A::table_mut(&mut self.conns).on_packet(
+            id,
+            now,
+            &self.timeouts,
+            Direction::Output,
+            p.tcp,
+        );
         self.apply_activity(did, activity);
 
         let Some(iface) = self.interface(ifindex) else {
@@ -820,19 +981,19 @@ impl Dataplane {
         };
         let frame = &mut out[..len];
         rewrite::macs(frame, iface.mac, client_mac);
-        rewrite::nat(
+        A::nat(
             frame,
             p.protocol,
             rewrite::Side::Src,
-            virt.0,
-            virt.1,
+            virt,
             rx.csum_partial,
+            p.l4_at,
         );
         Verdict::Transmit { ifindex, len }
     }
 
     /// Counts an inbound packet on the service and the destination.
-    fn count_in(&mut self, sid: u32, did: u32, p: &Parsed) {
+    fn count_in<A>(&mut self, sid: u32, did: u32, p: &Parsed<A>) {
         let bytes = p.ip_len as u64;
         if let Some(Some(svc)) = self.services.get_mut(sid as usize) {
             svc.counters.inpkts += 1;
@@ -863,7 +1024,7 @@ impl Dataplane {
     }
 
     /// Releases a removed connection's hold on its destination; frees a drained one.
-    fn settle(&mut self, c: &Conn, now: Instant) {
+    fn settle<A: ConnAddr>(&mut self, c: &Conn<A>, now: Instant) {
         let drained = settle_dest(&mut self.dests, c);
         announce(&mut self.services, &self.dests, c.dest());
         if drained {
@@ -882,10 +1043,13 @@ impl Dataplane {
         {
             return;
         }
-        let Some(&i) = self
-            .neighbour_index
-            .get(&(ifindex, repr.source_protocol_addr))
-        else {
+        let addr = IpAddr::V4(repr.source_protocol_addr);
+        self.learn_mac(now, ifindex, addr, repr.source_hardware_addr);
+    }
+
+    /// A tracked neighbour `(ifindex, addr)` is at `mac` (ARP, or NDP in `icmp6.rs`).
+    fn learn_mac(&mut self, now: Instant, ifindex: u32, addr: IpAddr, mac: MacAddr) {
+        let Some(&i) = self.neighbour_index.get(&(ifindex, addr)) else {
             return;
         };
         let Some(n) = self.neighbours.get_mut(i) else {
@@ -894,10 +1058,11 @@ impl Dataplane {
         if n.mac.is_none() {
             n.next_probe = now + ARP_REFRESH;
         }
-        n.mac = Some(repr.source_hardware_addr);
+        n.mac = Some(mac);
     }
 
-    /// The next ARP request due at `now`, written into `out`: `(ifindex, len)`. Call until
+    /// The next ARP request (IPv4) or Neighbor Solicitation (IPv6) due at `now`, written
+    /// into `out`: `(ifindex, len)`. Call until
     /// `None` after [`Dataplane::handle_timeout`] (or whenever convenient). Unresolved next
     /// hops are asked every [`ARP_RETRY`], resolved ones every [`ARP_REFRESH`].
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<(u32, usize)> {
@@ -915,7 +1080,12 @@ impl Dataplane {
             nb.next_probe = now + if resolved { ARP_REFRESH } else { ARP_RETRY };
             self.probe_cursor = (i + 1) % n;
             let Some(mac) = mac else { continue };
-            if let Some(len) = arp::emit_request(out, mac, source, target) {
+            let len = match (source, target) {
+                (IpAddr::V4(s), IpAddr::V4(t)) => arp::emit_request(out, mac, s, t),
+                (IpAddr::V6(s), IpAddr::V6(t)) => icmp6::emit_solicit(out, mac, s, t),
+                _ => None,
+            };
+            if let Some(len) = len {
                 return Some((ifindex, len));
             }
         }
@@ -963,21 +1133,57 @@ impl Dataplane {
                 svc.scheduler.handle_timeout(now);
             }
         }
+        let mut drained = Vec::new();
+        self.expire::<Ipv4Addr>(now, &mut drained);
+        self.expire::<Ipv6Addr>(now, &mut drained);
+        if !drained.is_empty() {
+            for id in drained {
+                self.free_dest(id);
+            }
+            self.rebuild_indexes(now);
+        }
+    }
+
+    /// Expires `A`'s idle entries; collects destinations drained by it.
+    fn expire<A: Family>(&mut self, now: Instant, drained: &mut Vec<u32>) {
         let dests = &mut self.dests;
         let services = &mut self.services;
-        let mut drained = Vec::new();
-        self.conns.expire(now, |c| {
+        A::table_mut(&mut self.conns).expire(now, |c| {
             let gone = settle_dest(dests, &c);
             announce(services, dests, c.dest());
             if gone {
                 drained.push(c.dest());
             }
         });
-        if !drained.is_empty() {
-            for id in drained {
-                self.free_dest(id);
+    }
+
+    /// The real server of a connection entry: its own address, or for a cross-family
+    /// TUN entry (which holds none) its destination's.
+    fn real_of<A: Family>(&self, c: &Conn<A>) -> SocketAddr {
+        let (addr, port) = c.real();
+        if addr == A::UNSPECIFIED {
+            if let Some(Some(d)) = self.dests.get(c.dest() as usize) {
+                return SocketAddr::new(d.spec.addr, d.spec.port);
             }
-            self.rebuild_indexes(now);
+        }
+        addr.sock(port)
+    }
+
+    /// A connection entry as reported.
+    fn info_of<A: Family>(&self, id: ConnId, c: &Conn<A>, now: Instant) -> ConnInfo {
+        let sa = |(a, p): (A, u16)| a.sock(p);
+        ConnInfo {
+            protocol: c.protocol(),
+            client: sa(c.client()),
+            virt: sa(c.virt()),
+            real: self.real_of(c),
+            forwarding: c.forwarding(),
+            state: c.state().name(),
+            active: c.is_active(),
+            template: c.is_template(),
+            expires_in: A::table(&self.conns)
+                .expires_in(id, now)
+                .unwrap_or_default(),
         }
     }
 
@@ -993,23 +1199,9 @@ impl Dataplane {
 
     /// Every connection entry (ipvsadm `-Lnc`), in table order.
     pub fn connections(&self, now: Instant) -> Vec<ConnInfo> {
-        self.conns
-            .iter()
-            .map(|(id, c)| {
-                let sa = |(a, p): (Ipv4Addr, u16)| SocketAddrV4::new(a, p);
-                ConnInfo {
-                    protocol: c.protocol(),
-                    client: sa(c.client()),
-                    virt: sa(c.virt()),
-                    real: sa(c.real()),
-                    forwarding: c.forwarding(),
-                    state: c.state().name(),
-                    active: c.is_active(),
-                    template: c.is_template(),
-                    expires_in: self.conns.expires_in(id, now).unwrap_or_default(),
-                }
-            })
-            .collect()
+        let v4 = self.conns.v4.iter().map(|(id, c)| self.info_of(id, c, now));
+        let v6 = self.conns.v6.iter().map(|(id, c)| self.info_of(id, c, now));
+        v4.chain(v6).collect()
     }
 
     /// A snapshot of all counters (module doc for the invariant they keep).
@@ -1068,7 +1260,7 @@ enum Hold {
 }
 
 impl Hold {
-    fn of(c: &Conn) -> Hold {
+    fn of<A: ConnAddr>(c: &Conn<A>) -> Hold {
         if c.is_template() {
             Hold::Template
         } else if c.is_active() {
@@ -1167,8 +1359,33 @@ fn total_conns(d: &DestEntry) -> u64 {
 
 /// Drops a removed entry's hold on its destination; true if the destination is drained
 /// trash that should now be freed.
-fn settle_dest(dests: &mut [Option<DestEntry>], c: &Conn) -> bool {
+fn settle_dest<A: ConnAddr>(dests: &mut [Option<DestEntry>], c: &Conn<A>) -> bool {
     unbind_dest(dests, c.dest(), Hold::of(c))
+}
+
+/// The ports and TCP flags of the TCP/UDP header at the start of `l4`.
+fn ports(protocol: Protocol, l4: &[u8]) -> Result<(u16, u16, Option<TcpFlags>), DropReason> {
+    use DropReason as R;
+    match protocol {
+        Protocol::Tcp => match TcpPacket::new_checked(l4) {
+            Ok(t) => {
+                let flags = TcpFlags {
+                    syn: t.syn(),
+                    fin: t.fin(),
+                    ack: t.ack(),
+                    rst: t.rst(),
+                };
+                Ok((t.src_port(), t.dst_port(), Some(flags)))
+            }
+            Err(WireError::Truncated) => Err(R::Truncated),
+            Err(WireError::Malformed) => Err(R::BadL4Header),
+        },
+        Protocol::Udp => match UdpPacket::new_checked(l4) {
+            Ok(u) => Ok((u.src_port(), u.dst_port(), None)),
+            Err(WireError::Truncated) => Err(R::Truncated),
+            Err(WireError::Malformed) => Err(R::BadL4Header),
+        },
+    }
 }
 
 /// Copies the IP packet (without Ethernet padding) to `out` after the size checks.

@@ -376,7 +376,8 @@ impl Dataplane {
     }
 
     fn remove_service(&mut self, sid: u32) {
-        self.conns.remove_where(|c| c.service() == sid, |_| {});
+        self.conns.v4.remove_where(|c| c.service() == sid, |_| {});
+        self.conns.v6.remove_where(|c| c.service() == sid, |_| {});
         for id in 0..self.dests.len() {
             if self.dests[id].as_ref().is_some_and(|e| e.service == sid) {
                 self.free_dest(id as u32);

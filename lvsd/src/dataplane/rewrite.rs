@@ -1,12 +1,15 @@
 //! In-place header rewrites on a frame already copied to the output buffer.
 //!
 //! Preconditions (established by the caller's checked parse of the same bytes): the frame
-//! holds an Ethernet header, a valid IPv4 header and a whole TCP or UDP header. Every
+//! holds an Ethernet header, a valid IPv4 header (or an IPv6 header whose TCP/UDP header
+//! starts at the `l4_at` the caller found after the extension headers) and a whole TCP or
+//! UDP header. Every
 //! access still goes through `get`/`get_mut`, so a broken precondition leaves the frame
 //! partly rewritten but never panics.
 //!
 //! Checksums:
-//! - IPv4 header: always complete; RFC 1624 update for the address.
+//! - IPv4 header: always complete; RFC 1624 update for the address. IPv6 has no header
+//!   checksum; its 16-byte addresses enter the L4 update as four 32-bit words.
 //! - L4, complete: RFC 1624 update for the address (pseudo-header) and the port; a UDP
 //!   field of 0 ("no checksum") stays 0, and a result of 0 is written as 0xFFFF.
 //! - L4, partial (`CHECKSUM_PARTIAL`): the field holds the non-complemented pseudo-header
@@ -14,7 +17,7 @@
 //!   device sums later). So only the address change is applied, as subtract-old/add-new;
 //!   the port change must not touch the field.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use lvs_proto::Protocol;
 
@@ -100,6 +103,65 @@ pub(super) fn nat(
         0
     } else {
         let c = checksum::update16(checksum::update32(old_csum, o, n), old_port, port);
+        match protocol {
+            Protocol::Udp => checksum::udp_nonzero(c),
+            Protocol::Tcp => c,
+        }
+    };
+    write16(ip_buf, csum_at, csum);
+}
+
+/// [`nat`] for IPv6 (NAT66): the L4 header at `l4_at` from the IPv6 header.
+pub(super) fn nat6(
+    frame: &mut [u8],
+    protocol: Protocol,
+    side: Side,
+    (addr, port): (Ipv6Addr, u16),
+    csum_partial: bool,
+    l4_at: usize,
+) {
+    let Some(ip_buf) = frame.get_mut(ethernet::HEADER_LEN..) else {
+        return;
+    };
+    let addr_at = match side {
+        Side::Src => 8,
+        Side::Dst => 24,
+    };
+    let Some(field) = ip_buf.get_mut(addr_at..addr_at + 16) else {
+        return;
+    };
+    let mut old = [0u8; 16];
+    old.copy_from_slice(field);
+    let new = addr.octets();
+    field.copy_from_slice(&new);
+    let port_at = l4_at
+        + match side {
+            Side::Src => 0,
+            Side::Dst => 2,
+        };
+    let csum_at = l4_at
+        + match protocol {
+            Protocol::Tcp => tcp::CHECKSUM_OFFSET,
+            Protocol::Udp => udp::CHECKSUM_OFFSET,
+        };
+    let (Some(old_port), Some(old_csum)) = (read16(ip_buf, port_at), read16(ip_buf, csum_at))
+    else {
+        return;
+    };
+    write16(ip_buf, port_at, port);
+    let words = |b: &[u8; 16], i: usize| [b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]];
+    let csum = if csum_partial {
+        (0..4).fold(old_csum, |c, i| {
+            checksum::partial_update32(c, words(&old, i), words(&new, i))
+        })
+    } else if protocol == Protocol::Udp && old_csum == 0 {
+        // Not valid in IPv6 (RFC 8200 §8.1), and not ours to invent: left as it came.
+        0
+    } else {
+        let c = (0..4).fold(old_csum, |c, i| {
+            checksum::update32(c, words(&old, i), words(&new, i))
+        });
+        let c = checksum::update16(c, old_port, port);
         match protocol {
             Protocol::Udp => checksum::udp_nonzero(c),
             Protocol::Tcp => c,

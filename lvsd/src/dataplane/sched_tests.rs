@@ -2,7 +2,7 @@
 //! thresholds, one-packet scheduling, the decision ring and `simulate` (spec b.1, b.16).
 //! Time is injected; the lab is the one of `tests.rs`.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use lvs_proto::{Forwarding, Protocol, SchedulerKind};
@@ -15,6 +15,11 @@ use crate::wire::tcp::TcpControl;
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
+}
+
+/// A lab address as the family-agnostic `SocketAddr` the dataplane reports.
+fn sock(a: impl Into<SocketAddr>) -> SocketAddr {
+    a.into()
 }
 
 /// The real server a transmitted NAT frame goes to.
@@ -44,6 +49,7 @@ fn persistent(timeout: u64, netmask: Ipv4Addr, quiescent_expire: bool) -> Datapl
     cfg.services[0].persistence = Some(Persistence {
         timeout: secs(timeout),
         netmask,
+        prefix6: 128,
         quiescent_template_expire: quiescent_expire,
     });
     cfg
@@ -73,11 +79,16 @@ fn templates(lab: &Lab) -> Vec<ConnInfo> {
         .collect()
 }
 
+/// `(address, persistent)` per real server of the (IPv4) service 0; an IPv6 address shows
+/// as 0.0.0.0, so it never matches.
 fn persistent_counts(lab: &Lab) -> Vec<(Ipv4Addr, u32)> {
     lab.service(0)
         .dests
         .iter()
-        .map(|d| (d.addr, d.persistent))
+        .map(|d| match d.addr {
+            IpAddr::V4(a) => (a, d.persistent),
+            IpAddr::V6(_) => (Ipv4Addr::UNSPECIFIED, d.persistent),
+        })
         .collect()
 }
 
@@ -101,9 +112,9 @@ fn persistence_keeps_a_client_on_one_server() {
     let t = templates(&lab);
     assert_eq!(t.len(), 2);
     let first = &t[0];
-    assert_eq!(first.client, client(1, 0));
-    assert_eq!(first.virt, sa(VIP, 80));
-    assert_eq!(first.real, sa(RS3, 80));
+    assert_eq!(first.client, sock(client(1, 0)));
+    assert_eq!(first.virt, sock(sa(VIP, 80)));
+    assert_eq!(first.real, sock(sa(RS3, 80)));
     assert_eq!(first.state, "NONE");
     assert!(!first.active);
     // Refreshed by the last of the 20 connections, 2 s ago.
@@ -134,8 +145,8 @@ fn netmask_groups_neighbours() {
     assert_eq!(
         keys,
         [
-            SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 0), 0),
-            SocketAddrV4::new(Ipv4Addr::new(198, 51, 101, 0), 0)
+            sock(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 0), 0)),
+            sock(SocketAddrV4::new(Ipv4Addr::new(198, 51, 101, 0), 0))
         ]
     );
 }
@@ -214,9 +225,9 @@ fn quiesced_server_template_per_option() {
         assert_eq!(rs, RS2, "rescheduled");
         let t = templates(&lab);
         assert_eq!(t.len(), 2);
-        assert_eq!(t[0].virt, sa(VIP, 65535), "invalidated");
-        assert_eq!(t[0].real, sa(RS3, 65535));
-        assert_eq!(t[1].real, sa(RS2, 80));
+        assert_eq!(t[0].virt, sock(sa(VIP, 65535)), "invalidated");
+        assert_eq!(t[0].real, sock(sa(RS3, 65535)));
+        assert_eq!(t[1].real, sock(sa(RS2, 80)));
         assert_eq!(persistent_counts(&lab), [(RS3, 1), (RS2, 1), (RS1, 0)]);
         // The invalidated one keeps its timer (300 s from its last refresh, t0).
         lab.advance(secs(199));
@@ -238,12 +249,16 @@ fn removed_server_template_is_invalidated() {
     cfg.services[0].dests.remove(2); // RS3
     lab.dp.reconfigure(cfg, lab.now);
     assert_eq!(lab.service(0).dests.len(), 2);
-    assert_eq!(templates(&lab)[0].virt, sa(VIP, 80), "untouched until used");
+    assert_eq!(
+        templates(&lab)[0].virt,
+        sock(sa(VIP, 80)),
+        "untouched until used"
+    );
     let rs = syn(&mut lab, client(1, 2));
     assert_ne!(rs, RS3);
     let t = templates(&lab);
     assert_eq!(t.len(), 2);
-    assert_eq!(t[0].real, sa(RS3, 65535));
+    assert_eq!(t[0].real, sock(sa(RS3, 65535)));
     lab.advance(secs(50));
     assert_eq!(templates(&lab).len(), 1, "the invalidated one expired");
     // RS3 was freed with its last template: a re-add starts from zero.
@@ -251,7 +266,10 @@ fn removed_server_template_is_invalidated() {
     cfg.services[0].dests[2].weight = 2;
     lab.dp.reconfigure(cfg, lab.now);
     let s = lab.service(0);
-    assert_eq!((s.dests[0].addr, s.dests[0].counters.conns), (RS3, 0));
+    assert_eq!(
+        (s.dests[0].addr, s.dests[0].counters.conns),
+        (IpAddr::from(RS3), 0)
+    );
 }
 
 /// Turning persistence off leaves templates to expire; they no longer decide.
@@ -376,6 +394,7 @@ fn templates_ignore_overload() {
     cfg.services[0].persistence = Some(Persistence {
         timeout: secs(300),
         netmask: HOST,
+        prefix6: 128,
         quiescent_template_expire: false,
     });
     let mut lab = Lab::resolved(cfg);
@@ -454,6 +473,7 @@ fn one_packet_with_persistence() {
     cfg.services[0].persistence = Some(Persistence {
         timeout: secs(60),
         netmask: HOST,
+        prefix6: 128,
         quiescent_template_expire: false,
     });
     let mut lab = Lab::resolved(cfg);
@@ -470,7 +490,7 @@ fn one_packet_with_persistence() {
 fn vip80() -> ServiceKey {
     ServiceKey {
         protocol: Protocol::Tcp,
-        vip: VIP,
+        vip: VIP.into(),
         port: 80,
     }
 }
@@ -488,12 +508,12 @@ fn decisions_are_recorded_only_when_watched() {
     let d = lab.dp.decisions_since(lab.now, &vip80(), 0);
     assert_eq!(d.len(), 2);
     assert_eq!((d[0].seq, d[1].seq), (1, 2));
-    assert_eq!(d[0].client, client(1, 2));
-    assert_eq!(d[0].dest, Some(sa(RS3, 80)));
+    assert_eq!(d[0].client, sock(client(1, 2)));
+    assert_eq!(d[0].dest, Some(sock(sa(RS3, 80))));
     assert_eq!(d[0].scheduler, SchedulerKind::Rr);
     assert_eq!(d[0].service, vip80());
     assert_eq!(d[0].reason, "persistence template hit, 300 s left");
-    assert_eq!(d[1].dest, Some(sa(RS2, 80)));
+    assert_eq!(d[1].dest, Some(sock(sa(RS2, 80))));
     assert!(d[1].reason.starts_with("rr: "), "{}", d[1].reason);
     assert!(
         d[1].reason.ends_with("new persistence template, 300 s"),
@@ -550,8 +570,8 @@ fn one_server(weight: u32) -> DataplaneConfig {
 fn tcp_flow(c: SocketAddrV4) -> Flow {
     Flow {
         protocol: Protocol::Tcp,
-        src: c,
-        dst: sa(VIP, 80),
+        src: c.into(),
+        dst: sa(VIP, 80).into(),
     }
 }
 
@@ -565,7 +585,7 @@ fn simulate_changes_nothing() {
     let b = lab.dp.simulate(lab.now, &tcp_flow(client(1, 1)));
     assert_eq!(a, b);
     assert_eq!(a.service, Some(vip80()));
-    assert_eq!(a.dest, Some(sa(RS3, 80)));
+    assert_eq!(a.dest, Some(sock(sa(RS3, 80))));
     assert!(a.reason.starts_with("rr: "), "{}", a.reason);
     assert!(
         a.reason
@@ -578,15 +598,15 @@ fn simulate_changes_nothing() {
     assert_eq!(syn(&mut lab, client(1, 1)), RS3);
     // A persistent client: the template answers.
     let r = lab.dp.simulate(lab.now, &tcp_flow(client(1, 2)));
-    assert_eq!(r.dest, Some(sa(RS3, 80)));
+    assert_eq!(r.dest, Some(sock(sa(RS3, 80))));
     assert_eq!(r.reason, "persistence template hit, 300 s left");
     // Another client: the next rr pick, still without moving rr.
     let r = lab.dp.simulate(lab.now, &tcp_flow(client(2, 1)));
-    assert_eq!(r.dest, Some(sa(RS2, 80)));
+    assert_eq!(r.dest, Some(sock(sa(RS2, 80))));
     assert_eq!(syn(&mut lab, client(2, 1)), RS2);
     // The flow of a live connection: that connection.
     let r = lab.dp.simulate(lab.now, &tcp_flow(client(1, 1)));
-    assert_eq!(r.dest, Some(sa(RS3, 80)));
+    assert_eq!(r.dest, Some(sock(sa(RS3, 80))));
     assert!(
         r.reason.starts_with("existing connection (SYN_RECV"),
         "{}",
@@ -596,7 +616,7 @@ fn simulate_changes_nothing() {
     let r = lab.dp.simulate(
         lab.now,
         &Flow {
-            dst: sa(VIP, 81),
+            dst: sa(VIP, 81).into(),
             ..tcp_flow(client(1, 1))
         },
     );
@@ -616,14 +636,14 @@ fn simulate_reports_an_invalid_template() {
     cfg.services[0].dests[2].weight = 0;
     lab.dp.reconfigure(cfg, lab.now);
     let r = lab.dp.simulate(lab.now, &tcp_flow(client(1, 2)));
-    assert_eq!(r.dest, Some(sa(RS2, 80)));
+    assert_eq!(r.dest, Some(sock(sa(RS2, 80))));
     assert!(
         r.reason
             .starts_with("persistence template would be invalidated: its real server has weight 0"),
         "{}",
         r.reason
     );
-    assert_eq!(templates(&lab)[0].virt, sa(VIP, 80), "untouched");
+    assert_eq!(templates(&lab)[0].virt, sock(sa(VIP, 80)), "untouched");
 }
 
 // With more than 16 real servers the schedulers keep index trees that the dataplane must
@@ -722,4 +742,145 @@ fn tree_mode_stays_in_step_through_the_dataplane() {
             ds.len()
         );
     }
+}
+
+// IPv6: the hashing schedulers see IPv6 flows through the dataplane and hash them the
+// kernel's way (expected picks from an independent Python model of ip_vs_sh.c and
+// ip_vs_mh.c; the formulas are written out in the sched tests).
+
+/// Real server 3 of the IPv6 lab (2001:db8:b::13).
+const RS3_6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x13);
+
+/// A `kind` service on `vip`:80 over `rss` (config order; the IPVS list is the reverse),
+/// weight 1 each, with scheduler flag 2 (`sh-port`/`mh-port`) if `port_flag`.
+fn hashing(
+    vip: impl Into<IpAddr>,
+    kind: SchedulerKind,
+    rss: &[IpAddr],
+    forwarding: Forwarding,
+    port_flag: bool,
+) -> DataplaneConfig {
+    let mut svc = service(
+        Protocol::Tcp,
+        vip,
+        80,
+        kind,
+        rss.iter().map(|&a| dest(a, 80, 1, forwarding)).collect(),
+    );
+    svc.sched_params.flags.flag2 = port_flag;
+    config(vec![svc])
+}
+
+/// Where `simulate` sends a TCP flow from `c` to `vip`:80, and its explanation.
+fn simulated(lab: &Lab, c: impl Into<SocketAddr>, vip: impl Into<IpAddr>) -> (SocketAddr, String) {
+    let r = lab.dp.simulate(
+        lab.now,
+        &Flow {
+            protocol: Protocol::Tcp,
+            src: c.into(),
+            dst: SocketAddr::new(vip.into(), 80),
+        },
+    );
+    let unspecified = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0);
+    (r.dest.unwrap_or(unspecified), r.reason)
+}
+
+fn v6s() -> Vec<IpAddr> {
+    vec![RS1_6.into(), RS2_6.into(), RS3_6.into()]
+}
+
+/// sh over 2001:db8:b::11..13 (list ::13, ::12, ::11): client 2001:db8:c::10 folds to
+/// 0x200d0da8, bucket 12 → list 0 (::13); with sh-port and port 40000 bucket 175 → list 1
+/// (::12); clients ::11, ::12, ::13 → buckets 109, 207, 49 → ::12, ::13, ::12.
+#[test]
+fn ipv6_sh_hashes_the_word_xor() {
+    let lab = Lab::new(hashing(
+        VIP6,
+        SchedulerKind::Sh,
+        &v6s(),
+        Forwarding::Nat,
+        false,
+    ));
+    let (rs, why) = simulated(&lab, client6(0x10, 40000), VIP6);
+    assert_eq!(rs, SocketAddr::new(RS3_6.into(), 80), "{why}");
+    assert!(
+        why.starts_with("sh: 2001:db8:c::10 bucket 12 -> [2001:db8:b::13]:80"),
+        "{why}"
+    );
+    for (n, want) in [(0x11, RS2_6), (0x12, RS3_6), (0x13, RS2_6)] {
+        let (rs, why) = simulated(&lab, client6(n, 1), VIP6);
+        assert_eq!(
+            rs,
+            SocketAddr::new(want.into(), 80),
+            "client ::{n:x}: {why}"
+        );
+    }
+    let lab = Lab::new(hashing(
+        VIP6,
+        SchedulerKind::Sh,
+        &v6s(),
+        Forwarding::Nat,
+        true,
+    ));
+    let (rs, why) = simulated(&lab, client6(0x10, 40000), VIP6);
+    assert_eq!(rs, SocketAddr::new(RS2_6.into(), 80), "{why}");
+    assert!(
+        why.starts_with("sh: [2001:db8:c::10]:40000 bucket 175 -> [2001:db8:b::12]:80"),
+        "{why}"
+    );
+}
+
+/// mh over 2001:db8:b::11..13 (list ::13, ::12, ::11): client 2001:db8:c::10 → slot 269
+/// → list 1 (::12); with mh-port and port 40000 slot 2842 → list 2 (::11); clients ::11,
+/// ::12 → slots 3097, 952 → ::13, ::12.
+#[test]
+fn ipv6_mh_hashes_the_word_xor() {
+    let lab = Lab::new(hashing(
+        VIP6,
+        SchedulerKind::Mh,
+        &v6s(),
+        Forwarding::Nat,
+        false,
+    ));
+    let (rs, why) = simulated(&lab, client6(0x10, 40000), VIP6);
+    assert_eq!(rs, SocketAddr::new(RS2_6.into(), 80), "{why}");
+    assert!(why.starts_with("mh: 2001:db8:c::10 slot 269 -> "), "{why}");
+    for (n, want) in [(0x11, RS3_6), (0x12, RS2_6)] {
+        let (rs, why) = simulated(&lab, client6(n, 1), VIP6);
+        assert_eq!(
+            rs,
+            SocketAddr::new(want.into(), 80),
+            "client ::{n:x}: {why}"
+        );
+    }
+    let lab = Lab::new(hashing(
+        VIP6,
+        SchedulerKind::Mh,
+        &v6s(),
+        Forwarding::Nat,
+        true,
+    ));
+    let (rs, why) = simulated(&lab, client6(0x10, 40000), VIP6);
+    assert_eq!(rs, SocketAddr::new(RS1_6.into(), 80), "{why}");
+}
+
+/// An IPv4 mh service tunnelling to IPv6 real servers (6in4 the other way round: IPv4 in
+/// IPv6): the kernel folds each real server under the service's family, i.e. its first
+/// word 0x20010db8, so all three share one permutation. Client 198.51.100.2 → slot 940
+/// → list 0 (::13) in that table (folding each address as IPv6 would give ::11);
+/// 198.51.100.1 → slot 2374 → list 2 (::11) (else ::12).
+#[test]
+fn ipv4_mh_service_with_ipv6_tunnel_servers_folds_their_first_word() {
+    let lab = Lab::new(hashing(
+        VIP,
+        SchedulerKind::Mh,
+        &v6s(),
+        Forwarding::Tun,
+        false,
+    ));
+    let (rs, why) = simulated(&lab, client(2, 1), VIP);
+    assert_eq!(rs, SocketAddr::new(RS3_6.into(), 80), "{why}");
+    assert!(why.starts_with("mh: 198.51.100.2 slot 940 -> "), "{why}");
+    let (rs, why) = simulated(&lab, client(1, 1), VIP);
+    assert_eq!(rs, SocketAddr::new(RS1_6.into(), 80), "{why}");
 }

@@ -1,6 +1,6 @@
 //! What the core reports: drop reasons, counters and snapshots.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use lvs_proto::{Counters, Forwarding, Protocol, Rates, SchedulerKind};
@@ -14,7 +14,7 @@ use crate::wire::MacAddr;
 pub enum DropReason {
     /// Shorter than a header it must contain (Ethernet, IPv4, TCP/UDP fixed header).
     Truncated,
-    /// IPv4 version, IHL or total length invalid.
+    /// IPv4 version, IHL or total length invalid; IPv6 version or payload length invalid.
     BadIpHeader,
     /// IPv4 header checksum wrong.
     BadChecksum,
@@ -53,11 +53,14 @@ pub enum DropReason {
     /// An error about a tunnelled packet that would have been relayed to the client, over
     /// the ICMP rate limit (`tunnel.rs`: the budget of the core's own ICMP errors).
     IcmpRateLimited,
+    /// An IPv6 packet of ours whose extension-header chain is longer than
+    /// [`crate::wire::ipv6::MAX_EXT_HEADERS`] or runs past the payload.
+    ExtHeaders,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
 
     /// Every reason, in declaration order (= counter index).
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -78,6 +81,7 @@ impl DropReason {
         DropReason::IcmpUnsupported,
         DropReason::IcmpNotRelayed,
         DropReason::IcmpRateLimited,
+        DropReason::ExtHeaders,
     ];
 
     /// snake_case name, for metrics and logs.
@@ -100,6 +104,7 @@ impl DropReason {
             DropReason::IcmpUnsupported => "icmp_unsupported",
             DropReason::IcmpNotRelayed => "icmp_not_relayed",
             DropReason::IcmpRateLimited => "icmp_rate_limited",
+            DropReason::ExtHeaders => "ext_headers",
         }
     }
 }
@@ -146,7 +151,7 @@ impl std::ops::Index<DropReason> for DropCounts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestStats {
     /// RIP.
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// Real port.
     pub port: u16,
     /// Weight.
@@ -189,7 +194,7 @@ pub struct ServiceStats {
     /// Protocol.
     pub protocol: Protocol,
     /// VIP.
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     /// Virtual port.
     pub port: u16,
     /// Scheduler.
@@ -238,11 +243,11 @@ pub struct ConnInfo {
     /// Protocol.
     pub protocol: Protocol,
     /// Client.
-    pub client: SocketAddrV4,
+    pub client: SocketAddr,
     /// Virtual address and port.
-    pub virt: SocketAddrV4,
-    /// Real server.
-    pub real: SocketAddrV4,
+    pub virt: SocketAddr,
+    /// Real server (its family may differ from the service's in TUN mode).
+    pub real: SocketAddr,
     /// Forwarding method.
     pub forwarding: Forwarding,
     /// State name (`ESTABLISHED`, `UDP`, ...).

@@ -3,7 +3,7 @@
 //! The lab: interface 1 faces the clients (router MAC `GW_MAC`), interface 2 the real
 //! servers on 192.0.2.0/24 (director 192.0.2.1). Time is a base `Instant` plus offsets.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
 
 use lvs_proto::{Forwarding, Protocol, SchedulerKind};
@@ -32,8 +32,27 @@ pub(super) const RS2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 12);
 pub(super) const RS3: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 13);
 pub(super) const RS4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 14);
 
+/// The IPv6 side of the lab (the plan of tests/src/lab.rs).
+pub(super) const EXT_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 2);
+pub(super) const DIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 1);
+pub(super) const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
+pub(super) const RS1_6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11);
+pub(super) const RS2_6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x12);
+
+pub(super) fn client6(n: u16, port: u16) -> SocketAddrV6 {
+    SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, n), port, 0, 0)
+}
+
 pub(super) fn client(n: u8, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, n), port)
+}
+
+/// The IPv4 address in `a` (the IPv4 tests' addresses are all IPv4).
+pub(super) fn v4(a: IpAddr) -> Ipv4Addr {
+    match a {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(a) => panic!("not an IPv4 address: {a}"),
+    }
 }
 
 pub(super) fn sa(a: Ipv4Addr, port: u16) -> SocketAddrV4 {
@@ -54,6 +73,7 @@ pub(super) fn interfaces() -> Vec<Interface> {
             name: "ext".into(),
             mac: EXT_MAC,
             ipv4: vec![Ipv4Addr::new(203, 0, 113, 1)],
+            ipv6: vec![EXT_IP6],
             mtu: 1500,
         },
         Interface {
@@ -61,12 +81,19 @@ pub(super) fn interfaces() -> Vec<Interface> {
             name: "int".into(),
             mac: INT_MAC,
             ipv4: vec![DIP],
+            ipv6: vec![DIP6],
             mtu: 1500,
         },
     ]
 }
 
-pub(super) fn dest(addr: Ipv4Addr, port: u16, weight: u32, forwarding: Forwarding) -> DestSpec {
+pub(super) fn dest(
+    addr: impl Into<IpAddr>,
+    port: u16,
+    weight: u32,
+    forwarding: Forwarding,
+) -> DestSpec {
+    let addr = addr.into();
     DestSpec {
         addr,
         port,
@@ -74,7 +101,10 @@ pub(super) fn dest(addr: Ipv4Addr, port: u16, weight: u32, forwarding: Forwardin
         forwarding,
         ifindex: INT_IF,
         next_hop: addr,
-        source: DIP,
+        source: match addr {
+            IpAddr::V4(_) => IpAddr::V4(DIP),
+            IpAddr::V6(_) => IpAddr::V6(DIP6),
+        },
         upper_threshold: 0,
         lower_threshold: 0,
         health: HealthSpec::default(),
@@ -83,13 +113,13 @@ pub(super) fn dest(addr: Ipv4Addr, port: u16, weight: u32, forwarding: Forwardin
 
 pub(super) fn service(
     protocol: Protocol,
-    vip: Ipv4Addr,
+    vip: impl Into<IpAddr>,
     port: u16,
     scheduler: SchedulerKind,
     dests: Vec<DestSpec>,
 ) -> ServiceSpec {
     ServiceSpec {
-        vip,
+        vip: vip.into(),
         port,
         protocol,
         scheduler,
@@ -685,7 +715,7 @@ fn reconfigure_edits_in_place() {
     let listed: Vec<_> = s
         .dests
         .iter()
-        .map(|d| (d.addr, d.weight, d.counters.conns))
+        .map(|d| (v4(d.addr), d.weight, d.counters.conns))
         .collect();
     assert_eq!(listed, [(RS3, 1, 0), (RS1, 5, 1)]);
     // RS3 is a new next hop: asked for at once, unresolved until it answers.
@@ -719,7 +749,7 @@ fn reconfigure_edits_in_place() {
     let s = lab.service(0);
     let rs2 = &s.dests[0];
     assert_eq!(
-        (rs2.addr, rs2.weight, rs2.counters.conns, rs2.active),
+        (v4(rs2.addr), rs2.weight, rs2.counters.conns, rs2.active),
         (RS2, 2, 1, 1)
     );
     assert_eq!(rs2.counters.inpkts, 2);

@@ -4,11 +4,12 @@
 //! noise) whatever the target does: every await of a checker goes through
 //! [`Deadline::run`], which names the phase that ran out (`timeout after 500ms reading the
 //! headers`). A checker never panics on what the network sends and never buffers more than
-//! its documented cap; failures are values (`Err(message)`), not errors.
+//! its documented cap; failures are values (`Err(message)`), not errors. Targets are IPv4
+//! or IPv6 (`SocketAddr`); every socket a checker opens has the target's family.
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -76,6 +77,16 @@ impl Deadline {
     }
 }
 
+/// The wildcard address and port 0 of `target`'s family: where a UDP check's socket is
+/// bound (an IPv4 socket cannot reach an IPv6 target and vice versa; the kernel picks the
+/// source address by its route to the target).
+pub(super) fn unspecified(target: SocketAddr) -> SocketAddr {
+    match target {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    }
+}
+
 /// An I/O error in a few lower-case words (`connection refused`).
 pub(super) fn io_error(e: &io::Error) -> String {
     use io::ErrorKind as K;
@@ -113,7 +124,7 @@ pub(super) fn preview(bytes: &[u8]) -> String {
 /// configuration), run many times.
 #[derive(Debug)]
 pub struct Checker {
-    target: SocketAddrV4,
+    target: SocketAddr,
     timeout: Duration,
     kind: Prepared,
 }
@@ -130,7 +141,7 @@ enum Prepared {
 impl Checker {
     /// Prepares `check` against `target` (the address [`HealthCheck::target`] gave). Reads
     /// `tls_ca` now: an unreadable file makes every run fail with a message naming it.
-    pub fn new(check: &HealthCheck, target: SocketAddrV4) -> Self {
+    pub fn new(check: &HealthCheck, target: SocketAddr) -> Self {
         let kind = match &check.kind {
             CheckKind::Tcp => Prepared::Tcp,
             CheckKind::Http(h) => Prepared::Http(Box::new(http::Prepared::new(h, target))),
@@ -146,7 +157,7 @@ impl Checker {
     }
 
     /// Where it connects.
-    pub fn target(&self) -> SocketAddrV4 {
+    pub fn target(&self) -> SocketAddr {
         self.target
     }
 

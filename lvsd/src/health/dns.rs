@@ -7,7 +7,7 @@
 //! ignored). Replies with another id are ignored until the deadline. One datagram of at
 //! most 4096 bytes is held.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -60,7 +60,7 @@ fn record_type(t: DnsType) -> RecordType {
 
 pub(super) async fn run(
     p: &Prepared,
-    target: SocketAddrV4,
+    target: SocketAddr,
     deadline: &Deadline,
     received: &mut u64,
 ) -> Result<Pass, String> {
@@ -75,7 +75,7 @@ pub(super) async fn run(
         .add_query(Query::query(name, p.record_type));
     let bytes = query.to_vec().map_err(|e| format!("DNS: {e}"))?;
 
-    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+    let sock = UdpSocket::bind(super::checker::unspecified(target))
         .await
         .map_err(|e| format!("udp socket: {}", io_error(&e)))?;
     sock.connect(target)
@@ -169,7 +169,7 @@ mod tests {
     use std::time::Duration;
 
     use hickory_proto::rr::Record;
-    use hickory_proto::rr::rdata::{A, CNAME};
+    use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 
     use super::super::checker::Checker;
     use super::super::testutil;
@@ -188,7 +188,7 @@ mod tests {
 
     /// A responder that knows `www.example.test. A 192.0.2.1` and
     /// `alias.example.test. CNAME www.example.test.`; everything else is NXDOMAIN.
-    async fn zone() -> SocketAddrV4 {
+    async fn zone() -> SocketAddr {
         testutil::udp_server(|req| {
             let q = Message::from_vec(req).ok()?;
             let query = q.queries().first()?.clone();
@@ -244,6 +244,33 @@ mod tests {
             Some("WWW.example.test"),
         );
         assert!(Checker::new(&c, addr).run().await.ok);
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_server_is_asked_over_ipv6() {
+        let addr = testutil::udp_server_on(testutil::V6, |req| {
+            let q = Message::from_vec(req).ok()?;
+            let query = q.queries().first()?.clone();
+            let mut r = Message::new();
+            r.set_id(q.id())
+                .set_message_type(MessageType::Response)
+                .set_op_code(OpCode::Query)
+                .add_query(query.clone())
+                .add_answer(Record::from_rdata(
+                    query.name().clone(),
+                    60,
+                    RData::AAAA(AAAA::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11)),
+                ));
+            r.to_vec().ok()
+        })
+        .await;
+        assert!(addr.is_ipv6());
+        let c = dns("www.example.test", DnsType::Aaaa, Some("2001:db8:b::11"));
+        let out = Checker::new(&c, addr).run().await;
+        assert_eq!(
+            (out.ok, out.message.as_str()),
+            (true, "DNS AAAA 2001:db8:b::11")
+        );
     }
 
     #[tokio::test]

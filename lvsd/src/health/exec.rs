@@ -3,14 +3,14 @@
 //! The command is an argv (no shell, no PATH search), started in a process group of its
 //! own with stdin, stdout and stderr on /dev/null (nothing to buffer) and the environment
 //! of lvsd plus `LVSD_CHECK_ADDRESS` and `LVSD_CHECK_PORT` (the target, so one service-wide
-//! command can check each real server). Exit codes follow `MISC_CHECK`: 0 passes, 1 fails,
+//! command can check each real server; an IPv6 address is given bare, `2001:db8:b::11`). Exit codes follow `MISC_CHECK`: 0 passes, 1 fails,
 //! 2..=255 pass and, with `dynamic_weight` (`misc_dynamic`), ask for weight `code - 2`.
 //! A death by signal fails. At the timeout the whole process group is killed (SIGKILL) and
 //! the check fails; a command that cannot start fails with the reason. Invariant: no
 //! process of a check outlives it (the group is killed on every exit path, including the
 //! check's task being dropped).
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 
@@ -24,7 +24,7 @@ use super::checker::{Deadline, Pass};
 
 pub(super) async fn run(
     check: &ExecCheck,
-    target: SocketAddrV4,
+    target: SocketAddr,
     deadline: &Deadline,
 ) -> Result<Pass, String> {
     let Some((program, args)) = check.command.split_first() else {
@@ -147,6 +147,21 @@ mod tests {
         assert_eq!(run("1", true).await, (false, "exit 1".into(), None));
         let o = outcome(&["/bin/sh", "-c", "kill -9 $$"], false).await;
         assert_eq!((o.ok, o.message.as_str()), (false, "killed by signal 9"));
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_target_is_in_the_environment_without_brackets() {
+        let target = "[2001:db8:b::11]:8080".parse().unwrap();
+        let check = exec(
+            &[
+                "/bin/sh",
+                "-c",
+                "test \"$LVSD_CHECK_ADDRESS $LVSD_CHECK_PORT\" = '2001:db8:b::11 8080'",
+            ],
+            false,
+        );
+        let o = Checker::new(&check, target).run().await;
+        assert!(o.ok, "{o:?}");
     }
 
     #[tokio::test]

@@ -2,7 +2,8 @@
 //! (keepalived `genhash` style) or a regular expression over the body (keepalived
 //! `HTTP_GET` / `SSL_GET`).
 //!
-//! The request is HTTP/1.0 with `Host` (the `virtualhost`, else the address) and
+//! The request is HTTP/1.0 with `Host` (the `virtualhost`, else the address, an IPv6 one in
+//! brackets as RFC 3986 writes it: `Host: [2001:db8::11]:8080`) and
 //! `Connection: close`, so servers answer with a plain body delimited by `Content-Length`
 //! or the close (no chunked encoding to undo). A chunked reply anyway fails the check when
 //! the body is needed.
@@ -15,7 +16,7 @@
 //! `MAX_BODY` bytes. Invariant: bytes received <= `MAX_HEADERS + MAX_BODY + 1`.
 //! A reply that does not start with `HTTP/` fails as soon as 5 bytes are in.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use md5::{Digest, Md5};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -44,12 +45,16 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
-    pub(super) fn new(check: &HttpCheck, target: SocketAddrV4) -> Self {
+    pub(super) fn new(check: &HttpCheck, target: SocketAddr) -> Self {
         let default_port = if check.tls.is_some() { 443 } else { 80 };
         let host = match &check.virtualhost {
             Some(v) => v.clone(),
-            None if target.port() == default_port => target.ip().to_string(),
-            None => target.to_string(),
+            None if target.port() == default_port => match target {
+                SocketAddr::V4(t) => t.ip().to_string(),
+                SocketAddr::V6(t) => format!("[{}]", t.ip()),
+            },
+            // `[2001:db8::11]:8080` for IPv6.
+            None => SocketAddr::new(target.ip(), target.port()).to_string(),
         };
         let request = format!(
             "GET {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: lvsd-health/{}\r\nAccept: */*\r\n\
@@ -73,7 +78,7 @@ impl Prepared {
 /// One GET against `target`; `received` counts the bytes read.
 pub(super) async fn run(
     p: &Prepared,
-    target: SocketAddrV4,
+    target: SocketAddr,
     deadline: &Deadline,
     received: &mut u64,
 ) -> Result<Pass, String> {
@@ -471,7 +476,7 @@ mod tests {
     }
 
     /// A server that sends headers, then 100 MiB, counting what it managed to write.
-    async fn flood(headers: &'static [u8]) -> (SocketAddrV4, Arc<AtomicU64>) {
+    async fn flood(headers: &'static [u8]) -> (SocketAddr, Arc<AtomicU64>) {
         let sent = Arc::new(AtomicU64::new(0));
         let counter = sent.clone();
         let addr = testutil::serve(move |mut s| {
@@ -534,6 +539,63 @@ mod tests {
             "HTTP 200: body of 104857600 bytes over the 1024 KiB limit"
         );
         assert!(out.received <= (MAX_HEADERS + CHUNK) as u64);
+    }
+
+    #[tokio::test]
+    async fn ipv6_targets_are_asked_with_a_bracketed_host() {
+        let (addr, seen) = testutil::http_server_on(testutil::V6, OK.to_vec()).await;
+        let out = Checker::new(&http_check(|_| {}), addr).run().await;
+        assert!(out.ok, "{out:?}");
+        let req = seen.recv_first().await;
+        let host = format!("\r\nHost: [::1]:{}\r\n", addr.port());
+        assert!(req.contains(&host), "{req}");
+        let out = Checker::new(&http_check(|_| {}), testutil::closed_port_on(testutil::V6))
+            .run()
+            .await;
+        assert_eq!(
+            (out.ok, out.message.as_str()),
+            (false, "connect: connection refused")
+        );
+    }
+
+    #[test]
+    fn the_host_of_an_ipv6_target_on_the_default_port_is_bracketed() {
+        let p = Prepared::new(
+            match &http_check(|_| {}).kind {
+                CheckKind::Http(h) => h,
+                other => panic!("{other:?}"),
+            },
+            "[2001:db8:b::11]:80".parse().unwrap(),
+        );
+        let req = String::from_utf8_lossy(&p.request).into_owned();
+        assert!(req.contains("\r\nHost: [2001:db8:b::11]\r\n"), "{req}");
+    }
+
+    #[tokio::test]
+    async fn https_over_ipv6_verifies_the_address_without_a_virtualhost() {
+        let dir = testutil::TempDir::new();
+        let ca = TestCa::new();
+        let ca_pem = dir.write("ca.pem", ca.pem().as_bytes());
+        let check = |ca_pem: &std::path::Path| {
+            http_check(|h| {
+                h.tls = Some(TlsCheck {
+                    verify: true,
+                    ca: Some(ca_pem.to_path_buf()),
+                });
+            })
+        };
+        // A certificate for ::1 (an IP SAN): the address is the name checked.
+        let addr = testutil::https_server_on(testutil::V6, &ca.leaf("::1"), OK.to_vec()).await;
+        let out = Checker::new(&check(&ca_pem), addr).run().await;
+        assert!(out.ok, "{out:?}");
+        // For another address: refused.
+        let addr =
+            testutil::https_server_on(testutil::V6, &ca.leaf("2001:db8:b::11"), OK.to_vec()).await;
+        let out = Checker::new(&check(&ca_pem), addr).run().await;
+        assert!(
+            out.message.starts_with("TLS: invalid peer certificate"),
+            "{out:?}"
+        );
     }
 
     #[tokio::test]

@@ -4,24 +4,21 @@
 //! does for its checks: thousands of checks a second must not leave thousands of sockets in
 //! TIME_WAIT on the director.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use tokio::net::TcpStream;
 
 use super::checker::{Deadline, Pass, io_error};
 
 /// Connects to `target` within the deadline.
-pub(super) async fn run(target: SocketAddrV4, deadline: &Deadline) -> Result<Pass, String> {
+pub(super) async fn run(target: SocketAddr, deadline: &Deadline) -> Result<Pass, String> {
     let stream = connect(target, deadline).await?;
     drop(stream);
     Ok(Pass::new("connected".into()))
 }
 
 /// A TCP connection to `target` that aborts (RST) when dropped.
-pub(super) async fn connect(
-    target: SocketAddrV4,
-    deadline: &Deadline,
-) -> Result<TcpStream, String> {
+pub(super) async fn connect(target: SocketAddr, deadline: &Deadline) -> Result<TcpStream, String> {
     let stream = deadline
         .run("connecting", TcpStream::connect(target))
         .await?
@@ -35,7 +32,7 @@ pub(super) async fn connect(
 mod tests {
     use std::time::Duration;
 
-    use super::super::testutil::{closed_port, listener};
+    use super::super::testutil::{V6, closed_port, closed_port_on, listener, listener_on};
     use super::*;
 
     #[tokio::test]
@@ -49,6 +46,16 @@ mod tests {
     async fn a_closed_port_fails_with_refused() {
         let addr = closed_port();
         let e = run(addr, &Deadline::after(Duration::from_secs(2))).await;
+        assert_eq!(e, Err("connect: connection refused".into()));
+    }
+
+    #[tokio::test]
+    async fn ipv6_targets_pass_and_fail_the_same_way() {
+        let (addr, _server) = listener_on(V6).await;
+        assert!(addr.is_ipv6());
+        let pass = run(addr, &Deadline::after(Duration::from_secs(2))).await;
+        assert_eq!(pass, Ok(Pass::new("connected".into())));
+        let e = run(closed_port_on(V6), &Deadline::after(Duration::from_secs(2))).await;
         assert_eq!(e, Err("connect: connection refused".into()));
     }
 }

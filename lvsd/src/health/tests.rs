@@ -3,24 +3,33 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use lvs_proto::Protocol;
 
-use super::testutil::check;
+use super::testutil::{V6, check, closed_port_on};
 use super::*;
 use crate::config::{CheckKind, ExecCheck};
 
 fn id(port: u16) -> TargetId {
+    id_on(Ipv4Addr::LOCALHOST.into(), port)
+}
+
+/// The real server `ip:port` of a service of `ip`'s family.
+fn id_on(ip: IpAddr, port: u16) -> TargetId {
+    let vip = match ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10)),
+    };
     TargetId {
         service: ServiceKey {
             protocol: Protocol::Tcp,
-            vip: Ipv4Addr::new(203, 0, 113, 10),
+            vip,
             port: 80,
         },
-        real_server: RealServerKey::new(Ipv4Addr::LOCALHOST, port),
+        real_server: RealServerKey::new(ip, port),
     }
 }
 
@@ -124,6 +133,53 @@ fn a_failing_target_goes_down_and_comes_back_the_passing_one_stays() {
     assert_eq!((good.state, good.failures_total), (HealthState::Up, 0));
     assert!(good.checks_total >= 5, "{good:?}");
     assert!(good.next_in_ms.is_none_or(|n| n <= 100), "{good:?}");
+    runner.stop();
+}
+
+#[test]
+fn ipv6_real_servers_and_an_ipv6_connect_ip_are_checked_over_ipv6() {
+    let good = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
+    let good_port = good.local_addr().unwrap().port();
+    accept_forever(good);
+    let bad_port = closed_port_on(V6).port();
+    let v6 = |port: u16| {
+        let mut t = fast_tcp(port);
+        t.id = id_on(V6, port);
+        t
+    };
+    // An IPv4 real server whose check goes to [::1] (connect_ip may be of either family).
+    let mut via = fast_tcp(9);
+    via.check.connect_ip = Some(V6);
+    via.check.connect_port = Some(good_port);
+
+    let (cb, rx) = collector();
+    let runner = HealthRunner::start(vec![v6(good_port), v6(bad_port), via.clone()], cb).unwrap();
+    let (_, r) = rx.recv_timeout(Duration::from_secs(2)).unwrap();
+    let HealthReport::Changed {
+        id: rid,
+        state,
+        check,
+        reason,
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!((rid, state), (id_on(V6, bad_port), HealthState::Down));
+    assert_eq!(check, format!("tcp [::1]:{bad_port}"));
+    assert_eq!(
+        reason,
+        "2 failures in a row (fall 2): connect: connection refused"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let snap = runner.snapshot();
+    for t in [v6(good_port), via] {
+        let s = &snap[&t.id];
+        assert_eq!((s.state, s.failures_total), (HealthState::Up, 0), "{s:?}");
+        assert!(s.checks_total >= 2, "{s:?}");
+        assert_eq!(s.check, format!("tcp [::1]:{good_port}"));
+    }
+    // Nothing but the closed port flipped.
+    assert!(rx.try_recv().is_err());
     runner.stop();
 }
 

@@ -1,10 +1,11 @@
-//! Test targets: small servers on 127.0.0.1 ephemeral ports (loopback only, never any
-//! other address), certificates, a temporary directory.
+//! Test targets: small servers on loopback ephemeral ports (127.0.0.1, or ::1 through the
+//! `*_on` variants given [`V6`]; never any other address), certificates, a temporary
+//! directory.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,29 +34,48 @@ pub fn check(kind: CheckKind) -> HealthCheck {
     }
 }
 
-fn v4(a: SocketAddr) -> SocketAddrV4 {
-    match a {
-        SocketAddr::V4(a) => a,
-        SocketAddr::V6(_) => panic!("bound 127.0.0.1, got {a}"),
-    }
+/// IPv4 loopback, where the servers without `_on` listen.
+pub const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// IPv6 loopback.
+pub const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+
+/// The address a socket bound to `ip` got; the family must be `ip`'s.
+fn bound(ip: IpAddr, a: SocketAddr) -> SocketAddr {
+    assert_eq!(a.ip(), ip, "bound {ip}, got {a}");
+    a
 }
 
 /// A loopback TCP port with nothing listening (bound, then released).
-pub fn closed_port() -> SocketAddrV4 {
-    let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    v4(l.local_addr().unwrap())
+pub fn closed_port() -> SocketAddr {
+    closed_port_on(V4)
+}
+
+/// A TCP port of loopback `ip` with nothing listening.
+pub fn closed_port_on(ip: IpAddr) -> SocketAddr {
+    let l = std::net::TcpListener::bind((ip, 0)).unwrap();
+    bound(ip, l.local_addr().unwrap())
 }
 
 /// A loopback UDP port with nothing bound.
-pub fn closed_udp_port() -> SocketAddrV4 {
-    let s = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    v4(s.local_addr().unwrap())
+pub fn closed_udp_port() -> SocketAddr {
+    closed_udp_port_on(V4)
+}
+
+/// A UDP port of loopback `ip` with nothing bound.
+pub fn closed_udp_port_on(ip: IpAddr) -> SocketAddr {
+    let s = std::net::UdpSocket::bind((ip, 0)).unwrap();
+    bound(ip, s.local_addr().unwrap())
 }
 
 /// A listener that accepts and drops every connection, on the current runtime.
-pub async fn listener() -> (SocketAddrV4, tokio::task::JoinHandle<()>) {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let addr = v4(l.local_addr().unwrap());
+pub async fn listener() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    listener_on(V4).await
+}
+
+/// [`listener`] on loopback `ip`.
+pub async fn listener_on(ip: IpAddr) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let l = TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = bound(ip, l.local_addr().unwrap());
     let task = tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             drop(s);
@@ -65,13 +85,22 @@ pub async fn listener() -> (SocketAddrV4, tokio::task::JoinHandle<()>) {
 }
 
 /// Runs `handle` for every accepted connection (each on its own task).
-pub async fn serve<F, Fut>(handle: F) -> SocketAddrV4
+pub async fn serve<F, Fut>(handle: F) -> SocketAddr
 where
     F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let addr = v4(l.local_addr().unwrap());
+    serve_on(V4, handle).await
+}
+
+/// [`serve`] on loopback `ip`.
+pub async fn serve_on<F, Fut>(ip: IpAddr, handle: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let l = TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = bound(ip, l.local_addr().unwrap());
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             tokio::spawn(handle(s));
@@ -109,10 +138,15 @@ async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
 }
 
 /// An HTTP server that answers every request with `response` and closes.
-pub async fn http_server(response: Vec<u8>) -> (SocketAddrV4, Seen) {
+pub async fn http_server(response: Vec<u8>) -> (SocketAddr, Seen) {
+    http_server_on(V4, response).await
+}
+
+/// [`http_server`] on loopback `ip`.
+pub async fn http_server_on(ip: IpAddr, response: Vec<u8>) -> (SocketAddr, Seen) {
     let (tx, rx) = mpsc::unbounded_channel();
     let response = Arc::new(response);
-    let addr = serve(move |mut s| {
+    let addr = serve_on(ip, move |mut s| {
         let (tx, response) = (tx.clone(), response.clone());
         async move {
             let head = read_head(&mut s).await;
@@ -184,7 +218,12 @@ impl TestCa {
 }
 
 /// An HTTPS server presenting `cert` that answers every request with `response`.
-pub async fn https_server(cert: &TestCert, response: Vec<u8>) -> SocketAddrV4 {
+pub async fn https_server(cert: &TestCert, response: Vec<u8>) -> SocketAddr {
+    https_server_on(V4, cert, response).await
+}
+
+/// [`https_server`] on loopback `ip`.
+pub async fn https_server_on(ip: IpAddr, cert: &TestCert, response: Vec<u8>) -> SocketAddr {
     let key = PrivateKeyDer::try_from(cert.key.clone()).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(lvs_proto::tls::provider())
         .with_safe_default_protocol_versions()
@@ -194,7 +233,7 @@ pub async fn https_server(cert: &TestCert, response: Vec<u8>) -> SocketAddrV4 {
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let response = Arc::new(response);
-    serve(move |s| {
+    serve_on(ip, move |s| {
         let (acceptor, response) = (acceptor.clone(), response.clone());
         async move {
             let Ok(mut tls) = acceptor.accept(s).await else {
@@ -209,12 +248,20 @@ pub async fn https_server(cert: &TestCert, response: Vec<u8>) -> SocketAddrV4 {
 }
 
 /// A UDP server answering each datagram with `answer(datagram)` (None: silence).
-pub async fn udp_server<F>(answer: F) -> SocketAddrV4
+pub async fn udp_server<F>(answer: F) -> SocketAddr
 where
     F: Fn(&[u8]) -> Option<Vec<u8>> + Send + 'static,
 {
-    let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let addr = v4(sock.local_addr().unwrap());
+    udp_server_on(V4, answer).await
+}
+
+/// [`udp_server`] on loopback `ip`.
+pub async fn udp_server_on<F>(ip: IpAddr, answer: F) -> SocketAddr
+where
+    F: Fn(&[u8]) -> Option<Vec<u8>> + Send + 'static,
+{
+    let sock = UdpSocket::bind((ip, 0)).await.unwrap();
+    let addr = bound(ip, sock.local_addr().unwrap());
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65536];
         while let Ok((n, peer)) = sock.recv_from(&mut buf).await {

@@ -6,7 +6,7 @@
 //! CAs in `tls_ca` and name the `virtualhost` (or, without one, the address). The server
 //! name sent (SNI) is the `virtualhost` when it is a DNS name.
 
-use std::net::{IpAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -28,7 +28,7 @@ pub(super) struct TlsSetup {
 pub(super) fn setup(
     tls: &TlsCheck,
     virtualhost: Option<&str>,
-    target: SocketAddrV4,
+    target: SocketAddr,
 ) -> Result<TlsSetup, String> {
     let provider = lvs_proto::tls::provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
@@ -53,17 +53,30 @@ pub(super) fn setup(
             .with_no_client_auth(),
     };
     // A host name without its port, as SNI and for verification; else the address.
-    let host = virtualhost.map(|v| match v.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => v,
-    });
+    let host = virtualhost.map(host_part);
     let name = host
         .and_then(|h| ServerName::try_from(h.to_string()).ok())
-        .unwrap_or(ServerName::IpAddress(IpAddr::V4(*target.ip()).into()));
+        .unwrap_or(ServerName::IpAddress(target.ip().into()));
     Ok(TlsSetup {
         config: Arc::new(config),
         name,
     })
+}
+
+/// The host of a `virtualhost`: without a `:PORT`, an IPv6 address without its brackets
+/// (`www.example.test:8443` -> `www.example.test`, `[2001:db8::11]:8443` -> `2001:db8::11`,
+/// `2001:db8::11` as it is).
+fn host_part(v: &str) -> &str {
+    if let Some(rest) = v.strip_prefix('[') {
+        return rest.split_once(']').map_or(rest, |(h, _)| h);
+    }
+    if v.parse::<std::net::IpAddr>().is_ok() {
+        return v;
+    }
+    match v.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => v,
+    }
 }
 
 /// A TLS failure in a few words: rustls's error when the I/O error wraps one.
@@ -123,5 +136,20 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_part;
+
+    #[test]
+    fn the_host_of_a_virtualhost_drops_the_port_and_the_brackets() {
+        assert_eq!(host_part("www.example.test"), "www.example.test");
+        assert_eq!(host_part("www.example.test:8443"), "www.example.test");
+        assert_eq!(host_part("[2001:db8:b::11]:8443"), "2001:db8:b::11");
+        assert_eq!(host_part("[2001:db8:b::11]"), "2001:db8:b::11");
+        assert_eq!(host_part("2001:db8:b::11"), "2001:db8:b::11");
+        assert_eq!(host_part("192.0.2.11:443"), "192.0.2.11");
     }
 }

@@ -6,7 +6,7 @@
 //! target counts; it is read into a buffer of `max(expect, 512)` bytes (the rest of a
 //! longer datagram is discarded by the kernel), so a check holds no more than that.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddr;
 
 use tokio::net::UdpSocket;
 
@@ -16,11 +16,11 @@ use super::checker::{Deadline, Pass, io_error, preview};
 
 pub(super) async fn run(
     check: &UdpCheck,
-    target: SocketAddrV4,
+    target: SocketAddr,
     deadline: &Deadline,
     received: &mut u64,
 ) -> Result<Pass, String> {
-    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+    let sock = UdpSocket::bind(super::checker::unspecified(target))
         .await
         .map_err(|e| format!("udp socket: {}", io_error(&e)))?;
     sock.connect(target)
@@ -90,6 +90,19 @@ mod tests {
             (false, "timeout after 300ms waiting for a reply")
         );
         assert!(out.latency < Duration::from_millis(700));
+    }
+
+    #[tokio::test]
+    async fn ipv6_targets_get_an_ipv6_socket() {
+        let addr = testutil::udp_server_on(testutil::V6, |req| Some(req.to_vec())).await;
+        let out = Checker::new(&udp(b"ping", Some(b"ping")), addr).run().await;
+        assert_eq!((out.ok, out.message.as_str()), (true, "reply of 4 bytes"));
+        let addr = testutil::closed_udp_port_on(testutil::V6);
+        let out = Checker::new(&udp(b"ping", None), addr).run().await;
+        assert_eq!(
+            (out.ok, out.message.as_str()),
+            (false, "reply: connection refused")
+        );
     }
 
     #[tokio::test]

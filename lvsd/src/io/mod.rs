@@ -18,7 +18,8 @@
 //!   - `PACKET_IGNORE_OUTGOING`: the socket never sees frames leaving the interface (neither
 //!     its own transmissions nor the kernel's), only frames arriving on it.
 //!   - A classic BPF socket filter ([`Filter`], built from a [`FilterSpec`]) so the kernel
-//!     only queues the frames lvsd owns. [`PacketSocket::open`] attaches a reject-all
+//!     only queues the frames lvsd owns, IPv4 and IPv6 (the IPv6 part, NDP included, only
+//!     when the spec has any: see [`filter`]). [`PacketSocket::open`] attaches a reject-all
 //!     filter before binding, binds, drains whatever was queued, and only then attaches
 //!     the real filter, so no unfiltered frame is ever read.
 //! - Frames are seen by packet sockets before the netdev ingress hook (nftables), so an
@@ -48,7 +49,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 pub use filter::{Filter, FilterError, FilterSpec, SockFilter};
-pub use vrrp::VrrpSocket;
+pub use vrrp::{Received6, VrrpSocket, VrrpSocket6};
 
 /// The largest frame the kernel hands to a packet socket with default GSO limits: a
 /// 64 KiB IPv4 GSO super-frame plus Ethernet and one VLAN header. Receive buffers should

@@ -1,12 +1,12 @@
 //! Tests of the io module: pure ones for `VnetHdr` and timeouts, and a privileged one on a
 //! veth pair in a throw-away network namespace.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use lvs_proto::Protocol;
 
-use super::filter::tests::{arp_frame, ipv4_frame};
+use super::filter::tests::{arp_frame, icmp6, ipv4_frame, ipv6_frame, ndp6};
 use super::testutil::{Netns, ifindex, root_or_skip};
 use super::*;
 
@@ -195,6 +195,7 @@ fn packet_socket_on_veth() {
             inbound: vec![(Protocol::Tcp, VIP, 80)],
             replies: vec![(Protocol::Tcp, RIP, 8080)],
             arp: false,
+            ..FilterSpec::default()
         };
         let filter = Filter::build(&spec).expect("filter");
         let rx = PacketSocket::open(vb, &filter).expect("open rx");
@@ -246,6 +247,7 @@ fn packet_socket_on_veth() {
             inbound: vec![(Protocol::Tcp, VIP, 81)],
             replies: vec![],
             arp: true,
+            ..FilterSpec::default()
         })
         .expect("filter");
         rx.set_filter(&f81).expect("set_filter");
@@ -422,6 +424,7 @@ fn spec() -> Filter {
         inbound: vec![(Protocol::Tcp, VIP, 80)],
         replies: vec![(Protocol::Tcp, RIP, 8080)],
         arp: false,
+        ..FilterSpec::default()
     })
     .expect("filter")
 }
@@ -940,4 +943,124 @@ fn ring_halves_are_send() {
     fn send<T: Send>() {}
     send::<RxRing>();
     send::<TxRing>();
+}
+
+/// The IPv6 part of the socket filter, attached for real (the kernel validates the
+/// program) and fed real frames over a veth pair whose own IPv6 stack is off (no DAD,
+/// MLD or router solicitations to get in the way).
+#[test]
+fn packet_socket_filters_ipv6_on_veth() {
+    if !root_or_skip("io::tests::packet_socket_filters_ipv6_on_veth") {
+        return;
+    }
+    let ns = Netns::new("io6");
+    for key in ["all", "default"] {
+        let out = ns.exec(&[
+            "sh",
+            "-c",
+            &format!("echo 1 > /proc/sys/net/ipv6/conf/{key}/disable_ipv6"),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    ns.ip("link add va type veth peer name vb");
+    ns.ip("link set va up");
+    ns.ip("link set vb up");
+    let vip = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
+    let rip = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11);
+    let dip = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 1);
+    let cip = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 0x10);
+    let rs_ll = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x11);
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    let ports = |s: u16, d: u16| [s.to_be_bytes(), d.to_be_bytes()].concat();
+    ns.run(|| {
+        let (va, vb) = (ifindex("va"), ifindex("vb"));
+        let spec = FilterSpec {
+            inbound6: vec![(Protocol::Tcp, vip, 80)],
+            replies6: vec![(Protocol::Tcp, rip, 8080)],
+            ndp: true,
+            ..FilterSpec::default()
+        };
+        let rx = PacketSocket::open(vb, &Filter::build(&spec).expect("filter")).expect("rx");
+        let tx = PacketSocket::open(va, &Filter::reject_all()).expect("tx");
+
+        let to_vip80 = ipv6_frame(&[], 6, cip, vip, 64, &ports(40000, 80));
+        let to_vip81 = ipv6_frame(&[], 6, cip, vip, 64, &ports(40000, 81));
+        let udp_vip80 = ipv6_frame(&[], 17, cip, vip, 64, &ports(40000, 80));
+        let reply = ipv6_frame(&[], 6, rip, cip, 64, &ports(8080, 40000));
+        let other_reply = ipv6_frame(&[], 6, rip, cip, 64, &ports(8081, 40000));
+        let hbh_vip = ipv6_frame(&[0], 6, cip, vip, 64, &ports(40000, 22));
+        let frag_vip = ipv6_frame(&[44], 6, cip, vip, 64, &ports(0, 0));
+        let frag_other = ipv6_frame(&[44], 6, cip, dip, 64, &ports(0, 0));
+        let error_vip = icmp6(1, dip, vip, 6);
+        let error_tunnel = icmp6(2, rip, dip, 41);
+        let echo_vip = icmp6(128, cip, vip, 0);
+        let na = ndp6(136, rs_ll, all_nodes, 255);
+        let na_routed = ndp6(136, rs_ll, all_nodes, 64);
+        let ns_sol = ndp6(
+            135,
+            rs_ll,
+            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 1),
+            255,
+        );
+        let ra = ndp6(134, rs_ll, all_nodes, 255);
+        let v4 = ipv4_frame(6, CIP, 40000, VIP, 80, 0, 0);
+        let arp = arp_frame();
+        let all = [
+            &to_vip80,
+            &to_vip81,
+            &udp_vip80,
+            &reply,
+            &other_reply,
+            &hbh_vip,
+            &frag_vip,
+            &frag_other,
+            &error_vip,
+            &error_tunnel,
+            &echo_vip,
+            &na,
+            &na_routed,
+            &ns_sol,
+            &ra,
+            &v4,
+            &arp,
+        ];
+        for f in all {
+            tx.send(&VnetHdr::NONE, f).expect("send");
+        }
+        let got: Vec<Vec<u8>> = collect(&rx, Duration::from_millis(300))
+            .into_iter()
+            .map(|(_, f)| f)
+            .collect();
+        let want = vec![
+            to_vip80.clone(),
+            reply.clone(),
+            hbh_vip.clone(),
+            frag_vip.clone(),
+            error_vip.clone(),
+            error_tunnel.clone(),
+            na.clone(),
+            ns_sol.clone(),
+        ];
+        assert_eq!(got.len(), want.len(), "{got:02x?}");
+        assert_eq!(got, want);
+
+        // The IPv4-only program on the same socket: every IPv6 frame rejected, the IPv4
+        // one accepted.
+        rx.set_filter(
+            &Filter::build(&FilterSpec {
+                inbound: vec![(Protocol::Tcp, VIP, 80)],
+                ..FilterSpec::default()
+            })
+            .expect("filter"),
+        )
+        .expect("set_filter");
+        for f in all {
+            tx.send(&VnetHdr::NONE, f).expect("send");
+        }
+        let got: Vec<Vec<u8>> = collect(&rx, Duration::from_millis(300))
+            .into_iter()
+            .map(|(_, f)| f)
+            .collect();
+        assert_eq!(got, vec![v4.clone()]);
+    });
 }

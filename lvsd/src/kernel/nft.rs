@@ -30,6 +30,20 @@
 //!   kernel answers pings to a VIP. Non-first fragments never match a transport-header
 //!   rule, so they reach the kernel.
 //!
+//! IPv6 has the same rules, in the same order, for the `*6` fields of [`GuardDevice`]:
+//! `meta protocol ip6 ip6 {daddr|saddr} X meta l4proto P th {dport|sport} N drop`,
+//! `meta protocol ip6 ip6 daddr X accept` for `accept_local6`, and for ICMPv6 the error
+//! types 1 to 4 (destination unreachable, packet too big, time exceeded, parameter
+//! problem: the errors RFC 4443 defines, all of which IPVS relays):
+//! `meta protocol ip6 ip6 {daddr|saddr} X meta l4proto ipv6-icmp icmpv6 type T drop`.
+//! `meta l4proto` and `th` are computed by the kernel after walking the IPv6 extension
+//! headers (`ipv6_find_hdr`), so a TCP segment behind a hop-by-hop or destination-options
+//! header is dropped like any other; a non-first fragment has no transport header for `th`
+//! and reaches the kernel, as in IPv4. Neighbor Discovery (ICMPv6 133 to 137) and every
+//! other informational ICMPv6 message (echo, MLD) is never matched by a drop rule, so the
+//! kernel keeps answering Neighbor Solicitations for the VIPs and resolving its own
+//! neighbours; the IPv4 rules never match IPv6 and vice versa (`meta protocol` first).
+//!
 //! Packet sockets see frames before the ingress hook, so lvsd still receives them.
 //!
 //! A device that does not exist (yet) is accepted by newer kernels (verified on 6.18: the
@@ -52,7 +66,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -80,6 +94,12 @@ pub struct GuardDevice {
     /// Accept IPv4 packets to these (local) addresses before `drop_src` applies: health
     /// check answers from a real server's RIP:port to the director itself.
     pub accept_local: Vec<Ipv4Addr>,
+    /// Drop IPv6 packets with this (protocol, destination address, destination port).
+    pub drop_dst6: Vec<(Protocol, Ipv6Addr, u16)>,
+    /// Drop IPv6 packets with this (protocol, source address, source port).
+    pub drop_src6: Vec<(Protocol, Ipv6Addr, u16)>,
+    /// Accept IPv6 packets to these (local) addresses before `drop_src6` applies.
+    pub accept_local6: Vec<Ipv6Addr>,
 }
 
 /// The installed guard; dropping it removes the table (best effort; the kernel removes it
@@ -179,6 +199,28 @@ const IPPROTO_ICMP: u8 = 1;
 /// ICMP types whose errors lvsd relays and the kernel must not also handle (destination
 /// unreachable, source quench, time exceeded: `wire::icmp::is_relayed_error`).
 const ICMP_RELAYED: [u8; 3] = [3, 4, 11];
+/// IPv6 next-header number of ICMPv6.
+const IPPROTO_ICMPV6: u8 = 58;
+/// ICMPv6 error types lvsd relays (RFC 4443's errors; never NDP, 133 to 137).
+const ICMPV6_RELAYED: [u8; 4] = [1, 2, 3, 4];
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+
+/// Where a family's fields are: (ethertype, source offset, destination offset, address
+/// length) in the network header.
+fn layout(addr: &IpAddr) -> (u16, u32, u32, u32) {
+    match addr {
+        IpAddr::V4(_) => (ETHERTYPE_IPV4, 12, 16, 4),
+        IpAddr::V6(_) => (ETHERTYPE_IPV6, 8, 24, 16),
+    }
+}
+
+fn octets(addr: &IpAddr) -> Vec<u8> {
+    match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
 
 /// Interface names are at most IFNAMSIZ - 1 bytes.
 const IFNAMSIZ: usize = 16;
@@ -408,7 +450,7 @@ impl Batch {
         self.msg.end(s);
     }
 
-    fn new_rule(&mut self, dev: &str, side: Side, (proto, addr, port): (Protocol, Ipv4Addr, u16)) {
+    fn new_rule(&mut self, dev: &str, side: Side, (proto, addr, port): (Protocol, IpAddr, u16)) {
         let dir = match side {
             Side::Dst => "to",
             Side::Src => "from",
@@ -416,20 +458,24 @@ impl Batch {
         let s = self.begin(
             NFT_MSG_NEWRULE,
             NLM_F_CREATE | NLM_F_APPEND,
-            format!("adding the nftables drop rule for {proto} {dir} {addr}:{port} on {dev}"),
+            format!(
+                "adding the nftables drop rule for {proto} {dir} {} on {dev}",
+                std::net::SocketAddr::from((addr, port))
+            ),
         );
         self.msg.str(NFTA_RULE_TABLE, TABLE);
         self.msg.str(NFTA_RULE_CHAIN, &chain_name(dev));
+        let (ethertype, src_off, dst_off, len) = layout(&addr);
         let (addr_off, port_off) = match side {
-            Side::Dst => (16, 2),
-            Side::Src => (12, 0),
+            Side::Dst => (dst_off, 2),
+            Side::Src => (src_off, 0),
         };
         let e = self.msg.nest(NFTA_RULE_EXPRESSIONS);
         self.msg.meta_load(NFT_META_PROTOCOL);
-        self.msg.cmp_eq(&0x0800u16.to_be_bytes());
+        self.msg.cmp_eq(&ethertype.to_be_bytes());
         self.msg
-            .payload_load(NFT_PAYLOAD_NETWORK_HEADER, addr_off, 4);
-        self.msg.cmp_eq(&addr.octets());
+            .payload_load(NFT_PAYLOAD_NETWORK_HEADER, addr_off, len);
+        self.msg.cmp_eq(&octets(&addr));
         self.msg.meta_load(NFT_META_L4PROTO);
         self.msg.cmp_eq(&[proto.number()]);
         self.msg
@@ -440,8 +486,10 @@ impl Batch {
         self.msg.end(s);
     }
 
-    /// `meta protocol ip ip {daddr|saddr} X meta l4proto icmp icmp type T drop`.
-    fn new_icmp_rule(&mut self, dev: &str, side: Side, addr: Ipv4Addr, icmp_type: u8) {
+    /// `meta protocol ip ip {daddr|saddr} X meta l4proto icmp icmp type T drop`, or for
+    /// IPv6 `meta protocol ip6 ip6 {daddr|saddr} X meta l4proto ipv6-icmp icmpv6 type T
+    /// drop`.
+    fn new_icmp_rule(&mut self, dev: &str, side: Side, addr: IpAddr, icmp_type: u8) {
         let dir = match side {
             Side::Dst => "to",
             Side::Src => "from",
@@ -450,23 +498,30 @@ impl Batch {
             NFT_MSG_NEWRULE,
             NLM_F_CREATE | NLM_F_APPEND,
             format!(
-                "adding the nftables drop rule for ICMP type {icmp_type} {dir} {addr} on {dev}"
+                "adding the nftables drop rule for {} type {icmp_type} {dir} {addr} on {dev}",
+                if addr.is_ipv4() { "ICMP" } else { "ICMPv6" }
             ),
         );
         self.msg.str(NFTA_RULE_TABLE, TABLE);
         self.msg.str(NFTA_RULE_CHAIN, &chain_name(dev));
+        let (ethertype, src_off, dst_off, len) = layout(&addr);
         let addr_off = match side {
-            Side::Dst => 16,
-            Side::Src => 12,
+            Side::Dst => dst_off,
+            Side::Src => src_off,
+        };
+        let l4 = if addr.is_ipv4() {
+            IPPROTO_ICMP
+        } else {
+            IPPROTO_ICMPV6
         };
         let e = self.msg.nest(NFTA_RULE_EXPRESSIONS);
         self.msg.meta_load(NFT_META_PROTOCOL);
-        self.msg.cmp_eq(&0x0800u16.to_be_bytes());
+        self.msg.cmp_eq(&ethertype.to_be_bytes());
         self.msg
-            .payload_load(NFT_PAYLOAD_NETWORK_HEADER, addr_off, 4);
-        self.msg.cmp_eq(&addr.octets());
+            .payload_load(NFT_PAYLOAD_NETWORK_HEADER, addr_off, len);
+        self.msg.cmp_eq(&octets(&addr));
         self.msg.meta_load(NFT_META_L4PROTO);
-        self.msg.cmp_eq(&[IPPROTO_ICMP]);
+        self.msg.cmp_eq(&[l4]);
         self.msg.payload_load(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
         self.msg.cmp_eq(&[icmp_type]);
         self.msg.verdict(NF_DROP);
@@ -474,8 +529,8 @@ impl Batch {
         self.msg.end(s);
     }
 
-    /// `meta protocol ip ip daddr X accept`.
-    fn new_accept_rule(&mut self, dev: &str, addr: Ipv4Addr) {
+    /// `meta protocol ip ip daddr X accept` (IPv6: `meta protocol ip6 ip6 daddr X accept`).
+    fn new_accept_rule(&mut self, dev: &str, addr: IpAddr) {
         let s = self.begin(
             NFT_MSG_NEWRULE,
             NLM_F_CREATE | NLM_F_APPEND,
@@ -483,41 +538,58 @@ impl Batch {
         );
         self.msg.str(NFTA_RULE_TABLE, TABLE);
         self.msg.str(NFTA_RULE_CHAIN, &chain_name(dev));
+        let (ethertype, _, dst_off, len) = layout(&addr);
         let e = self.msg.nest(NFTA_RULE_EXPRESSIONS);
         self.msg.meta_load(NFT_META_PROTOCOL);
-        self.msg.cmp_eq(&0x0800u16.to_be_bytes());
-        self.msg.payload_load(NFT_PAYLOAD_NETWORK_HEADER, 16, 4);
-        self.msg.cmp_eq(&addr.octets());
+        self.msg.cmp_eq(&ethertype.to_be_bytes());
+        self.msg
+            .payload_load(NFT_PAYLOAD_NETWORK_HEADER, dst_off, len);
+        self.msg.cmp_eq(&octets(&addr));
         self.msg.verdict(NF_ACCEPT);
         self.msg.nest_end(e);
         self.msg.end(s);
     }
 
-    /// All chains and rules of `spec` (already validated and merged): the `drop_dst`
-    /// rules, then the `accept_local` ones, then the `drop_src` ones (module doc).
+    /// All chains and rules of `spec` (already validated and merged): per family (IPv4
+    /// first), the `drop_dst` rules, then the `accept_local` ones, then the `drop_src`
+    /// ones (module doc). A device with only IPv4 tuples gets exactly the rules it got
+    /// before IPv6 existed.
     fn contents(&mut self, devices: &BTreeMap<String, Tuples>) {
         for (dev, t) in devices {
             self.new_chain(dev);
-            for tuple in &t.dst {
-                self.new_rule(dev, Side::Dst, *tuple);
+            self.family(dev, &t.dst, &t.local, &t.src, &ICMP_RELAYED);
+            self.family(dev, &t.dst6, &t.local6, &t.src6, &ICMPV6_RELAYED);
+        }
+    }
+
+    /// The rules of one family on one device.
+    fn family<A: Copy + Ord + Into<IpAddr>>(
+        &mut self,
+        dev: &str,
+        dst: &[(Protocol, A, u16)],
+        local: &[A],
+        src: &[(Protocol, A, u16)],
+        icmp_types: &[u8],
+    ) {
+        for &(p, a, n) in dst {
+            self.new_rule(dev, Side::Dst, (p, a.into(), n));
+        }
+        for addr in addrs(dst) {
+            for &ty in icmp_types {
+                self.new_icmp_rule(dev, Side::Dst, addr.into(), ty);
             }
-            for addr in addrs(&t.dst) {
-                for ty in ICMP_RELAYED {
-                    self.new_icmp_rule(dev, Side::Dst, addr, ty);
-                }
+        }
+        if !src.is_empty() {
+            for addr in local {
+                self.new_accept_rule(dev, (*addr).into());
             }
-            if !t.src.is_empty() {
-                for addr in &t.local {
-                    self.new_accept_rule(dev, *addr);
-                }
-            }
-            for tuple in &t.src {
-                self.new_rule(dev, Side::Src, *tuple);
-            }
-            for addr in addrs(&t.src) {
-                for ty in ICMP_RELAYED {
-                    self.new_icmp_rule(dev, Side::Src, addr, ty);
-                }
+        }
+        for &(p, a, n) in src {
+            self.new_rule(dev, Side::Src, (p, a.into(), n));
+        }
+        for addr in addrs(src) {
+            for &ty in icmp_types {
+                self.new_icmp_rule(dev, Side::Src, addr.into(), ty);
             }
         }
     }
@@ -547,8 +619,8 @@ impl Batch {
 }
 
 /// The distinct addresses of sorted tuples, in order.
-fn addrs(tuples: &[(Protocol, Ipv4Addr, u16)]) -> Vec<Ipv4Addr> {
-    let mut v: Vec<Ipv4Addr> = tuples.iter().map(|t| t.1).collect();
+fn addrs<A: Copy + Ord>(tuples: &[(Protocol, A, u16)]) -> Vec<A> {
+    let mut v: Vec<A> = tuples.iter().map(|t| t.1).collect();
     v.sort_unstable();
     v.dedup();
     v
@@ -564,6 +636,9 @@ struct Tuples {
     dst: Vec<(Protocol, Ipv4Addr, u16)>,
     src: Vec<(Protocol, Ipv4Addr, u16)>,
     local: Vec<Ipv4Addr>,
+    dst6: Vec<(Protocol, Ipv6Addr, u16)>,
+    src6: Vec<(Protocol, Ipv6Addr, u16)>,
+    local6: Vec<Ipv6Addr>,
 }
 
 /// Validates device names and merges/sorts/de-duplicates the spec.
@@ -590,14 +665,21 @@ fn normalize(spec: &GuardSpec, what: &str) -> Result<BTreeMap<String, Tuples>, K
         t.dst.extend_from_slice(&d.drop_dst);
         t.src.extend_from_slice(&d.drop_src);
         t.local.extend_from_slice(&d.accept_local);
+        t.dst6.extend_from_slice(&d.drop_dst6);
+        t.src6.extend_from_slice(&d.drop_src6);
+        t.local6.extend_from_slice(&d.accept_local6);
+    }
+    fn sorted<T: Ord>(v: &mut Vec<T>) {
+        v.sort_unstable();
+        v.dedup();
     }
     for t in out.values_mut() {
-        t.dst.sort_unstable();
-        t.dst.dedup();
-        t.src.sort_unstable();
-        t.src.dedup();
-        t.local.sort_unstable();
-        t.local.dedup();
+        sorted(&mut t.dst);
+        sorted(&mut t.src);
+        sorted(&mut t.local);
+        sorted(&mut t.dst6);
+        sorted(&mut t.src6);
+        sorted(&mut t.local6);
     }
     Ok(out)
 }
@@ -1001,7 +1083,7 @@ mod unit {
         b.new_rule(
             "ext0",
             Side::Dst,
-            (Protocol::Tcp, Ipv4Addr::new(203, 0, 113, 10), 80),
+            (Protocol::Tcp, Ipv4Addr::new(203, 0, 113, 10).into(), 80),
         );
         let (bytes, ..) = b.finish();
         let r = &bytes[20..];
@@ -1062,6 +1144,135 @@ mod unit {
         );
     }
 
+    /// The expressions of one rule message at the start of a batch: (name, data) pairs.
+    fn expressions(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let r = &bytes[20..];
+        let len = u32::from_ne_bytes([r[0], r[1], r[2], r[3]]) as usize;
+        let exprs = find_attr(&r[20..len], NFTA_RULE_EXPRESSIONS).expect("expressions");
+        let mut out = Vec::new();
+        let mut rest = exprs;
+        while rest.len() >= 4 {
+            let l = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
+            let elem = &rest[4..l];
+            let name = String::from_utf8_lossy(find_attr(elem, NFTA_EXPR_NAME).expect("name"))
+                .trim_end_matches('\0')
+                .to_string();
+            out.push((
+                name,
+                find_attr(elem, NFTA_EXPR_DATA).expect("data").to_vec(),
+            ));
+            rest = &rest[(l + 3) & !3..];
+        }
+        out
+    }
+
+    fn cmp_value(d: &[u8]) -> Vec<u8> {
+        find_attr(
+            find_attr(d, NFTA_CMP_DATA).expect("cmp data"),
+            NFTA_DATA_VALUE,
+        )
+        .expect("value")
+        .to_vec()
+    }
+
+    #[test]
+    fn ipv6_rule_expressions() {
+        let vip = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
+        let rip = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11);
+        // TCP to VIP:80: ethertype 0x86dd, 16 bytes of daddr at network offset 24.
+        let mut b = Batch::new(1);
+        b.new_rule("ext0", Side::Dst, (Protocol::Tcp, vip.into(), 80));
+        let e = expressions(&b.finish().0);
+        assert_eq!(e.len(), 9);
+        assert_eq!(cmp_value(&e[1].1), [0x86, 0xdd]);
+        assert_eq!(
+            find_attr(&e[2].1, NFTA_PAYLOAD_OFFSET),
+            Some(&[0, 0, 0, 24][..])
+        );
+        assert_eq!(
+            find_attr(&e[2].1, NFTA_PAYLOAD_LEN),
+            Some(&[0, 0, 0, 16][..])
+        );
+        assert_eq!(cmp_value(&e[3].1), vip.octets());
+        assert_eq!(cmp_value(&e[5].1), [6]);
+        assert_eq!(cmp_value(&e[7].1), [0, 80]);
+        // From RIP: saddr at 8, source port at transport offset 0.
+        let mut b = Batch::new(1);
+        b.new_rule("ext0", Side::Src, (Protocol::Udp, rip.into(), 53));
+        let e = expressions(&b.finish().0);
+        assert_eq!(
+            find_attr(&e[2].1, NFTA_PAYLOAD_OFFSET),
+            Some(&[0, 0, 0, 8][..])
+        );
+        assert_eq!(cmp_value(&e[3].1), rip.octets());
+        assert_eq!(
+            find_attr(&e[6].1, NFTA_PAYLOAD_OFFSET),
+            Some(&[0, 0, 0, 0][..])
+        );
+        // ICMPv6 errors: l4proto 58 and the type byte.
+        let mut b = Batch::new(1);
+        b.new_icmp_rule("ext0", Side::Dst, vip.into(), 2);
+        let e = expressions(&b.finish().0);
+        assert_eq!(cmp_value(&e[5].1), [58]);
+        assert_eq!(cmp_value(&e[7].1), [2]);
+        // Accept: 16 bytes of daddr.
+        let mut b = Batch::new(1);
+        b.new_accept_rule("ext0", rip.into());
+        let e = expressions(&b.finish().0);
+        assert_eq!(e.len(), 5);
+        assert_eq!(cmp_value(&e[3].1), rip.octets());
+    }
+
+    /// The rules of a mixed device, in order: per family drop_dst, ICMP to, accept,
+    /// drop_src, ICMP from; NDP types never appear; a device without IPv6 tuples gets
+    /// exactly its IPv4 rules.
+    #[test]
+    fn contents_order_and_no_ndp() {
+        let vip6 = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
+        let rip6 = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11);
+        let spec = GuardSpec {
+            devices: vec![GuardDevice {
+                name: "ext0".into(),
+                drop_dst: vec![(Protocol::Tcp, Ipv4Addr::new(203, 0, 113, 10), 80)],
+                drop_dst6: vec![(Protocol::Tcp, vip6, 80)],
+                drop_src6: vec![(Protocol::Tcp, rip6, 8080)],
+                accept_local6: vec![Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 1)],
+                ..GuardDevice::default()
+            }],
+        };
+        let mut b = Batch::new(1);
+        b.contents(&normalize(&spec, "x").expect("valid"));
+        let (_, _, what, _) = b.finish();
+        let what: Vec<&str> = what.iter().map(|(_, w)| w.as_str()).collect();
+        let rules: Vec<&str> = what
+            .iter()
+            .filter(|w| w.contains(" rule "))
+            .map(|w| w.trim_start_matches("adding the nftables "))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                "drop rule for tcp to 203.0.113.10:80 on ext0",
+                "drop rule for ICMP type 3 to 203.0.113.10 on ext0",
+                "drop rule for ICMP type 4 to 203.0.113.10 on ext0",
+                "drop rule for ICMP type 11 to 203.0.113.10 on ext0",
+                "drop rule for tcp to [2001:db8:f::10]:80 on ext0",
+                "drop rule for ICMPv6 type 1 to 2001:db8:f::10 on ext0",
+                "drop rule for ICMPv6 type 2 to 2001:db8:f::10 on ext0",
+                "drop rule for ICMPv6 type 3 to 2001:db8:f::10 on ext0",
+                "drop rule for ICMPv6 type 4 to 2001:db8:f::10 on ext0",
+                "accept rule for traffic to 2001:db8:b::1 on ext0",
+                "drop rule for tcp from [2001:db8:b::11]:8080 on ext0",
+                "drop rule for ICMPv6 type 1 from 2001:db8:b::11 on ext0",
+                "drop rule for ICMPv6 type 2 from 2001:db8:b::11 on ext0",
+                "drop rule for ICMPv6 type 3 from 2001:db8:b::11 on ext0",
+                "drop rule for ICMPv6 type 4 from 2001:db8:b::11 on ext0",
+            ],
+            "{what:#?}"
+        );
+        assert!(ICMPV6_RELAYED.iter().all(|t| !(133..=137).contains(t)));
+    }
+
     #[test]
     fn normalize_merges_and_validates() {
         let vip = Ipv4Addr::new(203, 0, 113, 10);
@@ -1072,12 +1283,14 @@ mod unit {
                     drop_dst: vec![(Protocol::Tcp, vip, 80), (Protocol::Tcp, vip, 80)],
                     drop_src: vec![],
                     accept_local: vec![],
+                    ..GuardDevice::default()
                 },
                 GuardDevice {
                     name: "ext0".into(),
                     drop_dst: vec![(Protocol::Udp, vip, 53)],
                     drop_src: vec![],
                     accept_local: vec![],
+                    ..GuardDevice::default()
                 },
             ],
         };
@@ -1119,6 +1332,7 @@ mod unit {
                 drop_dst: vec![(Protocol::Tcp, Ipv4Addr::new(203, 0, 113, 10), 80)],
                 drop_src: vec![],
                 accept_local: vec![],
+                ..GuardDevice::default()
             }],
         };
         let mut guard = ns.run(|| NftGuard::install(&spec)).expect("install");

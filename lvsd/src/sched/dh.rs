@@ -9,17 +9,18 @@
 //! - The table is rebuilt on add and delete only: dh registers no `upd_dest` hook, and
 //!   since the fill ignores weights an edit could not change it anyway.
 //! - Lookup keys on the packet's **destination** address: bucket
-//!   `hash_32(ntohl(fold(daddr)), 8)`. The bucket's destination is used only if it has
+//!   `hash_32(ntohl(fold(daddr)), 8)`, `fold` being the address for IPv4 and the XOR of
+//!   the four 32-bit words for IPv6 (`hash.rs`). The bucket's destination is used only if it has
 //!   weight > 0 and no OVERLOAD flag (AVAILABLE is implied: the list holds only live
 //!   destinations). There is no fallback: otherwise the result is None.
 //! - The port is never hashed.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use lvs_proto::SchedulerKind;
 
-use super::hash::{fold_v4, hash_32};
+use super::hash::{fold, hash_32};
 use super::{Dest, Explain, Flow, ListChange, Scheduler};
 
 /// `IP_VS_DH_TAB_BITS` (`CONFIG_IP_VS_DH_TAB_BITS`, default 8).
@@ -43,9 +44,9 @@ pub fn dh_fill(n: usize) -> DhTable {
     table
 }
 
-/// `ip_vs_dh_hashkey`: the bucket of destination address `addr`.
-pub const fn dh_bucket(addr: Ipv4Addr) -> usize {
-    hash_32(fold_v4(addr), DH_TAB_BITS) as usize
+/// `ip_vs_dh_hashkey`: the bucket of destination address `addr` (IPv4 or IPv6).
+pub fn dh_bucket(addr: impl Into<IpAddr>) -> usize {
+    hash_32(fold(addr.into()), DH_TAB_BITS) as usize
 }
 
 /// Destination-hashing scheduler: the bucket table built from the list.
@@ -91,7 +92,7 @@ impl Scheduler for DestinationHashing {
         flow: &Flow,
         explain: Option<&mut Explain>,
     ) -> Option<usize> {
-        let addr = *flow.dst.ip();
+        let addr = flow.dst.ip();
         let bucket = dh_bucket(addr);
         let index = self.table[bucket].map(usize::from);
         let Some((i, d)) = index.and_then(|i| Some((i, dests.get(i)?))) else {
@@ -142,23 +143,29 @@ impl Scheduler for DestinationHashing {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddrV4;
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
     use lvs_proto::Protocol;
 
     use super::super::tests::{flow, load, t0, w};
     use super::*;
 
-    /// A TCP flow to `dst:80` from 198.51.100.7:40000.
-    fn to(dst: Ipv4Addr) -> Flow {
+    /// A TCP flow to `dst:80` from 198.51.100.7:40000, or from [2001:db8:c::10]:40000
+    /// for an IPv6 `dst`.
+    fn to(dst: impl Into<IpAddr>) -> Flow {
+        let dst = dst.into();
+        let client: IpAddr = match dst {
+            IpAddr::V4(_) => Ipv4Addr::new(198, 51, 100, 7).into(),
+            IpAddr::V6(_) => Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 0x10).into(),
+        };
         Flow {
             protocol: Protocol::Tcp,
-            src: SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), 40000),
-            dst: SocketAddrV4::new(dst, 80),
+            src: SocketAddr::new(client, 40000),
+            dst: SocketAddr::new(dst, 80),
         }
     }
 
-    fn pick(s: &mut DestinationHashing, dests: &[Dest], dst: Ipv4Addr) -> Option<usize> {
+    fn pick(s: &mut DestinationHashing, dests: &[Dest], dst: impl Into<IpAddr>) -> Option<usize> {
         s.schedule(t0(), dests, &to(dst), None)
     }
 
@@ -219,7 +226,7 @@ mod tests {
         assert_eq!(pick(&mut s, &list, Ipv4Addr::new(203, 0, 113, 10)), Some(0));
         // The client address and ports play no part.
         let mut f = to(Ipv4Addr::new(192, 0, 2, 1));
-        f.src = SocketAddrV4::new(Ipv4Addr::new(10, 9, 8, 7), 1);
+        f.src = SocketAddr::new(Ipv4Addr::new(10, 9, 8, 7).into(), 1);
         assert_eq!(s.schedule(t0(), &list, &f, None), Some(2));
     }
 
@@ -284,6 +291,69 @@ mod tests {
             e.as_str(),
             "dh: 192.0.2.1 bucket 50 -> 192.0.2.13:80 unavailable (weight 0), no fallback -> \
              no destination available"
+        );
+    }
+
+    const V6_VIP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
+
+    /// The kernel's IPv6 bucket, written out: XOR of the four big-endian words, then
+    /// `hash_32(fold, 8)` = top 8 bits of `fold × 0x61C88647 mod 2³²`.
+    fn formula_v6(addr: Ipv6Addr) -> usize {
+        let o = addr.octets();
+        let word = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+        let folded = u64::from(word(0) ^ word(4) ^ word(8) ^ word(12));
+        (((folded * 0x61C8_8647) & 0xffff_ffff) >> 24) as usize
+    }
+
+    #[test]
+    fn v6_bucket_is_hash_32_of_the_word_xor() {
+        // 2001:db8:f::10: 0x20010db8 ^ 0x000f0000 ^ 0 ^ 0x10 = 0x200e0da8 → bucket 146
+        // (the formula here and an independent Python model of ip_vs_dh.c agree).
+        assert_eq!(dh_bucket(V6_VIP), formula_v6(V6_VIP));
+        assert_eq!(dh_bucket(V6_VIP), 146);
+        let a = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x11);
+        assert_eq!(dh_bucket(a), 244);
+        let b = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11);
+        assert_eq!(dh_bucket(b), 218);
+        for last in 0..=255u16 {
+            let a = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, last, 1);
+            assert_eq!(dh_bucket(a), formula_v6(a), "{a}");
+        }
+        // The IPv4 buckets are unchanged, also through IpAddr.
+        assert_eq!(dh_bucket(IpAddr::from(Ipv4Addr::new(192, 0, 2, 1))), 50);
+    }
+
+    #[test]
+    fn v6_destination_picks_its_bucket() {
+        // Bucket 146 → destination 146 mod 3 = 2; 244 → 1 (244 mod 3); real servers of
+        // either family (the table holds list positions only).
+        let mut mixed = w(&[1, 1, 1]);
+        mixed[0].addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11).into();
+        let mut s = DestinationHashing::new(&mixed);
+        assert_eq!(pick(&mut s, &mixed, V6_VIP), Some(2));
+        let a = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x11);
+        assert_eq!(pick(&mut s, &mixed, a), Some(1));
+        // 2001:db8:b::11 hashes to bucket 218 → 218 mod 3 = 2.
+        let b = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11);
+        assert_eq!(pick(&mut s, &mixed, b), Some(2));
+        // 4 destinations: 146 mod 4 = 2; the explanation names it the IPv6 way.
+        mixed.insert(0, w(&[1])[0]);
+        s.update(&mixed, ListChange::Added { index: 0 });
+        mixed[2].weight = 0;
+        let mut e = Explain::new();
+        assert_eq!(s.schedule(t0(), &mixed, &to(V6_VIP), Some(&mut e)), None);
+        assert_eq!(
+            e.as_str(),
+            "dh: 2001:db8:f::10 bucket 146 -> 192.0.2.12:80 unavailable (weight 0), no \
+             fallback -> no destination available"
+        );
+        mixed[2].weight = 1;
+        mixed[2].addr = b.into();
+        let mut e = Explain::new();
+        assert_eq!(s.schedule(t0(), &mixed, &to(V6_VIP), Some(&mut e)), Some(2));
+        assert_eq!(
+            e.as_str(),
+            "dh: 2001:db8:f::10 bucket 146 -> [2001:db8:b::11]:80"
         );
     }
 }

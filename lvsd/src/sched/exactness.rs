@@ -12,7 +12,7 @@
 //!   `reference_pick`, on a PRNG in lockstep with the scheduler's), for the pick. (lblc and lblcr check their index against the scans
 //!   `wlc` and `lblc_overloaded` inside every decision, in debug builds.)
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use lvs_proto::{Protocol, SchedulerKind};
@@ -70,7 +70,7 @@ impl Rng {
 fn dest(rng: &mut Rng, serial: u32) -> Dest {
     let weight = rng.weight();
     Dest {
-        addr: Ipv4Addr::from(0x0A00_0000 | serial),
+        addr: Ipv4Addr::from(0x0A00_0000 | serial).into(),
         port: 80,
         weight,
         last_weight: weight.max(1),
@@ -180,8 +180,14 @@ fn sequence(kind: SchedulerKind, seed: u64, steps: usize, max_len: u32) -> usize
             _ => {
                 let flow = Flow {
                     protocol: Protocol::Tcp,
-                    src: SocketAddrV4::new(Ipv4Addr::from(0xC633_6400 | rng.below(8)), 40000),
-                    dst: SocketAddrV4::new(Ipv4Addr::from(0xC000_0200 | rng.below(4)), 80),
+                    src: SocketAddr::V4(SocketAddrV4::new(
+                        Ipv4Addr::from(0xC633_6400 | rng.below(8)),
+                        40000,
+                    )),
+                    dst: SocketAddr::V4(SocketAddrV4::new(
+                        Ipv4Addr::from(0xC000_0200 | rng.below(4)),
+                        80,
+                    )),
                 };
                 let explain = rng.chance(50);
                 let mut rebuilt = s.clone_box();

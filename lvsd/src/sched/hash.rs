@@ -5,7 +5,17 @@
 //!   their tables with it (`ip_vs_dh.c`, `ip_vs_sh.c`, `ip_vs_lblc.c`, `ip_vs_lblcr.c`).
 //! - [`fold_v4`] / [`fold_v6`] give `ntohl(addr_fold)` of those files: the IPv4 address as a
 //!   host-order integer, or for IPv6 the XOR of the four 32-bit words (the XOR commutes
-//!   with the byte swap, so folding the big-endian words directly is the same).
+//!   with the byte swap, so folding the big-endian words directly is the same; mh's
+//!   `ipv6_addr_hash` variant, `(u32)(x ^ x >> 32)` of the XOR `x` of the two native
+//!   64-bit halves, is the same four-word XOR on a little-endian CPU). [`fold`] picks by
+//!   the address's own family, which is the service's for every packet address.
+//! - [`fold_in`] is the fold with the family given separately, as the kernel reads a
+//!   `union nf_inet_addr` under `svc->af`: mh hashes each real server's address that way,
+//!   and a real server may be of the other family (tunnels). Under `AF_INET` only the
+//!   first 32-bit word is read, so an IPv6 real server in an IPv4 service folds to its
+//!   first word; under `AF_INET6` an IPv4 real server's union holds the address in the
+//!   first word and zeros after it (the destination is zero-allocated and only `ip` is
+//!   copied), so it folds to the IPv4 address itself.
 //! - [`hsiphash_u32`] is `lib/siphash.c`'s `hsiphash()` applied to one 4-byte value, as
 //!   `ip_vs_mh.c`'s `ip_vs_mh_hashkey` calls it (`hsiphash(&v, sizeof(v), key)`). On
 //!   `BITS_PER_LONG == 64` kernels "hsiphash" is **SipHash-1-3** (not HalfSipHash) with the
@@ -20,7 +30,9 @@
 //!
 //! Everything here is a pure function of its inputs; no function panics.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::Family;
 
 /// `GOLDEN_RATIO_32` of `include/linux/hash.h`: 2³² / φ, rounded, made odd (negated φ⁻¹).
 pub const GOLDEN_RATIO_32: u32 = 0x61C8_8647;
@@ -46,16 +58,41 @@ pub const fn fold_v4(addr: Ipv4Addr) -> u32 {
     u32::from_be_bytes(addr.octets())
 }
 
-/// `ntohl(addr_fold)` for an IPv6 address: the XOR of its four 32-bit words.
-// IPv6 services are not configurable yet; the fold is here so the hashes are complete.
-#[cfg_attr(not(test), allow(dead_code))]
-pub const fn fold_v6(addr: Ipv6Addr) -> u32 {
+/// The four 32-bit words of an IPv6 address, as host-order integers (`ntohl(ip6[i])`).
+const fn words_v6(addr: Ipv6Addr) -> [u32; 4] {
     let o = addr.octets();
-    let w0 = u32::from_be_bytes([o[0], o[1], o[2], o[3]]);
-    let w1 = u32::from_be_bytes([o[4], o[5], o[6], o[7]]);
-    let w2 = u32::from_be_bytes([o[8], o[9], o[10], o[11]]);
-    let w3 = u32::from_be_bytes([o[12], o[13], o[14], o[15]]);
+    [
+        u32::from_be_bytes([o[0], o[1], o[2], o[3]]),
+        u32::from_be_bytes([o[4], o[5], o[6], o[7]]),
+        u32::from_be_bytes([o[8], o[9], o[10], o[11]]),
+        u32::from_be_bytes([o[12], o[13], o[14], o[15]]),
+    ]
+}
+
+/// `ntohl(addr_fold)` for an IPv6 address: the XOR of its four 32-bit words.
+pub const fn fold_v6(addr: Ipv6Addr) -> u32 {
+    let [w0, w1, w2, w3] = words_v6(addr);
     w0 ^ w1 ^ w2 ^ w3
+}
+
+/// `ntohl(addr_fold)` of an address read under its own family: [`fold_v4`] or
+/// [`fold_v6`]. This is the kernel's fold of every packet address (a packet is of its
+/// service's family).
+pub const fn fold(addr: IpAddr) -> u32 {
+    match addr {
+        IpAddr::V4(a) => fold_v4(a),
+        IpAddr::V6(a) => fold_v6(a),
+    }
+}
+
+/// `ntohl(addr_fold)` of `addr` stored in a `union nf_inet_addr` and read under family
+/// `af` (the service's): an IPv6 address read as IPv4 is its first word; an IPv4 address
+/// read as IPv6 XORs its word with three zero words, i.e. is itself.
+pub const fn fold_in(af: Family, addr: IpAddr) -> u32 {
+    match (af, addr) {
+        (Family::V4, IpAddr::V6(a)) => words_v6(a)[0],
+        _ => fold(addr),
+    }
 }
 
 /// An `hsiphash_key_t` of a 64-bit kernel: two `unsigned long` words.
@@ -215,6 +252,51 @@ mod tests {
         assert_eq!(hash_32(12345, 0), 0);
         assert_eq!(hash_32(1, 32), GOLDEN_RATIO_32);
         assert_eq!(hash_32(1, 40), GOLDEN_RATIO_32);
+    }
+
+    #[test]
+    fn fold_dispatches_on_the_family() {
+        let v4: IpAddr = Ipv4Addr::new(192, 0, 2, 1).into();
+        let v6: IpAddr = "2001:db8:b::11".parse().unwrap();
+        assert_eq!(fold(v4), 0xC000_0201);
+        // Words 0x20010db8, 0x000b0000, 0, 0x00000011 → 0x200a0da9.
+        assert_eq!(fold(v6), 0x2001_0db8 ^ 0x000b_0000 ^ 0x0000_0011);
+        assert_eq!(fold(v6), 0x200a_0da9);
+        // Under the address's own family fold_in is fold.
+        assert_eq!(fold_in(Family::V4, v4), fold(v4));
+        assert_eq!(fold_in(Family::V6, v6), fold(v6));
+        // IPv4 in an IPv6 service: the union's other words are zero → the address itself.
+        assert_eq!(fold_in(Family::V6, v4), 0xC000_0201);
+        // IPv6 in an IPv4 service: `addr->ip` is the first word only.
+        assert_eq!(fold_in(Family::V4, v6), 0x2001_0db8);
+        let other: IpAddr = "2001:db8:ffff::1".parse().unwrap();
+        assert_eq!(fold_in(Family::V4, other), fold_in(Family::V4, v6));
+        assert_ne!(fold(other), fold(v6));
+    }
+
+    /// mh's `ipv6_addr_hash` form on a 64-bit little-endian CPU: XOR the two native
+    /// (little-endian) 64-bit halves, fold the result's halves, and `ntohl` it; the same
+    /// as the XOR of the four big-endian words.
+    #[test]
+    fn ipv6_addr_hash_form_equals_the_word_xor() {
+        for s in [
+            "2001:db8:c::10",
+            "2001:db8:b::11",
+            "fe80::1:2:3:4",
+            "::",
+            "ff02::12",
+        ] {
+            let a: Ipv6Addr = s.parse().unwrap();
+            let o = a.octets();
+            let mut lo = [0u8; 8];
+            let mut hi = [0u8; 8];
+            lo.copy_from_slice(&o[..8]);
+            hi.copy_from_slice(&o[8..]);
+            let x = u64::from_le_bytes(lo) ^ u64::from_le_bytes(hi);
+            // (u32)(x ^ (x >> 32)): the native-order fold, then ntohl = swap_bytes on LE.
+            let native = (x ^ (x >> 32)) as u32;
+            assert_eq!(native.swap_bytes(), fold_v6(a), "{s}");
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!   service every packet has the same key, so lblc is "sticky wlc with overload spill";
 //!   it is meant for transparent caches and fwmark services.
 //! - Cache: 1024 buckets (`CONFIG_IP_VS_LBLC_TAB_BITS = 10`), bucket
-//!   `hash_32(ntohl(fold(addr)), 10)`, each entry `addr → dest` with `lastuse`.
+//!   `hash_32(ntohl(fold(addr)), 10)`, each entry `addr → dest` with `lastuse`. `fold` is
+//!   the IPv4 address, or the XOR of an IPv6 address's four 32-bit words (`hash.rs`);
+//!   keys are `IpAddr`s of the service's family, compared whole (`ip_vs_addr_equal`).
 //! - schedule: on an entry, `lastuse = now`; its destination is used if it is still in
 //!   the service (AVAILABLE), has weight > 0 and is not **lblc-overloaded**:
 //!   `active > weight` while some destination `m` of the service has
@@ -41,12 +43,12 @@
 //!   the destination below half in explanations.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use lvs_proto::SchedulerKind;
 
-use super::hash::{fold_v4, hash_32};
+use super::hash::{fold, hash_32};
 use super::index::{SCAN_MAX, Tournament};
 use super::wlc::Wlc;
 use super::{Dest, Explain, Flow, ListChange, Scheduler, overhead};
@@ -65,9 +67,9 @@ pub const ENTRY_TIMEOUT: Duration = Duration::from_secs(6 * 60);
 /// `COUNT_FOR_FULL_EXPIRATION`: every this many timer runs, a full sweep.
 pub const COUNT_FOR_FULL_EXPIRATION: u32 = 30;
 
-/// `ip_vs_lblc_hashkey` / `ip_vs_lblcr_hashkey`: the bucket of `addr`.
-pub const fn lblc_bucket(addr: Ipv4Addr) -> usize {
-    hash_32(fold_v4(addr), LBLC_TAB_BITS) as usize
+/// `ip_vs_lblc_hashkey` / `ip_vs_lblcr_hashkey`: the bucket of `addr` (IPv4 or IPv6).
+pub fn lblc_bucket(addr: impl Into<IpAddr>) -> usize {
+    hash_32(fold(addr.into()), LBLC_TAB_BITS) as usize
 }
 
 /// A cached destination, named by endpoint, with a hint where it was last seen in the
@@ -75,7 +77,7 @@ pub const fn lblc_bucket(addr: Ipv4Addr) -> usize {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct DestRef {
     /// The destination's `addr:port`, its identity within a service.
-    pub(super) endpoint: SocketAddrV4,
+    pub(super) endpoint: SocketAddr,
     /// Its index in the list when last seen (checked before use).
     hint: usize,
     /// The destination as last seen. For a destination no longer in the service this is
@@ -111,7 +113,7 @@ impl DestRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct CacheEntry<V> {
     /// The packet destination address this entry is for.
-    pub(super) addr: Ipv4Addr,
+    pub(super) addr: IpAddr,
     /// Last time a packet looked this entry up (or it was created).
     pub(super) lastuse: Instant,
     /// The cached destination (lblc) or destination set (lblcr).
@@ -157,7 +159,7 @@ impl<V> CacheTable<V> {
     }
 
     /// The entry for `addr`.
-    pub(super) fn get(&self, addr: Ipv4Addr) -> Option<&CacheEntry<V>> {
+    pub(super) fn get(&self, addr: IpAddr) -> Option<&CacheEntry<V>> {
         self.buckets
             .get(lblc_bucket(addr))?
             .iter()
@@ -165,7 +167,7 @@ impl<V> CacheTable<V> {
     }
 
     /// The entry for `addr`, mutably.
-    pub(super) fn get_mut(&mut self, addr: Ipv4Addr) -> Option<&mut CacheEntry<V>> {
+    pub(super) fn get_mut(&mut self, addr: IpAddr) -> Option<&mut CacheEntry<V>> {
         self.buckets
             .get_mut(lblc_bucket(addr))?
             .iter_mut()
@@ -174,7 +176,8 @@ impl<V> CacheTable<V> {
 
     /// `ip_vs_lblc_hash`: adds an entry at its bucket's head and counts it. The caller
     /// makes sure `addr` has no entry yet.
-    pub(super) fn insert(&mut self, addr: Ipv4Addr, value: V, now: Instant) {
+    pub(super) fn insert(&mut self, addr: impl Into<IpAddr>, value: V, now: Instant) {
+        let addr = addr.into();
         if let Some(bucket) = self.buckets.get_mut(lblc_bucket(addr)) {
             bucket.insert(
                 0,
@@ -191,7 +194,8 @@ impl<V> CacheTable<V> {
     /// `ip_vs_lblc_new` on an existing entry for another destination: the old entry is
     /// unlinked **without** decrementing `entries` (`ip_vs_lblc_del`), and the new one is
     /// inserted and counted.
-    pub(super) fn replace(&mut self, addr: Ipv4Addr, value: V, now: Instant) {
+    pub(super) fn replace(&mut self, addr: impl Into<IpAddr>, value: V, now: Instant) {
+        let addr = addr.into();
         if let Some(bucket) = self.buckets.get_mut(lblc_bucket(addr)) {
             bucket.retain(|e| e.addr != addr);
         }
@@ -526,7 +530,7 @@ pub struct LocalityLeastConnection {
 /// Why a cached destination was not used.
 enum Miss {
     NoEntry,
-    Gone(SocketAddrV4),
+    Gone(SocketAddr),
     WeightZero(usize),
     Overloaded(usize),
 }
@@ -542,9 +546,9 @@ impl LocalityLeastConnection {
         }
     }
 
-    /// The destination cached for packet destination `addr`, if any.
-    pub fn cached(&self, addr: Ipv4Addr) -> Option<SocketAddrV4> {
-        self.table.get(addr).map(|e| e.value.endpoint)
+    /// The destination cached for packet destination `addr` (IPv4 or IPv6), if any.
+    pub fn cached(&self, addr: impl Into<IpAddr>) -> Option<SocketAddr> {
+        self.table.get(addr.into()).map(|e| e.value.endpoint)
     }
 
     /// The number of cached entries.
@@ -565,7 +569,7 @@ impl LocalityLeastConnection {
     /// Writes the explanation of a pick that did not come from the cache.
     fn explain_miss(
         e: &mut Explain,
-        key: Ipv4Addr,
+        key: IpAddr,
         dests: &[Dest],
         miss: &Miss,
         pick: Option<usize>,
@@ -619,7 +623,7 @@ impl Scheduler for LocalityLeastConnection {
         flow: &Flow,
         explain: Option<&mut Explain>,
     ) -> Option<usize> {
-        let key = *flow.dst.ip();
+        let key = flow.dst.ip();
         self.index.fit(dests);
         debug_assert!(self.index.in_sync(dests), "lblc: unannounced list change");
         let mut miss = Miss::NoEntry;
@@ -680,6 +684,8 @@ impl Scheduler for LocalityLeastConnection {
 
 #[cfg(test)]
 pub(super) mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     use lvs_proto::Protocol;
 
     use super::super::tests::{load, t0, w};
@@ -688,12 +694,18 @@ pub(super) mod tests {
     pub(in super::super) const DAY: Duration = Duration::from_secs(24 * 60 * 60);
     const MIN: Duration = Duration::from_secs(60);
 
-    /// A TCP flow from 198.51.100.7:40000 to `dst:80`.
-    pub(in super::super) fn to(dst: Ipv4Addr) -> Flow {
+    /// A TCP flow from 198.51.100.7:40000 to `dst:80`, or from [2001:db8:c::10]:40000
+    /// for an IPv6 `dst`.
+    pub(in super::super) fn to(dst: impl Into<IpAddr>) -> Flow {
+        let dst = dst.into();
+        let client: IpAddr = match dst {
+            IpAddr::V4(_) => Ipv4Addr::new(198, 51, 100, 7).into(),
+            IpAddr::V6(_) => Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 0x10).into(),
+        };
         Flow {
             protocol: Protocol::Tcp,
-            src: SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), 40000),
-            dst: SocketAddrV4::new(dst, 80),
+            src: SocketAddr::new(client, 40000),
+            dst: SocketAddr::new(dst, 80),
         }
     }
 
@@ -885,7 +897,7 @@ pub(super) mod tests {
         assert_eq!(s.len(), 2);
         // Another client to the same destination address: same entry.
         let mut f = to(a);
-        f.src = SocketAddrV4::new(Ipv4Addr::new(10, 1, 1, 1), 5);
+        f.src = SocketAddr::new(Ipv4Addr::new(10, 1, 1, 1).into(), 5);
         assert_eq!(s.schedule(t0(), &busy, &f, None), Some(0));
     }
 
@@ -1023,5 +1035,118 @@ pub(super) mod tests {
         assert!(s.is_empty(), "the copy's cache entry is its own");
         assert_eq!(pick_at(&mut s, t0(), &list), Some(0));
         assert_eq!(copy.poll_timeout(), s.poll_timeout());
+    }
+
+    pub(in super::super) const V6_VIP: Ipv6Addr =
+        Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
+
+    /// Real server `i` of an IPv6 list: 2001:db8:b::(11+i), port 80.
+    pub(in super::super) fn rs6(i: u16) -> IpAddr {
+        Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11 + i).into()
+    }
+
+    /// The kernel's IPv6 bucket, written out: XOR of the four big-endian 32-bit words
+    /// (`ntohl` of the XOR of the network-order words), then `hash_32(fold, 10)` = the
+    /// top 10 bits of `fold × 0x61C88647 mod 2³²`.
+    fn formula_v6(addr: Ipv6Addr) -> usize {
+        let o = addr.octets();
+        let word = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+        let folded = u64::from(word(0) ^ word(4) ^ word(8) ^ word(12));
+        (((folded * 0x61C8_8647) & 0xffff_ffff) >> 22) as usize
+    }
+
+    #[test]
+    fn v6_bucket_is_hash_32_10_bits_of_the_word_xor() {
+        // 2001:db8:f::10 folds to 0x200e0da8 → bucket 585; ::11 → 976, ::12 → 343 (the
+        // formula here and an independent Python model of ip_vs_lblc.c agree).
+        assert_eq!(lblc_bucket(V6_VIP), formula_v6(V6_VIP));
+        assert_eq!(lblc_bucket(V6_VIP), 585);
+        let a = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x11);
+        let b = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x12);
+        assert_eq!((lblc_bucket(a), lblc_bucket(b)), (976, 343));
+        for hi in 0..=255u16 {
+            let a = Ipv6Addr::new(0x2001, 0xdb8, hi, 0, 0, 0, 0, 0x10);
+            assert_eq!(lblc_bucket(a), formula_v6(a), "{a}");
+        }
+        // IPv4 through IpAddr: unchanged.
+        assert_eq!(lblc_bucket(IpAddr::from(VIP)), 203);
+    }
+
+    #[test]
+    fn v6_destination_is_cached_by_its_whole_address() {
+        // A v6 service with a mixed list: two IPv6 real servers and a tunnelled IPv4 one.
+        let mut list = load(&[(1, 1, 0), (1, 0, 0), (1, 2, 0)]);
+        list[0].addr = rs6(0);
+        list[2].addr = rs6(2);
+        let mut s = lblc();
+        let mut e = Explain::new();
+        assert_eq!(s.schedule(t0(), &list, &to(V6_VIP), Some(&mut e)), Some(1));
+        assert_eq!(
+            e.as_str(),
+            "lblc: 2001:db8:f::10 not cached -> wlc 192.0.2.12:80 0*256+0/w1"
+        );
+        assert_eq!(s.cached(V6_VIP), Some(list[1].endpoint()));
+        // 2001:db8:f::1:10 and 2001:db8:e::10 fold alike (0x200f0da8, bucket 98) but
+        // are different keys: each gets its own entry.
+        let x = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 1, 0x10);
+        let y = Ipv6Addr::new(0x2001, 0xdb8, 0xe, 0, 0, 0, 0, 0x10);
+        assert_eq!((lblc_bucket(x), lblc_bucket(y)), (98, 98));
+        let busy = load(&[(1, 0, 0), (1, 1, 0), (1, 2, 0)]);
+        let mut busy6 = busy.clone();
+        busy6[0].addr = rs6(0);
+        busy6[2].addr = rs6(2);
+        s.dest_changed(&busy6, 0);
+        s.dest_changed(&busy6, 1);
+        assert_eq!(s.schedule(t0(), &busy6, &to(x), None), Some(0));
+        let idle0 = load(&[(1, 3, 0), (1, 1, 0), (1, 0, 0)]);
+        let mut idle2 = idle0.clone();
+        idle2[0].addr = rs6(0);
+        idle2[2].addr = rs6(2);
+        for i in 0..3 {
+            s.dest_changed(&idle2, i);
+        }
+        let mut e = Explain::new();
+        assert_eq!(s.schedule(t0(), &idle2, &to(y), Some(&mut e)), Some(2));
+        assert_eq!(
+            e.as_str(),
+            "lblc: 2001:db8:e::10 not cached -> wlc [2001:db8:b::13]:80 0*256+0/w1"
+        );
+        assert_eq!(s.cached(x), Some(SocketAddr::new(rs6(0), 80)));
+        assert_eq!(s.cached(y), Some(SocketAddr::new(rs6(2), 80)));
+        assert_eq!(s.len(), 3);
+        // A hit on y sticks to its IPv6 real server; x's (active 3 > weight 1 while 2 is
+        // below half) is lblc-overloaded and spills to 2.
+        let mut e = Explain::new();
+        assert_eq!(s.schedule(t0(), &idle2, &to(y), Some(&mut e)), Some(2));
+        assert_eq!(
+            e.as_str(),
+            "lblc: cache hit 2001:db8:e::10 -> [2001:db8:b::13]:80"
+        );
+        assert_eq!(s.schedule(t0(), &idle2, &to(x), None), Some(2));
+        assert_eq!(s.cached(x), Some(SocketAddr::new(rs6(2), 80)));
+    }
+
+    /// An IPv4 and an IPv6 key with the same fold share a bucket, never an entry (the
+    /// kernel compares whole addresses).
+    #[test]
+    fn v4_and_v6_keys_with_the_same_fold_stay_apart() {
+        // 32.14.13.168 = 0x200e0da8, the fold of 2001:db8:f::10.
+        let v4 = Ipv4Addr::new(32, 14, 13, 168);
+        assert_eq!(lblc_bucket(v4), lblc_bucket(V6_VIP));
+        let mut t: CacheTable<u8> = CacheTable::new(t0());
+        t.insert(v4, 4, t0());
+        t.insert(V6_VIP, 6, t0());
+        let get = |t: &CacheTable<u8>, a: IpAddr| t.get(a).map(|e| e.value);
+        assert_eq!(get(&t, v4.into()), Some(4));
+        assert_eq!(get(&t, V6_VIP.into()), Some(6));
+        t.replace(V6_VIP, 7, t0());
+        assert_eq!(
+            (get(&t, v4.into()), get(&t, V6_VIP.into())),
+            (Some(4), Some(7))
+        );
+        assert_eq!((t.len(), t.entries()), (2, 3));
+        // ::ffff:32.14.13.168 is an IPv6 address: another key again.
+        let mapped = v4.to_ipv6_mapped();
+        assert_eq!(get(&t, mapped.into()), None);
     }
 }

@@ -28,7 +28,7 @@
 //!   changes no decision. Step 1 and 2 scan the set, as the kernel does: O(set size).
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use lvs_proto::SchedulerKind;
@@ -143,10 +143,10 @@ impl LocalityReplicated {
         }
     }
 
-    /// The set cached for packet destination `addr`, newest member first.
-    pub fn cached(&self, addr: Ipv4Addr) -> Option<Vec<SocketAddrV4>> {
+    /// The set cached for packet destination `addr` (IPv4 or IPv6), newest member first.
+    pub fn cached(&self, addr: impl Into<IpAddr>) -> Option<Vec<SocketAddr>> {
         self.table
-            .get(addr)
+            .get(addr.into())
             .map(|e| e.value.members.iter().map(|m| m.endpoint).collect())
     }
 
@@ -173,7 +173,7 @@ impl Scheduler for LocalityReplicated {
         flow: &Flow,
         explain: Option<&mut Explain>,
     ) -> Option<usize> {
-        let key = *flow.dst.ip();
+        let key = flow.dst.ip();
         let expiration = self.expiration;
         let index = &mut self.index;
         index.fit(dests);
@@ -281,9 +281,9 @@ impl Scheduler for LocalityReplicated {
 /// The start of an explanation: `192.0.2.1 set [192.0.2.12:80, 192.0.2.11:80]`, plus
 /// the member dropped for age, if any.
 struct Head<'a> {
-    key: Ipv4Addr,
+    key: IpAddr,
     members: &'a [DestRef],
-    dropped: Option<SocketAddrV4>,
+    dropped: Option<SocketAddr>,
     expiration: Duration,
 }
 
@@ -320,7 +320,9 @@ impl fmt::Display for Why<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::lblc::tests::{DAY, to};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::super::lblc::tests::{DAY, V6_VIP, rs6, to};
     use super::super::tests::{load, t0, w};
     use super::*;
 
@@ -345,7 +347,7 @@ mod tests {
         (pick, e.as_str().to_owned())
     }
 
-    fn ep(d: &Dest) -> SocketAddrV4 {
+    fn ep(d: &Dest) -> SocketAddr {
         d.endpoint()
     }
 
@@ -552,5 +554,39 @@ mod tests {
         let mut copy = s.clone_box();
         assert_eq!(copy.schedule(t0(), &list, &to(VIP), None), Some(0));
         assert!(s.is_empty());
+    }
+
+    /// An IPv6 key with a mixed set (IPv6 and tunnelled IPv4 members): cached by the
+    /// whole address, members named the IPv6 way.
+    #[test]
+    fn v6_key_with_a_mixed_set() {
+        let mut list = load(&[(1, 0, 0), (1, 0, 0), (1, 0, 0)]);
+        list[0].addr = rs6(0);
+        list[2].addr = rs6(2);
+        let mut s = lblcr();
+        let mut e = Explain::new();
+        assert_eq!(s.schedule(t0(), &list, &to(V6_VIP), Some(&mut e)), Some(0));
+        assert_eq!(
+            e.as_str(),
+            "lblcr: 2001:db8:f::10 not cached -> wlc [2001:db8:b::11]:80 0*256+0/w1, new set"
+        );
+        // 0 lblc-overloaded (active 3 > 1, 1 and 2 below half): wlc adds the IPv4 1.
+        list[0].active = 3;
+        s.update(&list, ListChange::Edited);
+        let mut e = Explain::new();
+        assert_eq!(s.schedule(t0(), &list, &to(V6_VIP), Some(&mut e)), Some(1));
+        assert_eq!(
+            e.as_str(),
+            "lblcr: 2001:db8:f::10 set [[2001:db8:b::11]:80] least [2001:db8:b::11]:80 \
+             overloaded (active 3 > weight 1, 192.0.2.12:80 below half) -> wlc \
+             192.0.2.12:80 0*256+0/w1, added to set"
+        );
+        assert_eq!(s.cached(V6_VIP), Some(vec![ep(&list[1]), ep(&list[0])]));
+        // Same fold, other address (2001:db8:f::10 words permuted): no entry.
+        let permuted = Ipv6Addr::new(0, 0x10, 0, 0, 0xf, 0, 0x2001, 0xdb8);
+        assert_eq!(s.cached(permuted), None);
+        // The IPv4 key of the same fold (32.14.13.168): no entry either.
+        assert_eq!(s.cached(Ipv4Addr::new(32, 14, 13, 168)), None);
+        assert_eq!(s.len(), 1);
     }
 }

@@ -7,9 +7,20 @@
 //!   (`-EINVAL`): [`mh_populate`] returns [`TooManyDests`] and the scheduler keeps its
 //!   previous table (the kernel's `ip_vs_mh_reassign` returns before touching it).
 //! - Hash: [`mh_hashkey`] = the 64-bit kernel's `hsiphash` (SipHash-1-3, see `hash.rs`) of
-//!   the 4-byte `v = offset + ntohs(port) + ntohl(fold(addr))`, with the fixed keys
-//!   `{2654435761, 2654435761}` (`hash1`) and `{2654446892, 2654446892}` (`hash2`). Every
-//!   director therefore builds the same table for the same list.
+//!   the 4-byte `v = offset + ntohs(port) + ntohl(fold(addr))` (wrapping mod 2³²), with
+//!   the fixed keys `{2654435761, 2654435761}` (`hash1`) and `{2654446892, 2654446892}`
+//!   (`hash2`). Every director therefore builds the same table for the same list.
+//! - Families: `fold` is the IPv4 address, or the XOR of an IPv6 address's four 32-bit
+//!   words. The kernel folds every address under the **service's** family (`svc->af`),
+//!   also a real server's of the other family (tunnels): an IPv4 one in an IPv6 service
+//!   folds to its own address (the union's other words are zero), but an IPv6 one in an
+//!   IPv4 service folds to its **first 32-bit word** only (`hash.rs`, [`fold_in`]), so
+//!   real servers sharing that word share their permutation. The scheduler therefore
+//!   keeps the service family: given ([`MaglevHash::with_family`],
+//!   `SchedParams::family`) or, if not, learned from the first flow's destination (the
+//!   VIP). Until it is known each real server is folded under its own family, which is
+//!   exact for every list except IPv6 real servers in an IPv4 service; learning IPv4
+//!   with such a list rebuilds the table once, before that flow's lookup.
 //! - Weights are `last_weight`s (the latest non-zero weight), so quiescing a destination
 //!   with weight 0 keeps the table as it was; lookups landing on it fail or fall back.
 //!   `g` = gcd of the last weights > 0; `rshift = max(0, fls(max_last_weight / g) − 6)`;
@@ -32,14 +43,14 @@
 //!   first available destination wins.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use lvs_proto::SchedulerKind;
 
-use super::hash::{HsipKey, MH_KEY1, MH_KEY2, fold_v4, hsiphash_u32};
+use super::hash::{HsipKey, MH_KEY1, MH_KEY2, fold, fold_in, hsiphash_u32};
 use super::sh::{hashed_port, lookup};
-use super::{Dest, Explain, Flow, ListChange, SchedFlags, Scheduler};
+use super::{Dest, Explain, Family, Flow, ListChange, SchedFlags, Scheduler};
 
 /// The table sizes `CONFIG_IP_VS_MH_TAB_INDEX` 8..=17 select (`primes[]` of ip_vs_mh.c).
 pub const MH_PRIMES: [u32; 10] = [
@@ -75,10 +86,18 @@ impl fmt::Display for TooManyDests {
 
 impl std::error::Error for TooManyDests {}
 
-/// `ip_vs_mh_hashkey(addr, port, key, offset)`: hsiphash of
-/// `v = offset + port + ntohl(fold(addr))` (wrapping, as the kernel's `unsigned int`).
-pub const fn mh_hashkey(key: HsipKey, addr: Ipv4Addr, port: u16, offset: u32) -> u32 {
-    let v = offset.wrapping_add(port as u32).wrapping_add(fold_v4(addr));
+/// `ip_vs_mh_hashkey(addr, port, key, offset)` of an address under its own family:
+/// hsiphash of `v = offset + port + ntohl(fold(addr))` (wrapping, as the kernel's
+/// `unsigned int`).
+// The by-address form, for tests and inspection; `schedule` folds once and uses `mh_key`.
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn mh_hashkey(key: HsipKey, addr: impl Into<IpAddr>, port: u16, offset: u32) -> u32 {
+    mh_key(key, fold(addr.into()), port, offset)
+}
+
+/// `ip_vs_mh_hashkey` from the address already folded (`ntohl(addr_fold)`).
+pub const fn mh_key(key: HsipKey, folded: u32, port: u16, offset: u32) -> u32 {
+    let v = offset.wrapping_add(port as u32).wrapping_add(folded);
     hsiphash_u32(key, v)
 }
 
@@ -128,10 +147,19 @@ pub struct MhSetup {
     pub turns: u32,
 }
 
-/// `ip_vs_mh_permutate` for one destination.
+/// `ip_vs_mh_permutate` for one destination, its address folded under its own family.
+// For tests and inspection; the table is built with `mh_setup_in`.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn mh_setup(d: &Dest, gcd: u32, rshift: u32) -> MhSetup {
-    let offset = mh_hashkey(MH_KEY1, d.addr, d.port, 0) % MH_TAB_SIZE;
-    let skip = mh_hashkey(MH_KEY2, d.addr, d.port, 0) % (MH_TAB_SIZE - 1) + 1;
+    mh_setup_in(None, d, gcd, rshift)
+}
+
+/// `ip_vs_mh_permutate` for one destination of a service of family `af` (`None`: fold
+/// the address under its own family).
+pub fn mh_setup_in(af: Option<Family>, d: &Dest, gcd: u32, rshift: u32) -> MhSetup {
+    let folded = fold_in(af.unwrap_or(Family::of(d.addr)), d.addr);
+    let offset = mh_key(MH_KEY1, folded, d.port, 0) % MH_TAB_SIZE;
+    let skip = mh_key(MH_KEY2, folded, d.port, 0) % (MH_TAB_SIZE - 1) + 1;
     let shifted = d.last_weight.checked_div(gcd).unwrap_or(0) >> rshift.min(31);
     let turns = if shifted != 0 {
         shifted
@@ -145,8 +173,15 @@ pub fn mh_setup(d: &Dest, gcd: u32, rshift: u32) -> MhSetup {
     }
 }
 
-/// `ip_vs_mh_reassign`: the table for `dests` (list order), or [`TooManyDests`].
+/// `ip_vs_mh_reassign`: the table for `dests` (list order), or [`TooManyDests`]; each
+/// address folded under its own family (see [`mh_populate_in`]).
 pub fn mh_populate(dests: &[Dest]) -> Result<MhTable, TooManyDests> {
+    mh_populate_in(None, dests)
+}
+
+/// `ip_vs_mh_reassign` for a service of family `af` (`None`: each address under its own
+/// family; the same table unless IPv6 real servers sit in an IPv4 service).
+pub fn mh_populate_in(af: Option<Family>, dests: &[Dest]) -> Result<MhTable, TooManyDests> {
     let m = MH_TAB_SIZE as usize;
     if dests.len() > m {
         return Err(TooManyDests { dests: dests.len() });
@@ -161,7 +196,7 @@ pub fn mh_populate(dests: &[Dest]) -> Result<MhTable, TooManyDests> {
     let mut setups: Vec<(MhSetup, u32)> = dests
         .iter()
         .map(|d| {
-            let s = mh_setup(d, g, rshift);
+            let s = mh_setup_in(af, d, g, rshift);
             (s, s.offset)
         })
         .collect();
@@ -203,22 +238,56 @@ pub fn mh_populate(dests: &[Dest]) -> Result<MhTable, TooManyDests> {
     Ok(table)
 }
 
-/// Maglev-hashing scheduler: the lookup table and the service's flags.
+/// Maglev-hashing scheduler: the lookup table, the service's flags and family.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MaglevHash {
     flags: SchedFlags,
     table: MhTable,
+    /// The service's family, once known (module doc); the table is built for it.
+    family: Option<Family>,
 }
 
 impl MaglevHash {
     /// The kernel's `ip_vs_mh_init_svc`. `flags.flag1` is `mh-fallback`, `flags.flag2` is
     /// `mh-port`. With more than [`MH_TAB_SIZE`] destinations the kernel refuses the
     /// service; here the table stays empty (every lookup gives None) — the configuration
-    /// layer must refuse such a list (see [`mh_populate`]).
+    /// layer must refuse such a list (see [`mh_populate`]). The service family is learned
+    /// from the first flow.
     pub fn new(dests: &[Dest], flags: SchedFlags) -> Self {
-        let table = mh_populate(dests)
+        Self::with_family(dests, flags, None)
+    }
+
+    /// [`MaglevHash::new`] for a service of family `family` (`None`: learned from the
+    /// first flow).
+    pub fn with_family(dests: &[Dest], flags: SchedFlags, family: Option<Family>) -> Self {
+        let table = mh_populate_in(family, dests)
             .unwrap_or_else(|_| vec![None; MH_TAB_SIZE as usize].into_boxed_slice());
-        MaglevHash { flags, table }
+        MaglevHash {
+            flags,
+            table,
+            family,
+        }
+    }
+
+    /// The service family the table is built for, if known.
+    pub fn family(&self) -> Option<Family> {
+        self.family
+    }
+
+    /// Learns the service family from a flow's destination (the VIP) if unknown; rebuilds
+    /// the table when that changes how a real server folds (IPv6 ones, IPv4 service). A
+    /// refused rebuild (too many destinations) keeps the table, as `update` does.
+    fn learn_family(&mut self, dests: &[Dest], flow: &Flow) {
+        if self.family.is_some() {
+            return;
+        }
+        let af = Family::of(flow.dst.ip());
+        self.family = Some(af);
+        if af == Family::V4 && dests.iter().any(|d| d.addr.is_ipv6()) {
+            if let Ok(table) = mh_populate_in(Some(af), dests) {
+                self.table = table;
+            }
+        }
     }
 
     /// The current table (for tests and inspection).
@@ -263,17 +332,19 @@ impl Scheduler for MaglevHash {
         flow: &Flow,
         explain: Option<&mut Explain>,
     ) -> Option<usize> {
-        let addr = *flow.src.ip();
+        self.learn_family(dests, flow);
+        let addr = flow.src.ip();
+        let folded = fold(addr);
         let port = hashed_port(self.flags, flow);
         let client = super::sh::client(addr, port);
-        let ihash = mh_hashkey(MH_KEY1, addr, port, 0) % MH_TAB_SIZE;
+        let ihash = mh_key(MH_KEY1, folded, port, 0) % MH_TAB_SIZE;
         lookup(
             ("mh", "slot"),
             &client,
             ihash,
             MH_TAB_SIZE,
             self.flags.flag1,
-            |offset| mh_hashkey(MH_KEY1, addr, port, offset) % MH_TAB_SIZE,
+            |offset| mh_key(MH_KEY1, folded, port, offset) % MH_TAB_SIZE,
             |slot| self.at(dests, slot),
             explain,
         )
@@ -281,7 +352,7 @@ impl Scheduler for MaglevHash {
 
     fn update(&mut self, dests: &[Dest], change: ListChange) {
         // ip_vs_mh_dest_changed is the add, del and upd_dest hook.
-        match mh_populate(dests) {
+        match mh_populate_in(self.family, dests) {
             Ok(table) => self.table = table,
             Err(TooManyDests { .. }) => self.remap(change),
         }
@@ -295,7 +366,7 @@ impl Scheduler for MaglevHash {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::net::SocketAddrV4;
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
     use lvs_proto::Protocol;
 
@@ -316,11 +387,18 @@ mod tests {
         flag3: false,
     };
 
-    fn from(src: Ipv4Addr, port: u16) -> Flow {
+    /// A TCP flow from `src:port` to the VIP of `src`'s family (192.0.2.1:80 or
+    /// [2001:db8:f::10]:80).
+    fn from(src: impl Into<IpAddr>, port: u16) -> Flow {
+        let src = src.into();
+        let vip: IpAddr = match src {
+            IpAddr::V4(_) => Ipv4Addr::new(192, 0, 2, 1).into(),
+            IpAddr::V6(_) => Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10).into(),
+        };
         Flow {
             protocol: Protocol::Tcp,
-            src: SocketAddrV4::new(src, port),
-            dst: SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 80),
+            src: SocketAddr::new(src, port),
+            dst: SocketAddr::new(vip, 80),
         }
     }
 
@@ -345,7 +423,8 @@ mod tests {
                     0,
                     u8::try_from(i / 250).unwrap(),
                     u8::try_from(i % 250 + 1).unwrap(),
-                ),
+                )
+                .into(),
                 port: 80,
                 ..Dest::with_weight(weight)
             })
@@ -542,7 +621,7 @@ mod tests {
         let c = counts(&t);
         assert!(c.len() == M && c.values().all(|&n| n == 1));
         // A refused rebuild keeps the old table, naming the same destinations.
-        let names = |s: &MaglevHash, list: &[Dest]| -> Vec<Option<SocketAddrV4>> {
+        let names = |s: &MaglevHash, list: &[Dest]| -> Vec<Option<SocketAddr>> {
             s.table()
                 .iter()
                 .map(|x| x.map(|i| list[usize::from(i)].endpoint()))
@@ -553,7 +632,7 @@ mod tests {
         let before = names(&s, &list);
         for k in 1..=2u8 {
             let extra = Dest {
-                addr: Ipv4Addr::new(10, 99, 0, k),
+                addr: Ipv4Addr::new(10, 99, 0, k).into(),
                 ..list[0]
             };
             list.insert(0, extra);
@@ -637,5 +716,167 @@ mod tests {
         let mut s = MaglevHash::new(&w(&[1, 1, 1]), FALLBACK);
         let short = w(&[1]);
         let _ = s.schedule(t0(), &short, &from(CLIENT, 1), None);
+    }
+
+    const V6_CLIENT: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 0x10);
+
+    /// Weight-`weight` IPv6 real servers 2001:db8:b::(11+i):80.
+    fn v6_list(weights: &[u32]) -> Vec<Dest> {
+        weights
+            .iter()
+            .zip(0u16..)
+            .map(|(&wt, i)| Dest {
+                addr: Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11 + i).into(),
+                port: 80,
+                ..Dest::with_weight(wt)
+            })
+            .collect()
+    }
+
+    /// The kernel's key for an IPv6 address, written out: fold = XOR of the four
+    /// big-endian 32-bit words, `v = offset + port + fold` mod 2³², SipHash-1-3 of v's 4
+    /// little-endian bytes (hash.rs's core, checked against the kernel's vectors).
+    fn formula_v6(key: HsipKey, addr: Ipv6Addr, port: u16, offset: u32) -> u32 {
+        let o = addr.octets();
+        let word = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+        let folded = word(0) ^ word(4) ^ word(8) ^ word(12);
+        let v = (u64::from(offset) + u64::from(port) + u64::from(folded)) & 0xffff_ffff;
+        super::super::hash::hsiphash(key, &(v as u32).to_le_bytes())
+    }
+
+    /// Offsets and skips of 2001:db8:b::11..13 port 80 (IPv6 service), from the formula
+    /// above and from the independent Python model of ip_vs_mh.c.
+    #[test]
+    fn v6_permutation_parameters_match_the_model() {
+        let list = v6_list(&[1, 1, 1]);
+        let want = [(166, 3145), (3499, 856), (535, 657)];
+        for (d, (offset, skip)) in list.iter().zip(want) {
+            let IpAddr::V6(a) = d.addr else {
+                panic!("not IPv6")
+            };
+            assert_eq!(formula_v6(MH_KEY1, a, 80, 0) % MH_TAB_SIZE, offset);
+            assert_eq!(formula_v6(MH_KEY2, a, 80, 0) % (MH_TAB_SIZE - 1) + 1, skip);
+            let s = mh_setup(d, 1, 0);
+            assert_eq!((s.offset, s.skip), (offset, skip), "{}", d.endpoint());
+            assert_eq!(mh_setup_in(Some(Family::V6), d, 1, 0), s);
+        }
+        // Round 1 of populate: each claims its offset.
+        let t = table(&list);
+        assert_eq!((t[166], t[3499], t[535]), (Some(0), Some(1), Some(2)));
+    }
+
+    /// 2001:db8:c::10: slot 269 without port, 2842 with port 40000; fallback probes from
+    /// 269: 1388, 627, 2007 (model). In the table of 2001:db8:b::11..13 weights 1: 269 → 1,
+    /// 1388 → 0, 627 → 1, 2007 → 0, 2842 → 0.
+    #[test]
+    fn v6_lookup_and_fallback_probe_the_model_slots() {
+        assert_eq!(mh_hashkey(MH_KEY1, V6_CLIENT, 0, 0) % MH_TAB_SIZE, 269);
+        assert_eq!(formula_v6(MH_KEY1, V6_CLIENT, 0, 0) % MH_TAB_SIZE, 269);
+        assert_eq!(mh_hashkey(MH_KEY1, V6_CLIENT, 40000, 0) % MH_TAB_SIZE, 2842);
+        for (off, want) in [(0, 1388), (1, 627), (2, 2007)] {
+            let r = (off + 269) % MH_TAB_SIZE;
+            assert_eq!(mh_hashkey(MH_KEY1, V6_CLIENT, 0, r) % MH_TAB_SIZE, want);
+            assert_eq!(formula_v6(MH_KEY1, V6_CLIENT, 0, r) % MH_TAB_SIZE, want);
+        }
+        let mut list = v6_list(&[1, 1, 1]);
+        let f = from(V6_CLIENT, 40000);
+        let mut plain = MaglevHash::new(&list, SchedFlags::NONE);
+        assert_eq!(plain.schedule(t0(), &list, &f, None), Some(1));
+        assert_eq!(plain.family(), Some(Family::V6));
+        let mut port = MaglevHash::new(&list, PORT);
+        let mut e = Explain::new();
+        assert_eq!(port.schedule(t0(), &list, &f, Some(&mut e)), Some(0));
+        assert_eq!(
+            e.as_str(),
+            "mh: [2001:db8:c::10]:40000 slot 2842 -> [2001:db8:b::11]:80"
+        );
+        // 1 quiesced: probe 1 = slot 1388 → 0.
+        let mut fb = MaglevHash::new(&list, FALLBACK);
+        list[1].weight = 0;
+        assert_eq!(plain.schedule(t0(), &list, &f, None), None);
+        let mut e = Explain::new();
+        assert_eq!(fb.schedule(t0(), &list, &f, Some(&mut e)), Some(0));
+        assert_eq!(
+            e.as_str(),
+            "mh: 2001:db8:c::10 slot 269 -> [2001:db8:b::12]:80 unavailable (weight 0); \
+             slot 1388 -> [2001:db8:b::11]:80 (fallback, probe 1)"
+        );
+        // 0 overloaded too: probe 2 = 627 → 1 (unavailable), probe 3 = 2007 → 0
+        // (unavailable), ... until 2 is found; never 0 or 1.
+        list[0].overloaded = true;
+        assert_eq!(fb.schedule(t0(), &list, &f, None), Some(2));
+    }
+
+    /// The kernel folds a real server's address under the service's family: in an IPv4
+    /// service an IPv6 real server is its first 32-bit word, 0x20010db8 for all of
+    /// 2001:db8:b::11..13, so they share offset 2639 and skip 356 (model) and take turns
+    /// along that one permutation: 2639 → 0, 2995 → 1, 3351 → 2, 3707 → 0, ...
+    #[test]
+    fn v6_real_servers_in_a_v4_service_fold_to_their_first_word() {
+        let list = v6_list(&[1, 1, 1]);
+        for d in &list {
+            let s = mh_setup_in(Some(Family::V4), d, 1, 0);
+            assert_eq!((s.offset, s.skip), (2639, 356), "{}", d.endpoint());
+            // v = 80 + 0x20010db8.
+            assert_eq!(
+                s.offset,
+                hsiphash_u32(MH_KEY1, 80 + 0x2001_0db8) % MH_TAB_SIZE
+            );
+        }
+        let t4 = mh_populate_in(Some(Family::V4), &list).unwrap();
+        assert_eq!(
+            (t4[2639], t4[2995], t4[3351], t4[3707]),
+            (Some(0), Some(1), Some(2), Some(0))
+        );
+        assert_eq!(
+            (0..3u16).map(|i| counts(&t4)[&Some(i)]).collect::<Vec<_>>(),
+            [1365, 1364, 1364]
+        );
+        let own = table(&list);
+        assert_ne!(t4, own);
+        // Given the family: that table at once. An IPv4 client 198.51.100.7 (slot 924)
+        // lands on 2 there.
+        let mut s = MaglevHash::with_family(&list, SchedFlags::NONE, Some(Family::V4));
+        assert_eq!(s.table(), &t4[..]);
+        assert_eq!(s.schedule(t0(), &list, &from(CLIENT, 1), None), Some(2));
+        // Not given: built per address family, rebuilt when the first (IPv4) flow shows
+        // the service's family, before its lookup; later updates keep the family.
+        let mut s = MaglevHash::new(&list, SchedFlags::NONE);
+        assert_eq!(s.table(), &own[..]);
+        assert_eq!(s.schedule(t0(), &list, &from(CLIENT, 1), None), Some(2));
+        assert_eq!((s.family(), s.table()), (Some(Family::V4), &t4[..]));
+        let mut more = list.clone();
+        more.insert(0, w(&[1])[0]);
+        s.update(&more, ListChange::Added { index: 0 });
+        assert_eq!(
+            s.table(),
+            &mh_populate_in(Some(Family::V4), &more).unwrap()[..]
+        );
+        // An IPv6 flow first: the per-address table was already the IPv6 service's.
+        let mut s = MaglevHash::new(&list, SchedFlags::NONE);
+        s.schedule(t0(), &list, &from(V6_CLIENT, 1), None);
+        assert_eq!((s.family(), s.table()), (Some(Family::V6), &own[..]));
+    }
+
+    /// In an IPv6 service an IPv4 real server folds to its own address (the other words
+    /// of its `nf_inet_addr` are zero): the same permutation as in an IPv4 service, so a
+    /// mixed list's IPv4 members keep their v4 parameters (3880/1853 for 192.0.2.11:80).
+    #[test]
+    fn v4_real_servers_in_a_v6_service_hash_as_v4() {
+        let v4 = w(&[1, 1, 1]);
+        assert_eq!(
+            mh_populate_in(Some(Family::V6), &v4).unwrap(),
+            mh_populate_in(Some(Family::V4), &v4).unwrap()
+        );
+        let mut mixed = v6_list(&[1, 1]);
+        mixed.insert(1, v4[0]);
+        let s = mh_setup_in(Some(Family::V6), &mixed[1], 1, 0);
+        assert_eq!((s.offset, s.skip), (3880, 1853));
+        let s = mh_setup_in(Some(Family::V6), &mixed[0], 1, 0);
+        assert_eq!((s.offset, s.skip), (166, 3145));
+        // Round 1 in list order: 166 → 0, 3880 → 1, 3499 → 2.
+        let t = mh_populate_in(Some(Family::V6), &mixed).unwrap();
+        assert_eq!((t[166], t[3880], t[3499]), (Some(0), Some(1), Some(2)));
+        assert!(t.iter().all(Option::is_some));
     }
 }

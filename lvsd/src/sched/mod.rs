@@ -24,6 +24,14 @@
 //!   OVERLOAD-flagged one is not either — except on an lblc/lblcr cache hit, which (as in
 //!   the kernel) ignores the OVERLOAD flag and applies its own overload rule.
 //! - `None` is the kernel's "no destination available": the packet is dropped by the caller.
+//! - Address families: a [`Flow`] is IPv4 or IPv6 (the service's family, both ends), and a
+//!   list may mix both (tunnelled real servers of the other family, as IPVS allows). Only
+//!   the hashing schedulers look at addresses, and they hash an IPv6 address exactly as the
+//!   kernel does: `ntohl` of the XOR of its four 32-bit words, fed to the same formula as
+//!   an IPv4 address (`hash.rs`); lblc/lblcr key their caches by the whole `IpAddr`. The
+//!   one place the service family matters beyond the flow is mh's permutation of a real
+//!   server of the other family ([`SchedParams::family`], `mh.rs`). IPv4 decisions are
+//!   bit-for-bit what they were.
 //! - Load comparisons never divide: `a/wa > b/wb` is `a·wb > b·wa`, strict, so on a tie the
 //!   earlier destination in list order stays chosen. Products are computed in `u128`, so no
 //!   combination of `u32` counts and weights can overflow.
@@ -36,7 +44,7 @@
 //!   pick, from the same inputs, never feeding back into it.
 
 use std::fmt::{self, Write as _};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use lvs_proto::{Protocol, SchedulerKind};
@@ -65,7 +73,7 @@ pub use fo::WeightedFailover;
 pub use lblc::LocalityLeastConnection;
 pub use lblcr::LocalityReplicated;
 pub use lc::LeastConnection;
-pub use mh::{MH_TAB_SIZE, MaglevHash, TooManyDests, mh_populate};
+pub use mh::{MH_TAB_SIZE, MaglevHash, TooManyDests, mh_populate, mh_populate_in};
 pub use nq::NeverQueue;
 pub use ovf::WeightedOverflow;
 pub use rr::RoundRobin;
@@ -75,14 +83,36 @@ pub use twos::PowerOfTwoChoices;
 pub use wlc::WeightedLeastConnection;
 pub use wrr::WeightedRoundRobin;
 
+/// An address family: a service's (the kernel's `svc->af`) or an address's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// IPv4 (`AF_INET`).
+    V4,
+    /// IPv6 (`AF_INET6`).
+    V6,
+}
+
+impl Family {
+    /// The family of `addr`.
+    pub const fn of(addr: IpAddr) -> Family {
+        match addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+}
+
 /// What a scheduler sees of one real server.
 ///
 /// `Default` is an idle destination `0.0.0.0:0` with weight 0 (quiesced), handy as a
 /// struct-update base.
+///
+/// The address may be of the other family than the service's (IPVS allows that for
+/// tunnelled real servers: 4in6, 6in4); every scheduler accepts any mix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Dest {
-    /// The real server's address.
-    pub addr: Ipv4Addr,
+    /// The real server's address (IPv4 or IPv6).
+    pub addr: IpAddr,
     /// The real server's port.
     pub port: u16,
     /// IPVS weight (ipvsadm `-w`, 0..=65535 there). 0 means quiesced: never scheduled.
@@ -110,7 +140,7 @@ impl Dest {
     /// An idle, not overloaded destination `0.0.0.0:0` of the given weight.
     pub const fn with_weight(weight: u32) -> Self {
         Dest {
-            addr: Ipv4Addr::UNSPECIFIED,
+            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 0,
             weight,
             last_weight: weight,
@@ -126,9 +156,9 @@ impl Dest {
         overhead(self)
     }
 
-    /// `addr:port`, as explanations print it.
-    pub const fn endpoint(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(self.addr, self.port)
+    /// `addr:port` (`[addr]:port` for IPv6), as explanations print it.
+    pub const fn endpoint(&self) -> SocketAddr {
+        SocketAddr::new(self.addr, self.port)
     }
 }
 
@@ -140,14 +170,17 @@ pub const fn overhead(d: &Dest) -> u64 {
 }
 
 /// The packet being scheduled, as the hashing schedulers see it.
+///
+/// `src` and `dst` are of the service's family (IPv4 or IPv6); the hashing schedulers
+/// fold an IPv6 address the kernel's way (`hash.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Flow {
     /// Transport protocol.
     pub protocol: Protocol,
     /// Client address and port (the packet's source).
-    pub src: SocketAddrV4,
+    pub src: SocketAddr,
     /// Virtual address and port (the packet's destination).
-    pub dst: SocketAddrV4,
+    pub dst: SocketAddr,
 }
 
 /// The service's scheduler flags, IPVS `IP_VS_SVC_F_SCHED1..3` (ipvsadm `-b`).
@@ -196,15 +229,22 @@ pub struct SchedParams {
     pub seed: u64,
     /// lblc/lblcr cache expiry (sysctl `lblc_expiration`, `lblcr_expiration`; 24 h).
     pub lblc_expiration: Duration,
+    /// The service's address family (the VIP's), if the caller knows it. Only mh reads
+    /// it: the kernel hashes a real server's address under the *service's* family, which
+    /// differs from the address's own for a tunnelled real server of the other family
+    /// (an IPv6 one in an IPv4 service is hashed by its first 32-bit word only). `None`:
+    /// mh learns it from the first flow it schedules (see `mh.rs`).
+    pub family: Option<Family>,
 }
 
 impl Default for SchedParams {
-    /// No flags, seed 0, the kernel's 24 h expiry.
+    /// No flags, seed 0, the kernel's 24 h expiry, family unknown.
     fn default() -> Self {
         SchedParams {
             flags: SchedFlags::NONE,
             seed: 0,
             lblc_expiration: Duration::from_secs(24 * 60 * 60),
+            family: None,
         }
     }
 }
@@ -329,7 +369,7 @@ pub fn new_scheduler(
         SchedulerKind::Twos => Box::new(PowerOfTwoChoices::new(dests, params.seed)),
         SchedulerKind::Dh => Box::new(DestinationHashing::new(dests)),
         SchedulerKind::Sh => Box::new(SourceHashing::new(dests, params.flags)),
-        SchedulerKind::Mh => Box::new(MaglevHash::new(dests, params.flags)),
+        SchedulerKind::Mh => Box::new(MaglevHash::with_family(dests, params.flags, params.family)),
         SchedulerKind::Lblc => Box::new(LocalityLeastConnection::new(params.lblc_expiration, now)),
         SchedulerKind::Lblcr => Box::new(LocalityReplicated::new(params.lblc_expiration, now)),
     }
@@ -433,8 +473,8 @@ mod tests {
     pub(super) fn flow() -> Flow {
         Flow {
             protocol: Protocol::Tcp,
-            src: SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), 40000),
-            dst: SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 80),
+            src: SocketAddr::new(Ipv4Addr::new(198, 51, 100, 7).into(), 40000),
+            dst: SocketAddr::new(Ipv4Addr::new(192, 0, 2, 1).into(), 80),
         }
     }
 
@@ -463,7 +503,7 @@ mod tests {
     /// Destination `i` of a test list: `192.0.2.(11+i):80`.
     pub(super) fn at(i: usize) -> Dest {
         Dest {
-            addr: Ipv4Addr::new(192, 0, 2, 11 + u8::try_from(i).unwrap_or(0)),
+            addr: Ipv4Addr::new(192, 0, 2, 11 + u8::try_from(i).unwrap_or(0)).into(),
             port: 80,
             ..Dest::default()
         }
@@ -598,6 +638,54 @@ mod tests {
             let mut s = new(kind, &all);
             assert_eq!(picks(s.as_mut(), &all, 4), "----", "{kind}");
         }
+    }
+
+    /// Every scheduler takes IPv6 flows and lists that mix both families (tunnelled real
+    /// servers), never picks a quiesced one, and explains with `[v6]:port` endpoints.
+    #[test]
+    fn every_kind_schedules_ipv6_flows_over_mixed_lists() {
+        let v6 = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let flow6 = Flow {
+            protocol: Protocol::Tcp,
+            src: SocketAddr::new(v6("2001:db8:c::10"), 40000),
+            dst: SocketAddr::new(v6("2001:db8:f::10"), 80),
+        };
+        let mut list = load(&[(1, 0, 3), (2, 1, 0), (0, 0, 0), (1, 0, 0)]);
+        list[0].addr = v6("2001:db8:b::11");
+        list[2].addr = v6("2001:db8:b::13");
+        for kind in available() {
+            for family in [None, Some(Family::V6)] {
+                let params = SchedParams {
+                    family,
+                    ..SchedParams::default()
+                };
+                let mut s = new_scheduler(kind, &params, &list, t0());
+                for round in 0..20 {
+                    let mut e = Explain::new();
+                    let pick = s.schedule(t0(), &list, &flow6, Some(&mut e));
+                    let ok = match pick {
+                        Some(i) => list.get(i).is_some_and(|d| d.weight > 0),
+                        None => may_miss(kind),
+                    };
+                    assert!(ok, "{kind} round {round}: {pick:?} {e}");
+                    assert!(e.as_str().starts_with(kind.name()), "{kind}: {e}");
+                    if pick == Some(0) {
+                        assert!(e.as_str().contains("[2001:db8:b::11]:80"), "{kind}: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The endpoint of an IPv6 destination prints with brackets; IPv4 ones as before.
+    #[test]
+    fn endpoints_of_both_families() {
+        let mut d = at(0);
+        assert_eq!(d.endpoint().to_string(), "192.0.2.11:80");
+        d.addr = "2001:db8:b::11".parse().unwrap();
+        assert_eq!(d.endpoint().to_string(), "[2001:db8:b::11]:80");
+        assert_eq!(Family::of(d.addr), Family::V6);
+        assert_eq!(Family::of(Dest::default().addr), Family::V4);
     }
 
     /// An empty service has nothing to schedule, and says so.

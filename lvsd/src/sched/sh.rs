@@ -12,7 +12,9 @@
 //! - Rebuilt on add, delete **and** edit (the kernel's add/del/upd_dest hooks).
 //! - Hash input: `addr` = the packet's source address; `port` = its source port when
 //!   `sh-port` (flag 2) is set and the protocol carries ports (TCP, UDP), else 0.
-//!   `key(offset) = (offset + hash_32(ntohs(port) + ntohl(fold(addr)), 8)) & 255`.
+//!   `key(offset) = (offset + hash_32(ntohs(port) + ntohl(fold(addr)), 8)) & 255`, the
+//!   sum wrapping mod 2³²; `fold` is the address for IPv4 and the XOR of the four 32-bit
+//!   words for IPv6 (`hash.rs`). The address is folded once per decision.
 //! - `unavailable(d) = weight(d) == 0 || OVERLOAD(d)`.
 //! - Without `sh-fallback` (flag 1): `table[key(0)]`, None if empty or unavailable.
 //! - With it: the same first try; then for `off` in 0..256, `r = (off + key(0)) mod 256`,
@@ -22,12 +24,12 @@
 //! - Responses from a real server ("inverse" packets, where the kernel hashes the
 //!   destination instead) never reach a scheduler in lvsd, so the source is always used.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use lvs_proto::{Protocol, SchedulerKind};
 
-use super::hash::{fold_v4, hash_32};
+use super::hash::{fold, hash_32};
 use super::{Dest, Explain, Flow, ListChange, SchedFlags, Scheduler};
 
 /// `IP_VS_SH_TAB_BITS` (`CONFIG_IP_VS_SH_TAB_BITS`, default 8).
@@ -73,9 +75,16 @@ pub(super) fn hashed_port(flags: SchedFlags, flow: &Flow) -> u16 {
     }
 }
 
-/// `ip_vs_sh_hashkey(addr, port, offset)`.
-pub const fn sh_hashkey(addr: Ipv4Addr, port: u16, offset: u32) -> usize {
-    let h = hash_32((port as u32).wrapping_add(fold_v4(addr)), SH_TAB_BITS);
+/// `ip_vs_sh_hashkey(addr, port, offset)` of an IPv4 or IPv6 address.
+// The by-address form, for tests and inspection; `schedule` folds once and uses `sh_key`.
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn sh_hashkey(addr: impl Into<IpAddr>, port: u16, offset: u32) -> usize {
+    sh_key(fold(addr.into()), port, offset)
+}
+
+/// `ip_vs_sh_hashkey` from the address already folded (`ntohl(addr_fold)`).
+pub const fn sh_key(folded: u32, port: u16, offset: u32) -> usize {
+    let h = hash_32((port as u32).wrapping_add(folded), SH_TAB_BITS);
     (offset.wrapping_add(h) & SH_TAB_MASK) as usize
 }
 
@@ -204,18 +213,19 @@ impl Scheduler for SourceHashing {
         flow: &Flow,
         explain: Option<&mut Explain>,
     ) -> Option<usize> {
-        let addr = *flow.src.ip();
+        let addr = flow.src.ip();
+        let folded = fold(addr);
         let port = hashed_port(self.flags, flow);
-        let ihash = sh_hashkey(addr, port, 0);
+        let ihash = sh_key(folded, port, 0);
         let client = client(addr, port);
         lookup(
             ("sh", "bucket"),
             &client,
-            // sh_hashkey is masked to the table size.
+            // sh_key is masked to the table size.
             ihash as u32,
             SH_TAB_SIZE as u32,
             self.flags.flag1,
-            |offset| sh_hashkey(addr, port, offset) as u32,
+            |offset| sh_key(folded, port, offset) as u32,
             |bucket| self.at(dests, bucket as usize),
             explain,
         )
@@ -231,14 +241,15 @@ impl Scheduler for SourceHashing {
     }
 }
 
-/// The hashed client, printed as `addr`, or `addr:port` when a port is hashed.
+/// The hashed client, printed as `addr`, or `addr:port` (`[addr]:port` for IPv6) when a
+/// port is hashed.
 pub(super) struct Client {
-    addr: Ipv4Addr,
+    addr: IpAddr,
     port: u16,
 }
 
 /// The hashed client for explanations.
-pub(super) const fn client(addr: Ipv4Addr, port: u16) -> Client {
+pub(super) const fn client(addr: IpAddr, port: u16) -> Client {
     Client { addr, port }
 }
 
@@ -247,27 +258,37 @@ impl std::fmt::Display for Client {
         if self.port == 0 {
             write!(f, "{}", self.addr)
         } else {
-            write!(f, "{}:{}", self.addr, self.port)
+            write!(f, "{}", SocketAddr::new(self.addr, self.port))
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddrV4;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::super::tests::{t0, w};
     use super::*;
 
     const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 
-    fn from(src: Ipv4Addr, port: u16, protocol: Protocol) -> Flow {
+    /// A flow from `src:port` to the VIP of `src`'s family (192.0.2.1:80 or
+    /// [2001:db8:f::10]:80).
+    fn from(src: impl Into<IpAddr>, port: u16, protocol: Protocol) -> Flow {
+        let src = src.into();
+        let vip: IpAddr = match src {
+            IpAddr::V4(_) => Ipv4Addr::new(192, 0, 2, 1).into(),
+            IpAddr::V6(_) => V6_VIP.into(),
+        };
         Flow {
             protocol,
-            src: SocketAddrV4::new(src, port),
-            dst: SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 80),
+            src: SocketAddr::new(src, port),
+            dst: SocketAddr::new(vip, 80),
         }
     }
+
+    const V6_CLIENT: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 0x10);
+    const V6_VIP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
 
     const FALLBACK: SchedFlags = SchedFlags {
         flag1: true,
@@ -472,5 +493,104 @@ mod tests {
             e.as_str(),
             "sh: 198.51.100.7:40000 bucket 79 -> 192.0.2.12:80"
         );
+    }
+
+    /// A list of IPv6 real servers 2001:db8:b::(11+i):80 with these weights.
+    fn v6_list(weights: &[u32]) -> Vec<Dest> {
+        weights
+            .iter()
+            .zip(0u16..)
+            .map(|(&wt, i)| Dest {
+                addr: Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11 + i).into(),
+                port: 80,
+                ..Dest::with_weight(wt)
+            })
+            .collect()
+    }
+
+    /// The kernel's IPv6 hash, written out: fold = XOR of the four big-endian 32-bit
+    /// words (`ntohl` of the XOR of the network-order words), then `hash_32(port + fold, 8)`.
+    fn formula_v6(addr: Ipv6Addr, port: u16) -> usize {
+        let o = addr.octets();
+        let word = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+        let folded = word(0) ^ word(4) ^ word(8) ^ word(12);
+        let x = (u64::from(port) + u64::from(folded)) & 0xffff_ffff;
+        (((x * 0x61C8_8647) & 0xffff_ffff) >> 24) as usize
+    }
+
+    #[test]
+    fn v6_hash_is_hash_32_of_port_plus_word_xor() {
+        // 2001:db8:c::10: words 0x20010db8 ^ 0x000c0000 ^ 0 ^ 0x00000010 = 0x200d0da8.
+        assert_eq!(super::super::hash::fold_v6(V6_CLIENT), 0x200d_0da8);
+        // Bucket 12 without port, 175 with port 40000 (the formula here, and an
+        // independent Python model of ip_vs_sh.c, agree).
+        assert_eq!(sh_hashkey(V6_CLIENT, 0, 0), formula_v6(V6_CLIENT, 0));
+        assert_eq!(sh_hashkey(V6_CLIENT, 0, 0), 12);
+        assert_eq!(
+            sh_hashkey(V6_CLIENT, 40000, 0),
+            formula_v6(V6_CLIENT, 40000)
+        );
+        assert_eq!(sh_hashkey(V6_CLIENT, 40000, 0), 175);
+        // IpAddr and Ipv6Addr give the same key; the v4 keys are unchanged.
+        assert_eq!(sh_hashkey(IpAddr::from(V6_CLIENT), 0, 0), 12);
+        assert_eq!(sh_hashkey(IpAddr::from(CLIENT), 0, 0), 171);
+        // The XOR ignores word order: the same four words permuted land in the same
+        // bucket (words 0x10, 0, 0x000c0000, 0x20010db8).
+        let swapped = Ipv6Addr::new(0, 0x10, 0, 0, 0xc, 0, 0x2001, 0xdb8);
+        assert_eq!(sh_hashkey(swapped, 0, 0), 12);
+        for last in 0..=255u16 {
+            let a = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0xffff, last);
+            assert_eq!(sh_hashkey(a, 443, 0), formula_v6(a, 443), "{a}");
+        }
+    }
+
+    #[test]
+    fn v6_client_picks_its_bucket_in_any_list() {
+        // Weights 1,1,1: bucket b → b mod 3. Bucket 12 → 0; with sh-port, 175 → 1.
+        let f = from(V6_CLIENT, 40000, Protocol::Tcp);
+        for list in [w(&[1, 1, 1]), v6_list(&[1, 1, 1])] {
+            let mut s = SourceHashing::new(&list, SchedFlags::NONE);
+            assert_eq!(s.schedule(t0(), &list, &f, None), Some(0));
+            let mut s = SourceHashing::new(&list, PORT);
+            assert_eq!(s.schedule(t0(), &list, &f, None), Some(1));
+        }
+        // A mixed list (IPv4 and IPv6 real servers): the table ignores addresses.
+        let mut mixed = v6_list(&[1, 1, 1]);
+        mixed[1] = w(&[1, 1])[1];
+        let mut s = SourceHashing::new(&mixed, PORT);
+        let mut e = Explain::new();
+        assert_eq!(s.schedule(t0(), &mixed, &f, Some(&mut e)), Some(1));
+        assert_eq!(
+            e.as_str(),
+            "sh: [2001:db8:c::10]:40000 bucket 175 -> 192.0.2.12:80"
+        );
+        let list = v6_list(&[1, 1, 1]);
+        let mut e = Explain::new();
+        s.schedule(t0(), &list, &f, Some(&mut e));
+        assert_eq!(
+            e.as_str(),
+            "sh: [2001:db8:c::10]:40000 bucket 175 -> [2001:db8:b::12]:80"
+        );
+    }
+
+    /// The double-offset fallback for an IPv6 client: key(0) = 12, probe `off` is bucket
+    /// (off + 2·12) mod 256 = 24, 25, ...
+    #[test]
+    fn v6_fallback_probes_with_the_double_offset() {
+        // 4 weight-1 destinations: bucket b → b mod 4; 12 → 0 (quiesced). Probe 1 is
+        // bucket 24 → 0 again, probe 2 bucket 25 → 1.
+        let mut list = v6_list(&[0, 1, 1, 1]);
+        let mut s = SourceHashing::new(&list, FALLBACK);
+        let f = from(V6_CLIENT, 0, Protocol::Udp);
+        let mut e = Explain::new();
+        assert_eq!(s.schedule(t0(), &list, &f, Some(&mut e)), Some(1));
+        assert_eq!(
+            e.as_str(),
+            "sh: 2001:db8:c::10 bucket 12 -> [2001:db8:b::11]:80 unavailable (weight 0); \
+             bucket 25 -> [2001:db8:b::12]:80 (fallback, probe 2)"
+        );
+        // 1 overloaded: probe 3 is bucket 26 → 2.
+        list[1].overloaded = true;
+        assert_eq!(s.schedule(t0(), &list, &f, None), Some(2));
     }
 }

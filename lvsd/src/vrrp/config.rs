@@ -3,14 +3,72 @@
 //! [`InstanceConfig::validate`] refuses what the issue lists as bad input: VRID 0,
 //! priority 0 (reserved for "resigning", RFC 9568 §5.2.4), an interval outside the
 //! version's range (v2: whole seconds 1..=255, RFC 3768 §5.3.7; v3: 10 ms steps up to
-//! 40.95 s, RFC 9568 §5.2.7), no or too many virtual addresses.
+//! 40.95 s, RFC 9568 §5.2.7), no or too many virtual addresses, VRRPv2 over IPv6
+//! (RFC 3768 is IPv4 only) and IPv4 and IPv6 virtual addresses in one instance
+//! (keepalived ≥ 1.2.20 refuses that too: an advert carries one family).
+//!
+//! An instance is IPv4 (the `primary_address` / `virtual_addresses` / `unicast_peers`
+//! fields) or IPv6 ([`InstanceConfig::ipv6`] set, the IPv4 lists empty), never both.
 
-use std::net::Ipv4Addr;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
 use std::time::Duration;
 
 use lvs_proto::Ipv4Prefix;
 
 use crate::wire::vrrp::{V3_MAX_ADVER_INT, Version};
+
+/// An IPv6 virtual address and its prefix length (`2001:db8:f::10/64`; a bare address
+/// is /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv6Prefix {
+    /// The address.
+    pub addr: Ipv6Addr,
+    /// Prefix length, 0..=128.
+    pub len: u8,
+}
+
+impl fmt::Display for Ipv6Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl FromStr for Ipv6Prefix {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (a, len) = match s.split_once('/') {
+            Some((a, l)) => {
+                let len = l
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|l| *l <= 128)
+                    .ok_or_else(|| format!("`{l}` is not a prefix length 0..=128"))?;
+                (a, len)
+            }
+            None => (s, 128),
+        };
+        let addr = a
+            .parse::<Ipv6Addr>()
+            .map_err(|_| format!("`{a}` is not an IPv6 address"))?;
+        Ok(Ipv6Prefix { addr, len })
+    }
+}
+
+/// The addresses of an IPv6 instance (VRRPv3 over IPv6, RFC 9568 §5.1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ipv6Addresses {
+    /// The advert source and tie-breaker: the interface's link-local address (RFC 9568
+    /// §5.1.2.1), or `unicast_src`.
+    pub primary_address: Ipv6Addr,
+    /// The virtual addresses (advertised in this order).
+    pub virtual_addresses: Vec<Ipv6Prefix>,
+    /// Unicast peers; empty = multicast to ff02::12.
+    pub unicast_peers: Vec<Ipv6Addr>,
+}
 
 /// Which checksum v3 adverts over IPv4 carry (and must carry to be accepted).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -128,6 +186,9 @@ pub struct InstanceConfig {
     /// v2 Auth Type sent and required (RFC 3768 §5.3.6: 0 = none; 1 and 2 are only
     /// compared, never computed).
     pub auth_type: u8,
+    /// `Some` = an IPv6 instance: these addresses replace the IPv4 fields above, which
+    /// stay empty (module doc).
+    pub ipv6: Option<Ipv6Addresses>,
 }
 
 impl InstanceConfig {
@@ -158,6 +219,70 @@ impl InstanceConfig {
             lower_prio_no_advert: false,
             higher_prio_send_advert: true,
             auth_type: 0,
+            ipv6: None,
+        }
+    }
+
+    /// An IPv6 instance (VRRPv3) with keepalived's defaults; `primary_address` is the
+    /// interface's link-local address.
+    pub fn new_v6(
+        name: impl Into<String>,
+        interface: impl Into<String>,
+        vrid: u8,
+        priority: u8,
+        primary_address: Ipv6Addr,
+        virtual_addresses: Vec<Ipv6Prefix>,
+    ) -> Self {
+        let mut c = Self::new(
+            name,
+            interface,
+            vrid,
+            priority,
+            Ipv4Addr::UNSPECIFIED,
+            Vec::new(),
+        );
+        c.ipv6 = Some(Ipv6Addresses {
+            primary_address,
+            virtual_addresses,
+            unicast_peers: Vec::new(),
+        });
+        c
+    }
+
+    /// Whether this is an IPv6 instance.
+    pub fn is_ipv6(&self) -> bool {
+        self.ipv6.is_some()
+    }
+
+    /// The primary address of the instance's family.
+    pub fn primary(&self) -> IpAddr {
+        match &self.ipv6 {
+            Some(v6) => IpAddr::V6(v6.primary_address),
+            None => IpAddr::V4(self.primary_address),
+        }
+    }
+
+    /// The virtual addresses (without prefix), in advert order.
+    pub fn vip_addrs(&self) -> Vec<IpAddr> {
+        match &self.ipv6 {
+            Some(v6) => v6
+                .virtual_addresses
+                .iter()
+                .map(|p| IpAddr::V6(p.addr))
+                .collect(),
+            None => self
+                .virtual_addresses
+                .iter()
+                .map(|p| IpAddr::V4(p.addr))
+                .collect(),
+        }
+    }
+
+    /// The unicast peers of the instance's family.
+    pub fn peers(&self) -> Vec<IpAddr> {
+        match &self.ipv6 {
+            Some(v6) => v6.unicast_peers.iter().map(|&a| IpAddr::V6(a)).collect(),
+            None => self.unicast_peers.iter().map(|&a| IpAddr::V4(a)).collect(),
         }
     }
 
@@ -186,7 +311,19 @@ impl InstanceConfig {
                 interval: i,
             });
         }
-        if self.virtual_addresses.is_empty() || self.virtual_addresses.len() > 255 {
+        let count = match &self.ipv6 {
+            Some(v6) => {
+                if self.version == Version::V2 {
+                    return Err(ConfigError::V2OverIpv6(name()));
+                }
+                if !self.virtual_addresses.is_empty() || !self.unicast_peers.is_empty() {
+                    return Err(ConfigError::MixedFamilies(name()));
+                }
+                v6.virtual_addresses.len()
+            }
+            None => self.virtual_addresses.len(),
+        };
+        if count == 0 || count > 255 {
             return Err(ConfigError::Addresses(name()));
         }
         Ok(())
@@ -197,9 +334,12 @@ impl InstanceConfig {
         self.priority == 255
     }
 
-    /// Whether adverts go to unicast peers rather than 224.0.0.18.
+    /// Whether adverts go to unicast peers rather than 224.0.0.18 / ff02::12.
     pub fn is_unicast(&self) -> bool {
-        !self.unicast_peers.is_empty()
+        match &self.ipv6 {
+            Some(v6) => !v6.unicast_peers.is_empty(),
+            None => !self.unicast_peers.is_empty(),
+        }
     }
 
     /// The interval field as sent: v2 seconds, v3 centiseconds.
@@ -247,6 +387,12 @@ pub enum ConfigError {
     /// No virtual address, or more than one advert can carry.
     #[error("vrrp_instance {0}: virtual_ipaddress needs 1..=255 addresses")]
     Addresses(String),
+    /// VRRPv2 with IPv6 addresses (RFC 3768 is IPv4 only).
+    #[error("vrrp_instance {0}: IPv6 needs version 3 (VRRPv2 is IPv4 only)")]
+    V2OverIpv6(String),
+    /// IPv4 and IPv6 addresses in one instance.
+    #[error("vrrp_instance {0}: IPv4 and IPv6 addresses cannot be mixed in one instance")]
+    MixedFamilies(String),
     /// Two instances with one name, or one VRID twice on an interface.
     #[error("vrrp_instance {0}: duplicate name, or VRID already used on its interface")]
     Duplicate(String),

@@ -12,7 +12,8 @@ use std::fmt;
 /// changes the instance's state (RFC 9568 §7.1: "discard", "SHOULD log").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reject {
-    /// Not a whole unfragmented IPv4 packet of protocol 112.
+    /// Not a whole unfragmented IPv4 packet of protocol 112 (or IPv6 packet with next
+    /// header 112), or a packet of the other family than the instance's.
     IpHeader,
     /// TTL not 255 on a multicast advert, or not the configured unicast TTL.
     IpTtl,

@@ -25,11 +25,17 @@
 //! - Notify scripts run detached from the loop: spawned, reaped with `try_wait`, killed
 //!   after [`NOTIFY_LIMIT`]; at most [`MAX_SCRIPTS`] run at once (more are skipped with a
 //!   warning). Stopping waits up to [`STOP_SCRIPT_WAIT`] for them (the STOP calls).
-//! - Received bytes go only to `Router::handle_packet`, which checks everything (RFC 9568
-//!   §7.1); a rejected advert is counted there and changes nothing.
+//! - Received bytes go only to `Router::handle_packet` / `handle_received`, which check
+//!   everything (RFC 9568 §7.1); a rejected advert is counted there and changes nothing.
+//! - IPv6 instances (VRRPv3 over IPv6): a `VrrpSocket6` per interface that runs one
+//!   (ff02::12, source = the interface's link-local address, hop limit 255); VIPs added
+//!   with `IFA_F_NODAD` (usable at once) and removed like the IPv4 ones; `SendGarp`
+//!   becomes unsolicited Neighbor Advertisements to ff02::1 (Override and Router set,
+//!   target = each VIP, from the interface MAC and link-local address), with the same
+//!   `garp_*` repeats and delays. `Held` notes carry both families.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
@@ -39,18 +45,20 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lvs_proto::{EventKind, Ipv4Prefix, VrrpInstanceInfo, VrrpState};
+use lvs_proto::{EventKind, Ipv4Prefix, Protocol, VrrpInstanceInfo, VrrpState};
 use tracing::{debug, info, warn};
 
+use super::instance::Received;
 use super::{
-    Action, InstanceConfig, InstanceId, Router, SyncGroupConfig, V3Checksum, sim::ipv4_packet,
+    Action, InstanceConfig, InstanceId, Ipv6Prefix, Router, SyncGroupConfig, V3Checksum,
+    sim::ipv4_packet,
 };
 use crate::config::{Config, VrrpInstance, VrrpSyncGroup};
 use crate::io::filter::{Filter, FilterSpec};
-use crate::io::{PacketSocket, VnetHdr, VrrpSocket};
+use crate::io::{PacketSocket, VnetHdr, VrrpSocket, VrrpSocket6};
 use crate::kernel::{Kernel, LinkInfo, LinkWatch};
-use crate::wire::arp;
 use crate::wire::vrrp::{TTL, Version};
+use crate::wire::{arp, icmpv6};
 
 /// Link states are re-read at least this often, notifications or not.
 const LINK_RECHECK: Duration = Duration::from_secs(1);
@@ -66,8 +74,9 @@ const BATCH: usize = 64;
 /// What the driver tells the forwarding thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {
-    /// The VIPs held now (those of the instances in Master): forward for these only.
-    Held(BTreeSet<Ipv4Addr>),
+    /// The VIPs held now (those of the instances in Master), both families: forward for
+    /// these only.
+    Held(BTreeSet<IpAddr>),
     /// An event for the control API's ring.
     Event(EventKind),
 }
@@ -103,18 +112,22 @@ pub struct VrrpDriver {
     router: Arc<Mutex<Router>>,
 }
 
-/// One VRRP interface: its socket, and a packet socket for GARP.
+/// One VRRP interface: its sockets (IPv4 if an IPv4 instance runs there, IPv6 if an
+/// IPv6 one does), and a packet socket for GARP and unsolicited NA.
 #[derive(Debug)]
 struct Iface {
     name: String,
     ifindex: u32,
     mac: [u8; 6],
-    sock: VrrpSocket,
+    sock: Option<VrrpSocket>,
+    sock6: Option<VrrpSocket6>,
     garp: PacketSocket,
 }
 
 /// Turns the configuration's instances into the core's, with what only the host knows
 /// (the interface's primary address). Also the start-time checks the file cannot make.
+/// An IPv6 instance's primary address is the interface's link-local address (RFC 9568
+/// §5.1.2.1) unless `unicast_src` names one of its addresses.
 pub fn instance_configs(
     instances: &[VrrpInstance],
     links: &[LinkInfo],
@@ -144,74 +157,11 @@ pub fn instance_configs(
                 ));
             }
         }
-        let primary = match v.unicast_src {
-            Some(src) => {
-                if !link.ipv4.iter().any(|(a, _)| *a == src) {
-                    return Err(format!(
-                        "vrrp_instance {}: unicast_src {src} is not an address of {}",
-                        v.name, v.interface
-                    ));
-                }
-                src
-            }
-            // The address owner's own address is the VIP (RFC 9568 §1.6); anyone else's
-            // primary address must be its own.
-            None => link
-                .ipv4
-                .iter()
-                .map(|(a, _)| *a)
-                .find(|a| v.priority == 255 || !v.virtual_ipaddress.iter().any(|p| p.addr == *a))
-                .ok_or_else(|| {
-                    format!(
-                        "vrrp_instance {}: interface {} has no IPv4 address of its own to \
-                         send adverts from",
-                        v.name, v.interface
-                    )
-                })?,
+        let mut c = if v.is_ipv6() {
+            ipv6_instance(v, link, links)?
+        } else {
+            ipv4_instance(v, link, links)?
         };
-        for p in &v.virtual_ipaddress {
-            if let Some(other) = links
-                .iter()
-                .find(|l| l.name != v.interface && l.ipv4.iter().any(|(a, _)| *a == p.addr))
-            {
-                return Err(format!(
-                    "vrrp_instance {}: VIP {} is already an address of {}; VRRP must own it",
-                    v.name, p.addr, other.name
-                ));
-            }
-            // GARP moves a VIP only among neighbours that see it as on-link.
-            let on_link = link.ipv4.iter().any(|(a, len)| {
-                *len < 32
-                    && (*a != p.addr || v.priority == 255)
-                    && Ipv4Prefix {
-                        addr: *a,
-                        len: *len,
-                    }
-                    .contains(p.addr)
-            });
-            if !on_link {
-                return Err(format!(
-                    "vrrp_instance {}: VIP {} is not on a subnet of {} (its addresses: {}); \
-                     neighbours would not take the gratuitous ARPs that move it",
-                    v.name,
-                    p.addr,
-                    v.interface,
-                    link.ipv4
-                        .iter()
-                        .map(|(a, l)| format!("{a}/{l}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-        }
-        let mut c = InstanceConfig::new(
-            v.name.clone(),
-            v.interface.clone(),
-            v.vrid,
-            v.priority,
-            primary,
-            v.virtual_ipaddress.clone(),
-        );
         c.version = if v.version == 2 {
             Version::V2
         } else {
@@ -220,7 +170,6 @@ pub fn instance_configs(
         c.advert_interval = v.advert_interval;
         c.preempt = v.preempt;
         c.preempt_delay = v.preempt_delay;
-        c.unicast_peers = v.unicast_peer.clone();
         c.track_interfaces = v.track_interface.clone();
         c.accept.v3_checksum = V3Checksum::from_keepalived(v.v3_checksum_as_v2);
         c.garp.master_repeat = v.garp_master_repeat;
@@ -233,10 +182,204 @@ pub fn instance_configs(
     Ok(out)
 }
 
+fn ipv4_instance(
+    v: &VrrpInstance,
+    link: &LinkInfo,
+    links: &[LinkInfo],
+) -> Result<InstanceConfig, String> {
+    let vips: Vec<Ipv4Prefix> = v
+        .virtual_ipaddress
+        .iter()
+        .filter_map(|p| match p.addr {
+            IpAddr::V4(addr) => Some(Ipv4Prefix { addr, len: p.len }),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let primary = match v.unicast_src {
+        Some(IpAddr::V4(src)) => {
+            if !link.ipv4.iter().any(|(a, _)| *a == src) {
+                return Err(format!(
+                    "vrrp_instance {}: unicast_src {src} is not an address of {}",
+                    v.name, v.interface
+                ));
+            }
+            src
+        }
+        Some(IpAddr::V6(src)) => {
+            return Err(format!(
+                "vrrp_instance {}: unicast_src {src} is IPv6 but the instance is IPv4",
+                v.name
+            ));
+        }
+        // The address owner's own address is the VIP (RFC 9568 §1.6); anyone else's
+        // primary address must be its own.
+        None => link
+            .ipv4
+            .iter()
+            .map(|(a, _)| *a)
+            .find(|a| v.priority == 255 || !vips.iter().any(|p| p.addr == *a))
+            .ok_or_else(|| {
+                format!(
+                    "vrrp_instance {}: interface {} has no IPv4 address of its own to \
+                     send adverts from",
+                    v.name, v.interface
+                )
+            })?,
+    };
+    for p in &vips {
+        if let Some(other) = links
+            .iter()
+            .find(|l| l.name != v.interface && l.ipv4.iter().any(|(a, _)| *a == p.addr))
+        {
+            return Err(format!(
+                "vrrp_instance {}: VIP {} is already an address of {}; VRRP must own it",
+                v.name, p.addr, other.name
+            ));
+        }
+        // GARP moves a VIP only among neighbours that see it as on-link.
+        let on_link = link.ipv4.iter().any(|(a, len)| {
+            *len < 32
+                && (*a != p.addr || v.priority == 255)
+                && Ipv4Prefix {
+                    addr: *a,
+                    len: *len,
+                }
+                .contains(p.addr)
+        });
+        if !on_link {
+            return Err(format!(
+                "vrrp_instance {}: VIP {} is not on a subnet of {} (its addresses: {}); \
+                 neighbours would not take the gratuitous ARPs that move it",
+                v.name,
+                p.addr,
+                v.interface,
+                link.ipv4
+                    .iter()
+                    .map(|(a, l)| format!("{a}/{l}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    let mut c = InstanceConfig::new(
+        v.name.clone(),
+        v.interface.clone(),
+        v.vrid,
+        v.priority,
+        primary,
+        vips,
+    );
+    c.unicast_peers = v
+        .unicast_peer
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    Ok(c)
+}
+
+fn ipv6_instance(
+    v: &VrrpInstance,
+    link: &LinkInfo,
+    links: &[LinkInfo],
+) -> Result<InstanceConfig, String> {
+    let vips: Vec<Ipv6Prefix> = v
+        .virtual_ipaddress
+        .iter()
+        .filter_map(|p| match p.addr {
+            IpAddr::V6(addr) => Some(Ipv6Prefix { addr, len: p.len }),
+            IpAddr::V4(_) => None,
+        })
+        .collect();
+    let own = &link.ipv6;
+    let primary = match v.unicast_src {
+        Some(IpAddr::V6(src)) => {
+            if !own.iter().any(|(a, _)| *a == src) {
+                return Err(format!(
+                    "vrrp_instance {}: unicast_src {src} is not an address of {}",
+                    v.name, v.interface
+                ));
+            }
+            src
+        }
+        Some(IpAddr::V4(src)) => {
+            return Err(format!(
+                "vrrp_instance {}: unicast_src {src} is IPv4 but the instance is IPv6",
+                v.name
+            ));
+        }
+        // RFC 9568 §5.1.2.1: "the IPv6 link-local address of the interface over which
+        // the packet is transmitted".
+        None => link.link_local6().ok_or_else(|| {
+            format!(
+                "vrrp_instance {}: interface {} has no usable IPv6 link-local address to \
+                     send adverts from (is IPv6 enabled on it?)",
+                v.name, v.interface
+            )
+        })?,
+    };
+    for p in &vips {
+        if let Some(other) = links
+            .iter()
+            .find(|l| l.name != v.interface && l.ipv6.iter().any(|(a, _)| *a == p.addr))
+        {
+            return Err(format!(
+                "vrrp_instance {}: VIP {} is already an address of {}; VRRP must own it",
+                v.name, p.addr, other.name
+            ));
+        }
+        // Neighbours learn on-link prefixes from router advertisements too, so a VIP
+        // outside the interface's own prefixes is only worth a warning here.
+        let on_link = own.iter().any(|(a, len)| {
+            *len < 128 && *a != p.addr && !is_link_local(*a) && {
+                let mask = if *len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(*len))
+                };
+                u128::from(*a) & mask == u128::from(p.addr) & mask
+            }
+        });
+        if !on_link && !is_link_local(p.addr) {
+            warn!(
+                "vrrp_instance {}: VIP {} is on no IPv6 prefix of {}; neighbours must see it \
+                 as on-link (router advertisements) for the Neighbor Advertisements to move it",
+                v.name, p.addr, v.interface
+            );
+        }
+    }
+    let mut c = InstanceConfig::new_v6(
+        v.name.clone(),
+        v.interface.clone(),
+        v.vrid,
+        v.priority,
+        primary,
+        vips,
+    );
+    if let Some(a) = c.ipv6.as_mut() {
+        a.unicast_peers = v
+            .unicast_peer
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V6(a) => Some(*a),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+    }
+    Ok(c)
+}
+
+fn is_link_local(a: Ipv6Addr) -> bool {
+    (a.segments()[0] & 0xffc0) == 0xfe80
+}
+
 /// The socket filter the forwarding thread may use while `held` are the VIPs held:
-/// inbound tuples of held VIPs only, and the NAT replies of services on held VIPs only.
-pub fn gate_filter(base: &FilterSpec, config: &Config, held: &BTreeSet<Ipv4Addr>) -> FilterSpec {
-    let mut replies = Vec::new();
+/// inbound tuples of held VIPs only, and the NAT replies of services on held VIPs only
+/// (both families).
+pub fn gate_filter(base: &FilterSpec, config: &Config, held: &BTreeSet<IpAddr>) -> FilterSpec {
+    let mut replies: Vec<(Protocol, IpAddr, u16)> = Vec::new();
     for vs in config.services.iter().filter(|vs| held.contains(&vs.vip)) {
         for (addr, port) in vs
             .real_servers
@@ -251,16 +394,28 @@ pub fn gate_filter(base: &FilterSpec, config: &Config, held: &BTreeSet<Ipv4Addr>
         inbound: base
             .inbound
             .iter()
-            .filter(|(_, vip, _)| held.contains(vip))
+            .filter(|(_, vip, _)| held.contains(&IpAddr::V4(*vip)))
             .copied()
             .collect(),
         replies: base
             .replies
             .iter()
-            .filter(|r| replies.contains(r))
+            .filter(|(p, a, port)| replies.contains(&(*p, IpAddr::V4(*a), *port)))
             .copied()
             .collect(),
-        arp: base.arp,
+        inbound6: base
+            .inbound6
+            .iter()
+            .filter(|(_, vip, _)| held.contains(&IpAddr::V6(*vip)))
+            .copied()
+            .collect(),
+        replies6: base
+            .replies6
+            .iter()
+            .filter(|(p, a, port)| replies.contains(&(*p, IpAddr::V6(*a), *port)))
+            .copied()
+            .collect(),
+        ..base.clone()
     }
 }
 
@@ -294,6 +449,18 @@ impl VrrpDriver {
                     }
                 }
             }
+            for p in c.ipv6.iter().flat_map(|a| &a.virtual_addresses) {
+                if let Some((_, len)) = link.ipv6.iter().find(|(a, _)| *a == p.addr) {
+                    warn!(
+                        "vrrp_instance {}: removing {}/{len} from {}: left over, a starting \
+                         router holds no VIP",
+                        c.name, p.addr, c.interface
+                    );
+                    if let Err(e) = kernel.del_address6(link.ifindex, p.addr, *len) {
+                        warn!("{e}");
+                    }
+                }
+            }
         }
         let notify: Vec<Option<PathBuf>> = configs.iter().map(|c| notify_of(&c.name)).collect();
         let sync: Vec<SyncGroupConfig> = groups
@@ -313,8 +480,28 @@ impl VrrpDriver {
             let Some(link) = links.iter().find(|l| &l.name == name) else {
                 continue;
             };
-            let sock = VrrpSocket::open(name, link.ifindex)
-                .map_err(|e| format!("vrrp: opening the VRRP socket on {name}: {e}"))?;
+            let on_it = |v6: bool| {
+                router
+                    .instances()
+                    .iter()
+                    .any(|i| &i.config().interface == name && i.config().is_ipv6() == v6)
+            };
+            let sock = if on_it(false) {
+                Some(
+                    VrrpSocket::open(name, link.ifindex)
+                        .map_err(|e| format!("vrrp: opening the VRRP socket on {name}: {e}"))?,
+                )
+            } else {
+                None
+            };
+            let sock6 =
+                if on_it(true) {
+                    Some(VrrpSocket6::open(name, link.ifindex).map_err(|e| {
+                        format!("vrrp: opening the IPv6 VRRP socket on {name}: {e}")
+                    })?)
+                } else {
+                    None
+                };
             let garp = PacketSocket::open(link.ifindex, &Filter::reject_all())
                 .map_err(|e| format!("vrrp: opening a packet socket on {name}: {e}"))?;
             ifaces.push(Iface {
@@ -322,6 +509,7 @@ impl VrrpDriver {
                 ifindex: link.ifindex,
                 mac: link.mac,
                 sock,
+                sock6,
                 garp,
             });
         }
@@ -356,6 +544,7 @@ impl VrrpDriver {
             wake_tx,
             held: BTreeSet::new(),
             added: Vec::new(),
+            added6: Vec::new(),
             notify,
             scripts: Vec::new(),
             buf: vec![0u8; 4096],
@@ -417,7 +606,7 @@ pub struct VrrpLink {
     driver: VrrpDriver,
     base: FilterSpec,
     config: Config,
-    held: BTreeSet<Ipv4Addr>,
+    held: BTreeSet<IpAddr>,
 }
 
 /// The filter to start with: gated with no VIP held when VRRP is configured (a starting
@@ -513,9 +702,11 @@ struct Shell {
     notes: Arc<Mutex<VecDeque<Note>>>,
     wake_tx: UnixDatagram,
     /// VIPs held now (what the forwarding thread was last told).
-    held: BTreeSet<Ipv4Addr>,
+    held: BTreeSet<IpAddr>,
     /// Addresses this driver added: (ifindex, prefix).
     added: Vec<(u32, Ipv4Prefix)>,
+    /// IPv6 addresses this driver added: (ifindex, prefix).
+    added6: Vec<(u32, Ipv6Prefix)>,
     /// Notify script per instance.
     notify: Vec<Option<PathBuf>>,
     scripts: Vec<(Child, Instant)>,
@@ -544,10 +735,26 @@ impl Shell {
             if !self.scripts.is_empty() {
                 wait = wait.min(Duration::from_millis(200));
             }
-            let n = self.ifaces.len();
+            // (interface, IPv6?) per polled VRRP socket.
+            let slots: Vec<(usize, bool)> = self
+                .ifaces
+                .iter()
+                .enumerate()
+                .flat_map(|(i, f)| {
+                    let v4 = f.sock.as_ref().map(|_| (i, false));
+                    v4.into_iter().chain(f.sock6.as_ref().map(|_| (i, true)))
+                })
+                .collect();
+            let n = slots.len();
             {
-                let mut fds: Vec<BorrowedFd<'_>> =
-                    self.ifaces.iter().map(|i| i.sock.as_fd()).collect();
+                let mut fds: Vec<BorrowedFd<'_>> = self
+                    .ifaces
+                    .iter()
+                    .flat_map(|f| {
+                        let v4 = f.sock.as_ref().map(AsFd::as_fd);
+                        v4.into_iter().chain(f.sock6.as_ref().map(AsFd::as_fd))
+                    })
+                    .collect();
                 fds.push(self.watch.as_fd());
                 fds.push(self.stop_rx.as_fd());
                 ready.resize(n + 2, false);
@@ -558,8 +765,11 @@ impl Shell {
                 }
             }
             let mut r = lock(&router);
-            for (i, _) in ready[..n].iter().enumerate().filter(|(_, r)| **r) {
-                self.receive(i, &mut r, &mut out);
+            for (k, _) in ready[..n].iter().enumerate().filter(|(_, r)| **r) {
+                match slots[k] {
+                    (i, false) => self.receive(i, &mut r, &mut out),
+                    (i, true) => self.receive6(i, &mut r, &mut out),
+                }
             }
             let now = Instant::now();
             if ready[n] && self.watch.drain() || now >= next_link_check {
@@ -582,6 +792,11 @@ impl Shell {
                 warn!("vrrp: {e}");
             }
         }
+        for (ifindex, p) in std::mem::take(&mut self.added6) {
+            if let Err(e) = self.kernel.del_address6(ifindex, p.addr, p.len) {
+                warn!("vrrp: {e}");
+            }
+        }
         // The STOP notifications finish before lvsd exits, within a bound.
         let deadline = Instant::now() + STOP_SCRIPT_WAIT;
         self.reap_scripts();
@@ -591,10 +806,45 @@ impl Shell {
         }
     }
 
+    /// Reads up to [`BATCH`] adverts from interface `i`'s IPv6 socket into the router.
+    fn receive6(&mut self, i: usize, r: &mut Router, out: &mut Vec<(InstanceId, Action)>) {
+        let Some(sock) = self.ifaces[i].sock6.as_ref() else {
+            return;
+        };
+        for _ in 0..BATCH {
+            let got = match sock.recv(&mut self.buf) {
+                Ok(Some(got)) => got,
+                Ok(None) => break,
+                Err(e) => {
+                    debug!("vrrp: receiving on {} (IPv6): {e}", self.ifaces[i].name);
+                    break;
+                }
+            };
+            let Some(payload) = self.buf.get(..got.len) else {
+                break;
+            };
+            let rx = Received {
+                src: IpAddr::V6(got.src),
+                dst: IpAddr::V6(got.dst),
+                ttl: got.hop_limit,
+                payload,
+            };
+            if let Err(reject) = r.handle_received(Instant::now(), &self.ifaces[i].name, &rx, out) {
+                debug!(
+                    "vrrp: dropped an IPv6 packet on {}: {reject}",
+                    self.ifaces[i].name
+                );
+            }
+        }
+    }
+
     /// Reads up to [`BATCH`] packets from interface `i`'s socket into the router.
     fn receive(&mut self, i: usize, r: &mut Router, out: &mut Vec<(InstanceId, Action)>) {
+        let Some(sock) = self.ifaces[i].sock.as_ref() else {
+            return;
+        };
         for _ in 0..BATCH {
-            let len = match self.ifaces[i].sock.recv(&mut self.buf) {
+            let len = match sock.recv(&mut self.buf) {
                 Ok(Some(len)) => len,
                 Ok(None) => break,
                 Err(e) => {
@@ -652,7 +902,22 @@ impl Shell {
                     let Some(iface) = self.ifaces.iter().find(|i| i.name == c.interface) else {
                         continue;
                     };
-                    let mut msg = [0u8; 1100];
+                    let mut msg = [0u8; 4200];
+                    if let (Some(sock6), IpAddr::V6(src)) = (&iface.sock6, c.primary()) {
+                        for dst in inst.destinations_ip() {
+                            let IpAddr::V6(dst6) = dst else { continue };
+                            let Some(len) = inst.emit_advert_to(priority, dst, &mut msg) else {
+                                continue;
+                            };
+                            if let Err(e) = sock6.send_to(&msg[..len], src, dst6) {
+                                debug!("vrrp_instance {}: sending an advert to {dst}: {e}", c.name);
+                            }
+                        }
+                        continue;
+                    }
+                    let Some(sock) = iface.sock.as_ref() else {
+                        continue;
+                    };
                     for dst in inst.destinations() {
                         let Some(len) = inst.emit_advert(priority, dst, &mut msg) else {
                             continue;
@@ -663,7 +928,7 @@ impl Shell {
                         if let Some(tos) = packet.get_mut(1) {
                             *tos = 0xc0;
                         }
-                        if let Err(e) = iface.sock.send_to(&packet, dst) {
+                        if let Err(e) = sock.send_to(&packet, dst) {
                             debug!("vrrp_instance {}: sending an advert to {dst}: {e}", c.name);
                         }
                     }
@@ -678,13 +943,48 @@ impl Shell {
                             Err(e) if e.errno() == Some(libc::EEXIST) => {}
                             Err(e) => warn!("vrrp_instance {}: {e}", c.name),
                         }
-                        self.held.insert(p.addr);
+                        self.held.insert(IpAddr::V4(p.addr));
                     }
                     self.tell(Note::Held(self.held.clone()));
                 }
+                Action::AddVips6(vips) => {
+                    for p in vips {
+                        match self.kernel.add_address6(ifindex, p.addr, p.len) {
+                            Ok(()) => {
+                                info!("vrrp_instance {}: added {p} to {}", c.name, c.interface);
+                                self.added6.push((ifindex, p));
+                            }
+                            Err(e) if e.errno() == Some(libc::EEXIST) => {}
+                            Err(e) => warn!("vrrp_instance {}: {e}", c.name),
+                        }
+                        self.held.insert(IpAddr::V6(p.addr));
+                    }
+                    self.tell(Note::Held(self.held.clone()));
+                }
+                Action::RemoveVips6(vips) => {
+                    for p in &vips {
+                        self.held.remove(&IpAddr::V6(p.addr));
+                    }
+                    self.tell(Note::Held(self.held.clone()));
+                    for p in vips {
+                        let before = self.added6.len();
+                        self.added6
+                            .retain(|(i, q)| !(*i == ifindex && q.addr == p.addr));
+                        if self.added6.len() == before {
+                            continue;
+                        }
+                        match self.kernel.del_address6(ifindex, p.addr, p.len) {
+                            Ok(()) => {
+                                info!("vrrp_instance {}: removed {p} from {}", c.name, c.interface);
+                            }
+                            Err(e) if e.errno() == Some(libc::EADDRNOTAVAIL) => {}
+                            Err(e) => warn!("vrrp_instance {}: {e}", c.name),
+                        }
+                    }
+                }
                 Action::RemoveVips(vips) => {
                     for p in &vips {
-                        self.held.remove(&p.addr);
+                        self.held.remove(&IpAddr::V4(p.addr));
                     }
                     self.tell(Note::Held(self.held.clone()));
                     // Only what this driver added: an owner's own address stays. (A
@@ -709,6 +1009,29 @@ impl Shell {
                     let Some(iface) = self.ifaces.iter().find(|i| i.name == c.interface) else {
                         continue;
                     };
+                    if let (Some(v6), IpAddr::V6(src)) = (&c.ipv6, c.primary()) {
+                        // RFC 9568 §6.4.2: unsolicited NA, Router and Override set, for
+                        // each VIP; from the link-local address (RFC 4861 §7.2.6).
+                        let src = if is_link_local(src) {
+                            src
+                        } else {
+                            self.link_local(iface.ifindex).unwrap_or(src)
+                        };
+                        let mut frame = [0u8; icmpv6::UNSOLICITED_NA_FRAME_LEN];
+                        for _ in 0..repeat {
+                            for p in &v6.virtual_addresses {
+                                let Some(len) = icmpv6::emit_unsolicited_na(
+                                    &mut frame, iface.mac, src, p.addr, true,
+                                ) else {
+                                    continue;
+                                };
+                                if let Err(e) = iface.garp.send(&VnetHdr::NONE, &frame[..len]) {
+                                    debug!("vrrp_instance {}: NA for {}: {e}", c.name, p.addr);
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     let mut frame = [0u8; arp::REQUEST_FRAME_LEN];
                     for _ in 0..repeat {
                         for p in &c.virtual_addresses {
@@ -744,6 +1067,17 @@ impl Shell {
                 }
             }
         }
+    }
+
+    /// A usable link-local address of interface `ifindex` (for NAs of an instance whose
+    /// `unicast_src` is global).
+    fn link_local(&self, ifindex: u32) -> Option<Ipv6Addr> {
+        self.kernel
+            .interfaces()
+            .ok()?
+            .into_iter()
+            .find(|l| l.ifindex == ifindex)
+            .and_then(|l| l.link_local6())
     }
 
     fn tell(&self, note: Note) {
@@ -803,6 +1137,8 @@ impl Shell {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     fn link(name: &str, addrs: &[(Ipv4Addr, u8)]) -> LinkInfo {
@@ -814,6 +1150,7 @@ mod tests {
             up: true,
             running: true,
             ipv4: addrs.to_vec(),
+            ipv6: Vec::new(),
         }
     }
 
@@ -844,12 +1181,70 @@ mod tests {
                 (tcp, Ipv4Addr::new(192, 0, 2, 12), 80),
             ],
             arp: true,
+            ..FilterSpec::default()
         };
         let none = gate_filter(&base, &c, &BTreeSet::new());
         assert!(none.inbound.is_empty() && none.replies.is_empty() && none.arp);
-        let one = gate_filter(&base, &c, &[Ipv4Addr::new(203, 0, 113, 11)].into());
+        let one = gate_filter(
+            &base,
+            &c,
+            &[IpAddr::V4(Ipv4Addr::new(203, 0, 113, 11))].into(),
+        );
         assert_eq!(one.inbound, vec![base.inbound[1]]);
         assert_eq!(one.replies, vec![base.replies[1]]);
+        // IPv6 tuples are gated by the IPv6 VIPs held.
+        let v6a: Ipv6Addr = "2001:db8:f::10".parse().unwrap();
+        let v6b: Ipv6Addr = "2001:db8:f::11".parse().unwrap();
+        let base6 = FilterSpec {
+            inbound6: vec![(tcp, v6a, 80), (tcp, v6b, 80)],
+            ..base.clone()
+        };
+        let none = gate_filter(&base6, &c, &BTreeSet::new());
+        assert!(none.inbound6.is_empty() && none.inbound.is_empty());
+        let held: BTreeSet<IpAddr> = [IpAddr::V6(v6b)].into();
+        let one = gate_filter(&base6, &c, &held);
+        assert_eq!(one.inbound6, vec![(tcp, v6b, 80)]);
+        assert!(one.inbound.is_empty());
+    }
+
+    const TEXT6: &str = "[[vrrp_instance]]\nname = \"VI_6\"\ninterface = \"ext0\"\n\
+        virtual_router_id = 51\nvirtual_ipaddress = [\"2001:db8:f::10\"]\n";
+
+    #[test]
+    fn ipv6_instances_send_from_the_link_local_address() {
+        let c = config(TEXT6);
+        let ll: Ipv6Addr = "fe80::2".parse().unwrap();
+        let global: Ipv6Addr = "2001:db8:f::2".parse().unwrap();
+        let mut ext = link("ext0", &[]);
+        ext.ipv6 = vec![(global, 64), (ll, 64)];
+        let ok = instance_configs(&c.vrrp_instances, std::slice::from_ref(&ext));
+        let ok = ok.unwrap_or_else(|e| panic!("{e}"));
+        assert!(ok[0].is_ipv6());
+        assert_eq!(ok[0].primary(), IpAddr::V6(ll));
+        assert_eq!(ok[0].version, Version::V3);
+        let v6 = ok[0].ipv6.as_ref().unwrap();
+        assert_eq!(v6.virtual_addresses[0].to_string(), "2001:db8:f::10/128");
+        // No link-local address: IPv6 is off on the interface.
+        let mut bare = ext.clone();
+        bare.ipv6 = vec![(global, 64)];
+        let e = instance_configs(&c.vrrp_instances, &[bare]);
+        assert!(e.is_err_and(|e| e.contains("link-local")));
+        // unicast_src must be an address of the interface.
+        let uc = config(&format!(
+            "{TEXT6}unicast_src = \"2001:db8:f::2\"\nunicast_peer = [\"2001:db8:f::3\"]\n"
+        ));
+        let ok = instance_configs(&uc.vrrp_instances, std::slice::from_ref(&ext));
+        let ok = ok.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok[0].primary(), IpAddr::V6(global));
+        assert!(ok[0].is_unicast());
+        let bad = config(&format!("{TEXT6}unicast_src = \"2001:db8:f::9\"\n"));
+        let e = instance_configs(&bad.vrrp_instances, std::slice::from_ref(&ext));
+        assert!(e.is_err_and(|e| e.contains("not an address of ext0")));
+        // The VIP already on another interface.
+        let mut other = link("int0", &[]);
+        other.ipv6 = vec![("2001:db8:f::10".parse().unwrap(), 128)];
+        let e = instance_configs(&c.vrrp_instances, &[ext, other]);
+        assert!(e.is_err_and(|e| e.contains("already an address of int0")));
     }
 
     #[test]

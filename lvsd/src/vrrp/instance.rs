@@ -8,30 +8,34 @@
 //! - A rejected packet only bumps its counter (and, for an owner conflict, lowers the
 //!   effective priority to 254 like keepalived): no action, no transition.
 //! - Every state change emits exactly one `Action::Transition` and bumps `transitions`.
+//! - One address family per instance: an IPv6 instance (`InstanceConfig::ipv6`) reads
+//!   and writes IPv6 adverts only (16-byte addresses, the IPv6 pseudo-header checksum,
+//!   hop limit 255) and emits `AddVips6` / `RemoveVips6`; an IPv4 one as before.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use lvs_proto::{VrrpInstanceInfo, VrrpState};
+use lvs_proto::{IpPrefix, VrrpInstanceInfo, VrrpState};
 
 use super::config::{ConfigError, InstanceConfig, V3Checksum};
 use super::counters::{Counters, Reject};
 use super::{Action, Reason};
 use crate::wire::ipv4::{Ipv4Packet, Ipv4Repr};
+use crate::wire::ipv6::Ipv6Packet;
 use crate::wire::vrrp::{
-    ChecksumMode, IP_PROTOCOL, MULTICAST_ADDR, TTL, TYPE_ADVERTISEMENT, Version, VrrpPacket,
-    VrrpRepr,
+    ChecksumMode, IP_PROTOCOL, MULTICAST_ADDR, MULTICAST_ADDR_V6, TTL, TYPE_ADVERTISEMENT, Version,
+    VrrpAddr, VrrpPacket, VrrpRepr,
 };
 
-/// The IPv4 header fields the receive checks need, and the VRRP message.
+/// The IP header fields the receive checks need, and the VRRP message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received<'a> {
     /// IP source.
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     /// IP destination.
-    pub dst: Ipv4Addr,
-    /// IP TTL.
+    pub dst: IpAddr,
+    /// IPv4 TTL or IPv6 hop limit.
     pub ttl: u8,
     /// The IP payload (the VRRP message), trimmed to the IP total length.
     pub payload: &'a [u8],
@@ -49,11 +53,46 @@ impl<'a> Received<'a> {
         let end = usize::from(ip.total_len());
         let payload = packet.get(start..end).ok_or(Reject::IpHeader)?;
         Ok(Received {
-            src: repr.src_addr,
-            dst: repr.dst_addr,
+            src: IpAddr::V4(repr.src_addr),
+            dst: IpAddr::V4(repr.dst_addr),
             ttl: repr.ttl,
             payload,
         })
+    }
+
+    /// Reads a whole IPv6 packet whose next header is VRRP (no extension headers; the
+    /// simulator and tests use this — the driver's raw socket hands over the fields).
+    pub fn from_ipv6(packet: &'a [u8]) -> Result<Self, Reject> {
+        let ip = Ipv6Packet::new_checked(packet).map_err(|_| Reject::IpHeader)?;
+        if ip.next_header() != IP_PROTOCOL.0 {
+            return Err(Reject::IpHeader);
+        }
+        let end = 40 + usize::from(ip.payload_len());
+        let payload = packet.get(40..end).ok_or(Reject::IpHeader)?;
+        Ok(Received {
+            src: IpAddr::V6(ip.src_addr()),
+            dst: IpAddr::V6(ip.dst_addr()),
+            ttl: ip.hop_limit(),
+            payload,
+        })
+    }
+}
+
+/// What the state machine needs of an accepted advert, either family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Advert {
+    priority: u8,
+    adver_int: u16,
+    addrs: Vec<IpAddr>,
+}
+
+impl<A: VrrpAddr + Into<IpAddr>> From<VrrpRepr<A>> for Advert {
+    fn from(r: VrrpRepr<A>) -> Self {
+        Advert {
+            priority: r.priority,
+            adver_int: r.adver_int,
+            addrs: r.addrs.into_iter().map(Into::into).collect(),
+        }
     }
 }
 
@@ -69,13 +108,13 @@ pub struct Instance {
     /// Master_Adver_Interval (RFC 9568 §6.1): v3 adopts the master's; v2 keeps ours.
     master_adver_interval: Duration,
     /// The master we last heard (address, priority), or ourselves while master.
-    master: Option<(Ipv4Addr, u8)>,
+    master: Option<(IpAddr, u8)>,
     adver_timer: Option<Instant>,
     down_timer: Option<Instant>,
     /// keepalived preempt_delay: when a waiting backup may preempt.
     preempt_at: Option<Instant>,
     /// The down timer was cut to Skew_Time by this sender's priority-0 advert.
-    resigned_by: Option<Ipv4Addr>,
+    resigned_by: Option<IpAddr>,
     garp_delay_at: Option<Instant>,
     garp_refresh_at: Option<Instant>,
     links_down: BTreeSet<String>,
@@ -138,8 +177,17 @@ impl Instance {
         self.master_adver_interval
     }
 
-    /// The master last heard from (ourselves while master), and its priority.
+    /// The IPv4 master last heard from (ourselves while master), and its priority;
+    /// `None` for an IPv6 instance ([`Instance::master_ip`]).
     pub fn master(&self) -> Option<(Ipv4Addr, u8)> {
+        match self.master {
+            Some((IpAddr::V4(a), p)) => Some((a, p)),
+            _ => None,
+        }
+    }
+
+    /// The master last heard from (ourselves while master), and its priority.
+    pub fn master_ip(&self) -> Option<(IpAddr, u8)> {
         self.master
     }
 
@@ -238,6 +286,22 @@ impl Instance {
         self.stopped = true;
     }
 
+    /// Feeds a whole IPv6 packet (fixed header, then VRRP).
+    pub fn handle_packet6(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        out: &mut Vec<Action>,
+    ) -> Result<(), Reject> {
+        match Received::from_ipv6(packet) {
+            Ok(rx) => self.handle_advert(now, &rx, out),
+            Err(r) => {
+                self.counters.reject(r);
+                Err(r)
+            }
+        }
+    }
+
     /// Feeds a whole IPv4 packet (raw protocol-112 socket, header included).
     pub fn handle_packet(
         &mut self,
@@ -301,9 +365,24 @@ impl Instance {
         Ok(())
     }
 
-    fn check(&self, rx: &Received<'_>) -> Result<VrrpRepr, Reject> {
+    fn check(&self, rx: &Received<'_>) -> Result<Advert, Reject> {
+        match (rx.src, rx.dst, self.config.is_ipv6()) {
+            (IpAddr::V4(s), IpAddr::V4(d), false) => self.check_as::<Ipv4Addr>(rx, s, d),
+            (IpAddr::V6(s), IpAddr::V6(d), true) => self.check_as::<Ipv6Addr>(rx, s, d),
+            // The other family's packet (the router demultiplexes by family).
+            _ => Err(Reject::IpHeader),
+        }
+    }
+
+    fn check_as<A: VrrpAddr + Into<IpAddr>>(
+        &self,
+        rx: &Received<'_>,
+        src: A,
+        dst: A,
+    ) -> Result<Advert, Reject> {
         let c = &self.config;
-        // RFC 9568 §7.1: "MUST verify that the IPv4 TTL ... is 255"; unicast per config.
+        // RFC 9568 §7.1: "MUST verify that the IPv4 TTL [IPv6 Hop Limit] is 255";
+        // unicast per config.
         let multicast = rx.dst.is_multicast() || !c.is_unicast();
         let ttl_ok = if multicast {
             rx.ttl == TTL
@@ -320,24 +399,24 @@ impl Instance {
         }
         // "MUST verify that the received packet contains the complete VRRP packet
         // (including fixed fields, and IPvX address(es))".
-        let p = VrrpPacket::new_checked(rx.payload).map_err(|_| Reject::PacketLen)?;
+        let p = VrrpPacket::<_, A>::new_checked_as(rx.payload).map_err(|_| Reject::PacketLen)?;
         if p.msg_type() != TYPE_ADVERTISEMENT {
             return Err(Reject::InvalidType);
         }
         // "MUST verify the VRRP checksum" (RFC 9568 §7.1; §5.2.8 for the IPv4 form, or
         // the pseudo-header compatibility flavour).
         let mode = self.checksum_mode();
-        if !p.verify_checksum(mode, rx.src, rx.dst) {
+        if !p.verify_checksum(mode, src, dst) {
             return Err(Reject::Checksum);
         }
         // "MUST verify that the VRID is configured on the receiving interface".
         if p.vrid() != c.vrid {
             return Err(Reject::Vrid);
         }
-        if rx.src == c.primary_address {
+        if rx.src == c.primary() {
             return Err(Reject::OwnPacket);
         }
-        if c.is_unicast() && !c.unicast_peers.contains(&rx.src) {
+        if c.is_unicast() && !c.peers().contains(&rx.src) {
             return Err(Reject::UnicastPeer);
         }
         match c.version {
@@ -366,16 +445,13 @@ impl Instance {
         if self.priority == 255 && p.priority() == 255 {
             return Err(Reject::OwnerConflict);
         }
-        VrrpRepr::parse(&p).map_err(|_| Reject::PacketLen)
+        VrrpRepr::parse(&p)
+            .map(Advert::from)
+            .map_err(|_| Reject::PacketLen)
     }
 
-    fn same_addresses(&self, addrs: &[Ipv4Addr]) -> bool {
-        let mut ours: Vec<Ipv4Addr> = self
-            .config
-            .virtual_addresses
-            .iter()
-            .map(|p| p.addr)
-            .collect();
+    fn same_addresses(&self, addrs: &[IpAddr]) -> bool {
+        let mut ours = self.config.vip_addrs();
         let mut theirs = addrs.to_vec();
         ours.sort_unstable();
         theirs.sort_unstable();
@@ -383,7 +459,7 @@ impl Instance {
     }
 
     /// RFC 9568 §6.4.2 (RFC 3768 §6.4.2): an advert received in Backup.
-    fn backup_rx(&mut self, now: Instant, src: Ipv4Addr, a: &VrrpRepr) {
+    fn backup_rx(&mut self, now: Instant, src: IpAddr, a: &Advert) {
         if a.priority == 0 {
             // "If the Priority in the ADVERTISEMENT is zero, then: Set the
             // Active_Down_Timer to Skew_Time".
@@ -422,7 +498,7 @@ impl Instance {
         now < at
     }
 
-    fn adopt_interval(&mut self, a: &VrrpRepr) {
+    fn adopt_interval(&mut self, a: &Advert) {
         // RFC 9568 §6.4.2/§6.4.3: v3 adopts the master's interval; v2 has checked that
         // it equals ours (RFC 3768 §7.1).
         if self.config.version == Version::V3 && a.adver_int > 0 {
@@ -432,7 +508,7 @@ impl Instance {
 
     /// RFC 9568 §6.4.3 (RFC 3768 §6.4.3): an advert received in Master, plus
     /// keepalived's split-brain healing.
-    fn master_rx(&mut self, now: Instant, src: Ipv4Addr, a: &VrrpRepr, out: &mut Vec<Action>) {
+    fn master_rx(&mut self, now: Instant, src: IpAddr, a: &Advert, out: &mut Vec<Action>) {
         if a.priority == 0 {
             // "If the Priority in the ADVERTISEMENT is zero, then: Send an
             // ADVERTISEMENT, Reset the Adver_Timer to Advertisement_Interval".
@@ -441,7 +517,7 @@ impl Instance {
             return;
         }
         let higher = a.priority > self.priority
-            || (a.priority == self.priority && src > self.config.primary_address);
+            || (a.priority == self.priority && src > self.config.primary());
         if higher {
             if self.config.higher_prio_send_advert {
                 self.send_advert(self.priority, out);
@@ -611,9 +687,9 @@ impl Instance {
     fn go_master(&mut self, now: Instant, reason: Reason, out: &mut Vec<Action>) {
         self.set_state(now, VrrpState::Master, reason, out);
         self.counters.become_master += 1;
-        self.master = Some((self.config.primary_address, self.priority));
+        self.master = Some((self.config.primary(), self.priority));
         self.master_adver_interval = self.config.advert_interval;
-        out.push(Action::AddVips(self.config.virtual_addresses.clone()));
+        out.push(self.vips_action(true));
         self.send_advert(self.priority, out);
         self.send_garp(self.config.garp.master_repeat, out);
         self.adver_timer = Some(now + self.config.advert_interval);
@@ -664,7 +740,17 @@ impl Instance {
         out.push(Action::Transition { from, to, reason });
         if from == VrrpState::Master {
             self.counters.release_master += 1;
-            out.push(Action::RemoveVips(self.config.virtual_addresses.clone()));
+            out.push(self.vips_action(false));
+        }
+    }
+
+    /// `AddVips` / `RemoveVips` (IPv4) or `AddVips6` / `RemoveVips6` (IPv6).
+    fn vips_action(&self, add: bool) -> Action {
+        match (&self.config.ipv6, add) {
+            (Some(v6), true) => Action::AddVips6(v6.virtual_addresses.clone()),
+            (Some(v6), false) => Action::RemoveVips6(v6.virtual_addresses.clone()),
+            (None, true) => Action::AddVips(self.config.virtual_addresses.clone()),
+            (None, false) => Action::RemoveVips(self.config.virtual_addresses.clone()),
         }
     }
 
@@ -686,20 +772,55 @@ impl Instance {
     /// The checksum flavour sent and required (RFC 9568 §5.2.8, or the pseudo-header
     /// compatibility flavour for v3).
     pub fn checksum_mode(&self) -> ChecksumMode {
-        let pseudo = self.config.accept.v3_checksum == V3Checksum::PseudoHeader;
+        // IPv6 always has the pseudo-header (RFC 9568 §5.2.8).
+        let pseudo =
+            self.config.is_ipv6() || self.config.accept.v3_checksum == V3Checksum::PseudoHeader;
         ChecksumMode::for_version(self.config.version, pseudo)
     }
 
-    /// Where adverts go: the unicast peers, or 224.0.0.18.
+    /// Where IPv4 adverts go: the unicast peers, or 224.0.0.18 (empty for an IPv6
+    /// instance: [`Instance::destinations_ip`]).
     pub fn destinations(&self) -> Vec<Ipv4Addr> {
-        if self.config.is_unicast() {
+        if self.config.is_ipv6() {
+            Vec::new()
+        } else if self.config.is_unicast() {
             self.config.unicast_peers.clone()
         } else {
             vec![MULTICAST_ADDR]
         }
     }
 
-    /// The advert this instance sends with `priority`.
+    /// Where adverts go, either family: the unicast peers, or 224.0.0.18 / ff02::12.
+    pub fn destinations_ip(&self) -> Vec<IpAddr> {
+        if self.config.is_unicast() {
+            self.config.peers()
+        } else if self.config.is_ipv6() {
+            vec![IpAddr::V6(MULTICAST_ADDR_V6)]
+        } else {
+            vec![IpAddr::V4(MULTICAST_ADDR)]
+        }
+    }
+
+    /// The IPv6 advert this instance sends with `priority` (its IPv6 addresses; none for
+    /// an IPv4 instance).
+    pub fn advert6(&self, priority: u8) -> VrrpRepr<Ipv6Addr> {
+        let v4 = self.advert(priority);
+        VrrpRepr {
+            version: v4.version,
+            vrid: v4.vrid,
+            priority,
+            adver_int: v4.adver_int,
+            auth_type: v4.auth_type,
+            addrs: self
+                .config
+                .ipv6
+                .iter()
+                .flat_map(|v6| v6.virtual_addresses.iter().map(|p| p.addr))
+                .collect(),
+        }
+    }
+
+    /// The IPv4 advert this instance sends with `priority`.
     pub fn advert(&self, priority: u8) -> VrrpRepr {
         VrrpRepr {
             version: self.config.version,
@@ -724,17 +845,31 @@ impl Instance {
     /// address with TTL 255 (RFC 9568 §5.1.1). Returns its length, or `None` if `buf`
     /// is too short.
     pub fn emit_advert(&self, priority: u8, dst: Ipv4Addr, buf: &mut [u8]) -> Option<usize> {
-        let repr = self.advert(priority);
-        let len = repr.buffer_len();
-        let b = buf.get_mut(..len)?;
+        self.emit_advert_to(priority, IpAddr::V4(dst), buf)
+    }
+
+    /// [`Instance::emit_advert`] for either family: `dst` must be of the instance's
+    /// family (else `None`); an IPv6 advert goes out from the primary (link-local)
+    /// address with hop limit 255 (RFC 9568 §5.1.2).
+    pub fn emit_advert_to(&self, priority: u8, dst: IpAddr, buf: &mut [u8]) -> Option<usize> {
         let mode = self.checksum_mode();
-        repr.emit(
-            &mut VrrpPacket::new_unchecked(b),
-            mode,
-            self.config.primary_address,
-            dst,
-        );
-        Some(len)
+        match (self.config.primary(), dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                let repr = self.advert(priority);
+                let len = repr.buffer_len();
+                let b = buf.get_mut(..len)?;
+                repr.emit(&mut VrrpPacket::new_unchecked(b), mode, src, dst);
+                Some(len)
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                let repr = self.advert6(priority);
+                let len = repr.buffer_len();
+                let b = buf.get_mut(..len)?;
+                repr.emit(&mut VrrpPacket::new_unchecked_v6(b), mode, src, dst);
+                Some(len)
+            }
+            _ => None,
+        }
     }
 
     /// The snapshot the control API serves. `now_unix_ms` is the wall clock at `now`
@@ -754,7 +889,17 @@ impl Instance {
             preempt: c.preempt,
             master: self.master.map(|m| m.0),
             master_priority: self.master.map(|m| m.1),
-            vips: c.virtual_addresses.clone(),
+            vips: match &c.ipv6 {
+                Some(v6) => v6
+                    .virtual_addresses
+                    .iter()
+                    .map(|p| IpPrefix {
+                        addr: IpAddr::V6(p.addr),
+                        len: p.len,
+                    })
+                    .collect(),
+                None => c.virtual_addresses.iter().map(|&p| p.into()).collect(),
+            },
             sync_group: self.sync_group.clone(),
             adverts_sent: self.counters.advert_sent,
             adverts_received: self.counters.advert_rcvd,

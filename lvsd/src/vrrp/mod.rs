@@ -1,5 +1,5 @@
-//! VRRP failover between directors: a sans-I/O core (RFC 9568 VRRPv3, RFC 3768 VRRPv2,
-//! IPv4), a deterministic simulator, and the daemon's driver ([`driver`], the I/O shell:
+//! VRRP failover between directors: a sans-I/O core (RFC 9568 VRRPv3 over IPv4 and IPv6,
+//! RFC 3768 VRRPv2 over IPv4), a deterministic simulator, and the daemon's driver ([`driver`], the I/O shell:
 //! sockets, netlink, GARP, notify scripts, on its own thread). Operator docs: docs/vrrp.md.
 //!
 //! # Shape
@@ -57,15 +57,25 @@
 //!   `EventKind::VrrpTransition` event and the notify script.
 //! - Shutdown (SIGTERM) → `Router::stop` (priority-0 adverts, VIPs removed), then exit.
 
+//! # IPv6
+//! An instance is IPv4 or IPv6, never both (`InstanceConfig::ipv6`; keepalived's rule).
+//! An IPv6 instance sends and accepts VRRPv3 over IPv6 only: ff02::12 (or its unicast
+//! peers), its link-local primary address as source and tie-breaker, hop limit 255
+//! required on receipt, the IPv6 pseudo-header checksum always; it emits `AddVips6` /
+//! `RemoveVips6`, and its `SendGarp` means unsolicited Neighbor Advertisements. The
+//! [`Router`] demultiplexes by interface, VRID and family (an IPv4 and an IPv6 instance
+//! may share a VRID). VRRPv2 over IPv6 is a configuration error.
+//!
 //! # Not done yet
-//! IPv6 (VRRPv3 over IPv6, NA instead of GARP); keepalived's `vrrp_startup_delay`,
+//! keepalived's `vrrp_startup_delay`,
 //! `track_script` and initial `state MASTER`; a reload does not change running instances
 //! (VRRP settings are read at startup); the failover benchmark against keepalived.
 //!
 //! # Deviations, on purpose
-//! - No virtual MAC (RFC 9568 §7.2 sends adverts from 00-00-5E-00-01-{VRID}): like
-//!   keepalived without `use_vmac`, adverts and GARPs use the interface MAC, and the
-//!   GARPs move the VIPs.
+//! - No virtual MAC (RFC 9568 §7.2 sends adverts from 00-00-5E-00-01-{VRID}, IPv6
+//!   00-00-5E-00-02-{VRID}; `wire::vrrp::virtual_mac`): like keepalived without
+//!   `use_vmac`, adverts, GARPs and NAs use the interface MAC, and the GARPs / NAs move
+//!   the VIPs.
 //! - An owner processes non-255 adverts (RFC 9568 §7.1 would discard them all) so it
 //!   answers priority 0 at once and heals a second master; nothing can demote it.
 //! - v2 adverts always carry the 8 bytes of authentication data (RFC 3768 §5.1); auth
@@ -82,14 +92,17 @@ pub mod sim;
 mod sim_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests6;
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use lvs_proto::{Ipv4Prefix, VrrpState};
 
 pub use config::{
-    AcceptConfig, ConfigError, GarpConfig, InstanceConfig, SyncGroupConfig, V3Checksum,
+    AcceptConfig, ConfigError, GarpConfig, InstanceConfig, Ipv6Addresses, Ipv6Prefix,
+    SyncGroupConfig, V3Checksum,
 };
 pub use counters::{Counters, Reject};
 pub use instance::{Instance, Received};
@@ -108,8 +121,14 @@ pub enum Action {
     AddVips(Vec<Ipv4Prefix>),
     /// Stop forwarding for these addresses and remove them from the interface.
     RemoveVips(Vec<Ipv4Prefix>),
-    /// Send `repeat` gratuitous ARPs for each VIP (RFC 9568 §6.4.2 "broadcast a
-    /// gratuitous ARP"; keepalived's `garp_*` repeat counts).
+    /// An IPv6 instance's `AddVips`: add these (no duplicate address detection) and
+    /// start forwarding for them.
+    AddVips6(Vec<Ipv6Prefix>),
+    /// An IPv6 instance's `RemoveVips`.
+    RemoveVips6(Vec<Ipv6Prefix>),
+    /// Send `repeat` gratuitous ARPs (IPv4) or unsolicited Neighbor Advertisements
+    /// (IPv6, Router and Override set; RFC 9568 §6.4.2, RFC 4861 §7.2.6) for each VIP
+    /// (keepalived's `garp_*` repeat counts).
     SendGarp {
         /// GARPs per VIP.
         repeat: u32,
@@ -138,12 +157,12 @@ pub enum Reason {
     /// (RFC 9568 §6.4.2).
     PriorityZero {
         /// The resigning master.
-        from: Ipv4Addr,
+        from: IpAddr,
     },
     /// preempt_delay ran out with a lower-priority master still in place.
     PreemptDelay {
         /// That master.
-        master: Ipv4Addr,
+        master: IpAddr,
         /// Its priority.
         priority: u8,
     },
@@ -151,7 +170,7 @@ pub enum Reason {
     /// (RFC 9568 §6.4.3).
     HigherPriority {
         /// The sender.
-        from: Ipv4Addr,
+        from: IpAddr,
         /// Its priority.
         priority: u8,
     },

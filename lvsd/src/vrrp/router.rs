@@ -40,8 +40,9 @@ pub struct Router {
 }
 
 impl Router {
-    /// Validates every instance and group: names unique, one VRID per interface, each
-    /// instance in at most one group.
+    /// Validates every instance and group: names unique, one VRID per interface and
+    /// family (IPv4 and IPv6 virtual routers are independent, RFC 9568 §1; keepalived
+    /// allows one VRID for both), each instance in at most one group.
     pub fn new(
         configs: Vec<InstanceConfig>,
         groups: Vec<SyncGroupConfig>,
@@ -50,7 +51,9 @@ impl Router {
         for c in configs {
             let dup = instances.iter().any(|i| {
                 i.name() == c.name
-                    || (i.config().interface == c.interface && i.config().vrid == c.vrid)
+                    || (i.config().interface == c.interface
+                        && i.config().vrid == c.vrid
+                        && i.config().is_ipv6() == c.is_ipv6())
             });
             if dup {
                 return Err(ConfigError::Duplicate(c.name));
@@ -140,28 +143,57 @@ impl Router {
         packet: &[u8],
         out: &mut Vec<(InstanceId, Action)>,
     ) -> Result<InstanceId, Reject> {
-        let rx = match Received::from_ipv4(packet) {
-            Ok(rx) => rx,
+        match Received::from_ipv4(packet) {
+            Ok(rx) => self.handle_received(now, interface, &rx, out),
             Err(r) => {
                 self.unmatched.reject(r);
-                return Err(r);
+                Err(r)
             }
-        };
+        }
+    }
+
+    /// Feeds a whole IPv6 packet (fixed header, next header VRRP) received on `interface`.
+    pub fn handle_packet6(
+        &mut self,
+        now: Instant,
+        interface: &str,
+        packet: &[u8],
+        out: &mut Vec<(InstanceId, Action)>,
+    ) -> Result<InstanceId, Reject> {
+        match Received::from_ipv6(packet) {
+            Ok(rx) => self.handle_received(now, interface, &rx, out),
+            Err(r) => {
+                self.unmatched.reject(r);
+                Err(r)
+            }
+        }
+    }
+
+    /// Feeds a received advert (either family; the IPv6 raw socket hands over the
+    /// header fields, not the header) to the instance with its VRID and family on
+    /// `interface`.
+    pub fn handle_received(
+        &mut self,
+        now: Instant,
+        interface: &str,
+        rx: &Received<'_>,
+        out: &mut Vec<(InstanceId, Action)>,
+    ) -> Result<InstanceId, Reject> {
         let Some(&vrid) = rx.payload.get(1) else {
             self.unmatched.reject(Reject::PacketLen);
             return Err(Reject::PacketLen);
         };
-        let Some(i) = self
-            .instances
-            .iter()
-            .position(|inst| inst.config().interface == interface && inst.config().vrid == vrid)
-        else {
+        let v6 = rx.src.is_ipv6();
+        let Some(i) = self.instances.iter().position(|inst| {
+            let c = inst.config();
+            c.interface == interface && c.vrid == vrid && c.is_ipv6() == v6
+        }) else {
             self.unmatched.reject(Reject::Vrid);
             return Err(Reject::Vrid);
         };
         let mut result = Ok(());
         self.run(i, now, out, |inst, now, o| {
-            result = inst.handle_advert(now, &rx, o);
+            result = inst.handle_advert(now, rx, o);
         });
         result.map(|()| InstanceId(i))
     }

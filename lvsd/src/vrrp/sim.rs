@@ -20,7 +20,7 @@
 //! deliveries in send order, then timers in node order — so runs are reproducible.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use lvs_proto::VrrpState;
@@ -29,6 +29,7 @@ use super::Action;
 use super::config::{InstanceConfig, SyncGroupConfig};
 use super::router::{InstanceId, Router};
 use crate::wire::ipv4::{Ipv4Packet, Ipv4Repr};
+use crate::wire::ipv6::{Ipv6Packet, Ipv6Repr};
 use crate::wire::vrrp::{IP_PROTOCOL, TTL};
 
 /// SplitMix64 (Steele, Lea, Flood 2014): a tiny, seedable, good-enough PRNG.
@@ -80,6 +81,31 @@ pub fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, payload: &[u8]) -> Vec
     repr.emit(&mut Ipv4Packet::new_unchecked(&mut b[..]));
     b[repr.header_len()..].copy_from_slice(payload);
     b
+}
+
+/// Wraps a VRRP message in a 40-byte IPv6 header (next header 112, no extension).
+pub fn ipv6_packet(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, payload: &[u8]) -> Vec<u8> {
+    let repr = Ipv6Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IP_PROTOCOL.0,
+        payload_len: payload.len(),
+        hop_limit,
+    };
+    let mut b = vec![0u8; repr.header_len() + payload.len()];
+    repr.emit(&mut Ipv6Packet::new_unchecked(&mut b[..]));
+    b[repr.header_len()..].copy_from_slice(payload);
+    b
+}
+
+/// Wraps a VRRP message in the header of `src`'s family (`None` if `dst` is of the
+/// other family).
+pub fn ip_packet(src: IpAddr, dst: IpAddr, ttl: u8, payload: &[u8]) -> Option<Vec<u8>> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Some(ipv4_packet(s, d, ttl, payload)),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Some(ipv6_packet(s, d, ttl, payload)),
+        _ => None,
+    }
 }
 
 /// A node's life.
@@ -465,7 +491,11 @@ impl Sim {
                 let mut out = Vec::new();
                 if let Some(r) = n.router.as_mut() {
                     // Drops are counted inside the router; the simulation goes on.
-                    let _ = r.handle_packet(now, &interface, &bytes, &mut out);
+                    let _ = if bytes.first().is_some_and(|b| b >> 4 == 6) {
+                        r.handle_packet6(now, &interface, &bytes, &mut out)
+                    } else {
+                        r.handle_packet(now, &interface, &bytes, &mut out)
+                    };
                 }
                 self.apply(node, out);
             }
@@ -476,8 +506,10 @@ impl Sim {
         for (id, action) in actions {
             match action {
                 Action::SendAdvert { priority } => self.send(node, id, priority),
-                Action::AddVips(_) => self.set_vips(node, id, true),
-                Action::RemoveVips(_) => self.set_vips(node, id, false),
+                Action::AddVips(_) | Action::AddVips6(_) => self.set_vips(node, id, true),
+                Action::RemoveVips(_) | Action::RemoveVips6(_) => {
+                    self.set_vips(node, id, false);
+                }
                 Action::SendGarp { repeat } => self.garps.push(Garp {
                     at: self.now,
                     node,
@@ -517,17 +549,21 @@ impl Sim {
         else {
             return;
         };
-        let src = inst.config().primary_address;
+        let src = inst.config().primary();
         let interface = inst.config().interface.clone();
         let mut packets = Vec::new();
-        for dst in inst.destinations() {
-            let mut buf = [0u8; 1100];
-            let Some(len) = inst.emit_advert(priority, dst, &mut buf) else {
+        for dst in inst.destinations_ip() {
+            let mut buf = [0u8; 4200];
+            let Some(len) = inst.emit_advert_to(priority, dst, &mut buf) else {
                 continue;
             };
-            let bytes = ipv4_packet(src, dst, TTL, &buf[..len]);
+            let Some(bytes) = ip_packet(src, dst, TTL, &buf[..len]) else {
+                continue;
+            };
             let receivers: Vec<usize> = (0..self.nodes.len())
-                .filter(|&n| n != from && (dst.is_multicast() || self.nodes[n].addr == dst))
+                .filter(|&n| {
+                    n != from && (dst.is_multicast() || IpAddr::V4(self.nodes[n].addr) == dst)
+                })
                 .collect();
             packets.push((receivers, bytes));
         }

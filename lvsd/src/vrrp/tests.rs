@@ -261,7 +261,7 @@ fn backup_hearing_priority_zero_waits_only_skew() {
         Action::Transition {
             from: VrrpState::Backup,
             to: VrrpState::Master,
-            reason: Reason::PriorityZero { from: PEER }
+            reason: Reason::PriorityZero { from: PEER.into() }
         }
     );
     assert_eq!(i.counters().pri_zero_rcvd, 1);
@@ -318,7 +318,7 @@ fn master_election_rules() {
                         from: VrrpState::Master,
                         to: VrrpState::Backup,
                         reason: Reason::HigherPriority {
-                            from: src,
+                            from: src.into(),
                             priority: prio
                         }
                     },
@@ -718,9 +718,9 @@ fn info_fills_the_api_record() {
     assert_eq!(info.effective_priority, 100);
     assert_eq!(info.advert_interval_ms, 1000);
     assert!(info.preempt);
-    assert_eq!(info.master, Some(ME));
+    assert_eq!(info.master, Some(ME.into()));
     assert_eq!(info.master_priority, Some(100));
-    assert_eq!(info.vips, vec![vip()]);
+    assert_eq!(info.vips, vec![vip().into()]);
     assert_eq!(info.sync_group, None);
     assert_eq!(info.adverts_sent, 1);
     assert_eq!(info.became_master, 1);

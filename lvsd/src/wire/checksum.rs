@@ -17,7 +17,7 @@
 //! one special case is UDP, where a computed checksum of `0` is sent as `0xFFFF` and a field
 //! of `0` means "no checksum": see [`udp_nonzero`].
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Ones-complement addition of two 16-bit values.
 #[inline]
@@ -105,6 +105,61 @@ pub fn udp_nonzero(check: u16) -> u16 {
     if check == 0 { 0xffff } else { check }
 }
 
+/// Offset of the checksum field in the upper-layer header `protocol`: TCP (6) at 16, UDP
+/// (17) at 6, ICMPv6 (58) at 2; `None` for anything else.
+pub fn l4_field_offset(protocol: u8) -> Option<usize> {
+    match protocol {
+        6 => Some(16),
+        17 => Some(6),
+        58 => Some(2),
+        _ => None,
+    }
+}
+
+/// Computes from scratch and writes the TCP, UDP or ICMPv6 checksum of `l4` (the
+/// upper-layer header and its payload, nothing after) carried in IPv6 from `src` to `dst`:
+/// the IPv6
+/// pseudo-header (RFC 8200 §8.1) with the upper-layer length `l4.len()`. A UDP result of 0
+/// is sent as `0xFFFF` ([`udp_nonzero`]; IPv6 forbids an absent UDP checksum). `None`
+/// (nothing written) for another protocol or an `l4` too short for the field.
+pub fn fill_l4_v6(l4: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr, protocol: u8) -> Option<()> {
+    let at = l4_field_offset(protocol)?;
+    let len = u32::try_from(l4.len()).ok()?;
+    l4.get_mut(at..at + 2)?.copy_from_slice(&[0, 0]);
+    let sum = combine(&[
+        super::ipv6::pseudo_header(src, dst, protocol, len),
+        data(l4),
+    ]);
+    let mut check = !sum;
+    if protocol == 17 {
+        check = udp_nonzero(check);
+    }
+    l4.get_mut(at..at + 2)?
+        .copy_from_slice(&check.to_be_bytes());
+    Some(())
+}
+
+/// Whether the TCP, UDP or ICMPv6 checksum of `l4` (as in [`fill_l4_v6`]) is right. A UDP field of
+/// 0 is wrong: over IPv6 the UDP checksum is mandatory.
+pub fn verify_l4_v6(l4: &[u8], src: Ipv6Addr, dst: Ipv6Addr, protocol: u8) -> bool {
+    let Some(at) = l4_field_offset(protocol) else {
+        return false;
+    };
+    let Some(field) = l4.get(at..at + 2) else {
+        return false;
+    };
+    if protocol == 17 && field == [0, 0] {
+        return false;
+    }
+    let Ok(len) = u32::try_from(l4.len()) else {
+        return false;
+    };
+    combine(&[
+        super::ipv6::pseudo_header(src, dst, protocol, len),
+        data(l4),
+    ]) == 0xffff
+}
+
 fn halves(b: [u8; 4]) -> (u16, u16) {
     (
         u16::from_be_bytes([b[0], b[1]]),
@@ -179,6 +234,54 @@ mod tests {
         );
         let by_hand = data(&[198, 51, 100, 1, 203, 0, 113, 10, 0, 6, 0, 20]);
         assert_eq!(s, by_hand);
+    }
+
+    /// IPv6 TCP/UDP checksums: filled ones verify, against a by-hand sum of the
+    /// pseudo-header words; a flipped bit or a zero UDP field fails.
+    #[test]
+    fn l4_v6_fill_and_verify() {
+        let src: Ipv6Addr = "2001:db8:c::10".parse().unwrap();
+        let dst: Ipv6Addr = "2001:db8:f::10".parse().unwrap();
+        // UDP 40000 -> 53, length 12, payload "abcd".
+        let mut udp = [
+            0x9c, 0x40, 0x00, 0x35, 0x00, 0x0c, 0x12, 0x34, b'a', b'b', b'c', b'd',
+        ];
+        fill_l4_v6(&mut udp, src, dst, 17).unwrap();
+        let mut words = src.octets().to_vec();
+        words.extend(dst.octets());
+        words.extend([0, 0, 0, 12, 0, 0, 0, 17]);
+        let mut zeroed = udp;
+        zeroed[6..8].copy_from_slice(&[0, 0]);
+        words.extend(zeroed);
+        let expect = !data(&words);
+        assert_eq!(u16::from_be_bytes([udp[6], udp[7]]), expect);
+        assert!(verify_l4_v6(&udp, src, dst, 17));
+        let other: Ipv6Addr = "2001:db8:c::11".parse().unwrap();
+        assert!(!verify_l4_v6(&udp, other, dst, 17));
+        assert!(!verify_l4_v6(&udp, src, dst, 6));
+        let mut bad = udp;
+        bad[9] ^= 1;
+        assert!(!verify_l4_v6(&bad, src, dst, 17));
+        let mut none = udp;
+        none[6..8].copy_from_slice(&[0, 0]);
+        assert!(!verify_l4_v6(&none, src, dst, 17));
+        // TCP: field at 16; too short for it is refused without a panic.
+        let mut tcp = [0u8; 20];
+        tcp[12] = 0x50;
+        fill_l4_v6(&mut tcp, src, dst, 6).unwrap();
+        assert!(verify_l4_v6(&tcp, src, dst, 6));
+        assert_eq!(fill_l4_v6(&mut tcp[..17], src, dst, 6), None);
+        assert_eq!(fill_l4_v6(&mut tcp, src, dst, 1), None);
+        // ICMPv6 (echo request): field at 2.
+        let mut echo = [128u8, 0, 0xff, 0xff, 0, 1, 0, 1];
+        fill_l4_v6(&mut echo, src, dst, 58).unwrap();
+        assert!(verify_l4_v6(&echo, src, dst, 58));
+        assert!(
+            crate::wire::icmpv6::Icmpv6Packet::new_checked(&echo[..])
+                .unwrap()
+                .verify_checksum(src, dst)
+        );
+        assert!(!verify_l4_v6(&tcp[..10], src, dst, 6));
     }
 
     #[test]

@@ -351,9 +351,86 @@ pub fn emit_error(
     len
 }
 
+/// The all-nodes link-local multicast group (RFC 4291 §2.7.1), where unsolicited
+/// Neighbor Advertisements go (RFC 4861 §7.2.6).
+pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+/// Length of the frame [`emit_unsolicited_na`] writes: Ethernet (14), IPv6 (40), the
+/// advertisement with a target link-layer address option (32).
+pub const UNSOLICITED_NA_FRAME_LEN: usize = 14 + ipv6::HEADER_LEN + HEADER_LEN + 16 + 8;
+
+/// Writes an unsolicited Neighbor Advertisement frame (RFC 4861 §7.2.6; the IPv6 form of
+/// a gratuitous ARP, RFC 9568 §6.4.2): from `src_mac` / `src` (a link-local address of
+/// the sender) to ff02::1 (33:33:00:00:00:01), hop limit 255, Override set, Solicited
+/// clear, Router as given, `target` at `src_mac` (target link-layer address option).
+/// Returns the length, or `None` if `buf` is shorter than [`UNSOLICITED_NA_FRAME_LEN`].
+pub fn emit_unsolicited_na(
+    buf: &mut [u8],
+    src_mac: MacAddr,
+    src: Ipv6Addr,
+    target: Ipv6Addr,
+    router: bool,
+) -> Option<usize> {
+    let buf = buf.get_mut(..UNSOLICITED_NA_FRAME_LEN)?;
+    buf[0..6].copy_from_slice(&multicast_mac(ALL_NODES));
+    buf[6..12].copy_from_slice(&src_mac);
+    buf[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    let na = NdpRepr::NeighborAdvert {
+        router,
+        solicited: false,
+        override_: true,
+        target,
+        target_lladdr: Some(src_mac),
+    };
+    let repr = ipv6::Ipv6Repr {
+        src_addr: src,
+        dst_addr: ALL_NODES,
+        next_header: next_header::ICMPV6,
+        payload_len: na.len(),
+        hop_limit: 255,
+    };
+    let (ip, rest) = buf[14..].split_at_mut(ipv6::HEADER_LEN);
+    repr.emit(&mut ipv6::Ipv6Packet::new_unchecked(ip));
+    na.emit(src, ALL_NODES, rest);
+    Some(UNSOLICITED_NA_FRAME_LEN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsolicited_na_frame() {
+        let mac = [2, 0, 0, 0, 0, 7];
+        let src = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 7);
+        let target = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
+        assert_eq!(
+            emit_unsolicited_na(&mut [0u8; 85], mac, src, target, true),
+            None
+        );
+        let mut b = [0u8; 100];
+        let n = emit_unsolicited_na(&mut b, mac, src, target, true).unwrap();
+        assert_eq!(n, 86);
+        assert_eq!(
+            &b[0..14],
+            &[0x33, 0x33, 0, 0, 0, 1, 2, 0, 0, 0, 0, 7, 0x86, 0xdd]
+        );
+        let ip = ipv6::Ipv6Packet::new_checked(&b[14..n]).unwrap();
+        assert_eq!((ip.hop_limit(), ip.next_header()), (255, 58));
+        assert_eq!((ip.src_addr(), ip.dst_addr()), (src, ALL_NODES));
+        let p = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        assert!(p.verify_checksum(src, ALL_NODES));
+        assert_eq!(
+            NdpRepr::parse(&p).unwrap(),
+            NdpRepr::NeighborAdvert {
+                router: true,
+                solicited: false,
+                override_: true,
+                target,
+                target_lladdr: Some(mac),
+            }
+        );
+    }
 
     fn a(s: &str) -> Ipv6Addr {
         s.parse().unwrap()

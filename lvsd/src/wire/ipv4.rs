@@ -50,6 +50,10 @@ impl IpProtocol {
     pub const TCP: IpProtocol = IpProtocol(6);
     /// UDP (17).
     pub const UDP: IpProtocol = IpProtocol(17);
+    /// IPv6 in IPv4 or IPv6 (41): TUN forwarding to IPv6 real servers.
+    pub const IPV6: IpProtocol = IpProtocol(41);
+    /// ICMPv6 (58).
+    pub const ICMPV6: IpProtocol = IpProtocol(58);
 }
 
 /// A view of an IPv4 packet.

@@ -35,10 +35,21 @@
 //!   keepalived uses by default and older FRR (Cumulus) always uses. The pseudo-header
 //!   holds the packet's real destination, unicast peers included (keepalived #642).
 //!
-//! (The pseudo-header is mandatory for v3 over IPv6, RFC 9568 §5.2.8; IPv6 is not
-//! implemented here.)
+//!
+//! IPv6 (RFC 9568 §5.1.2, RFC 5798): the same message with 16-byte addresses, v3 only
+//! (a v2 message in an IPv6 view is `Malformed`: RFC 3768 is IPv4 only), the IPv6
+//! pseudo-header (RFC 8200 §8.1: source, destination, 32-bit length, next header 112)
+//! mandatory in front of the checksum (RFC 9568 §5.2.8), so [`ChecksumMode`] is ignored for
+//! IPv6 (both modes compute the pseudo-header form). Sent to [`MULTICAST_ADDR_V6`]
+//! (ff02::12) from the interface's link-local address with hop limit 255.
+//!
+//! The address family is a type parameter ([`VrrpAddr`]: `Ipv4Addr`, the default, or
+//! `Ipv6Addr`): `VrrpPacket::new_checked` / `new_unchecked` make IPv4 views,
+//! `new_checked_v6` / `new_unchecked_v6` IPv6 ones, and [`VrrpRepr`] follows its view.
 
-use std::net::Ipv4Addr;
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::checksum;
@@ -50,6 +61,60 @@ pub const IP_PROTOCOL: IpProtocol = IpProtocol(112);
 
 /// The IPv4 multicast group adverts go to (RFC 9568 §5.1.1.2, RFC 3768 §5.2.2).
 pub const MULTICAST_ADDR: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+
+/// The IPv6 multicast group adverts go to (RFC 9568 §5.1.2.2).
+pub const MULTICAST_ADDR_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+
+/// The first four bytes of the virtual router MAC (RFC 9568 §7.3): IPv4
+/// 00-00-5E-00-01-{VRID}, IPv6 00-00-5E-00-02-{VRID}.
+pub const fn virtual_mac(v6: bool, vrid: u8) -> [u8; 6] {
+    [0x00, 0x00, 0x5e, 0x00, if v6 { 0x02 } else { 0x01 }, vrid]
+}
+
+/// An address family VRRP runs over: the address size, its wire form and the
+/// pseudo-header sum.
+pub trait VrrpAddr: Copy + Eq + Ord + fmt::Debug + fmt::Display {
+    /// Bytes per address in the message (4 or 16).
+    const LEN: usize;
+    /// Whether this is IPv6 (v3 only; the pseudo-header checksum always).
+    const IS_V6: bool;
+    /// Reads an address from exactly [`VrrpAddr::LEN`] bytes.
+    fn read(b: &[u8]) -> Self;
+    /// Writes the address into exactly [`VrrpAddr::LEN`] bytes.
+    fn write(self, b: &mut [u8]);
+    /// The pseudo-header sum (not complemented) for a VRRP message of `len` bytes.
+    fn pseudo_header(src: Self, dst: Self, len: u16) -> u16;
+}
+
+impl VrrpAddr for Ipv4Addr {
+    const LEN: usize = 4;
+    const IS_V6: bool = false;
+    fn read(b: &[u8]) -> Self {
+        Ipv4Addr::new(b[0], b[1], b[2], b[3])
+    }
+    fn write(self, b: &mut [u8]) {
+        b.copy_from_slice(&self.octets());
+    }
+    fn pseudo_header(src: Self, dst: Self, len: u16) -> u16 {
+        checksum::pseudo_header_v4(src, dst, IP_PROTOCOL.0, len)
+    }
+}
+
+impl VrrpAddr for Ipv6Addr {
+    const LEN: usize = 16;
+    const IS_V6: bool = true;
+    fn read(b: &[u8]) -> Self {
+        let mut o = [0u8; 16];
+        o.copy_from_slice(&b[..16]);
+        Ipv6Addr::from(o)
+    }
+    fn write(self, b: &mut [u8]) {
+        b.copy_from_slice(&self.octets());
+    }
+    fn pseudo_header(src: Self, dst: Self, len: u16) -> u16 {
+        super::ipv6::pseudo_header(src, dst, IP_PROTOCOL.0, u32::from(len))
+    }
+}
 
 /// The IP TTL a sender sets and a receiver requires (RFC 9568 §5.1.1.3, §7.1).
 pub const TTL: u8 = 255;
@@ -113,13 +178,18 @@ impl Version {
         }
     }
 
-    /// Length of a message with `count` addresses.
+    /// Length of an IPv4 message with `count` addresses.
     pub const fn message_len(self, count: u8) -> usize {
+        self.message_len_for(count, 4)
+    }
+
+    /// Length of a message with `count` addresses of `addr_len` bytes each.
+    pub const fn message_len_for(self, count: u8, addr_len: usize) -> usize {
         let trailer = match self {
             Version::V2 => AUTH_DATA_LEN,
             Version::V3 => 0,
         };
-        HEADER_LEN + 4 * count as usize + trailer
+        HEADER_LEN + addr_len * count as usize + trailer
     }
 }
 
@@ -144,21 +214,49 @@ impl ChecksumMode {
     }
 }
 
-/// A view of a VRRP message (the IPv4 payload).
+/// A view of a VRRP message (the IP payload); `A` is the address family (module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VrrpPacket<T: AsRef<[u8]>> {
+pub struct VrrpPacket<T: AsRef<[u8]>, A: VrrpAddr = Ipv4Addr> {
     buffer: T,
+    family: PhantomData<A>,
 }
 
-impl<T: AsRef<[u8]>> VrrpPacket<T> {
-    /// Wraps a buffer without any check.
+impl<T: AsRef<[u8]>> VrrpPacket<T, Ipv4Addr> {
+    /// Wraps a buffer without any check (IPv4).
     pub const fn new_unchecked(buffer: T) -> Self {
-        VrrpPacket { buffer }
+        Self::new_unchecked_as(buffer)
     }
 
     /// Wraps an untrusted buffer, checking everything the getters rely on (module doc).
     pub fn new_checked(buffer: T) -> Result<Self> {
-        let p = Self::new_unchecked(buffer);
+        Self::new_checked_as(buffer)
+    }
+}
+
+impl<T: AsRef<[u8]>> VrrpPacket<T, Ipv6Addr> {
+    /// Wraps a buffer without any check (IPv6).
+    pub const fn new_unchecked_v6(buffer: T) -> Self {
+        Self::new_unchecked_as(buffer)
+    }
+
+    /// Wraps an untrusted IPv6 payload, checking everything the getters rely on.
+    pub fn new_checked_v6(buffer: T) -> Result<Self> {
+        Self::new_checked_as(buffer)
+    }
+}
+
+impl<T: AsRef<[u8]>, A: VrrpAddr> VrrpPacket<T, A> {
+    /// Wraps a buffer without any check, for the family `A`.
+    pub const fn new_unchecked_as(buffer: T) -> Self {
+        VrrpPacket {
+            buffer,
+            family: PhantomData,
+        }
+    }
+
+    /// Wraps an untrusted buffer of family `A`, checked (module doc).
+    pub fn new_checked_as(buffer: T) -> Result<Self> {
+        let p = Self::new_unchecked_as(buffer);
         p.check_len()?;
         Ok(p)
     }
@@ -170,7 +268,11 @@ impl<T: AsRef<[u8]>> VrrpPacket<T> {
             return Err(Error::Truncated);
         }
         let version = Version::from_number(self.version()).ok_or(Error::Malformed)?;
-        let want = version.message_len(self.addr_count());
+        if A::IS_V6 && version == Version::V2 {
+            // RFC 3768 is IPv4 only.
+            return Err(Error::Malformed);
+        }
+        let want = version.message_len_for(self.addr_count(), A::LEN);
         if len < want {
             return Err(Error::Truncated);
         }
@@ -248,61 +350,51 @@ impl<T: AsRef<[u8]>> VrrpPacket<T> {
     }
 
     /// The `i`-th address (`i < addr_count()` on a checked view).
-    pub fn addr(&self, i: usize) -> Ipv4Addr {
-        let o = field::ADDRS + 4 * i;
-        let b = &self.buffer.as_ref()[o..o + 4];
-        Ipv4Addr::new(b[0], b[1], b[2], b[3])
+    pub fn addr(&self, i: usize) -> A {
+        let o = field::ADDRS + A::LEN * i;
+        A::read(&self.buffer.as_ref()[o..o + A::LEN])
     }
 
     /// The addresses, in packet order.
-    pub fn addrs(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+    pub fn addrs(&self) -> impl Iterator<Item = A> + '_ {
         (0..usize::from(self.addr_count())).map(|i| self.addr(i))
     }
 
     /// The v2 authentication data (8 bytes after the addresses); empty for v3.
     pub fn auth_data(&self) -> &[u8] {
         if self.version() == 2 {
-            let o = field::ADDRS + 4 * usize::from(self.addr_count());
+            let o = field::ADDRS + A::LEN * usize::from(self.addr_count());
             &self.buffer.as_ref()[o..o + AUTH_DATA_LEN]
         } else {
             &[]
         }
     }
 
-    /// The checksum `mode` calls for over this message (checksum field taken as zero).
-    pub fn compute_checksum(&self, mode: ChecksumMode, src: Ipv4Addr, dst: Ipv4Addr) -> u16 {
+    /// The sum (not complemented) `mode` calls for over the message as it is; IPv6
+    /// always has the pseudo-header (module doc).
+    fn sum(&self, mode: ChecksumMode, src: A, dst: A) -> u16 {
         let b = self.buffer.as_ref();
         let body = checksum::data(b);
+        if mode == ChecksumMode::Message && !A::IS_V6 {
+            return body;
+        }
+        let len = u16::try_from(b.len()).unwrap_or(u16::MAX);
+        checksum::combine(&[A::pseudo_header(src, dst, len), body])
+    }
+
+    /// The checksum `mode` calls for over this message (checksum field taken as zero).
+    pub fn compute_checksum(&self, mode: ChecksumMode, src: A, dst: A) -> u16 {
         // Take the current field out of the sum: the checksum is defined over a zero field.
-        let body = checksum::add(body, !self.checksum());
-        let sum = match mode {
-            ChecksumMode::Message => body,
-            ChecksumMode::PseudoHeader => {
-                let len = u16::try_from(b.len()).unwrap_or(u16::MAX);
-                let ph = checksum::pseudo_header_v4(src, dst, IP_PROTOCOL.0, len);
-                checksum::combine(&[ph, body])
-            }
-        };
-        !sum
+        !checksum::add(self.sum(mode, src, dst), !self.checksum())
     }
 
     /// Whether the checksum field is right for `mode` (`src`/`dst` from the IP header).
-    pub fn verify_checksum(&self, mode: ChecksumMode, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-        let b = self.buffer.as_ref();
-        let body = checksum::data(b);
-        let sum = match mode {
-            ChecksumMode::Message => body,
-            ChecksumMode::PseudoHeader => {
-                let len = u16::try_from(b.len()).unwrap_or(u16::MAX);
-                let ph = checksum::pseudo_header_v4(src, dst, IP_PROTOCOL.0, len);
-                checksum::combine(&[ph, body])
-            }
-        };
-        sum == 0xffff
+    pub fn verify_checksum(&self, mode: ChecksumMode, src: A, dst: A) -> bool {
+        self.sum(mode, src, dst) == 0xffff
     }
 }
 
-impl<T: AsRef<[u8]> + AsMut<[u8]>> VrrpPacket<T> {
+impl<T: AsRef<[u8]> + AsMut<[u8]>, A: VrrpAddr> VrrpPacket<T, A> {
     /// Sets version and type.
     pub fn set_version_and_type(&mut self, version: Version, msg_type: u8) {
         self.buffer.as_mut()[field::VER_TYPE] = (version.number() << 4) | (msg_type & 0x0f);
@@ -346,31 +438,31 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> VrrpPacket<T> {
     }
 
     /// Sets the `i`-th address.
-    pub fn set_addr(&mut self, i: usize, a: Ipv4Addr) {
-        let o = field::ADDRS + 4 * i;
-        self.buffer.as_mut()[o..o + 4].copy_from_slice(&a.octets());
+    pub fn set_addr(&mut self, i: usize, a: A) {
+        let o = field::ADDRS + A::LEN * i;
+        a.write(&mut self.buffer.as_mut()[o..o + A::LEN]);
     }
 
     /// Zeroes the v2 authentication data ("SHOULD be set to zero on transmission",
     /// RFC 3768 §5.3.10).
     pub fn clear_auth_data(&mut self) {
-        let o = field::ADDRS + 4 * usize::from(self.addr_count());
+        let o = field::ADDRS + A::LEN * usize::from(self.addr_count());
         if let Some(d) = self.buffer.as_mut().get_mut(o..o + AUTH_DATA_LEN) {
             d.fill(0);
         }
     }
 
     /// Computes and writes the checksum for `mode`.
-    pub fn fill_checksum(&mut self, mode: ChecksumMode, src: Ipv4Addr, dst: Ipv4Addr) {
+    pub fn fill_checksum(&mut self, mode: ChecksumMode, src: A, dst: A) {
         self.set_checksum(0);
         let c = self.compute_checksum(mode, src, dst);
         self.set_checksum(c);
     }
 }
 
-/// A parsed advertisement.
+/// A parsed advertisement (`A`: the address family, IPv4 by default).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VrrpRepr {
+pub struct VrrpRepr<A: VrrpAddr = Ipv4Addr> {
     /// Version.
     pub version: Version,
     /// Virtual Router Identifier.
@@ -382,13 +474,13 @@ pub struct VrrpRepr {
     /// v2 auth type (0 = none; RFC 3768 §5.3.6); 0 for v3.
     pub auth_type: u8,
     /// The virtual addresses.
-    pub addrs: Vec<Ipv4Addr>,
+    pub addrs: Vec<A>,
 }
 
-impl VrrpRepr {
+impl<A: VrrpAddr> VrrpRepr<A> {
     /// Reads a checked ADVERTISEMENT (another type is `Malformed`). The checksum is not
     /// verified here: it needs the IP addresses and the configured mode.
-    pub fn parse<T: AsRef<[u8]>>(p: &VrrpPacket<T>) -> Result<Self> {
+    pub fn parse<T: AsRef<[u8]>>(p: &VrrpPacket<T, A>) -> Result<Self> {
         p.check_len()?;
         let version = Version::from_number(p.version()).ok_or(Error::Malformed)?;
         if p.msg_type() != TYPE_ADVERTISEMENT {
@@ -410,7 +502,7 @@ impl VrrpRepr {
 
     /// Length of the message [`VrrpRepr::emit`] writes (at most 255 addresses are sent).
     pub fn buffer_len(&self) -> usize {
-        self.version.message_len(self.count())
+        self.version.message_len_for(self.count(), A::LEN)
     }
 
     fn count(&self) -> u8 {
@@ -421,10 +513,10 @@ impl VrrpRepr {
     /// [`VrrpRepr::buffer_len`] bytes; `src`/`dst` are the IP addresses it goes out with.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
         &self,
-        p: &mut VrrpPacket<T>,
+        p: &mut VrrpPacket<T, A>,
         mode: ChecksumMode,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: A,
+        dst: A,
     ) {
         let count = self.count();
         p.set_version_and_type(self.version, TYPE_ADVERTISEMENT);
@@ -672,6 +764,119 @@ mod tests {
                 }
             }
         }
+    }
+
+    const SRC6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+    const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
+
+    // v3 over IPv6 (RFC 9568 §5.1.2): VRID 51, priority 100, 1 address, 100 cs,
+    // 2001:db8:f::10; fe80::1 -> ff02::12.
+    // Message sum: 3133 + 6401 + 0064 + 2001 + 0db8 + 000f + 0010 = c370.
+    // IPv6 pseudo-header (RFC 8200 §8.1): fe80 + 0001 + ff02 + 0012 + 0018 (length 24)
+    // + 0070 (next header 112) = fe1e. !(c370 + fe1e) = !c18f = 3e70.
+    // tshark 3.6 (`tshark -V` on this frame in a pcap) says "Checksum: 0x3e70 [correct]".
+    static V3_V6: [u8; 24] = [
+        0x31, 0x33, 0x64, 0x01, // ver/type, vrid, prio, count
+        0x00, 0x64, 0x3e, 0x70, // rsvd + max adver int, checksum
+        0x20, 0x01, 0x0d, 0xb8, 0x00, 0x0f, 0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x10, // address
+    ];
+
+    /// A second, independent RFC 1071 sum over the pseudo-header and message bytes.
+    fn reference_checksum6(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> u16 {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&src.octets());
+        bytes.extend_from_slice(&dst.octets());
+        bytes.extend_from_slice(&u32::try_from(msg.len()).unwrap().to_be_bytes());
+        bytes.extend_from_slice(&[0, 0, 0, 112]);
+        bytes.extend_from_slice(msg);
+        bytes[40 + 6] = 0;
+        bytes[40 + 7] = 0;
+        let mut sum: u32 = 0;
+        for c in bytes.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    #[test]
+    fn construct_and_deconstruct_v3_over_ipv6() {
+        let r = VrrpRepr {
+            version: Version::V3,
+            vrid: 51,
+            priority: 100,
+            adver_int: 100,
+            auth_type: 0,
+            addrs: vec![VIP6],
+        };
+        assert_eq!(r.buffer_len(), 24);
+        let mut b = [0xaau8; 24];
+        // The mode does not matter for IPv6: the pseudo-header is mandatory.
+        for mode in [ChecksumMode::PseudoHeader, ChecksumMode::Message] {
+            r.emit(
+                &mut VrrpPacket::new_unchecked_v6(&mut b[..]),
+                mode,
+                SRC6,
+                MULTICAST_ADDR_V6,
+            );
+            assert_eq!(b, V3_V6);
+        }
+        assert_eq!(
+            reference_checksum6(SRC6, MULTICAST_ADDR_V6, &V3_V6),
+            u16::from_be_bytes([V3_V6[6], V3_V6[7]])
+        );
+        let p = VrrpPacket::new_checked_v6(&V3_V6[..]).unwrap();
+        assert_eq!(p.addr(0), VIP6);
+        assert_eq!(p.advert_interval(), Duration::from_secs(1));
+        assert!(p.verify_checksum(ChecksumMode::PseudoHeader, SRC6, MULTICAST_ADDR_V6));
+        // Another source or destination (a unicast peer) does not verify.
+        let other = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
+        assert!(!p.verify_checksum(ChecksumMode::PseudoHeader, other, MULTICAST_ADDR_V6));
+        assert!(!p.verify_checksum(ChecksumMode::PseudoHeader, SRC6, other));
+        assert_eq!(VrrpRepr::parse(&p).unwrap(), r);
+        // A corrupted checksum fails.
+        let mut bad = V3_V6;
+        bad[7] ^= 1;
+        let p = VrrpPacket::new_checked_v6(&bad[..]).unwrap();
+        assert!(!p.verify_checksum(ChecksumMode::PseudoHeader, SRC6, MULTICAST_ADDR_V6));
+    }
+
+    #[test]
+    fn ipv6_views_refuse_v2_and_wrong_lengths() {
+        // VRRPv2 is IPv4 only (RFC 3768).
+        let mut b = V3_V6;
+        b[0] = 0x21;
+        assert_eq!(
+            VrrpPacket::new_checked_v6(&b[..]).err(),
+            Some(Error::Malformed)
+        );
+        for n in 0..V3_V6.len() {
+            assert_eq!(
+                VrrpPacket::new_checked_v6(&V3_V6[..n]).err(),
+                Some(Error::Truncated),
+                "{n}"
+            );
+        }
+        // The IPv4 reading of the same bytes: count 1 wants 12 bytes, 24 is too long.
+        assert_eq!(
+            VrrpPacket::new_checked(&V3_V6[..]).err(),
+            Some(Error::Malformed)
+        );
+        // Every single-byte corruption: never a panic.
+        for i in 0..V3_V6.len() {
+            for v in [0u8, 0x21, 0xff] {
+                let mut b = V3_V6;
+                b[i] = v;
+                if let Ok(p) = VrrpPacket::new_checked_v6(&b[..]) {
+                    let _ = VrrpRepr::parse(&p);
+                    let _ = p.verify_checksum(ChecksumMode::PseudoHeader, SRC6, MULTICAST_ADDR_V6);
+                }
+            }
+        }
+        assert_eq!(virtual_mac(true, 51), [0, 0, 0x5e, 0, 2, 51]);
+        assert_eq!(virtual_mac(false, 51), [0, 0, 0x5e, 0, 1, 51]);
     }
 
     #[test]
