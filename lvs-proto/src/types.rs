@@ -96,11 +96,15 @@ impl fmt::Display for ServiceKey {
 impl FromStr for ServiceKey {
     type Err = String;
 
-    /// `tcp 203.0.113.10:80`, `udp 203.0.113.10:53`, `tcp [2001:db8:f::10]:80`, or
+    /// `tcp 203.0.113.10:80`, `udp 203.0.113.10:53`, `tcp [2001:db8:f::10]:80`, the same
+    /// with a colon (`udp:[2001:db8:f::10]:53`, lvsctl's positional form), or
     /// `203.0.113.10:80` / `[2001:db8:f::10]:80` (TCP).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
+        let lower = s.get(..4).map(str::to_ascii_lowercase);
         let (protocol, rest) = match s.split_once(char::is_whitespace) {
+            None if lower.as_deref() == Some("tcp:") => (Protocol::Tcp, &s[4..]),
+            None if lower.as_deref() == Some("udp:") => (Protocol::Udp, &s[4..]),
             Some((p, rest)) => {
                 let protocol = match p.to_ascii_lowercase().as_str() {
                     "tcp" => Protocol::Tcp,
@@ -353,8 +357,9 @@ pub struct PersistenceInfo {
     pub timeout_secs: u64,
     /// IPv4 client netmask: clients equal under it share a template (IPv4 services).
     pub netmask: Ipv4Addr,
-    /// API level 5: IPv6 client prefix length, 0..=128: clients equal in their first
-    /// `prefix6` bits share a template (IPv6 services; ipvsadm `-M 64`).
+    /// API level 5: IPv6 client prefix length: clients equal in their first `prefix6` bits
+    /// share a template (IPv6 services; ipvsadm `-M 64`). IPVS and lvsd accept 1..=128;
+    /// [`PersistenceInfo::mask_client`] reads anything above 128 as 128.
     #[serde(default = "default_prefix6")]
     pub prefix6: u8,
     /// A template whose real server has weight 0 is dropped (sysctl
@@ -1333,6 +1338,12 @@ mod tests {
         assert_eq!(k.to_string(), "tcp [2001:db8:f::10]:80");
         assert_eq!("tcp [2001:db8:f::10]:80".parse::<ServiceKey>(), Ok(k));
         assert_eq!("[2001:db8:f::10]:80".parse::<ServiceKey>(), Ok(k));
+        assert_eq!("TCP:[2001:db8:f::10]:80".parse::<ServiceKey>(), Ok(k));
+        assert_eq!(
+            "udp:203.0.113.10:53".parse::<ServiceKey>(),
+            Ok(ServiceKey::udp4(Ipv4Addr::new(203, 0, 113, 10), 53))
+        );
+        assert!("sctp:[2001:db8:f::10]:80".parse::<ServiceKey>().is_err());
         assert_eq!(
             "udp  [2001:db8:f::10]:53 ".parse::<ServiceKey>(),
             Ok(ServiceKey::udp(v6("2001:db8:f::10"), 53))

@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -237,13 +237,11 @@ impl Plan {
                         .any(|rs| (rs.addr, rs.port) == (s.addr, s.port))
                     {
                         return Err(format!(
-                            "virtual service {} {}:{}: the sorry server {}:{} is also one of its \
+                            "virtual service {} {}: the sorry server {} is also one of its \
                              real servers",
                             vs.protocol.ipvsadm_name(),
-                            vs.vip,
-                            vs.port,
-                            s.addr,
-                            s.port
+                            SocketAddr::new(vs.vip, vs.port),
+                            SocketAddr::new(s.addr, s.port)
                         ));
                     }
                     if s.forwarding == Forwarding::Nat {
@@ -1523,10 +1521,9 @@ pub fn format_stats(stats: &Stats) -> String {
         let c = &svc.counters;
         let _ = write!(
             s,
-            "\n{} {}:{} {} conns={} inpkts={} outpkts={} inbytes={} outbytes={}",
+            "\n{} {} {} conns={} inpkts={} outpkts={} inbytes={} outbytes={}",
             svc.protocol.ipvsadm_name(),
-            svc.vip,
-            svc.port,
+            SocketAddr::new(svc.vip, svc.port),
             svc.scheduler,
             c.conns,
             c.inpkts,
@@ -1538,9 +1535,8 @@ pub fn format_stats(stats: &Stats) -> String {
             let c = &d.counters;
             let _ = write!(
                 s,
-                "\n  -> {}:{} {} weight={} active={} inactive={} persistent={}{} conns={} inpkts={} outpkts={} inbytes={} outbytes={}",
-                d.addr,
-                d.port,
+                "\n  -> {} {} weight={} active={} inactive={} persistent={}{} conns={} inpkts={} outpkts={} inbytes={} outbytes={}",
+                SocketAddr::new(d.addr, d.port),
                 d.forwarding.ipvsadm_name(),
                 d.weight,
                 d.active,

@@ -48,9 +48,9 @@ enum Command {
         #[arg(long)]
         no_console: bool,
     },
-    /// Prepare this host as a real server (VIPs on a non-ARPing interface, arp_ignore /
-    /// arp_announce; for TUN a userspace IPIP decapsulator) until SIGINT/SIGTERM, then
-    /// undo every change.
+    /// Prepare this host as a real server (IPv4 or IPv6 VIPs on a non-ARPing interface,
+    /// arp_ignore / arp_announce for IPv4; for TUN a userspace decapsulator of IPv4/IPv6 in
+    /// IPv4/IPv6) until SIGINT/SIGTERM, then undo every change.
     Realserver {
         /// A virtual address this host serves (repeat for more).
         #[arg(long = "vip", value_name = "ADDR", required = true)]

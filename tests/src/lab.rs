@@ -226,7 +226,8 @@ pub struct LabSpec {
     pub node_exe: PathBuf,
     /// The lvsd executable for [`Lab::start_lvsd`]; `None` = [`crate::lvsd_binary`].
     pub lvsd_exe: Option<PathBuf>,
-    /// Keep IPv6 enabled in the namespaces (default: disabled, for quieter links).
+    /// Keep IPv6 enabled in the namespaces and configure the IPv6 address plan (module docs);
+    /// default: disabled, for quieter links.
     pub ipv6: bool,
 }
 

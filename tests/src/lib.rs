@@ -4,7 +4,10 @@
 //! `rsK` and a `switch` holding the bridges `br-front` and `br-back` — wired with veth pairs and
 //! configured through rtnetlink and `/proc/sys`, without running any external program. Real
 //! servers run the [`node`] program as separate processes; [`Lab::start_lvsd`] runs the
-//! director. See [`lab`] for the address plan.
+//! director. See [`lab`] for the address plan; with [`LabSpec::ipv6`] every host also gets
+//! its IPv6 mirror (2001:db8:c::/64, 2001:db8:f::/64, 2001:db8:b::/64: [`vip6`],
+//! [`real_server_addr6`], ...), the backends listen on IPv6 too and the [`client`] helpers
+//! take IPv6 targets.
 //!
 //! ```no_run
 //! use lvs_lab::{Lab, LabSpec, client, vip};

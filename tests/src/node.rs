@@ -1,6 +1,6 @@
 //! The node program: what runs inside real servers (`NODE_EXE lab-node backend --name rs1`).
 //!
-//! `backend --name NAME` serves, on 0.0.0.0 and on [::] (separate IPv6-only sockets; if the
+//! `backend --name NAME` serves, on `0.0.0.0` and on `[::]` (separate IPv6-only sockets; if the
 //! host has no IPv6 at all, it says so on stderr and serves IPv4 only), in one process:
 //! - TCP 80: HTTP/1.1. Keep-alive unless the client sends `Connection: close` (HTTP/1.0: only
 //!   with `Connection: keep-alive`). Every response carries `X-Backend: NAME` and a
@@ -15,7 +15,7 @@
 //!
 //! It prints `ready` on stdout once every socket is bound, then runs until killed.
 //!
-//! `hostile --mode MODE --port P` is a misbehaving TCP server on 0.0.0.0:P (and [::]:P) for
+//! `hostile --mode MODE --port P` is a misbehaving TCP server on `0.0.0.0:P` (and `[::]:P`) for
 //! health-check tests; each connection gets, after the client's first bytes (or 200 ms of silence):
 //! - `empty`: nothing, then a clean close (a 0-byte reply);
 //! - `huge`: `HTTP/1.1 200 OK` with `Content-Length: 104857600` and 100 MiB of body;

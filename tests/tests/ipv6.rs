@@ -405,6 +405,60 @@ fn dr6_rr_lands_on_every_server() {
     stop_and_check(&lvsd);
 }
 
+/// DR over IPv6 to real servers prepared by `lvsd realserver --mode dr` rather than by the
+/// lab: the helper's /128 VIP on `lo` is all they need.
+#[test]
+fn dr6_with_realserver_helpers() {
+    require_root!();
+    let _serial = serial();
+    let lab = lab6(Kind::Tun, 2); // bare real servers, gateway = the router
+    let v = IpAddr::V6(vip6(0));
+    let vs = v.to_string();
+    let helpers: Vec<_> = (1..=2)
+        .map(|k| {
+            lab.start_realserver_helper(k, &["--vip", &vs, "--mode", "dr"])
+                .unwrap_or_else(|e| panic!("starting the helper in rs{k}: {e}"))
+        })
+        .collect();
+    let lvsd = lab
+        .start_lvsd(
+            1,
+            &service((v, HTTP_PORT).into(), "tcp", Kind::Dr, &rips6(2, HTTP_PORT)),
+        )
+        .expect("starting lvsd");
+    let names = lab.client().run(|| {
+        (0..4)
+            .map(|i| {
+                let (name, body) = client::http_get((v, HTTP_PORT), "/bytes/300000")
+                    .unwrap_or_else(|e| panic!("request {i}: {e}\n{}", diag(&lvsd)));
+                assert!(body == node::pattern(300_000), "body from {name} differs");
+                name
+            })
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(
+        tally(names).values().copied().collect::<Vec<_>>(),
+        vec![2, 2],
+        "{}",
+        diag(&lvsd)
+    );
+    stop_and_check(&lvsd);
+    for (p, logs) in &helpers {
+        p.signal(Signal::SIGTERM).expect("SIGTERM");
+        let status = p
+            .wait_timeout(Duration::from_secs(10))
+            .expect("waiting")
+            .expect("the helper did not exit within 10 s");
+        assert!(status.success(), "{}", logs.stdout_text());
+        assert!(
+            logs.stdout_text()
+                .contains("removed 2001:db8:f::10/128 from lo"),
+            "{}",
+            logs.stdout_text()
+        );
+    }
+}
+
 /// An NDP message in an Ethernet frame: `(ICMPv6 type, target address)` for Neighbor
 /// Solicitations (135) and Advertisements (136) without IPv6 extension headers.
 fn ndp(frame: &[u8]) -> Option<(u8, Ipv6Addr)> {

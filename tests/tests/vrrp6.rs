@@ -16,6 +16,13 @@
 //!   (Wireshark's own IPv6 pseudo-header computation) — and the unsolicited NAs: to ff02::1,
 //!   hop limit 255, Override and Router set, Solicited clear, target the VIP, from the
 //!   master's MAC.
+//! - `two_lvsd_ipv6_unicast`: `unicast_src` / `unicast_peer` with the directors' global
+//!   addresses: election, the backup names the master by its global address, kill -9
+//!   moves the VIP, no advert rejected (the pseudo-header holds the unicast destination).
+//! - `spoofed_ipv6_adverts_change_nothing`: crafted IPv6 adverts from the router (hop
+//!   limit 254, bad checksum, VRRPv2, truncated) never move the master and are counted by
+//!   reason; the same advert with a good checksum — computed here by an implementation of
+//!   the test's own — and priority 254 does make the master step down.
 //! - `keepalived_ipv6_both_ways`: keepalived as the other router, both ways round: lvsd
 //!   150 wins over keepalived 100, keepalived takes over on kill -9 and on SIGTERM, lvsd
 //!   takes the VIP back; then lvsd 50 is keepalived's backup (names it as master with
@@ -33,7 +40,9 @@ use std::time::{Duration, Instant};
 
 use common::{NODE, ip, serial};
 use lvs_lab::keepalived::{Keepalived, KeepalivedSpec};
-use lvs_lab::{Lab, LabSpec, LvsdProcess, Process, require_root, vip6, wait_until};
+use lvs_lab::{
+    Lab, LabSpec, LvsdProcess, Process, director_ext_addr6, require_root, vip6, wait_until,
+};
 use lvs_proto::{VrrpInstanceInfo, VrrpState};
 
 /// Generous bound for any takeover (never a tight timing assertion).
@@ -517,4 +526,143 @@ fn keepalived_ipv6_both_ways() {
     // SIGTERM: tshark flushes its file (SIGKILL would lose the buffered packets).
     let _ = cap.stop(Duration::from_secs(5));
     check_wire(&lab, &pcap, 1, 150);
+}
+
+#[test]
+fn two_lvsd_ipv6_unicast() {
+    require_root!();
+    let _serial = serial();
+    let lab = lab();
+    let unicast = |n: usize, priority: u8| {
+        format!(
+            "{}unicast_src = \"{}\"\nunicast_peer = [\"{}\"]\n",
+            config(priority),
+            director_ext_addr6(n),
+            director_ext_addr6(3 - n)
+        )
+    };
+    let one = lab.start_lvsd(1, &unicast(1, 150)).expect("lvsd 1");
+    let two = lab.start_lvsd(2, &unicast(2, 100)).expect("lvsd 2");
+    assert!(
+        wait_sole_holder(&lab, 1, TAKEOVER),
+        "{}\n{}",
+        one.logs(),
+        two.logs()
+    );
+    let want = Some(IpAddr::V6(director_ext_addr6(1)));
+    assert!(
+        wait_until(TAKEOVER, || vrrp_info(&two)[0].master == want
+            && state(&two) == VrrpState::Backup),
+        "{:?}",
+        vrrp_info(&two)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let info = vrrp_info(&two);
+    assert!(info[0].rejected.is_empty(), "{info:?}");
+    assert!(info[0].adverts_received >= 3, "{info:?}");
+    one.process().kill().expect("kill -9");
+    assert!(
+        wait_until(TAKEOVER, || state(&two) == VrrpState::Master
+            && holds(&lab, 2)),
+        "{}",
+        two.logs()
+    );
+    stop_quiet(&two);
+    assert!(!holds(&lab, 2));
+}
+
+/// The internet checksum over `data` after the IPv6 pseudo-header of a VRRP message.
+fn vrrp6_checksum(src: Ipv6Addr, dst: Ipv6Addr, data: &[u8]) -> u16 {
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&src.octets());
+    bytes.extend_from_slice(&dst.octets());
+    bytes.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&[0, 0, 0, 112]);
+    bytes.extend_from_slice(data);
+    let mut sum: u32 = 0;
+    for c in bytes.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An Ethernet frame with a VRRPv3 advert for the VIP from fe80::1 to ff02::12.
+fn advert6_frame(src_mac: [u8; 6], prio: u8, hops: u8, version: u8, good: bool) -> Vec<u8> {
+    let src: Ipv6Addr = "fe80::1".parse().unwrap();
+    let dst: Ipv6Addr = "ff02::12".parse().unwrap();
+    let mut vrrp = vec![(version << 4) | 1, 51, prio, 1, 0x00, 10, 0, 0];
+    vrrp.extend_from_slice(&vip6(0).octets());
+    let c = vrrp6_checksum(src, dst, &vrrp);
+    let c = if good { c } else { c ^ 0x5a5a };
+    vrrp[6..8].copy_from_slice(&c.to_be_bytes());
+    let mut f = vec![0x33, 0x33, 0, 0, 0, 0x12];
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(vrrp.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[112, hops]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(&vrrp);
+    f
+}
+
+#[test]
+fn spoofed_ipv6_adverts_change_nothing() {
+    require_root!();
+    let _serial = serial();
+    let lab = lab();
+    let one = lab.start_lvsd(1, &config(150)).expect("lvsd 1");
+    let two = lab.start_lvsd(2, &config(100)).expect("lvsd 2");
+    assert!(wait_sole_holder(&lab, 1, TAKEOVER), "{}", one.logs());
+    assert!(wait_until(TAKEOVER, || state(&two) == VrrpState::Backup));
+    let mac = lab.router().mac("eth1").expect("router mac");
+    let good = advert6_frame(mac, 254, 255, 3, true);
+    let mut truncated = good.clone();
+    truncated.truncate(good.len() - 3);
+    truncated[18..20].copy_from_slice(&21u16.to_be_bytes());
+    let bad: Vec<Vec<u8>> = vec![
+        advert6_frame(mac, 254, 255, 3, false), // checksum
+        advert6_frame(mac, 254, 254, 3, true),  // hop limit
+        advert6_frame(mac, 254, 255, 2, true),  // VRRPv2 over IPv6
+        truncated,
+    ];
+    for _ in 0..20 {
+        lab.router().send_raw_frames("eth1", &bad).expect("sending");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(state(&one), VrrpState::Master, "{}", one.logs());
+    assert_eq!(state(&two), VrrpState::Backup);
+    assert!(holds(&lab, 1) && !holds(&lab, 2));
+    let info = vrrp_info(&one);
+    let rejected = |name: &str| {
+        info[0]
+            .rejected
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, c)| *c)
+    };
+    println!("rejected by the master: {:?}", info[0].rejected);
+    assert!(rejected("checksum_err") >= 20, "{info:?}");
+    assert!(rejected("ip_ttl_err") >= 20, "{info:?}");
+    assert!(rejected("version_err") >= 20, "{info:?}");
+    assert!(rejected("packet_len_err") >= 20, "{info:?}");
+    // Control: the well-formed priority-254 advert is heard, and the master steps down.
+    lab.router()
+        .send_raw_frames("eth1", &[good])
+        .expect("sending");
+    let spoofer = Some(IpAddr::V6("fe80::1".parse().unwrap()));
+    assert!(
+        wait_until(TAKEOVER, || vrrp_info(&one)[0].master == spoofer
+            || state(&one) == VrrpState::Backup),
+        "{:?}",
+        vrrp_info(&one)
+    );
+    // Nobody speaks for fe80::1 again: the 150 comes back.
+    assert!(wait_sole_holder(&lab, 1, TAKEOVER));
+    stop_quiet(&one);
+    stop_quiet(&two);
 }

@@ -31,7 +31,9 @@ impl std::fmt::Display for UsageError {
     about = "Scripting CLI for lvsd: ipvsadm-compatible listings, weights, drains, events",
     after_help = "ipvsadm forms are accepted too: lvsctl -Ln [--stats|--rate|--exact|\
                   --thresholds|--persistent-conn] [-t|-u VIP:PORT], lvsctl -Lnc, \
-                  lvsctl -Z [-t VIP:PORT], lvsctl -e -t VIP:PORT -r RIP:PORT -w N"
+                  lvsctl -Z [-t VIP:PORT], lvsctl -e -t VIP:PORT -r RIP:PORT -w N. \
+                  IPv6 addresses take brackets, as in ipvsadm: -t [2001:db8:f::10]:80 \
+                  -r [2001:db8:b::11]:80; -M is a netmask for IPv4, a prefix length for IPv6."
 )]
 pub struct Cli {
     /// The daemon's control socket.

@@ -28,7 +28,8 @@
 //!    Else the error goes to the connection's real server like a client packet: NAT
 //!    translates outer destination VIP → RIP and the quoted source VIP:vport → RIP:rport;
 //!    DR rewrites the MACs only; TUN encapsulates it in IPIP (too big for the tunnel MTU:
-//!    `Drop(TooBig)`; errors are at most 576 bytes, so this needs an MTU below 596).
+//!    `Drop(TooBig)`; errors are at most 576 bytes, so this needs an MTU below 596), or,
+//!    for an IPv6 real server, in IPv6 as the connection's packets go (`tunnel.rs`).
 //! 7. Outbound (NAT only): the quote is `CIP:cport → RIP:rport`; the connection is found
 //!    as a reply (`find_reply` of the reversed tuple). None: `Drop(IcmpNoConnection)`.
 //!    Else outer source RIP → VIP and quoted destination RIP:rport → VIP:vport, sent to
@@ -156,7 +157,7 @@ impl Dataplane {
         };
         let ip_len = usize::from(ip.total_len());
         if to_vip {
-            self.icmp_in(rx, &key, ip_len, out)
+            self.icmp_in(now, rx, &key, ip_len, out)
         } else {
             self.icmp_out(rx, &key, ip_len, out)
         }
@@ -165,6 +166,7 @@ impl Dataplane {
     /// An error about a packet sent from the VIP: to the connection's real server.
     fn icmp_in(
         &mut self,
+        now: Instant,
         rx: RxFrame<'_>,
         key: &FlowKey,
         ip_len: usize,
@@ -175,8 +177,13 @@ impl Dataplane {
         let Some(conn) = conns.find_inbound(key).and_then(|id| conns.get(id)) else {
             return Verdict::Drop(R::IcmpNoConnection);
         };
-        let (sid, did, forwarding, real) =
-            (conn.service(), conn.dest(), conn.forwarding(), conn.real());
+        let (sid, did, forwarding, real, protocol) = (
+            conn.service(),
+            conn.dest(),
+            conn.forwarding(),
+            conn.real(),
+            conn.protocol(),
+        );
         self.count_bytes(sid, did, ip_len, true);
         let Some(Some(dest)) = self.dests.get(did as usize) else {
             return Verdict::Drop(R::NoDestination);
@@ -191,8 +198,24 @@ impl Dataplane {
         };
         if forwarding == Forwarding::Tun {
             let (IpAddr::V4(dip), IpAddr::V4(rip)) = (dip, dest.spec.addr) else {
-                // Errors about a flow tunnelled to an IPv6 real server are not relayed.
-                return Verdict::Drop(R::IcmpUnsupported);
+                // Tunnelled to an IPv6 real server: IPv4-in-IPv6, like the connection's
+                // packets (`tunnel.rs`).
+                let path = tunnel::Path {
+                    ifindex,
+                    src_mac: iface_mac,
+                    dst_mac: mac,
+                    mtu,
+                    dip,
+                    rip: dest.spec.addr,
+                };
+                let inbound = tunnel::Inbound {
+                    protocol,
+                    ip_len,
+                    src_mac: super::icmp6::rx_src_mac(rx),
+                    client: IpAddr::V4(key.src),
+                    vip: IpAddr::V4(key.dst),
+                };
+                return self.tunnel_out(now, rx, &inbound, path, out);
             };
             return self.icmp_tunnel(
                 rx,

@@ -361,6 +361,6 @@ impl Dataplane {
 
 /// The source MAC of a received frame (zero if it has no Ethernet header, which `classify`
 /// has already ruled out).
-fn rx_src_mac(rx: RxFrame<'_>) -> MacAddr {
+pub(super) fn rx_src_mac(rx: RxFrame<'_>) -> MacAddr {
     EthernetFrame::new_checked(rx.data).map_or([0; 6], |e| e.src_addr())
 }

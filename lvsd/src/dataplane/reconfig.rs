@@ -24,7 +24,7 @@ use lvs_proto::{Counters, Forwarding};
 use super::estimator::Estimator;
 use super::health::{self, HealthEvent};
 use super::{Dataplane, DataplaneConfig, DestEntry, DestSpec, Neighbour, Service, ServiceSpec};
-use crate::sched::{self, ListChange};
+use crate::sched::{self, ListChange, SchedParams};
 
 impl Dataplane {
     /// Applies a new configuration in place (module doc; spec b.1 for list semantics):
@@ -161,7 +161,11 @@ impl Dataplane {
         renumber(&list, &mut self.dests);
         let mut view = Vec::with_capacity(list.len());
         fill_view(&list, &self.dests, &mut view);
-        let scheduler = sched::new_scheduler(spec.scheduler, &spec.sched_params, &view, now);
+        let params = SchedParams {
+            family: Some(sched::Family::of(spec.vip)),
+            ..spec.sched_params
+        };
+        let scheduler = sched::new_scheduler(spec.scheduler, &params, &view, now);
         let key = super::ServiceKey {
             protocol: spec.protocol,
             vip: spec.vip,
@@ -333,8 +337,11 @@ impl Dataplane {
             || svc.params.lblc_expiration != spec.sched_params.lblc_expiration;
         if svc.scheduler.kind() != spec.scheduler || params_changed {
             fill_view(&svc.list, &self.dests, &mut svc.view);
-            svc.scheduler =
-                sched::new_scheduler(spec.scheduler, &spec.sched_params, &svc.view, now);
+            let params = SchedParams {
+                family: Some(sched::Family::of(spec.vip)),
+                ..spec.sched_params
+            };
+            svc.scheduler = sched::new_scheduler(spec.scheduler, &params, &svc.view, now);
             svc.params = spec.sched_params;
         }
         // 4. Service settings for the next new connection.

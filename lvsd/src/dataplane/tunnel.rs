@@ -540,7 +540,9 @@ impl Dataplane {
             let Ok(seg) = TcpSegmenter::new(inner.bytes, mss) else {
                 return Verdict::Drop(R::BadL4Header);
             };
-            let max = eth + hdr + headers + mss;
+            // (A segment never holds more than the super-frame: bounds the queue's
+            // region even with a huge MTU and an unknown `gso_size`.)
+            let max = eth + hdr + headers + mss.min(inner.bytes.len());
             let mut first = None;
             for i in 0..seg.count() {
                 let o = outer.stamped(&mut self.tunnel);

@@ -924,8 +924,10 @@ fn guard_ipv6_sees_through_extension_headers() {
         }
         rsts
     };
+    // The first answer waits for neighbour discovery of the client: retry for a while
+    // (a loaded machine can take longer than one round).
     assert!(
-        answers(2) >= 1,
+        (0..10).any(|_| answers(2) >= 1),
         "no RST without the guard: the SYN itself is wrong"
     );
 
