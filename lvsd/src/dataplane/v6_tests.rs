@@ -1,7 +1,7 @@
 //! IPv6 through the forwarding core: NDP for the next hops, NAT66, DR over IPv6,
 //! extension headers, fragments, ICMPv6 relays, persistence prefixes, listings.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV6};
 use std::time::Duration;
 
 use lvs_proto::{Forwarding, Protocol, SchedulerKind};
@@ -421,4 +421,51 @@ fn kill_and_listing_cover_both_families() {
     assert_eq!(lab.dp.conn_count(), 1);
     let s = lab.dp.stats();
     assert_eq!(s.services[1].dests[0].inactive + s.services[1].dests[0].active, 0);
+}
+
+#[test]
+fn icmp_about_a_v4_flow_tunnelled_to_a_v6_server_goes_in_ipv6() {
+    let cfg = config(vec![service(
+        Protocol::Tcp,
+        VIP,
+        80,
+        SchedulerKind::Rr,
+        vec![dest(RS1_6, 80, 1, Forwarding::Tun)],
+    )]);
+    let mut lab = Lab::new(cfg);
+    assert_eq!(lab.rx(INT_IF, &neighbor_advert(RS1_6, RS1_MAC)).0, Verdict::Pass);
+    let c = client(8, 40100);
+    let (v, _) = lab.rx(EXT_IF, &tcp_in(c, sa(VIP, 80), TcpControl::SYN));
+    assert!(matches!(v, Verdict::TransmitPlain { .. }), "{v:?}");
+    // The real server's reply VIP:80 -> client, reported on by a router to the VIP.
+    let reply = crate::wire::build::FrameSpec::tcp(EXT_MAC, GW_MAC, sa(VIP, 80), c, TcpControl::ACK)
+        .to_vec();
+    let mut f = vec![0u8; 14 + 576];
+    {
+        let mut eth = EthernetFrame::new_unchecked(&mut f[..14]);
+        eth.set_src_addr(GW_MAC);
+        eth.set_dst_addr(EXT_MAC);
+        eth.set_ethertype(EtherType::IPV4);
+    }
+    let n = crate::wire::icmp::emit_error(
+        &mut f[14..],
+        (Ipv4Addr::new(203, 0, 113, 1), VIP, 7),
+        (3, 1, [0; 4]),
+        &reply[14..],
+    )
+    .expect("error built");
+    f.truncate(14 + n);
+    let (v, out) = lab.rx(EXT_IF, &f);
+    let Verdict::TransmitPlain { ifindex, len } = v else {
+        panic!("not relayed: {v:?}");
+    };
+    assert_eq!(ifindex, INT_IF);
+    let frame = &lab.out[..len];
+    assert!(out.is_empty());
+    let eth = EthernetFrame::new_checked(frame).unwrap();
+    assert_eq!(eth.ethertype(), EtherType::IPV6);
+    let outer = Ipv6Packet::new_checked(eth.payload()).unwrap();
+    assert_eq!((outer.src_addr(), outer.dst_addr()), (DIP6, RS1_6));
+    assert_eq!(outer.next_header(), 4, "IPv4 in IPv6");
+    assert_eq!(outer.payload(), &f[14..14 + n], "the error itself, unchanged");
 }
