@@ -96,7 +96,8 @@ fn flows() -> Vec<Flow> {
             let dst = Ipv4Addr::from(0x0AC8_0000 | g.next(DSTS));
             Flow {
                 protocol: Protocol::Tcp,
-                src: SocketAddrV4::new(client, 1024 + u16::try_from(g.next(60000)).unwrap_or(0)).into(),
+                src: SocketAddrV4::new(client, 1024 + u16::try_from(g.next(60000)).unwrap_or(0))
+                    .into(),
                 dst: SocketAddrV4::new(dst, 80).into(),
             }
         })

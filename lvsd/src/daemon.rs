@@ -479,7 +479,10 @@ fn random_seed() -> u64 {
 #[allow(clippy::type_complexity)]
 fn split_families(
     v: Vec<(Protocol, IpAddr, u16)>,
-) -> (Vec<(Protocol, Ipv4Addr, u16)>, Vec<(Protocol, Ipv6Addr, u16)>) {
+) -> (
+    Vec<(Protocol, Ipv4Addr, u16)>,
+    Vec<(Protocol, Ipv6Addr, u16)>,
+) {
     let mut v4 = BTreeSet::new();
     let mut v6 = BTreeSet::new();
     for (p, a, port) in v {

@@ -652,7 +652,11 @@ fn keepalived_interop(version: u8, unicast: bool) {
     }));
     let info = vrrp_info(&l);
     assert_eq!(info[0].state, VrrpState::Backup, "{info:?}\n{}", l.logs());
-    assert_eq!(info[0].master, Some(director_ext_addr(2).into()), "{info:?}");
+    assert_eq!(
+        info[0].master,
+        Some(director_ext_addr(2).into()),
+        "{info:?}"
+    );
     assert_eq!(info[0].master_priority, Some(100), "{info:?}");
     assert!(holds(&lab, 2) && !holds(&lab, 1));
     // keepalived crashes: lvsd takes over and serves.

@@ -82,17 +82,7 @@ pub struct KillTarget {
 /// rport, template, tie-breaker). The tie-breaker is a fixed hash of the entry's handle,
 /// stable for the entry's life; it only orders entries equal in everything else (two
 /// invalidated templates of one client).
-pub type ConnSortKey = (
-    Protocol,
-    IpAddr,
-    u16,
-    IpAddr,
-    u16,
-    IpAddr,
-    u16,
-    bool,
-    u64,
-);
+pub type ConnSortKey = (Protocol, IpAddr, u16, IpAddr, u16, IpAddr, u16, bool, u64);
 
 /// An entry of either table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -417,10 +407,13 @@ impl Dataplane {
         now: Instant,
         hit: impl Fn(&KillTarget) -> bool,
     ) -> Option<(ConnSortKey, ConnInfo)> {
-        let (key, h) = [self.kill_scan::<Ipv4Addr>(&hit), self.kill_scan::<Ipv6Addr>(&hit)]
-            .into_iter()
-            .flatten()
-            .min_by_key(|(key, _)| *key)?;
+        let (key, h) = [
+            self.kill_scan::<Ipv4Addr>(&hit),
+            self.kill_scan::<Ipv6Addr>(&hit),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(key, _)| *key)?;
         let info = self.conn_info(now, h)?;
         if h.v6 {
             let c = self.conns.v6.remove(h.id)?;

@@ -179,12 +179,7 @@ impl Dataplane {
 
     /// The template verdict for `flow` on `svc`, read-only (kernel `ip_vs_ct_in_get` and
     /// `ip_vs_check_template`).
-    fn template_check<A: Family>(
-        &self,
-        now: Instant,
-        svc: &Service,
-        flow: &Flow,
-    ) -> TemplateCheck {
+    fn template_check<A: Family>(&self, now: Instant, svc: &Service, flow: &Flow) -> TemplateCheck {
         let Some(p) = svc.persistence else {
             return TemplateCheck::Off;
         };

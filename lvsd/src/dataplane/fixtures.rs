@@ -365,11 +365,7 @@ fn rows() -> Vec<Row> {
     let mut v6 = tcp_in(client(1, 1), vip80, syn);
     v6[12..14].copy_from_slice(&[0x86, 0xdd]);
     // An IPv4 packet behind the IPv6 EtherType: its version nibble says 4.
-    rows.push(drop(
-        "IPv6 EtherType, IPv4 header",
-        v6,
-        R::BadIpHeader,
-    ));
+    rows.push(drop("IPv6 EtherType, IPv4 header", v6, R::BadIpHeader));
     let mut vlan = tcp_in(client(1, 1), vip80, syn);
     vlan[12..14].copy_from_slice(&[0x81, 0x00]);
     rows.push(pass("802.1Q tagged frame", EXT_IF, vlan));

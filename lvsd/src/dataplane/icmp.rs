@@ -217,15 +217,7 @@ impl Dataplane {
                 };
                 return self.tunnel_out(now, rx, &inbound, path, out);
             };
-            return self.icmp_tunnel(
-                rx,
-                ip_len,
-                (dip, rip),
-                (iface_mac, mac),
-                ifindex,
-                mtu,
-                out,
-            );
+            return self.icmp_tunnel(rx, ip_len, (dip, rip), (iface_mac, mac), ifindex, mtu, out);
         }
         let len = match copy_out(rx, ip_len, mtu, out) {
             Ok(len) => len,

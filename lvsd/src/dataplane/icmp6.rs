@@ -205,11 +205,12 @@ impl Dataplane {
         use DropReason as R;
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let to_vip = self.is_vip_addr(IpAddr::V6(dst));
-        let from_rip = !to_vip
-            && self.dests.iter().flatten().any(|d| {
-                d.spec.forwarding == Forwarding::Nat && d.spec.addr == IpAddr::V6(src)
-            })
-            && !self.is_local(IpAddr::V6(dst));
+        let from_rip =
+            !to_vip
+                && self.dests.iter().flatten().any(|d| {
+                    d.spec.forwarding == Forwarding::Nat && d.spec.addr == IpAddr::V6(src)
+                })
+                && !self.is_local(IpAddr::V6(dst));
         if !to_vip && !from_rip {
             return Verdict::Pass;
         }

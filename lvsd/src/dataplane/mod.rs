@@ -603,9 +603,7 @@ impl Dataplane {
         let protocol = match ip.protocol() {
             IpProtocol::TCP => Protocol::Tcp,
             IpProtocol::UDP => Protocol::Udp,
-            IpProtocol::IPIP | IpProtocol::IPV6
-                if self.is_vip_addr(IpAddr::V4(ip.dst_addr())) =>
-            {
+            IpProtocol::IPIP | IpProtocol::IPV6 if self.is_vip_addr(IpAddr::V4(ip.dst_addr())) => {
                 return Verdict::Drop(R::Tunnelled);
             }
             IpProtocol::ICMP => return self.icmp(now, rx, &ip, out),
@@ -622,7 +620,14 @@ impl Dataplane {
         }
         let l4 = ip.payload();
         if ip.is_fragment() {
-            return self.fragment(protocol, src.into(), dst.into(), ip.frag_offset(), l4, to_vip);
+            return self.fragment(
+                protocol,
+                src.into(),
+                dst.into(),
+                ip.frag_offset(),
+                l4,
+                to_vip,
+            );
         }
         let (src_port, dst_port, tcp) = match ports(protocol, l4) {
             Ok(ports) => ports,

@@ -89,7 +89,10 @@ fn v6_lab(forwarding: Forwarding, port: u16) -> Lab {
         vec![dest(RS1_6, port, 1, forwarding)],
     )]);
     let mut lab = Lab::new(cfg);
-    assert_eq!(lab.rx(INT_IF, &neighbor_advert(RS1_6, RS1_MAC)).0, Verdict::Pass);
+    assert_eq!(
+        lab.rx(INT_IF, &neighbor_advert(RS1_6, RS1_MAC)).0,
+        Verdict::Pass
+    );
     lab
 }
 
@@ -129,16 +132,19 @@ fn neighbor_solicitation_then_advert_resolves() {
     // another target; resolved by the right one.
     let mut bad = neighbor_advert(RS1_6, RS1_MAC);
     bad = {
-        let repr = NdpRepr::parse(
-            &Icmpv6Packet::new_checked(&bad[54..]).unwrap(),
-        )
-        .unwrap();
+        let repr = NdpRepr::parse(&Icmpv6Packet::new_checked(&bad[54..]).unwrap()).unwrap();
         ndp_frame(RS1_6, DIP6, RS1_MAC, INT_MAC, repr, 64)
     };
     assert_eq!(lab.rx(INT_IF, &bad).0, Verdict::Pass);
-    assert_eq!(lab.rx(INT_IF, &neighbor_advert(RS2_6, RS2_MAC)).0, Verdict::Pass);
+    assert_eq!(
+        lab.rx(INT_IF, &neighbor_advert(RS2_6, RS2_MAC)).0,
+        Verdict::Pass
+    );
     assert_eq!(lab.dp.unresolved_neighbours(), 1);
-    assert_eq!(lab.rx(INT_IF, &neighbor_advert(RS1_6, RS1_MAC)).0, Verdict::Pass);
+    assert_eq!(
+        lab.rx(INT_IF, &neighbor_advert(RS1_6, RS1_MAC)).0,
+        Verdict::Pass
+    );
     assert_eq!(lab.dp.unresolved_neighbours(), 0);
     // A tampered checksum teaches nothing either.
     let mut lab2 = Lab::new(config(vec![service(
@@ -196,7 +202,10 @@ fn nat66_both_ways() {
         vec![dest(RS1_6, 5353, 1, Forwarding::Nat)],
     )]);
     let mut lab = Lab::new(cfg);
-    assert_eq!(lab.rx(INT_IF, &neighbor_advert(RS1_6, RS1_MAC)).0, Verdict::Pass);
+    assert_eq!(
+        lab.rx(INT_IF, &neighbor_advert(RS1_6, RS1_MAC)).0,
+        Verdict::Pass
+    );
     let q = FrameSpec6::udp(GW_MAC, EXT_MAC, c, sa6(VIP6, 53), b"query").to_vec();
     let out = lab.fwd(EXT_IF, &q);
     assert!(checksums_valid6(&out));
@@ -240,7 +249,11 @@ fn with_ext_headers(n: usize) -> Vec<u8> {
     let l4 = &plain[54..];
     let mut f = plain[..54].to_vec();
     for i in 0..n {
-        let next = if i + 1 == n { 6 } else { next_header::DEST_OPTS };
+        let next = if i + 1 == n {
+            6
+        } else {
+            next_header::DEST_OPTS
+        };
         // 8 bytes: next header, length 0, a PadN option of 4 bytes.
         f.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
     }
@@ -306,10 +319,19 @@ fn persistence_prefix_groups_a_slash_64() {
         quiescent_template_expire: false,
     });
     let mut lab = Lab::new(config(vec![svc]));
-    assert_eq!(lab.rx(INT_IF, &neighbor_advert(RS1_6, RS1_MAC)).0, Verdict::Pass);
-    assert_eq!(lab.rx(INT_IF, &neighbor_advert(RS2_6, RS2_MAC)).0, Verdict::Pass);
+    assert_eq!(
+        lab.rx(INT_IF, &neighbor_advert(RS1_6, RS1_MAC)).0,
+        Verdict::Pass
+    );
+    assert_eq!(
+        lab.rx(INT_IF, &neighbor_advert(RS2_6, RS2_MAC)).0,
+        Verdict::Pass
+    );
     let target = |lab: &mut Lab, n: u16, port: u16| {
-        let out = lab.fwd(EXT_IF, &tcp6_in(client6(n, port), sa6(VIP6, 80), TcpControl::SYN));
+        let out = lab.fwd(
+            EXT_IF,
+            &tcp6_in(client6(n, port), sa6(VIP6, 80), TcpControl::SYN),
+        );
         Ipv6Packet::new_checked(&out[14..]).unwrap().dst_addr()
     };
     let first = target(&mut lab, 0x10, 1000);
@@ -318,7 +340,11 @@ fn persistence_prefix_groups_a_slash_64() {
         assert_eq!(target(&mut lab, n, 1000 + n), first);
     }
     let conns = lab.dp.connections(lab.now);
-    assert!(conns.iter().any(|c| c.template && c.client.ip() == IpAddr::V6("2001:db8:c::".parse().unwrap())));
+    assert!(
+        conns
+            .iter()
+            .any(|c| c.template && c.client.ip() == IpAddr::V6("2001:db8:c::".parse().unwrap()))
+    );
 }
 
 #[test]
@@ -379,7 +405,10 @@ fn icmp6_packet_too_big_to_vip_reaches_nat_server() {
     let mut cut = f[..54 + 8 + 44].to_vec();
     cut[18..20].copy_from_slice(&52u16.to_be_bytes());
     Icmpv6Packet::new_unchecked(&mut cut[54..]).fill_checksum(CLIENT_GW6, VIP6);
-    assert_eq!(lab.rx(EXT_IF, &cut).0, Verdict::Drop(DropReason::IcmpMalformed));
+    assert_eq!(
+        lab.rx(EXT_IF, &cut).0,
+        Verdict::Drop(DropReason::IcmpMalformed)
+    );
 }
 
 #[test]
@@ -401,15 +430,27 @@ fn kill_and_listing_cover_both_families() {
         ),
     ]);
     let mut lab = Lab::resolved(cfg);
-    assert_eq!(lab.rx(INT_IF, &neighbor_advert(RS1_6, RS1_MAC)).0, Verdict::Pass);
-    lab.fwd(EXT_IF, &tcp_in(client(1, 1000), sa(VIP, 80), TcpControl::SYN));
-    lab.fwd(EXT_IF, &tcp6_in(client6(1, 1000), sa6(VIP6, 80), TcpControl::SYN));
+    assert_eq!(
+        lab.rx(INT_IF, &neighbor_advert(RS1_6, RS1_MAC)).0,
+        Verdict::Pass
+    );
+    lab.fwd(
+        EXT_IF,
+        &tcp_in(client(1, 1000), sa(VIP, 80), TcpControl::SYN),
+    );
+    lab.fwd(
+        EXT_IF,
+        &tcp6_in(client6(1, 1000), sa6(VIP6, 80), TcpControl::SYN),
+    );
     let (page, more) = lab
         .dp
         .connections_page(lab.now, &ConnFilter::default(), None, 10);
     assert!(!more);
     assert_eq!(page.len(), 2);
-    assert!(page[0].1.virt.is_ipv4() && page[1].1.virt.is_ipv6(), "v4 sorts first");
+    assert!(
+        page[0].1.virt.is_ipv4() && page[1].1.virt.is_ipv6(),
+        "v4 sorts first"
+    );
     let filter = ConnFilter {
         client: Some(("2001:db8:c::".parse().unwrap(), 64)),
         ..ConnFilter::default()
@@ -420,7 +461,10 @@ fn kill_and_listing_cover_both_families() {
     assert!(killed.is_some());
     assert_eq!(lab.dp.conn_count(), 1);
     let s = lab.dp.stats();
-    assert_eq!(s.services[1].dests[0].inactive + s.services[1].dests[0].active, 0);
+    assert_eq!(
+        s.services[1].dests[0].inactive + s.services[1].dests[0].active,
+        0
+    );
 }
 
 #[test]
@@ -433,13 +477,17 @@ fn icmp_about_a_v4_flow_tunnelled_to_a_v6_server_goes_in_ipv6() {
         vec![dest(RS1_6, 80, 1, Forwarding::Tun)],
     )]);
     let mut lab = Lab::new(cfg);
-    assert_eq!(lab.rx(INT_IF, &neighbor_advert(RS1_6, RS1_MAC)).0, Verdict::Pass);
+    assert_eq!(
+        lab.rx(INT_IF, &neighbor_advert(RS1_6, RS1_MAC)).0,
+        Verdict::Pass
+    );
     let c = client(8, 40100);
     let (v, _) = lab.rx(EXT_IF, &tcp_in(c, sa(VIP, 80), TcpControl::SYN));
     assert!(matches!(v, Verdict::TransmitPlain { .. }), "{v:?}");
     // The real server's reply VIP:80 -> client, reported on by a router to the VIP.
-    let reply = crate::wire::build::FrameSpec::tcp(EXT_MAC, GW_MAC, sa(VIP, 80), c, TcpControl::ACK)
-        .to_vec();
+    let reply =
+        crate::wire::build::FrameSpec::tcp(EXT_MAC, GW_MAC, sa(VIP, 80), c, TcpControl::ACK)
+            .to_vec();
     let mut f = vec![0u8; 14 + 576];
     {
         let mut eth = EthernetFrame::new_unchecked(&mut f[..14]);
@@ -467,5 +515,9 @@ fn icmp_about_a_v4_flow_tunnelled_to_a_v6_server_goes_in_ipv6() {
     let outer = Ipv6Packet::new_checked(eth.payload()).unwrap();
     assert_eq!((outer.src_addr(), outer.dst_addr()), (DIP6, RS1_6));
     assert_eq!(outer.next_header(), 4, "IPv4 in IPv6");
-    assert_eq!(outer.payload(), &f[14..14 + n], "the error itself, unchanged");
+    assert_eq!(
+        outer.payload(),
+        &f[14..14 + n],
+        "the error itself, unchanged"
+    );
 }

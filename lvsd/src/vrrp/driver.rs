@@ -949,7 +949,15 @@ impl Shell {
                 }
                 Action::AddVips6(vips) => {
                     for p in vips {
-                        match self.kernel.add_address6(ifindex, p.addr, p.len) {
+                        // A /128 VIP goes in as lvsd's own VIPs do (nodad, deprecated: never
+                        // the source of the director's own traffic); a written prefix is an
+                        // ordinary address, as keepalived adds it.
+                        let added = if p.len == 128 {
+                            self.kernel.add_vip(ifindex, IpAddr::V6(p.addr))
+                        } else {
+                            self.kernel.add_address6(ifindex, p.addr, p.len)
+                        };
+                        match added {
                             Ok(()) => {
                                 info!("vrrp_instance {}: added {p} to {}", c.name, c.interface);
                                 self.added6.push((ifindex, p));
