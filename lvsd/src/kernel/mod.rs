@@ -583,6 +583,8 @@ impl Kernel {
         self.add6(ifindex, addr, prefix, false)
     }
 
+    /// [`Kernel::add_address6`], and [`Kernel::add_vip`] with `deprecated` (preferred
+    /// lifetime 0: never chosen as a source address).
     fn add6(
         &self,
         ifindex: u32,
