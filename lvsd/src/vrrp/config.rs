@@ -29,6 +29,15 @@ pub struct Ipv6Prefix {
     pub len: u8,
 }
 
+impl From<Ipv6Prefix> for lvs_proto::IpPrefix {
+    fn from(p: Ipv6Prefix) -> Self {
+        lvs_proto::IpPrefix {
+            addr: std::net::IpAddr::V6(p.addr),
+            len: p.len,
+        }
+    }
+}
+
 impl fmt::Display for Ipv6Prefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.len)

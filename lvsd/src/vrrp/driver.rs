@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lvs_proto::{EventKind, Ipv4Prefix, Protocol, VrrpInstanceInfo, VrrpState};
+use lvs_proto::{EventKind, IpPrefix, Ipv4Prefix, Protocol, VrrpInstanceInfo, VrrpState};
 use tracing::{debug, info, warn};
 
 use super::instance::Received;
@@ -56,7 +56,7 @@ use super::{
 use crate::config::{Config, VrrpInstance, VrrpSyncGroup};
 use crate::io::filter::{Filter, FilterSpec};
 use crate::io::{PacketSocket, VnetHdr, VrrpSocket, VrrpSocket6};
-use crate::kernel::{Kernel, LinkInfo, LinkWatch};
+use crate::kernel::{Kernel, KernelError, LinkInfo, LinkWatch};
 use crate::wire::vrrp::{TTL, Version};
 use crate::wire::{arp, icmpv6};
 
@@ -371,6 +371,14 @@ fn ipv6_instance(
     Ok(c)
 }
 
+/// Removes an address [`Shell::add_vips`] added (either family).
+fn del_prefix(kernel: &Kernel, ifindex: u32, p: IpPrefix) -> Result<(), KernelError> {
+    match p.addr {
+        IpAddr::V4(a) => kernel.del_address(ifindex, a, p.len),
+        IpAddr::V6(a) => kernel.del_address6(ifindex, a, p.len),
+    }
+}
+
 fn is_link_local(a: Ipv6Addr) -> bool {
     (a.segments()[0] & 0xffc0) == 0xfe80
 }
@@ -544,7 +552,6 @@ impl VrrpDriver {
             wake_tx,
             held: BTreeSet::new(),
             added: Vec::new(),
-            added6: Vec::new(),
             notify,
             scripts: Vec::new(),
             buf: vec![0u8; 4096],
@@ -703,10 +710,8 @@ struct Shell {
     wake_tx: UnixDatagram,
     /// VIPs held now (what the forwarding thread was last told).
     held: BTreeSet<IpAddr>,
-    /// Addresses this driver added: (ifindex, prefix).
-    added: Vec<(u32, Ipv4Prefix)>,
-    /// IPv6 addresses this driver added: (ifindex, prefix).
-    added6: Vec<(u32, Ipv6Prefix)>,
+    /// Addresses this driver added, either family: (ifindex, prefix).
+    added: Vec<(u32, IpPrefix)>,
     /// Notify script per instance.
     notify: Vec<Option<PathBuf>>,
     scripts: Vec<(Child, Instant)>,
@@ -788,12 +793,7 @@ impl Shell {
         self.apply(&r, &mut out);
         drop(r);
         for (ifindex, p) in std::mem::take(&mut self.added) {
-            if let Err(e) = self.kernel.del_address(ifindex, p.addr, p.len) {
-                warn!("vrrp: {e}");
-            }
-        }
-        for (ifindex, p) in std::mem::take(&mut self.added6) {
-            if let Err(e) = self.kernel.del_address6(ifindex, p.addr, p.len) {
+            if let Err(e) = del_prefix(&self.kernel, ifindex, p) {
                 warn!("vrrp: {e}");
             }
         }
@@ -888,6 +888,54 @@ impl Shell {
     }
 
     /// Carries out the actions, in order.
+    /// Adds `vips` to `ifindex` (one already there is left alone: `EEXIST`), remembers what
+    /// it added, and tells the forwarding thread what is held now.
+    fn add_vips(&mut self, name: &str, interface: &str, ifindex: u32, vips: Vec<IpPrefix>) {
+        for p in vips {
+            let added = match p.addr {
+                IpAddr::V4(a) => self.kernel.add_address(ifindex, a, p.len),
+                // A /128 VIP goes in as lvsd's own VIPs do (nodad, deprecated: never the
+                // source of the director's own traffic); a written prefix is an ordinary
+                // address, as keepalived adds it.
+                IpAddr::V6(_) if p.len == 128 => self.kernel.add_vip(ifindex, p.addr),
+                IpAddr::V6(a) => self.kernel.add_address6(ifindex, a, p.len),
+            };
+            match added {
+                Ok(()) => {
+                    info!("vrrp_instance {name}: added {p} to {interface}");
+                    self.added.push((ifindex, p));
+                }
+                Err(e) if e.errno() == Some(libc::EEXIST) => {}
+                Err(e) => warn!("vrrp_instance {name}: {e}"),
+            }
+            self.held.insert(p.addr);
+        }
+        self.tell(Note::Held(self.held.clone()));
+    }
+
+    /// Stops holding `vips` (the forwarding thread hears it first), then removes the ones
+    /// this driver added: an owner's own address stays. (A non-owner's leftovers were
+    /// removed at start, so it added all it holds.)
+    fn remove_vips(&mut self, name: &str, interface: &str, ifindex: u32, vips: Vec<IpPrefix>) {
+        for p in &vips {
+            self.held.remove(&p.addr);
+        }
+        self.tell(Note::Held(self.held.clone()));
+        for p in vips {
+            let before = self.added.len();
+            self.added
+                .retain(|(i, q)| !(*i == ifindex && q.addr == p.addr));
+            if self.added.len() == before {
+                continue;
+            }
+            match del_prefix(&self.kernel, ifindex, p) {
+                Ok(()) => info!("vrrp_instance {name}: removed {p} from {interface}"),
+                Err(e) if e.errno() == Some(libc::EADDRNOTAVAIL) => {}
+                Err(e) => warn!("vrrp_instance {name}: {e}"),
+            }
+        }
+    }
+
     fn apply(&mut self, r: &Router, out: &mut Vec<(InstanceId, Action)>) {
         for (id, action) in out.drain(..) {
             let Some(inst) = r.instance(id) else { continue };
@@ -934,84 +982,20 @@ impl Shell {
                     }
                 }
                 Action::AddVips(vips) => {
-                    for p in vips {
-                        match self.kernel.add_address(ifindex, p.addr, p.len) {
-                            Ok(()) => {
-                                info!("vrrp_instance {}: added {p} to {}", c.name, c.interface);
-                                self.added.push((ifindex, p));
-                            }
-                            Err(e) if e.errno() == Some(libc::EEXIST) => {}
-                            Err(e) => warn!("vrrp_instance {}: {e}", c.name),
-                        }
-                        self.held.insert(IpAddr::V4(p.addr));
-                    }
-                    self.tell(Note::Held(self.held.clone()));
+                    let vips = vips.into_iter().map(IpPrefix::from).collect();
+                    self.add_vips(&c.name, &c.interface, ifindex, vips);
                 }
                 Action::AddVips6(vips) => {
-                    for p in vips {
-                        // A /128 VIP goes in as lvsd's own VIPs do (nodad, deprecated: never
-                        // the source of the director's own traffic); a written prefix is an
-                        // ordinary address, as keepalived adds it.
-                        let added = if p.len == 128 {
-                            self.kernel.add_vip(ifindex, IpAddr::V6(p.addr))
-                        } else {
-                            self.kernel.add_address6(ifindex, p.addr, p.len)
-                        };
-                        match added {
-                            Ok(()) => {
-                                info!("vrrp_instance {}: added {p} to {}", c.name, c.interface);
-                                self.added6.push((ifindex, p));
-                            }
-                            Err(e) if e.errno() == Some(libc::EEXIST) => {}
-                            Err(e) => warn!("vrrp_instance {}: {e}", c.name),
-                        }
-                        self.held.insert(IpAddr::V6(p.addr));
-                    }
-                    self.tell(Note::Held(self.held.clone()));
-                }
-                Action::RemoveVips6(vips) => {
-                    for p in &vips {
-                        self.held.remove(&IpAddr::V6(p.addr));
-                    }
-                    self.tell(Note::Held(self.held.clone()));
-                    for p in vips {
-                        let before = self.added6.len();
-                        self.added6
-                            .retain(|(i, q)| !(*i == ifindex && q.addr == p.addr));
-                        if self.added6.len() == before {
-                            continue;
-                        }
-                        match self.kernel.del_address6(ifindex, p.addr, p.len) {
-                            Ok(()) => {
-                                info!("vrrp_instance {}: removed {p} from {}", c.name, c.interface);
-                            }
-                            Err(e) if e.errno() == Some(libc::EADDRNOTAVAIL) => {}
-                            Err(e) => warn!("vrrp_instance {}: {e}", c.name),
-                        }
-                    }
+                    let vips = vips.into_iter().map(IpPrefix::from).collect();
+                    self.add_vips(&c.name, &c.interface, ifindex, vips);
                 }
                 Action::RemoveVips(vips) => {
-                    for p in &vips {
-                        self.held.remove(&IpAddr::V4(p.addr));
-                    }
-                    self.tell(Note::Held(self.held.clone()));
-                    // Only what this driver added: an owner's own address stays. (A
-                    // non-owner's leftovers were removed at start, so it added all it holds.)
-                    for p in vips {
-                        let before = self.added.len();
-                        self.added
-                            .retain(|(i, q)| !(*i == ifindex && q.addr == p.addr));
-                        if self.added.len() == before {
-                            continue;
-                        }
-                        match self.kernel.del_address(ifindex, p.addr, p.len) {
-                            Ok(()) => {
-                                info!("vrrp_instance {}: removed {p} from {}", c.name, c.interface);
-                            }
-                            Err(e) if e.errno() == Some(libc::EADDRNOTAVAIL) => {}
-                            Err(e) => warn!("vrrp_instance {}: {e}", c.name),
-                        }
-                    }
+                    let vips = vips.into_iter().map(IpPrefix::from).collect();
+                    self.remove_vips(&c.name, &c.interface, ifindex, vips);
+                }
+                Action::RemoveVips6(vips) => {
+                    let vips = vips.into_iter().map(IpPrefix::from).collect();
+                    self.remove_vips(&c.name, &c.interface, ifindex, vips);
                 }
                 Action::SendGarp { repeat } => {
                     let Some(iface) = self.ifaces.iter().find(|i| i.name == c.interface) else {
