@@ -66,6 +66,7 @@ use std::time::Instant;
 
 use lvs_proto::{Forwarding, Protocol};
 
+use super::icmp6::{ADDR_UNREACHABLE, ClientError};
 use super::tunnel::{self, OUTER_TTL};
 use super::{Dataplane, DropReason, RxFrame, Verdict, copy_out, rewrite};
 use crate::conn::table::FlowKey;
@@ -285,7 +286,27 @@ impl Dataplane {
             return None;
         }
         let outer = Quote::parse(msg.payload()).ok()?;
-        if outer.protocol != IpProtocol::IPIP || outer.frag_offset != 0 {
+        if outer.frag_offset != 0 {
+            return None;
+        }
+        if outer.protocol == IpProtocol::IPV6 {
+            // IPv6 in IPv4: the client gets an ICMPv6 error (`icmp6.rs`).
+            let (msg_type, code) = (msg.msg_type(), msg.code());
+            let error = match (msg_type, code) {
+                (icmp::DEST_UNREACHABLE, icmp::FRAG_NEEDED) => ClientError::TooBig {
+                    reported: u32::from(msg.next_hop_mtu()),
+                },
+                (icmp::DEST_UNREACHABLE, _) => ClientError::Unreachable {
+                    code: ADDR_UNREACHABLE,
+                },
+                (icmp::TIME_EXCEEDED, code) => ClientError::TimeExceeded { code },
+                _ => return None,
+            };
+            let inner = msg.payload().get(outer.header_len..)?;
+            let ends = (IpAddr::V4(outer.src), IpAddr::V4(outer.dst));
+            return self.relay_tunnel_error6(now, ends, ipip::OVERHEAD, inner, error, out);
+        }
+        if outer.protocol != IpProtocol::IPIP {
             return None;
         }
         // Ours only if the IPIP packet was one of lvsd's: from a DIP to a TUN real server

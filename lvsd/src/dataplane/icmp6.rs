@@ -36,9 +36,24 @@
 //! After a NAT66 translation the ICMPv6 checksum is computed from scratch (its
 //! pseudo-header has the new address); the quoted L4 checksum is left as IPVS leaves it.
 //! Counters as for IPv4 (`icmp.rs`); an error never creates a connection or changes its
-//! state. Errors about IPv6-in-IP tunnel packets sent by lvsd (a router between the
-//! director and a TUN real server reporting to the DIP) are left to the kernel: not
-//! relayed yet (the IPv4 IPIP case is, `icmp.rs`).
+//! state.
+//!
+//! Tunnel errors, IPv6 inside (`ip_vs_in_icmp_v6`'s tunnel case; the IPv4 IPIP case is
+//! `icmp.rs`): a router between the director and a TUN real server reports on a packet
+//! lvsd tunnelled — ICMPv6 to a director address quoting an IPv6-in-IPv6 packet, or ICMPv4
+//! quoting an IPv6-in-IPv4 one (`icmp.rs` hands those over). Anything but a valid
+//! destination unreachable, packet too big / fragmentation needed or time exceeded quoting
+//! a tunnel packet from a DIP to a TUN real server is the kernel's (`Pass`). The quoted
+//! inner packet must be a client's TCP/UDP packet of a TUN connection to that real server
+//! (cut short or malformed: `Drop(IcmpMalformed)`; another protocol, extension headers:
+//! `Drop(IcmpUnsupported)`; no such connection: `Drop(IcmpNoConnection)`). The client gets
+//! an ICMPv6 error from the VIP quoting its packet (within 1280 bytes), out of the
+//! interface and to the MAC its packets come from, as [`Verdict::TransmitPlain`]: Packet
+//! Too Big with MTU = min(reported, egress MTU) − the outer header (40 or 20), at least
+//! 1280 (below that `tunnel.rs` fragments the outer packet); the other errors keep their
+//! type (an ICMPv4 "unreachable" becomes "address unreachable", time exceeded stays). They
+//! share the core's ICMP budget; over it: `Drop(IcmpRateLimited)`. Errors about
+//! IPv4-in-IPv6 packets are not relayed (the kernel's).
 //!
 //! Invariants: no allocation, no panic on any input (every access is checked).
 
@@ -56,6 +71,10 @@ use crate::wire::ipv6::{self, Ipv6Packet, Ipv6Repr, UpperLayer, next_header};
 
 /// Hop limit of NDP messages (RFC 4861: 255, and receivers check it).
 pub const NDP_HOP_LIMIT: u8 = 255;
+
+/// ICMPv6 Destination Unreachable code 3, "address unreachable" (RFC 4443 §3.1): what an
+/// ICMPv4 "unreachable" about an IPv6-in-IPv4 packet becomes for the client.
+pub(super) const ADDR_UNREACHABLE: u8 = 3;
 
 /// Which way a NAT66 translation of an error goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +178,155 @@ fn quoted_flow(
     Ok((protocol, q.src_addr, sport, q.dst_addr, dport))
 }
 
+/// The ICMPv6 error a tunnel error becomes for the client (module doc, "Tunnel errors").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClientError {
+    /// Packet Too Big; the MTU the router reported (0: none) for outer packets.
+    TooBig { reported: u32 },
+    /// Destination Unreachable with this code.
+    Unreachable { code: u8 },
+    /// Time Exceeded with this code.
+    TimeExceeded { code: u8 },
+}
+
 impl Dataplane {
+    /// An ICMPv6 message to one of the director's own addresses: `Some` only for an error
+    /// about an IPv6-in-IPv6 packet lvsd tunnelled (module doc); `None` = the kernel's.
+    pub(super) fn icmp6_to_dip(
+        &mut self,
+        now: Instant,
+        ip: &Ipv6Packet<&[u8]>,
+        out: &mut [u8],
+    ) -> Option<Verdict> {
+        let message = Icmpv6Packet::new_checked(ip.payload()).ok()?;
+        let error = match message.msg_type() {
+            msg::PACKET_TOO_BIG => ClientError::TooBig {
+                reported: message.header_data(),
+            },
+            msg::DST_UNREACHABLE => ClientError::Unreachable {
+                code: message.code(),
+            },
+            msg::TIME_EXCEEDED => ClientError::TimeExceeded {
+                code: message.code(),
+            },
+            _ => return None,
+        };
+        if !message.verify_checksum(ip.src_addr(), ip.dst_addr()) {
+            return None;
+        }
+        let outer = message.invoking_header().ok()?;
+        if outer.next_header != next_header::IPV6 {
+            return None;
+        }
+        let outer_ends = (IpAddr::V6(outer.src_addr), IpAddr::V6(outer.dst_addr));
+        let inner = message.body().get(ipv6::HEADER_LEN..)?;
+        self.relay_tunnel_error6(now, outer_ends, ipv6::HEADER_LEN, inner, error, out)
+    }
+
+    /// Relays a router's error about a tunnel packet from `dip` to `rip` (`outer_len`
+    /// bytes of outer header) whose quoted inner packet is `inner` to the client, as an
+    /// ICMPv6 error (module doc). `None`: not a packet lvsd sent.
+    pub(super) fn relay_tunnel_error6(
+        &mut self,
+        now: Instant,
+        (dip, rip): (IpAddr, IpAddr),
+        outer_len: usize,
+        inner: &[u8],
+        error: ClientError,
+        out: &mut [u8],
+    ) -> Option<Verdict> {
+        use DropReason as R;
+        // Ours only if lvsd sent it: from a DIP to a TUN real server (a scan of the
+        // destinations: errors are rare).
+        let ours = self.dests.iter().flatten().any(|d| {
+            d.spec.forwarding == Forwarding::Tun && d.spec.addr == rip && d.spec.source == dip
+        });
+        if !ours {
+            return None;
+        }
+        let fixed = inner.get(..ipv6::HEADER_LEN + 8);
+        let Some(fixed) = fixed.filter(|b| b[0] >> 4 == 6) else {
+            return Some(Verdict::Drop(R::IcmpMalformed));
+        };
+        let q = Ipv6Packet::new_unchecked(fixed);
+        let protocol = match IpProtocol(q.next_header()) {
+            IpProtocol::TCP => Protocol::Tcp,
+            IpProtocol::UDP => Protocol::Udp,
+            _ => return Some(Verdict::Drop(R::IcmpUnsupported)),
+        };
+        let ports = &fixed[ipv6::HEADER_LEN..];
+        let key = FlowKey {
+            protocol,
+            src: q.src_addr(),
+            src_port: u16::from_be_bytes([ports[0], ports[1]]),
+            dst: q.dst_addr(),
+            dst_port: u16::from_be_bytes([ports[2], ports[3]]),
+        };
+        let conns = &self.conns.v6;
+        let Some(conn) = conns.find_inbound(&key).and_then(|id| conns.get(id)) else {
+            return Some(Verdict::Drop(R::IcmpNoConnection));
+        };
+        let (sid, did) = (conn.service(), conn.dest());
+        let (client_mac, ifindex) = (conn.client_mac(), conn.in_ifindex());
+        let dest = self.dests.get(did as usize).and_then(Option::as_ref);
+        let egress = match dest {
+            Some(d)
+                if conn.forwarding() == Forwarding::Tun
+                    && d.spec.addr == rip
+                    && d.spec.source == dip =>
+            {
+                self.interface(d.spec.ifindex).map_or(0, |i| i.mtu)
+            }
+            _ => return Some(Verdict::Drop(R::IcmpNoConnection)),
+        };
+        let (msg_type, code, data) = match error {
+            ClientError::TooBig { reported } => {
+                let path = match (reported, egress) {
+                    (0, m) | (m, 0) => m,
+                    (a, b) => a.min(b),
+                };
+                let mtu = path
+                    .saturating_sub(u32::try_from(outer_len).unwrap_or(u32::MAX))
+                    .max(ipv6::MIN_MTU as u32);
+                (msg::PACKET_TOO_BIG, 0, mtu)
+            }
+            ClientError::Unreachable { code } => (msg::DST_UNREACHABLE, code, 0),
+            ClientError::TimeExceeded { code } => (msg::TIME_EXCEEDED, code, 0),
+        };
+        if !self.tunnel.icmp_allow(now) {
+            return Some(Verdict::Drop(R::IcmpRateLimited));
+        }
+        let Some(iface_mac) = self.interface(ifindex).map(|i| i.mac) else {
+            return Some(Verdict::Drop(R::NoInterface));
+        };
+        // The client's packet as the router quoted it, cut to its own length.
+        let own = ipv6::HEADER_LEN + usize::from(q.payload_len());
+        let original = inner.get(..inner.len().min(own)).unwrap_or(inner);
+        let (vip, client) = (key.dst, key.src);
+        let built = tunnel::frame_as(out, iface_mac, client_mac, EtherType::IPV6, |b| {
+            let (head, body) = b.split_at_mut_checked(ipv6::HEADER_LEN)?;
+            let n = icmpv6::emit_error(msg_type, code, data, vip, client, original, body);
+            if n == 0 {
+                return None;
+            }
+            Ipv6Repr {
+                src_addr: vip,
+                dst_addr: client,
+                next_header: next_header::ICMPV6,
+                payload_len: n,
+                hop_limit: tunnel::OUTER_TTL,
+            }
+            .emit(&mut Ipv6Packet::new_unchecked(head));
+            Some(ipv6::HEADER_LEN + n)
+        });
+        let Some(len) = built else {
+            return Some(Verdict::Drop(R::TooBig));
+        };
+        // `ip_vs_out_stats`, as IPVS counts the relayed error.
+        self.count_bytes(sid, did, len - ethernet::HEADER_LEN, false);
+        Some(Verdict::TransmitPlain { ifindex, len })
+    }
+
     /// Learns a tracked IPv6 neighbour's MAC from an NDP message (module doc).
     pub(super) fn learn_ndp(&mut self, now: Instant, ifindex: u32, ip: &Ipv6Packet<&[u8]>) {
         if ip.hop_limit() != NDP_HOP_LIMIT || self.neighbours.is_empty() {

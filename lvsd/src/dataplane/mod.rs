@@ -673,6 +673,13 @@ impl Dataplane {
             self.is_rip_addr(IpAddr::V6(src)),
         );
         if !to_any_vip && !from_any_rip {
+            // A router's error about a tunnel packet, to the DIP (`icmp6.rs`); rare, so
+            // the scan of the interfaces' addresses costs nothing on the forwarding path.
+            if ip.next_header() == ipv6::next_header::ICMPV6 && self.is_local(IpAddr::V6(dst)) {
+                if let Some(v) = self.icmp6_to_dip(now, &ip, out) {
+                    return v;
+                }
+            }
             return Verdict::Pass;
         }
         let upper = match ip.upper_layer(ipv6::MAX_EXT_HEADERS) {

@@ -521,3 +521,145 @@ fn icmp_about_a_v4_flow_tunnelled_to_a_v6_server_goes_in_ipv6() {
         "the error itself, unchanged"
     );
 }
+
+/// A TUN service on VIP6:80 to `rs` (IPv6 or IPv4), resolved, with one connection from
+/// `c`; returns the lab and the tunnel packet the director sent (from its IP header on).
+fn tun6_with_conn(rs: IpAddr, c: SocketAddrV6) -> (Lab, Vec<u8>) {
+    let cfg = config(vec![service(
+        Protocol::Tcp,
+        VIP6,
+        80,
+        SchedulerKind::Rr,
+        vec![dest(rs, 80, 1, Forwarding::Tun)],
+    )]);
+    let mut lab = Lab::new(cfg);
+    let resolve = match rs {
+        IpAddr::V6(a) => neighbor_advert(a, RS1_MAC),
+        IpAddr::V4(a) => arp_reply(a, RS1_MAC),
+    };
+    assert_eq!(lab.rx(INT_IF, &resolve).0, Verdict::Pass);
+    let syn = FrameSpec6::tcp(GW_MAC, EXT_MAC, c, sa6(VIP6, 80), TcpControl::SYN)
+        .with_payload(&[7; 1000])
+        .to_vec();
+    let (v, _) = lab.rx(EXT_IF, &syn);
+    let Verdict::TransmitPlain { len, .. } = v else {
+        panic!("not tunnelled: {v:?}");
+    };
+    let sent = lab.out[14..len].to_vec();
+    (lab, sent)
+}
+
+/// Checks a relayed ICMPv6 error to the client; returns (type, code, data).
+fn relayed_to_client(lab: &Lab, v: Verdict, c: SocketAddrV6, inner: &[u8]) -> (u8, u8, u32) {
+    let Verdict::TransmitPlain { ifindex, len } = v else {
+        panic!("not relayed: {v:?}");
+    };
+    assert_eq!(ifindex, EXT_IF);
+    let frame = &lab.out[..len];
+    assert_eq!(
+        &frame[0..6],
+        &GW_MAC,
+        "to the MAC the client's packets come from"
+    );
+    let ip = Ipv6Packet::new_checked(&frame[14..]).unwrap();
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (VIP6, *c.ip()));
+    let m = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+    assert!(m.verify_checksum(VIP6, *c.ip()));
+    assert_eq!(
+        m.body(),
+        &inner[..m.body().len()],
+        "quotes the client's packet"
+    );
+    (m.msg_type(), m.code(), m.header_data())
+}
+
+#[test]
+fn router_errors_about_6in6_reach_the_client() {
+    let c = client6(0x21, 42000);
+    let (mut lab, sent) = tun6_with_conn(IpAddr::V6(RS1_6), c);
+    let inner = sent[40..].to_vec();
+    let router = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0xfe);
+    let error = |ty: u8, code: u8, data: u32| {
+        let mut body = vec![0u8; 1232];
+        let n = icmpv6::emit_error(ty, code, data, router, DIP6, &sent, &mut body);
+        let mut f = vec![0u8; 54 + n];
+        {
+            let mut eth = EthernetFrame::new_unchecked(&mut f[..14]);
+            eth.set_src_addr(RS2_MAC);
+            eth.set_dst_addr(INT_MAC);
+            eth.set_ethertype(EtherType::IPV6);
+        }
+        Ipv6Repr {
+            src_addr: router,
+            dst_addr: DIP6,
+            next_header: next_header::ICMPV6,
+            payload_len: n,
+            hop_limit: 64,
+        }
+        .emit(&mut Ipv6Packet::new_unchecked(&mut f[14..54]));
+        f[54..].copy_from_slice(&body[..n]);
+        f
+    };
+    // Packet Too Big 1400 for the outer packet: the client hears 1400 - 40.
+    let (v, _) = lab.rx(INT_IF, &error(msg::PACKET_TOO_BIG, 0, 1400));
+    assert_eq!(
+        relayed_to_client(&lab, v, c, &inner),
+        (msg::PACKET_TOO_BIG, 0, 1360)
+    );
+    // Never below the IPv6 minimum.
+    let (v, _) = lab.rx(INT_IF, &error(msg::PACKET_TOO_BIG, 0, 1300));
+    assert_eq!(relayed_to_client(&lab, v, c, &inner).2, 1280);
+    let (v, _) = lab.rx(INT_IF, &error(msg::TIME_EXCEEDED, 0, 0));
+    assert_eq!(
+        relayed_to_client(&lab, v, c, &inner),
+        (msg::TIME_EXCEEDED, 0, 0)
+    );
+    // Not about lvsd's tunnel (another outer destination): the kernel's.
+    let mut other = sent.clone();
+    other[24 + 15] ^= 0x40;
+    let mut body = vec![0u8; 1232];
+    let n = icmpv6::emit_error(
+        msg::PACKET_TOO_BIG,
+        0,
+        1400,
+        router,
+        DIP6,
+        &other,
+        &mut body,
+    );
+    let mut f = error(msg::PACKET_TOO_BIG, 0, 1400);
+    f.truncate(54 + n);
+    f[54..].copy_from_slice(&body[..n]);
+    assert_eq!(lab.rx(INT_IF, &f).0, Verdict::Pass);
+    let s = lab.dp.stats();
+    assert_eq!(s.dropped.total(), 0, "{s:?}");
+}
+
+#[test]
+fn router_frag_needed_about_6in4_becomes_packet_too_big() {
+    let c = client6(0x22, 42001);
+    let (mut lab, sent) = tun6_with_conn(IpAddr::V4(RS1), c);
+    assert_eq!(sent[9], 41, "IPv6 in IPv4");
+    let inner = sent[20..].to_vec();
+    let router = Ipv4Addr::new(192, 0, 2, 254);
+    let mut f = vec![0u8; 14 + 576];
+    {
+        let mut eth = EthernetFrame::new_unchecked(&mut f[..14]);
+        eth.set_src_addr(RS2_MAC);
+        eth.set_dst_addr(INT_MAC);
+        eth.set_ethertype(EtherType::IPV4);
+    }
+    let n = crate::wire::icmp::emit_error(
+        &mut f[14..],
+        (router, DIP, 9),
+        (3, 4, [0, 0, 0x05, 0x78]), // frag needed, next-hop MTU 1400
+        &sent,
+    )
+    .expect("error built");
+    f.truncate(14 + n);
+    let (v, _) = lab.rx(INT_IF, &f);
+    assert_eq!(
+        relayed_to_client(&lab, v, c, &inner),
+        (msg::PACKET_TOO_BIG, 0, 1380)
+    );
+}
