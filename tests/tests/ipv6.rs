@@ -878,3 +878,65 @@ fn dual_stack_vips_in_one_lvsd() {
         "client route: {route}"
     );
 }
+
+/// A router between the director and an IPv6 TUN real server has a smaller MTU: its
+/// Packet Too Big about the IPv6-in-IPv6 packet goes to the DIP, and lvsd relays it to the
+/// client (MTU less the 40-byte outer header), which lowers its path MTU; the transfer
+/// completes.
+#[test]
+fn tun6_packet_too_big_from_a_router_is_relayed_to_the_client() {
+    require_root!();
+    let _serial = serial();
+    let lab = lab6(Kind::Tun, 1);
+    let far = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x200);
+    lab.real_server(1)
+        .add_address("lo", far, 128)
+        .expect("far address");
+    lab.director(1)
+        .replace_route6(far, 128, lvs_lab::ROUTER_BACK_ADDR6)
+        .expect("director route");
+    let rs1 = real_server_addr6(1).to_string();
+    ip(
+        lab.router(),
+        &[
+            "-6",
+            "route",
+            "replace",
+            &format!("{far}/128"),
+            "via",
+            &rs1,
+            "mtu",
+            "lock",
+            "1400",
+        ],
+    );
+    let v = IpAddr::V6(vip6(0));
+    let helpers = tun_helpers(&lab, 1, &[v]);
+    let lvsd = lab
+        .start_lvsd(
+            1,
+            &service(
+                (v, ECHO_PORT).into(),
+                "tcp",
+                Kind::Tun,
+                &[SocketAddr::from((far, ECHO_PORT))],
+            ),
+        )
+        .expect("starting lvsd");
+    let payload = node::pattern(1 << 20);
+    lab.client().run(|| {
+        let back = client::tcp_echo_timeout((v, ECHO_PORT), &payload, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("echo: {e}\n{}", diag(&lvsd)));
+        assert!(back == payload, "1 MiB came back different");
+    });
+    let route = ip(lab.client(), &["-6", "route", "get", &v.to_string()]);
+    assert!(
+        route.contains("mtu 1360"),
+        "the client's route cache: {route}\n{}",
+        diag(&lvsd)
+    );
+    stop_and_check(&lvsd);
+    for (p, logs) in &helpers {
+        stop_helper(p, logs);
+    }
+}
