@@ -11,13 +11,16 @@
 //! - [`udp_trial`] and [`UdpSinks`]: paced datagrams from the client, counted by sinks in
 //!   the real servers' namespaces.
 //!
+//! Every generator takes its source and target in either family (IPv4 or IPv6, both the
+//! same family); nothing here depends on the family but the socket it opens.
+//!
 //! Invariants: every loop ends by its deadline (each network operation has its own timeout
 //! shorter than the phase, [`OP_TIMEOUT`]) or when [`super::interrupted`] turns true; every
 //! peer reply is parsed without panicking (a bad reply counts as an error); the number of
 //! tasks, connections and latency samples is bounded by the arguments.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -37,8 +40,11 @@ const MAX_HEAD: usize = 16 * 1024;
 /// Most latency requests in flight; beyond it a scheduled request is counted as an error.
 const MAX_LATENCY_IN_FLIGHT: usize = 2_000;
 /// UDP payload: 18 bytes, so the frame is 64 bytes on the wire with the FCS
-/// (14 Ethernet + 20 IPv4 + 8 UDP + 18 + 4).
+/// (14 Ethernet + 20 IPv4 + 8 UDP + 18 + 4); over IPv6 the same datagram is an 84-byte frame
+/// (the IPv6 header is 40 bytes, so no IPv6 UDP frame is shorter than 66 bytes).
 pub const UDP_PAYLOAD: usize = 18;
+/// Ethernet frame size (FCS included) of one [`UDP_PAYLOAD`] datagram over IPv6.
+pub const UDP_FRAME6: usize = 14 + 40 + 8 + UDP_PAYLOAD + 4;
 
 /// Completed operations and errors of one closed-loop run.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -68,7 +74,7 @@ struct Tally {
     errors: AtomicU64,
 }
 
-fn request(target: SocketAddrV4, keep_alive: bool) -> Vec<u8> {
+fn request(target: SocketAddr, keep_alive: bool) -> Vec<u8> {
     format!(
         "GET / HTTP/1.1\r\nHost: {target}\r\nUser-Agent: lvs-bench\r\nConnection: {}\r\n\r\n",
         if keep_alive { "keep-alive" } else { "close" }
@@ -123,11 +129,16 @@ where
     }
 }
 
-/// Connect from `src` (an address of the client; port chosen by the kernel) to `target`.
-async fn connect(src: Ipv4Addr, target: SocketAddrV4) -> io::Result<TcpStream> {
-    let sock = tokio::net::TcpSocket::new_v4()?;
-    sock.bind(SocketAddr::V4(SocketAddrV4::new(src, 0)))?;
-    let stream = sock.connect(SocketAddr::V4(target)).await?;
+/// Connect from `src` (an address of the client, of `target`'s family; port chosen by the
+/// kernel) to `target`.
+async fn connect(src: IpAddr, target: SocketAddr) -> io::Result<TcpStream> {
+    let sock = if target.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    sock.bind(SocketAddr::new(src, 0))?;
+    let stream = sock.connect(target).await?;
     stream.set_nodelay(true)?;
     Ok(stream)
 }
@@ -139,8 +150,8 @@ fn running(deadline: Instant) -> bool {
 /// One `GET` on a fresh connection with `Connection: close`, read to EOF. Whether the
 /// response is a `200`.
 async fn one_shot(
-    src: Ipv4Addr,
-    target: SocketAddrV4,
+    src: IpAddr,
+    target: SocketAddr,
     req: &[u8],
     buf: &mut Vec<u8>,
 ) -> io::Result<bool> {
@@ -159,12 +170,13 @@ async fn one_shot(
 
 /// New connections per second: see the module doc.
 pub fn conn_rate(
-    src: Ipv4Addr,
-    target: SocketAddrV4,
+    src: impl Into<IpAddr>,
+    target: impl Into<SocketAddr>,
     workers: usize,
     per_worker: usize,
     duration: Duration,
 ) -> Throughput {
+    let (src, target) = (src.into(), target.into());
     let req: Arc<[u8]> = request(target, false).into();
     closed_loop(workers, per_worker, duration, move |deadline, tally| {
         let req = Arc::clone(&req);
@@ -219,12 +231,13 @@ fn response_end(buf: &[u8]) -> std::result::Result<Option<(usize, bool)>, &'stat
 
 /// Keep-alive requests per second: see the module doc.
 pub fn keepalive_rate(
-    src: Ipv4Addr,
-    target: SocketAddrV4,
+    src: impl Into<IpAddr>,
+    target: impl Into<SocketAddr>,
     workers: usize,
     per_worker: usize,
     duration: Duration,
 ) -> Throughput {
+    let (src, target) = (src.into(), target.into());
     let req: Arc<[u8]> = request(target, true).into();
     closed_loop(workers, per_worker, duration, move |deadline, tally| {
         let req = Arc::clone(&req);
@@ -305,11 +318,12 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 /// Fixed-rate latency: see the module doc.
 pub fn latency(
-    src: Ipv4Addr,
-    target: SocketAddrV4,
+    src: impl Into<IpAddr>,
+    target: impl Into<SocketAddr>,
     rate: u32,
     duration: Duration,
 ) -> Result<Latency> {
+    let (src, target) = (src.into(), target.into());
     let req: Arc<[u8]> = request(target, false).into();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -385,7 +399,8 @@ pub fn latency(
 }
 
 /// UDP sinks: one thread per real server, inside its namespace, counting every datagram
-/// that reaches `0.0.0.0:PORT` there (no reply). Stopped and joined on drop.
+/// that reaches `0.0.0.0:PORT` there (or `[::]:PORT`, both families, with
+/// [`UdpSinks::start_dual`]); no reply. Stopped and joined on drop.
 #[derive(Debug)]
 pub struct UdpSinks {
     stop: Arc<AtomicBool>,
@@ -395,8 +410,18 @@ pub struct UdpSinks {
 }
 
 impl UdpSinks {
-    /// Bind a sink on `port` in every host of `hosts` and wait until all are bound.
+    /// Bind an IPv4 sink on `port` in every host of `hosts` and wait until all are bound.
     pub fn start(hosts: &[Host], port: u16) -> Result<Self> {
+        Self::start_on(hosts, IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
+    }
+
+    /// As [`UdpSinks::start`], but bound to `[::]:PORT` with `IPV6_V6ONLY` off, so IPv4 and
+    /// IPv6 datagrams are both counted (the hosts need IPv6: [`crate::LabSpec::ipv6`]).
+    pub fn start_dual(hosts: &[Host], port: u16) -> Result<Self> {
+        Self::start_on(hosts, IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)
+    }
+
+    fn start_on(hosts: &[Host], any: IpAddr, port: u16) -> Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicU64::new(0));
         let mut sinks = Self {
@@ -417,7 +442,7 @@ impl UdpSinks {
                 .name(format!("bench-sink-{}", host.name()))
                 .spawn(move || {
                     host.try_run(move || {
-                        let bound = bind_sink(port);
+                        let bound = bind_sink(any, port);
                         let sock = match bound {
                             Ok(s) => {
                                 let _ = ready.send(Ok(()));
@@ -497,9 +522,21 @@ fn udp_rcvbuf_errors(snmp: &str) -> Option<u64> {
     values.split_whitespace().nth(at)?.parse().ok()
 }
 
-fn bind_sink(port: u16) -> Result<UdpSocket> {
-    let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+/// Bind a sink on `any:port` (`any` an unspecified address; IPv6 is made dual-stack).
+fn bind_sink(any: IpAddr, port: u16) -> Result<UdpSocket> {
+    let sock = UdpSocket::bind(SocketAddr::new(any, port))
         .with_ctx(|| format!("binding the udp sink on port {port}"))?;
+    // `[::]` takes IPv4 too unless the namespace's net.ipv6.bindv6only is set (it is off in
+    // a new namespace; checked rather than assumed, as IPv4 datagrams would go uncounted).
+    if any.is_ipv6() {
+        let v6only =
+            std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").is_ok_and(|v| v.trim() != "0");
+        if v6only {
+            return Err(LabError::Invalid(
+                "udp sink: [::] is IPv6-only here (net.ipv6.bindv6only=1)".into(),
+            ));
+        }
+    }
     // A large receive buffer, so the sink's own socket is not the bottleneck (root may
     // exceed rmem_max with SO_RCVBUFFORCE); best effort.
     let _ = nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBufForce, &(8 << 20));
@@ -554,19 +591,20 @@ impl UdpTrial {
 /// trial) paced in 1 ms slots; then wait `settle` and count what `sinks` received. Call
 /// inside the client namespace.
 pub fn udp_trial(
-    src: Ipv4Addr,
-    target: SocketAddrV4,
+    src: impl Into<IpAddr>,
+    target: impl Into<SocketAddr>,
     rate: f64,
     senders: usize,
     duration: Duration,
     settle: Duration,
     sinks: &UdpSinks,
 ) -> Result<UdpTrial> {
+    let (src, target) = (src.into(), target.into());
     let senders = senders.max(1);
     let socks = (0..senders)
         .map(|_| {
-            let sock = UdpSocket::bind(SocketAddrV4::new(src, 0)).ctx("udp bind")?;
-            sock.connect(SocketAddr::V4(target)).ctx("udp connect")?;
+            let sock = UdpSocket::bind(SocketAddr::new(src, 0)).ctx("udp bind")?;
+            sock.connect(target).ctx("udp connect")?;
             Ok(sock)
         })
         .collect::<Result<Vec<_>>>()?;

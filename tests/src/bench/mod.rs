@@ -1,6 +1,8 @@
 //! `lvs-bench`: every path through the director measured side by side in one lab
 //! (issue 9): the kernel routing to one real server (no balancing), nftables DNAT, HAProxy
-//! in TCP mode, lvsd NAT and lvsd DR; and lvsd's CPU with no traffic.
+//! in TCP mode, lvsd NAT and lvsd DR; and lvsd's CPU with no traffic. On request (the
+//! [`PathKind::IPV6`] paths, `lvs-bench --ipv6`) the same over IPv6 in the same lab: kernel
+//! routing and `ip6` nftables DNAT as the IPv6 baselines, lvsd NAT66 and lvsd DR over IPv6.
 //!
 //! Per path: new TCP connections per second, keep-alive requests per second, the highest
 //! 64-byte UDP rate forwarded with < 0.1 % loss, latency p50/p99 at a fixed moderate rate,
@@ -10,7 +12,8 @@
 //!
 //! Invariants:
 //! - Everything runs in one [`Lab`] (client, router, one director, three real servers) with
-//!   lab addresses only; nothing leaves the lab's namespaces.
+//!   lab addresses only; nothing leaves the lab's namespaces. The lab has IPv6 only if an
+//!   IPv6 path is selected, so an IPv4-only run is the same as before IPv6 paths existed.
 //! - Every measurement is bounded in time ([`Options::phase`], the UDP search in trials),
 //!   so a run takes a few minutes at most, and each path is set up and torn down by a guard
 //!   ([`paths`]): an error or Ctrl-C (SIGINT/SIGTERM set [`interrupted`]; loops stop at the
@@ -23,7 +26,7 @@ pub mod load;
 pub mod paths;
 pub mod report;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
@@ -33,7 +36,7 @@ use crate::error::{Context, LabError, Result};
 use crate::lab::{Lab, LabSpec};
 use cpu::CpuMeter;
 use load::{UdpSinks, UdpTrial};
-use paths::{Haproxy, KernelRoute, Lvsd, NftDnat, RealServers, UDP_PORT};
+use paths::{Haproxy, KernelRoute, KernelRoute6, Lvsd, NftDnat, RealServers, UDP_PORT};
 pub use report::{IdleCpu, Outcome, PathKind, PathResult, Report, TcpMeasure, UdpResult};
 
 /// Number of real servers in the benchmark lab.
@@ -76,7 +79,7 @@ fn check_interrupted() -> Result<()> {
 pub struct Options {
     /// Short phases (2 s instead of 5 s, a shorter UDP search and idle measurement).
     pub quick: bool,
-    /// Paths to measure, in [`PathKind::ALL`] order.
+    /// Paths to measure (measured in [`PathKind::ALL`] order); by default the IPv4 ones.
     pub paths: Vec<PathKind>,
     /// Measure lvsd's idle CPU (needs [`PathKind::LvsdNat`]).
     pub idle: bool,
@@ -92,7 +95,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             quick: false,
-            paths: PathKind::ALL.to_vec(),
+            paths: PathKind::IPV4.to_vec(),
             idle: true,
             workers: 2,
             per_worker: 16,
@@ -102,6 +105,11 @@ impl Default for Options {
 }
 
 impl Options {
+    /// Whether any IPv6 path is selected (the lab then gets IPv6).
+    pub fn ipv6(&self) -> bool {
+        self.paths.iter().any(|k| k.is_ipv6())
+    }
+
     /// Length of each TCP measurement.
     pub fn phase(&self) -> Duration {
         Duration::from_secs(if self.quick { 2 } else { 5 })
@@ -128,8 +136,15 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
     let lab = Lab::build(
         LabSpec::new(&lvsd_exe)
             .lvsd_exe(&lvsd_exe)
-            .nat_real_servers(REAL_SERVERS),
+            .nat_real_servers(REAL_SERVERS)
+            .ipv6(opts.ipv6()),
     )?;
+    // A family's paths are in the report (measured or skipped) only if one of them was
+    // selected.
+    let families: Vec<PathKind> = PathKind::ALL
+        .into_iter()
+        .filter(|k| opts.paths.iter().any(|p| p.is_ipv6() == k.is_ipv6()))
+        .collect();
     // Room for many short connections: a wide port range and TIME_WAIT reuse in the client
     // and the director (HAProxy's own connections to the real servers).
     for host in [lab.client(), lab.director(1)] {
@@ -140,12 +155,22 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
     // TIME_WAIT sockets left by one path never meet another path's SYNs (whose timestamps,
     // offset per address pair, may look older: PAWS would drop them, costing a 1 s
     // retransmit).
-    for kind in PathKind::ALL {
-        lab.client().add_address("eth0", client_source(kind), 24)?;
+    for &kind in &families {
+        let prefix = if kind.is_ipv6() {
+            crate::lab::PREFIX6
+        } else {
+            24
+        };
+        lab.client()
+            .add_address("eth0", client_source(kind), prefix)?;
     }
     let servers = RealServers::start(&lab)?;
     progress(&format!("real servers: {REAL_SERVERS} × {}", servers.kind));
-    let sinks = UdpSinks::start(lab.real_servers(), UDP_PORT)?;
+    let sinks = if opts.ipv6() {
+        UdpSinks::start_dual(lab.real_servers(), UDP_PORT)?
+    } else {
+        UdpSinks::start(lab.real_servers(), UDP_PORT)?
+    };
 
     let mut report = Report {
         real_servers: servers.kind.into(),
@@ -158,7 +183,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
         paths: Vec::new(),
         idle: None,
     };
-    for kind in PathKind::ALL {
+    for kind in families {
         if !opts.paths.contains(&kind) {
             report.paths.push(PathResult::new(
                 kind,
@@ -224,6 +249,36 @@ fn run_path(
             let (tcp, udp) = guard.targets();
             measure(lab, sinks, opts, tcp, udp, None, result, progress)
         }
+        PathKind::Kernel6 => {
+            let guard = KernelRoute6::setup(lab)?;
+            let (tcp, udp) = guard.targets();
+            measure(lab, sinks, opts, tcp, udp, None, result, progress)
+        }
+        PathKind::Nftables6 => {
+            let guard = NftDnat::setup6(lab)?;
+            let (tcp, udp) = guard.targets();
+            measure(lab, sinks, opts, tcp, udp, None, result, progress)
+        }
+        PathKind::LvsdNat6 | PathKind::LvsdDr6 => {
+            let lvsd = if result.kind == PathKind::LvsdNat6 {
+                Lvsd::nat6(lab)?
+            } else {
+                Lvsd::dr6(lab)?
+            };
+            let (tcp, udp) = lvsd.targets();
+            let measured = measure(
+                lab,
+                sinks,
+                opts,
+                tcp,
+                udp,
+                Some(lvsd.pid()),
+                result,
+                progress,
+            );
+            result.lvsd_stats = Some(lvsd.stop());
+            measured
+        }
         PathKind::Haproxy => match Haproxy::setup(lab)? {
             None => {
                 result.outcome = Outcome::Skipped("haproxy not installed".into());
@@ -280,10 +335,15 @@ fn run_path(
     }
 }
 
-/// The client address a path's traffic comes from: 198.51.100.(20 + its index).
-pub fn client_source(kind: PathKind) -> Ipv4Addr {
+/// The client address a path's traffic comes from: 198.51.100.(20 + its index in
+/// [`PathKind::ALL`]), or for an IPv6 path 2001:db8:c::(0x20 + its index).
+pub fn client_source(kind: PathKind) -> IpAddr {
     let index = PathKind::ALL.iter().position(|&k| k == kind).unwrap_or(0);
-    Ipv4Addr::new(198, 51, 100, 20 + index as u8)
+    if kind.is_ipv6() {
+        Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 0x20 + index as u16).into()
+    } else {
+        Ipv4Addr::new(198, 51, 100, 20 + index as u8).into()
+    }
 }
 
 fn sleep_checked(d: Duration) -> Result<()> {
@@ -300,8 +360,8 @@ fn measure(
     lab: &Lab,
     sinks: &UdpSinks,
     opts: &Options,
-    tcp: SocketAddrV4,
-    udp: Option<SocketAddrV4>,
+    tcp: SocketAddr,
+    udp: Option<SocketAddr>,
     pid: Option<u32>,
     result: &mut PathResult,
     progress: &mut impl FnMut(&str),
@@ -367,8 +427,8 @@ fn udp_search(
     lab: &Lab,
     sinks: &UdpSinks,
     opts: &Options,
-    src: Ipv4Addr,
-    target: SocketAddrV4,
+    src: IpAddr,
+    target: SocketAddr,
     pid: Option<u32>,
 ) -> Result<UdpResult> {
     let mut result = UdpResult::default();
@@ -424,4 +484,34 @@ fn machine() -> String {
     let cpus = thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("{cpus} CPUs, Linux {}", kernel.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_sources_are_distinct_and_of_the_path_family() {
+        let sources: Vec<IpAddr> = PathKind::ALL.into_iter().map(client_source).collect();
+        for (k, src) in PathKind::ALL.into_iter().zip(&sources) {
+            assert_eq!(src.is_ipv6(), k.is_ipv6(), "{k:?}");
+        }
+        let mut unique = sources.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), sources.len());
+        assert_eq!(
+            client_source(PathKind::LvsdNat6),
+            "2001:db8:c::27"
+                .parse::<IpAddr>()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        );
+    }
+
+    #[test]
+    fn default_runs_ipv4_only() {
+        let opts = Options::default();
+        assert!(!opts.ipv6());
+        assert_eq!(opts.paths, PathKind::IPV4.to_vec());
+    }
 }

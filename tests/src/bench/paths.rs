@@ -6,7 +6,11 @@
 //! Invariants:
 //! - Only lab namespaces are touched, only with lab addresses (see [`crate::lab`]); the
 //!   kernel path steers the client's traffic to rs1 through the director with a /32 route
-//!   in the *router* namespace.
+//!   in the *router* namespace (IPv6: a /128).
+//! - The IPv6 paths mirror the IPv4 ones on the lab's IPv6 plan (a lab built with
+//!   [`crate::LabSpec::ipv6`]): the same VIP indices ([`vip6`]), the same real servers, and
+//!   they set the real servers' gateways themselves (the IPv4 DR path leaves them on the
+//!   router).
 //! - Every process started here (nginx, HAProxy, lvsd) is a lab child ([`Host::spawn`]):
 //!   it dies with the lab even if this process is killed; a guard stops it earlier.
 //! - Files (configurations, logs) live in the lab's work directory, removed with the lab.
@@ -14,14 +18,17 @@
 //!   namespaces take with them.
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use crate::error::{Context, LabError, Result};
 use crate::host::Host;
-use crate::lab::{Gateway, Lab, director_ext_addr, real_server_addr, vip};
+use crate::lab::{
+    Gateway, Lab, director_ext_addr, director_ext_addr6, real_server_addr, real_server_addr6, vip,
+    vip6,
+};
 use crate::lvsd::LvsdProcess;
 use crate::process::{Process, SHUTDOWN_GRACE};
 
@@ -47,8 +54,42 @@ pub fn vip_nft() -> Ipv4Addr {
     vip(3)
 }
 
-/// Name of the nftables table the nftables path creates in the director.
+/// IPv6 VIP of the lvsd NAT66 services.
+pub fn vip6_lvsd_nat() -> Ipv6Addr {
+    vip6(0)
+}
+/// IPv6 VIP of the lvsd DR services (held on the real servers' `lo`).
+pub fn vip6_lvsd_dr() -> Ipv6Addr {
+    vip6(1)
+}
+/// IPv6 address nftables DNATs (a /128 on the director's `ext0`).
+pub fn vip6_nft() -> Ipv6Addr {
+    vip6(3)
+}
+
+/// Name of the nftables table the nftables paths create in the director (family `ip`, and
+/// `ip6` for the IPv6 path).
 const NFT_TABLE: &str = "lvs_bench";
+
+/// Targets of a path: TCP, and UDP if the path carries it.
+pub type Targets = (SocketAddr, Option<SocketAddr>);
+
+/// Both targets on `addr`.
+fn both(addr: impl Into<IpAddr>) -> Targets {
+    let addr = addr.into();
+    (
+        SocketAddr::new(addr, HTTP_PORT),
+        Some(SocketAddr::new(addr, UDP_PORT)),
+    )
+}
+
+/// Make every real server's gateway (both families) the director.
+fn gateways_to_director(lab: &Lab) -> Result<()> {
+    for k in 1..=lab.real_servers().len() {
+        lab.set_gateway(k, Gateway::Director)?;
+    }
+    Ok(())
+}
 
 /// Whether `program` is on `PATH` (or is an existing path).
 pub fn installed(program: &str) -> Option<PathBuf> {
@@ -67,7 +108,7 @@ pub fn installed(program: &str) -> Option<PathBuf> {
 /// `process` exits.
 fn wait_listening(
     host: &Host,
-    addr: SocketAddrV4,
+    addr: SocketAddr,
     timeout: Duration,
     process: &Process,
 ) -> Result<()> {
@@ -75,7 +116,7 @@ fn wait_listening(
         if matches!(process.try_wait(), Ok(Some(_))) {
             return true;
         }
-        host.try_run(|| TcpStream::connect_timeout(&addr.into(), Duration::from_millis(200)))
+        host.try_run(|| TcpStream::connect_timeout(&addr, Duration::from_millis(200)))
             .is_ok_and(|r| r.is_ok())
     });
     if let Ok(Some(status)) = process.try_wait() {
@@ -110,7 +151,8 @@ pub struct RealServers {
 
 impl RealServers {
     /// nginx (one worker each, a minimal config in the lab's work directory) if installed,
-    /// else the lab's own backend program; listening on [`HTTP_PORT`] in every real server.
+    /// else the lab's own backend program; listening on [`HTTP_PORT`] in every real server
+    /// (also on IPv6 in an IPv6 lab).
     pub fn start(lab: &Lab) -> Result<Self> {
         let Some(nginx) = installed("nginx") else {
             lab.start_backends()?;
@@ -127,7 +169,7 @@ impl RealServers {
             let dir = lab.work_dir().join(format!("nginx-{}", host.name()));
             fs::create_dir_all(&dir).with_ctx(|| format!("creating {}", dir.display()))?;
             let conf = dir.join("nginx.conf");
-            fs::write(&conf, nginx_conf(&dir, host.name()))
+            fs::write(&conf, nginx_conf(&dir, host.name(), lab.spec().ipv6))
                 .with_ctx(|| format!("writing {}", conf.display()))?;
             let (out, err) = (
                 fs::File::create(dir.join("stdout")).ctx("nginx stdout")?,
@@ -144,7 +186,7 @@ impl RealServers {
                 .stderr(err);
             let process = host.spawn_named(format!("nginx@{}", host.name()), cmd)?;
             servers.processes.push(process.clone());
-            let addr = SocketAddrV4::new(real_server_addr(i + 1), HTTP_PORT);
+            let addr = SocketAddr::V4(SocketAddrV4::new(real_server_addr(i + 1), HTTP_PORT));
             wait_listening(host, addr, Duration::from_secs(10), &process).map_err(|e| {
                 LabError::Invalid(format!(
                     "{e}; nginx said: {}",
@@ -164,8 +206,14 @@ impl Drop for RealServers {
     }
 }
 
-fn nginx_conf(dir: &Path, name: &str) -> String {
+fn nginx_conf(dir: &Path, name: &str, ipv6: bool) -> String {
     let d = dir.display();
+    // nginx listens on `[::]` IPv6-only by default, hence a second `listen`.
+    let listen6 = if ipv6 {
+        format!("\x20   listen [::]:{HTTP_PORT} backlog=4096;\n")
+    } else {
+        String::new()
+    };
     format!(
         "# lvs-bench real server {name}\n\
          daemon off;\n\
@@ -186,6 +234,7 @@ fn nginx_conf(dir: &Path, name: &str) -> String {
          \x20 keepalive_timeout 60s;\n\
          \x20 server {{\n\
          \x20   listen {HTTP_PORT} backlog=4096;\n\
+         {listen6}\
          \x20   location / {{ add_header X-Backend {name}; return 200 \"{name}\\n\"; }}\n\
          \x20 }}\n\
          }}\n"
@@ -230,12 +279,8 @@ impl<'a> KernelRoute<'a> {
     }
 
     /// Where the client sends TCP and UDP.
-    pub fn targets(&self) -> (SocketAddrV4, Option<SocketAddrV4>) {
-        let rs1 = real_server_addr(1);
-        (
-            SocketAddrV4::new(rs1, HTTP_PORT),
-            Some(SocketAddrV4::new(rs1, UDP_PORT)),
-        )
+    pub fn targets(&self) -> Targets {
+        both(real_server_addr(1))
     }
 }
 
@@ -245,59 +290,109 @@ impl Drop for KernelRoute<'_> {
     }
 }
 
+/// Path 1, IPv6: the director's kernel routes the client's IPv6 traffic to rs1 (a /128
+/// route in the router via the director's `ext0`; rs1 answers through the director).
+#[derive(Debug)]
+pub struct KernelRoute6<'a> {
+    lab: &'a Lab,
+}
+
+impl<'a> KernelRoute6<'a> {
+    /// Route rs1's IPv6 address from the router via the director.
+    pub fn setup(lab: &'a Lab) -> Result<Self> {
+        gateways_to_director(lab)?;
+        lab.router()
+            .replace_route6(real_server_addr6(1), 128, director_ext_addr6(1))?;
+        Ok(Self { lab })
+    }
+
+    /// Where the client sends TCP and UDP.
+    pub fn targets(&self) -> Targets {
+        both(real_server_addr6(1))
+    }
+}
+
+impl Drop for KernelRoute6<'_> {
+    fn drop(&mut self) {
+        let _ = self.lab.router().del_route6(real_server_addr6(1), 128);
+    }
+}
+
 /// Path 2: an nftables `ip` table in the director DNATs [`vip_nft`] round-robin
 /// (`numgen inc`) to every real server; replies return through the director (the real
-/// servers' gateway) and conntrack reverses the translation.
+/// servers' gateway) and conntrack reverses the translation. [`NftDnat::setup6`]: the same
+/// with an `ip6` table, [`vip6_nft`] and the real servers' IPv6 addresses.
 #[derive(Debug)]
 pub struct NftDnat<'a> {
     lab: &'a Lab,
+    vip: IpAddr,
 }
 
 impl<'a> NftDnat<'a> {
     /// Add the VIP and the table.
     pub fn setup(lab: &'a Lab) -> Result<Self> {
-        let guard = Self { lab };
-        lab.director(1).add_address("ext0", vip_nft(), 32)?;
-        let n = lab.real_servers().len();
-        let map: Vec<String> = (1..=n)
-            .map(|k| format!("{} : {}", k - 1, real_server_addr(k)))
+        let servers: Vec<IpAddr> = (1..=lab.real_servers().len())
+            .map(|k| real_server_addr(k).into())
+            .collect();
+        Self::setup_with(lab, vip_nft().into(), &servers)
+    }
+
+    /// IPv6: add the VIP and an `ip6` table (and point the real servers at the director).
+    pub fn setup6(lab: &'a Lab) -> Result<Self> {
+        gateways_to_director(lab)?;
+        let servers: Vec<IpAddr> = (1..=lab.real_servers().len())
+            .map(|k| real_server_addr6(k).into())
+            .collect();
+        Self::setup_with(lab, vip6_nft().into(), &servers)
+    }
+
+    fn setup_with(lab: &'a Lab, vip: IpAddr, servers: &[IpAddr]) -> Result<Self> {
+        let guard = Self { lab, vip };
+        let (family, prefix) = if vip.is_ipv6() {
+            ("ip6", 128)
+        } else {
+            ("ip", 32)
+        };
+        lab.director(1).add_address("ext0", vip, prefix)?;
+        let n = servers.len();
+        let map: Vec<String> = servers
+            .iter()
+            .enumerate()
+            .map(|(i, rs)| format!("{i} : {rs}"))
             .collect();
         let text = format!(
-            "table ip {NFT_TABLE} {{\n\
+            "table {family} {NFT_TABLE} {{\n\
              \x20 chain prerouting {{\n\
              \x20   type nat hook prerouting priority dstnat; policy accept;\n\
-             \x20   ip daddr {vip} dnat to numgen inc mod {n} map {{ {map} }}\n\
+             \x20   {family} daddr {vip} dnat to numgen inc mod {n} map {{ {map} }}\n\
              \x20 }}\n\
              }}\n",
-            vip = vip_nft(),
             map = map.join(", ")
         );
-        nft(lab, &text, "nft-bench.nft")?;
+        nft(lab, &text, &format!("nft-bench-{family}.nft"))?;
         Ok(guard)
     }
 
     /// Where the client sends TCP and UDP.
-    pub fn targets(&self) -> (SocketAddrV4, Option<SocketAddrV4>) {
-        (
-            SocketAddrV4::new(vip_nft(), HTTP_PORT),
-            Some(SocketAddrV4::new(vip_nft(), UDP_PORT)),
-        )
+    pub fn targets(&self) -> Targets {
+        both(self.vip)
     }
 }
 
 impl Drop for NftDnat<'_> {
     fn drop(&mut self) {
+        let family = if self.vip.is_ipv6() { "ip6" } else { "ip" };
         let _ = run_in(
             self.lab.director(1),
             "nft",
             &[
                 "delete".as_ref(),
                 "table".as_ref(),
-                "ip".as_ref(),
+                family.as_ref(),
                 NFT_TABLE.as_ref(),
             ],
         );
-        let _ = self.lab.director(1).del_address("ext0", vip_nft());
+        let _ = self.lab.director(1).del_address("ext0", self.vip);
     }
 }
 
@@ -337,7 +432,7 @@ impl<'a> Haproxy<'a> {
         cmd.arg("-db").arg("-f").arg(&path).stdout(out).stderr(err);
         let process = director.spawn_named("haproxy@director1", cmd)?;
         let guard = Self { lab, process };
-        let addr = SocketAddrV4::new(vip_haproxy(), HTTP_PORT);
+        let addr = SocketAddr::V4(SocketAddrV4::new(vip_haproxy(), HTTP_PORT));
         wait_listening(director, addr, Duration::from_secs(10), &guard.process).map_err(|e| {
             LabError::Invalid(format!(
                 "{e}; haproxy said: {}",
@@ -353,8 +448,8 @@ impl<'a> Haproxy<'a> {
     }
 
     /// Where the client sends TCP (HAProxy here is TCP only).
-    pub fn targets(&self) -> (SocketAddrV4, Option<SocketAddrV4>) {
-        (SocketAddrV4::new(vip_haproxy(), HTTP_PORT), None)
+    pub fn targets(&self) -> Targets {
+        (SocketAddr::new(vip_haproxy().into(), HTTP_PORT), None)
     }
 }
 
@@ -366,11 +461,11 @@ impl Drop for Haproxy<'_> {
 }
 
 /// Paths 4 and 5: lvsd in NAT or DR mode, `rr` over the real servers, TCP [`HTTP_PORT`] and
-/// UDP [`UDP_PORT`] on one VIP.
+/// UDP [`UDP_PORT`] on one VIP; [`Lvsd::nat6`] and [`Lvsd::dr6`] the same over IPv6.
 #[derive(Debug)]
 pub struct Lvsd {
     process: LvsdProcess,
-    vip: Ipv4Addr,
+    vip: IpAddr,
 }
 
 impl Lvsd {
@@ -379,7 +474,23 @@ impl Lvsd {
         for k in 1..=lab.real_servers().len() {
             lab.set_gateway(k, Gateway::Director)?;
         }
-        Self::start(lab, vip_lvsd_nat(), "nat")
+        Self::start(lab, vip_lvsd_nat().into(), "nat")
+    }
+
+    /// NAT66: as [`Lvsd::nat`] with the IPv6 VIP and real server addresses.
+    pub fn nat6(lab: &Lab) -> Result<Self> {
+        gateways_to_director(lab)?;
+        Self::start(lab, vip6_lvsd_nat().into(), "nat")
+    }
+
+    /// DR over IPv6: the real servers hold the IPv6 VIP on `lo` (/128) and answer through
+    /// the router (both families' gateways: the IPv4 DR path's shape).
+    pub fn dr6(lab: &Lab) -> Result<Self> {
+        for k in 1..=lab.real_servers().len() {
+            lab.add_dr_vip(k, vip6_lvsd_dr())?;
+            lab.set_gateway(k, Gateway::Router)?;
+        }
+        Self::start(lab, vip6_lvsd_dr().into(), "dr")
     }
 
     /// DR: the real servers hold the VIP on `lo` and answer through the router. Leaves the
@@ -389,20 +500,26 @@ impl Lvsd {
             lab.add_dr_vip(k, vip_lvsd_dr())?;
             lab.set_gateway(k, Gateway::Router)?;
         }
-        Self::start(lab, vip_lvsd_dr(), "dr")
+        Self::start(lab, vip_lvsd_dr().into(), "dr")
     }
 
-    fn start(lab: &Lab, vip: Ipv4Addr, forwarding: &str) -> Result<Self> {
+    fn start(lab: &Lab, vip: IpAddr, forwarding: &str) -> Result<Self> {
         let mut config = String::from("# lvs-bench\n");
         for (port, protocol) in [(HTTP_PORT, "tcp"), (UDP_PORT, "udp")] {
             config.push_str(&format!(
-                "[[virtual_server]]\naddress = \"{vip}:{port}\"\nprotocol = \"{protocol}\"\n\
-                 scheduler = \"rr\"\nforwarding = \"{forwarding}\"\n"
+                "[[virtual_server]]\naddress = \"{vs}\"\nprotocol = \"{protocol}\"\n\
+                 scheduler = \"rr\"\nforwarding = \"{forwarding}\"\n",
+                vs = SocketAddr::new(vip, port)
             ));
             for k in 1..=lab.real_servers().len() {
+                let rs: IpAddr = if vip.is_ipv6() {
+                    real_server_addr6(k).into()
+                } else {
+                    real_server_addr(k).into()
+                };
                 config.push_str(&format!(
-                    "[[virtual_server.real_server]]\naddress = \"{}:{port}\"\n",
-                    real_server_addr(k)
+                    "[[virtual_server.real_server]]\naddress = \"{}\"\n",
+                    SocketAddr::new(rs, port)
                 ));
             }
         }
@@ -416,11 +533,8 @@ impl Lvsd {
     }
 
     /// Where the client sends TCP and UDP.
-    pub fn targets(&self) -> (SocketAddrV4, Option<SocketAddrV4>) {
-        (
-            SocketAddrV4::new(self.vip, HTTP_PORT),
-            Some(SocketAddrV4::new(self.vip, UDP_PORT)),
-        )
+    pub fn targets(&self) -> Targets {
+        both(self.vip)
     }
 
     /// The counters lvsd printed on exit (stops it).

@@ -2,7 +2,9 @@
 //!
 //! Invariant: the table and the JSON are rendered from the same [`Report`]; a number that
 //! was not measured (path skipped or failed, or not applicable such as UDP through HAProxy)
-//! is `-` in the table and `null` in the JSON, never 0.
+//! is `-` in the table and `null` in the JSON, never 0. The table has a column per path of
+//! each family (IPv4, IPv6) with a result in the report, and that family's ratios; IPv6
+//! paths are compared with the IPv6 baselines only.
 
 use std::fmt::Write as _;
 
@@ -24,17 +26,52 @@ pub enum PathKind {
     LvsdNat,
     /// lvsd, direct routing.
     LvsdDr,
+    /// IPv6: the kernel routes to one real server, no balancing.
+    Kernel6,
+    /// IPv6: nftables (`ip6`) DNAT over the real servers.
+    Nftables6,
+    /// IPv6: lvsd, NAT66.
+    LvsdNat6,
+    /// IPv6: lvsd, direct routing.
+    LvsdDr6,
 }
 
 impl PathKind {
-    /// Every path, in measuring order (DR last: it re-plumbs the real servers).
-    pub const ALL: [PathKind; 5] = [
+    /// Every path, in measuring order (per family, DR last: it re-plumbs the real servers;
+    /// the IPv6 paths put them back).
+    pub const ALL: [PathKind; 9] = [
+        PathKind::Kernel,
+        PathKind::Nftables,
+        PathKind::Haproxy,
+        PathKind::LvsdNat,
+        PathKind::LvsdDr,
+        PathKind::Kernel6,
+        PathKind::Nftables6,
+        PathKind::LvsdNat6,
+        PathKind::LvsdDr6,
+    ];
+
+    /// The IPv4 paths (what runs by default).
+    pub const IPV4: [PathKind; 5] = [
         PathKind::Kernel,
         PathKind::Nftables,
         PathKind::Haproxy,
         PathKind::LvsdNat,
         PathKind::LvsdDr,
     ];
+
+    /// The IPv6 paths (`lvs-bench --ipv6` adds them).
+    pub const IPV6: [PathKind; 4] = [
+        PathKind::Kernel6,
+        PathKind::Nftables6,
+        PathKind::LvsdNat6,
+        PathKind::LvsdDr6,
+    ];
+
+    /// Whether the path carries IPv6.
+    pub fn is_ipv6(self) -> bool {
+        Self::IPV6.contains(&self)
+    }
 
     /// Short name (`--only` value, JSON key).
     pub fn word(self) -> &'static str {
@@ -44,6 +81,10 @@ impl PathKind {
             PathKind::Haproxy => "haproxy",
             PathKind::LvsdNat => "lvsd-nat",
             PathKind::LvsdDr => "lvsd-dr",
+            PathKind::Kernel6 => "kernel6",
+            PathKind::Nftables6 => "nftables6",
+            PathKind::LvsdNat6 => "lvsd-nat6",
+            PathKind::LvsdDr6 => "lvsd-dr6",
         }
     }
 
@@ -55,6 +96,10 @@ impl PathKind {
             PathKind::Haproxy => "HAProxy",
             PathKind::LvsdNat => "lvsd NAT",
             PathKind::LvsdDr => "lvsd DR",
+            PathKind::Kernel6 => "kernel route v6",
+            PathKind::Nftables6 => "nft DNAT v6",
+            PathKind::LvsdNat6 => "lvsd NAT66",
+            PathKind::LvsdDr6 => "lvsd DR v6",
         }
     }
 
@@ -198,27 +243,36 @@ impl Report {
         }
     }
 
-    /// The table, as Markdown (paths as columns, then the ratios).
+    /// Whether the report has a result (of any outcome) for a path of that family.
+    fn has_family(&self, ipv6: bool) -> bool {
+        self.paths.iter().any(|p| p.kind.is_ipv6() == ipv6)
+    }
+
+    /// The table, as Markdown (paths as columns, then the ratios; a family's columns only if
+    /// the report has a path of it).
     pub fn table(&self) -> String {
-        let ratios = [
-            ("NAT/nft", PathKind::LvsdNat, PathKind::Nftables),
-            ("DR/nft", PathKind::LvsdDr, PathKind::Nftables),
-            ("NAT/HAProxy", PathKind::LvsdNat, PathKind::Haproxy),
-            ("DR/HAProxy", PathKind::LvsdDr, PathKind::Haproxy),
-        ];
+        let (v4, v6) = (self.has_family(false), self.has_family(true));
+        let kinds: Vec<PathKind> = PathKind::ALL
+            .into_iter()
+            .filter(|k| if k.is_ipv6() { v6 } else { v4 })
+            .collect();
+        let ratios: Vec<_> = RATIOS
+            .iter()
+            .filter(|r| if r.1.is_ipv6() { v6 } else { v4 })
+            .collect();
         let mut out = String::from("| metric |");
-        for k in PathKind::ALL {
+        for k in &kinds {
             let _ = write!(out, " {} |", k.title());
         }
-        for (title, ..) in ratios {
+        for (title, ..) in &ratios {
             let _ = write!(out, " {title} |");
         }
         out.push_str("\n|---|");
-        out.push_str(&"---:|".repeat(PathKind::ALL.len() + ratios.len()));
+        out.push_str(&"---:|".repeat(kinds.len() + ratios.len()));
         out.push('\n');
         for m in Metric::ALL {
             let _ = write!(out, "| {} |", m.title());
-            for k in PathKind::ALL {
+            for &k in &kinds {
                 let cell = match self.metric(k, m) {
                     Some(v) => {
                         let mut s = m.format(v);
@@ -236,7 +290,7 @@ impl Report {
                 };
                 let _ = write!(out, " {cell} |");
             }
-            for (_, a, b) in ratios {
+            for &&(_, a, b) in &ratios {
                 let cell = match (self.metric(a, m), self.metric(b, m)) {
                     (Some(x), Some(y)) if y > 0.0 => format!("{:.2}", x / y),
                     _ => "-".into(),
@@ -297,6 +351,19 @@ impl Report {
                     let _ = writeln!(out, "- {} counters: {line}", p.kind.title());
                 }
             }
+        }
+        if self
+            .paths
+            .iter()
+            .any(|p| p.kind.is_ipv6() && p.udp.is_some())
+        {
+            let _ = writeln!(
+                out,
+                "- IPv6 UDP: the same {}-byte payload, so {}-byte frames (the IPv6 header is \
+                 20 bytes longer; no IPv6 UDP frame is under 66 bytes)",
+                super::load::UDP_PAYLOAD,
+                super::load::UDP_FRAME6
+            );
         }
         if let Some(idle) = self.idle {
             let _ = writeln!(
@@ -393,6 +460,12 @@ impl Report {
                     "lvsd_nat/haproxy": ratio(m, PathKind::LvsdNat, PathKind::Haproxy),
                     "lvsd_dr/haproxy": ratio(m, PathKind::LvsdDr, PathKind::Haproxy),
                     "lvsd_nat/kernel": ratio(m, PathKind::LvsdNat, PathKind::Kernel),
+                    "lvsd_nat6/kernel6": ratio(m, PathKind::LvsdNat6, PathKind::Kernel6),
+                    "lvsd_dr6/kernel6": ratio(m, PathKind::LvsdDr6, PathKind::Kernel6),
+                    "lvsd_nat6/nftables6": ratio(m, PathKind::LvsdNat6, PathKind::Nftables6),
+                    "lvsd_dr6/nftables6": ratio(m, PathKind::LvsdDr6, PathKind::Nftables6),
+                    "lvsd_nat6/lvsd_nat": ratio(m, PathKind::LvsdNat6, PathKind::LvsdNat),
+                    "lvsd_dr6/lvsd_dr": ratio(m, PathKind::LvsdDr6, PathKind::LvsdDr),
                 }),
             );
         }
@@ -403,6 +476,7 @@ impl Report {
             "concurrency": self.concurrency,
             "latency_rate": self.latency_rate,
             "udp_frame_bytes": 64,
+            "udp_frame_bytes_ipv6": super::load::UDP_FRAME6,
             "machine": self.machine,
             "lvsd": self.lvsd,
             "paths": paths,
@@ -415,6 +489,19 @@ impl Report {
         })
     }
 }
+
+/// The table's ratio columns: (title, numerator, denominator); an IPv6 path over an IPv6
+/// baseline.
+const RATIOS: [(&str, PathKind, PathKind); 8] = [
+    ("NAT/nft", PathKind::LvsdNat, PathKind::Nftables),
+    ("DR/nft", PathKind::LvsdDr, PathKind::Nftables),
+    ("NAT/HAProxy", PathKind::LvsdNat, PathKind::Haproxy),
+    ("DR/HAProxy", PathKind::LvsdDr, PathKind::Haproxy),
+    ("NAT66/kernel6", PathKind::LvsdNat6, PathKind::Kernel6),
+    ("DR6/kernel6", PathKind::LvsdDr6, PathKind::Kernel6),
+    ("NAT66/nft6", PathKind::LvsdNat6, PathKind::Nftables6),
+    ("DR6/nft6", PathKind::LvsdDr6, PathKind::Nftables6),
+];
 
 /// A row of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -560,5 +647,70 @@ mod tests {
         let json = report.json();
         assert_eq!(json["ratios"]["new_conn"]["lvsd_nat/nftables"], json!(1.5));
         assert_eq!(json["paths"][2]["outcome"], json!("skipped"));
+        // No IPv6 path in the report: no IPv6 column.
+        assert!(!table.contains("kernel6") && !table.contains("NAT66"));
+    }
+
+    #[test]
+    fn ipv6_columns_and_ratios() {
+        let cpu = CpuUse::default();
+        let with_conn = |kind, ok| {
+            let mut p = PathResult::new(kind, Outcome::Measured);
+            p.conn = Some(TcpMeasure {
+                load: Throughput {
+                    ok,
+                    errors: 0,
+                    secs: 1.0,
+                },
+                cpu,
+            });
+            p
+        };
+        let report = Report {
+            real_servers: "nginx".into(),
+            n_real_servers: 3,
+            phase_secs: 1.0,
+            concurrency: 32,
+            latency_rate: 1000,
+            machine: String::new(),
+            lvsd: String::new(),
+            paths: vec![
+                with_conn(PathKind::Kernel6, 4000),
+                with_conn(PathKind::LvsdNat6, 3000),
+                with_conn(PathKind::LvsdDr6, 5000),
+            ],
+            idle: None,
+        };
+        let table = report.table();
+        let header = table.lines().next().unwrap_or_default();
+        assert_eq!(
+            header,
+            "| metric | kernel route v6 | nft DNAT v6 | lvsd NAT66 | lvsd DR v6 | \
+             NAT66/kernel6 | DR6/kernel6 | NAT66/nft6 | DR6/nft6 |"
+        );
+        let conn = table
+            .lines()
+            .find(|l| l.starts_with("| new TCP conn/s"))
+            .unwrap_or_default();
+        assert_eq!(
+            conn,
+            "| new TCP conn/s | 4,000 | - | 3,000 | 5,000 | 0.75 | 1.25 | - | - |"
+        );
+        let json = report.json();
+        assert_eq!(json["ratios"]["new_conn"]["lvsd_dr6/kernel6"], json!(1.25));
+        assert_eq!(json["ratios"]["new_conn"]["lvsd_nat/nftables"], Value::Null);
+        assert_eq!(json["paths"][1]["path"], json!("lvsd-nat6"));
+    }
+
+    #[test]
+    fn path_words_round_trip() {
+        for k in PathKind::ALL {
+            assert_eq!(PathKind::parse(k.word()), Some(k));
+            assert_eq!(k.is_ipv6(), k.word().ends_with('6'));
+        }
+        assert_eq!(
+            PathKind::IPV4.len() + PathKind::IPV6.len(),
+            PathKind::ALL.len()
+        );
     }
 }

@@ -2,8 +2,9 @@
 //! `lvs_lab::bench` and docs/benchmarks.md). Run as root:
 //!
 //! ```text
-//! cargo run --release -p lvs-lab --bin lvs-bench -- [--quick] [--json FILE]
-//!     [--only kernel,nftables,haproxy,lvsd-nat,lvsd-dr] [--no-idle]
+//! cargo run --release -p lvs-lab --bin lvs-bench -- [--quick] [--json FILE] [--ipv6]
+//!     [--only kernel,nftables,haproxy,lvsd-nat,lvsd-dr,kernel6,nftables6,lvsd-nat6,lvsd-dr6]
+//!     [--no-idle]
 //! ```
 //!
 //! Exit status: 0 after a run (failed paths are reported in the table's notes), 1 if the lab
@@ -13,8 +14,12 @@ use std::process::ExitCode;
 
 use lvs_lab::bench::{self, Options, PathKind};
 
-const USAGE: &str = "usage: lvs-bench [--quick] [--json FILE] [--only PATH[,PATH...]] [--no-idle]
-  paths: kernel, nftables, haproxy, lvsd-nat, lvsd-dr (default: all)
+const USAGE: &str =
+    "usage: lvs-bench [--quick] [--json FILE] [--ipv6] [--only PATH[,PATH...]] [--no-idle]
+  IPv4 paths: kernel, nftables, haproxy, lvsd-nat, lvsd-dr (default: these)
+  IPv6 paths: kernel6, nftables6, lvsd-nat6, lvsd-dr6 (kernel routing and ip6 DNAT are the
+              IPv6 baselines; lvsd NAT66 and DR over IPv6)
+  --ipv6      also measure the IPv6 paths (about twice as long); --only may name them alone
   --quick     2 s per measurement instead of 5 s (a smoke run)
   --json FILE also write the results as JSON
   --no-idle   skip lvsd's 10 s idle-CPU measurement";
@@ -22,11 +27,13 @@ const USAGE: &str = "usage: lvs-bench [--quick] [--json FILE] [--only PATH[,PATH
 fn parse(args: &[String]) -> Result<(Options, Option<String>), String> {
     let mut opts = Options::default();
     let mut json = None;
+    let (mut ipv6, mut only) = (false, false);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => opts.quick = true,
             "--no-idle" => opts.idle = false,
+            "--ipv6" => ipv6 = true,
             "--json" => json = Some(it.next().ok_or("--json needs a file")?.clone()),
             "--only" => {
                 let list = it.next().ok_or("--only needs a list of paths")?;
@@ -34,10 +41,16 @@ fn parse(args: &[String]) -> Result<(Options, Option<String>), String> {
                     .split(',')
                     .map(|w| PathKind::parse(w.trim()).ok_or(format!("unknown path {w:?}")))
                     .collect::<Result<_, _>>()?;
+                only = true;
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    // `--only` names the paths exactly (IPv6 ones included); `--ipv6` without it adds the
+    // IPv6 paths to the default IPv4 ones.
+    if ipv6 && !only {
+        opts.paths = PathKind::ALL.to_vec();
     }
     Ok((opts, json))
 }
@@ -103,4 +116,29 @@ fn main() -> ExitCode {
         return ExitCode::from(130);
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| (*w).to_owned()).collect()
+    }
+
+    #[test]
+    fn ipv6_flag_and_only() {
+        let paths = |words: &[&str]| parse(&args(words)).map(|(o, _)| o.paths);
+        assert_eq!(paths(&[]), Ok(PathKind::IPV4.to_vec()));
+        assert_eq!(paths(&["--ipv6"]), Ok(PathKind::ALL.to_vec()));
+        assert_eq!(
+            paths(&["--ipv6", "--only", "kernel6,lvsd-dr6"]),
+            Ok(vec![PathKind::Kernel6, PathKind::LvsdDr6])
+        );
+        assert_eq!(
+            paths(&["--only", "lvsd-nat6"]),
+            Ok(vec![PathKind::LvsdNat6])
+        );
+        assert!(paths(&["--only", "lvsd-tun6"]).is_err());
+    }
 }
