@@ -21,6 +21,8 @@ use crate::conn::table::{ConnAddr, ConnTable};
 use lvs_proto::Protocol;
 
 use super::Persistence;
+use super::icmp::{self, Way};
+use super::icmp6;
 use super::rewrite::{self, Side};
 
 /// The connection tables of both families.
@@ -79,6 +81,10 @@ pub(super) trait Family: ConnAddr + Into<IpAddr> {
         csum_partial: bool,
         l4_at: usize,
     );
+    /// NAT of an ICMP error (`icmp.rs` / `icmp6.rs`): outer and quoted header rewritten
+    /// for `way`, checksums fixed; the ICMP message is `icmp_at` bytes into the IP packet.
+    /// `None`: not the checked error it should be.
+    fn nat_icmp(frame: &mut [u8], icmp_at: usize, way: Way, to: (Self, u16)) -> Option<()>;
 }
 
 impl Family for Ipv4Addr {
@@ -112,6 +118,16 @@ impl Family for Ipv4Addr {
     ) {
         // The IPv4 rewrite finds the L4 header from the IHL itself.
         rewrite::nat(frame, protocol, side, addr, port, csum_partial);
+    }
+    #[inline]
+    fn nat_icmp(
+        frame: &mut [u8],
+        _icmp_at: usize,
+        way: Way,
+        (addr, port): (Self, u16),
+    ) -> Option<()> {
+        // The IPv4 translation finds the ICMP message from the IHL itself.
+        icmp::nat_icmp(frame, way, addr, port)
     }
 }
 
@@ -147,6 +163,10 @@ impl Family for Ipv6Addr {
         l4_at: usize,
     ) {
         rewrite::nat6(frame, protocol, side, to, csum_partial, l4_at);
+    }
+    #[inline]
+    fn nat_icmp(frame: &mut [u8], icmp_at: usize, way: Way, to: (Self, u16)) -> Option<()> {
+        icmp6::nat_icmp6(frame, icmp_at, way, to)
     }
 }
 

@@ -66,6 +66,7 @@ use std::time::Instant;
 
 use lvs_proto::{Forwarding, Protocol};
 
+use super::family::Family;
 use super::icmp6::{ADDR_UNREACHABLE, ClientError};
 use super::tunnel::{self, OUTER_TTL};
 use super::{Dataplane, DropReason, RxFrame, Verdict, copy_out, rewrite};
@@ -77,9 +78,9 @@ use crate::wire::icmp::{self, IcmpPacket, Quote};
 use crate::wire::ipip::{self, Outer};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet};
 
-/// Which way a NAT translation of an error goes.
+/// Which way a NAT translation of an error goes (both families).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Way {
+pub(super) enum Way {
     /// Client side → real server: outer dst and quoted src become `addr`, quoted sport `port`.
     In,
     /// Real server → client: outer src and quoted dst become `addr`, quoted dport `port`.
@@ -157,24 +158,27 @@ impl Dataplane {
             dst_port: quote.src_port,
         };
         let ip_len = usize::from(ip.total_len());
+        let icmp_at = ip.header_len();
         if to_vip {
-            self.icmp_in(now, rx, &key, ip_len, out)
+            self.icmp_in(now, rx, &key, ip_len, icmp_at, out)
         } else {
-            self.icmp_out(rx, &key, ip_len, out)
+            self.icmp_out(rx, &key, ip_len, icmp_at, out)
         }
     }
 
-    /// An error about a packet sent from the VIP: to the connection's real server.
-    fn icmp_in(
+    /// An error about a packet sent from the VIP: to the connection's real server (either
+    /// family; the ICMP message starts `icmp_at` bytes into the IP packet).
+    pub(super) fn icmp_in<A: Family>(
         &mut self,
         now: Instant,
         rx: RxFrame<'_>,
-        key: &FlowKey,
+        key: &FlowKey<A>,
         ip_len: usize,
+        icmp_at: usize,
         out: &mut [u8],
     ) -> Verdict {
         use DropReason as R;
-        let conns = &self.conns.v4;
+        let conns = A::table(&self.conns);
         let Some(conn) = conns.find_inbound(key).and_then(|id| conns.get(id)) else {
             return Verdict::Drop(R::IcmpNoConnection);
         };
@@ -189,7 +193,7 @@ impl Dataplane {
         let Some(Some(dest)) = self.dests.get(did as usize) else {
             return Verdict::Drop(R::NoDestination);
         };
-        let (ifindex, dip) = (dest.spec.ifindex, dest.spec.source);
+        let (ifindex, dip, rip) = (dest.spec.ifindex, dest.spec.source, dest.spec.addr);
         let Some(iface) = self.interface(ifindex) else {
             return Verdict::Drop(R::NoInterface);
         };
@@ -198,27 +202,35 @@ impl Dataplane {
             return Verdict::Drop(R::NeighbourUnresolved);
         };
         if forwarding == Forwarding::Tun {
-            let (IpAddr::V4(dip), IpAddr::V4(rip)) = (dip, dest.spec.addr) else {
-                // Tunnelled to an IPv6 real server: IPv4-in-IPv6, like the connection's
-                // packets (`tunnel.rs`).
-                let path = tunnel::Path {
-                    ifindex,
-                    src_mac: iface_mac,
-                    dst_mac: mac,
-                    mtu,
-                    dip,
-                    rip: dest.spec.addr,
-                };
-                let inbound = tunnel::Inbound {
-                    protocol,
+            if let (false, IpAddr::V4(dip), IpAddr::V4(rip)) = (A::V6, dip, rip) {
+                return self.icmp_tunnel(
+                    rx,
                     ip_len,
-                    src_mac: super::icmp6::rx_src_mac(rx),
-                    client: IpAddr::V4(key.src),
-                    vip: IpAddr::V4(key.dst),
-                };
-                return self.tunnel_out(now, rx, &inbound, path, out);
+                    (dip, rip),
+                    (iface_mac, mac),
+                    ifindex,
+                    mtu,
+                    out,
+                );
+            }
+            // Any other family pair: encapsulated like the connection's packets
+            // (`tunnel.rs`).
+            let path = tunnel::Path {
+                ifindex,
+                src_mac: iface_mac,
+                dst_mac: mac,
+                mtu,
+                dip,
+                rip,
             };
-            return self.icmp_tunnel(rx, ip_len, (dip, rip), (iface_mac, mac), ifindex, mtu, out);
+            let inbound = tunnel::Inbound {
+                protocol,
+                ip_len,
+                src_mac: super::icmp6::rx_src_mac(rx),
+                client: key.src.into(),
+                vip: key.dst.into(),
+            };
+            return self.tunnel_out(now, rx, &inbound, path, out);
         }
         let len = match copy_out(rx, ip_len, mtu, out) {
             Ok(len) => len,
@@ -226,24 +238,25 @@ impl Dataplane {
         };
         let frame = &mut out[..len];
         rewrite::macs(frame, iface_mac, mac);
-        if forwarding == Forwarding::Nat && nat_icmp(frame, Way::In, real.0, real.1).is_none() {
+        if forwarding == Forwarding::Nat && A::nat_icmp(frame, icmp_at, Way::In, real).is_none() {
             return Verdict::Drop(R::IcmpMalformed);
         }
         Verdict::Transmit { ifindex, len }
     }
 
     /// A NAT real server's (or its path's) error about a packet the director forwarded to
-    /// it: to the client, translated.
-    fn icmp_out(
+    /// it: to the client, translated (either family).
+    pub(super) fn icmp_out<A: Family>(
         &mut self,
         rx: RxFrame<'_>,
-        key: &FlowKey,
+        key: &FlowKey<A>,
         ip_len: usize,
+        icmp_at: usize,
         out: &mut [u8],
     ) -> Verdict {
         use DropReason as R;
         // `key` is the reversed quote: the reply direction RIP:rport -> CIP:cport.
-        let conns = &self.conns.v4;
+        let conns = A::table(&self.conns);
         let Some(conn) = conns.find_reply(key).and_then(|id| conns.get(id)) else {
             return Verdict::Drop(R::IcmpNoConnection);
         };
@@ -263,7 +276,7 @@ impl Dataplane {
         };
         let frame = &mut out[..len];
         rewrite::macs(frame, iface_mac, client_mac);
-        if nat_icmp(frame, Way::Out, virt.0, virt.1).is_none() {
+        if A::nat_icmp(frame, icmp_at, Way::Out, virt).is_none() {
             return Verdict::Drop(R::IcmpMalformed);
         }
         Verdict::Transmit { ifindex, len }
@@ -463,7 +476,7 @@ impl Dataplane {
 /// (Ethernet on) for `way` and fixes the outer IPv4, quoted IPv4 and ICMP checksums
 /// (module doc). `None` if the frame is not the checked error it should be (nothing is
 /// guaranteed about its contents then; the caller drops it).
-fn nat_icmp(frame: &mut [u8], way: Way, addr: Ipv4Addr, port: u16) -> Option<()> {
+pub(super) fn nat_icmp(frame: &mut [u8], way: Way, addr: Ipv4Addr, port: u16) -> Option<()> {
     let ip_buf = frame.get_mut(ethernet::HEADER_LEN..)?;
     let mut ip = Ipv4Packet::new_checked(&mut *ip_buf).ok()?;
     match way {

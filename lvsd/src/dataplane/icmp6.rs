@@ -62,7 +62,8 @@ use std::time::Instant;
 
 use lvs_proto::{Forwarding, Protocol};
 
-use super::{Dataplane, DropReason, RxFrame, Verdict, copy_out, rewrite, tunnel};
+use super::icmp::Way;
+use super::{Dataplane, DropReason, RxFrame, Verdict, tunnel};
 use crate::conn::table::FlowKey;
 use crate::wire::ethernet::{self, EtherType, EthernetFrame, MacAddr};
 use crate::wire::icmpv6::{self, Icmpv6Packet, NdpRepr, msg};
@@ -75,17 +76,6 @@ pub const NDP_HOP_LIMIT: u8 = 255;
 /// ICMPv6 Destination Unreachable code 3, "address unreachable" (RFC 4443 §3.1): what an
 /// ICMPv4 "unreachable" about an IPv6-in-IPv4 packet becomes for the client.
 pub(super) const ADDR_UNREACHABLE: u8 = 3;
-
-/// Which way a NAT66 translation of an error goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Way {
-    /// Client side → real server: outer dst and quoted src become the RIP, quoted sport
-    /// the real port.
-    In,
-    /// Real server → client: outer src and quoted dst become the VIP, quoted dport the
-    /// virtual port.
-    Out,
-}
 
 /// Writes a Neighbor Solicitation for `target` from `source` (our address on the link,
 /// MAC `mac`) into `out`, Ethernet header on; returns the frame length.
@@ -123,7 +113,7 @@ pub fn emit_solicit(
 /// `ip_vs_nat_icmp_v6`: rewrites the outer and the quoted header of the ICMPv6 error in
 /// `frame` (Ethernet on; the ICMPv6 message `icmp_at` bytes into the IPv6 packet) for
 /// `way` and recomputes the ICMPv6 checksum. `None`: not the checked error it should be.
-fn nat_icmp6(
+pub(super) fn nat_icmp6(
     frame: &mut [u8],
     icmp_at: usize,
     way: Way,
@@ -418,112 +408,10 @@ impl Dataplane {
         };
         let ip_len = ipv6::HEADER_LEN + usize::from(ip.payload_len());
         if to_vip {
-            self.icmp6_in(now, rx, &key, ip_len, upper.offset, out)
+            self.icmp_in(now, rx, &key, ip_len, upper.offset, out)
         } else {
-            self.icmp6_out(rx, &key, ip_len, upper.offset, out)
+            self.icmp_out(rx, &key, ip_len, upper.offset, out)
         }
-    }
-
-    /// An error about a packet sent from the VIP: to the connection's real server.
-    fn icmp6_in(
-        &mut self,
-        now: Instant,
-        rx: RxFrame<'_>,
-        key: &FlowKey<Ipv6Addr>,
-        ip_len: usize,
-        icmp_at: usize,
-        out: &mut [u8],
-    ) -> Verdict {
-        use DropReason as R;
-        let conns = &self.conns.v6;
-        let Some(conn) = conns.find_inbound(key).and_then(|id| conns.get(id)) else {
-            return Verdict::Drop(R::IcmpNoConnection);
-        };
-        let (sid, did, forwarding, real, protocol) = (
-            conn.service(),
-            conn.dest(),
-            conn.forwarding(),
-            conn.real(),
-            conn.protocol(),
-        );
-        self.count_bytes(sid, did, ip_len, true);
-        let Some(Some(dest)) = self.dests.get(did as usize) else {
-            return Verdict::Drop(R::NoDestination);
-        };
-        let ifindex = dest.spec.ifindex;
-        let (dip, rip) = (dest.spec.source, dest.spec.addr);
-        let Some(iface) = self.interface(ifindex) else {
-            return Verdict::Drop(R::NoInterface);
-        };
-        let (iface_mac, mtu) = (iface.mac, iface.mtu);
-        let Some(mac) = self.neighbours.get(dest.neighbour).and_then(|n| n.mac) else {
-            return Verdict::Drop(R::NeighbourUnresolved);
-        };
-        if forwarding == Forwarding::Tun {
-            let path = tunnel::Path {
-                ifindex,
-                src_mac: iface_mac,
-                dst_mac: mac,
-                mtu,
-                dip,
-                rip,
-            };
-            let inbound = tunnel::Inbound {
-                protocol,
-                ip_len,
-                src_mac: rx_src_mac(rx),
-                client: IpAddr::V6(key.src),
-                vip: IpAddr::V6(key.dst),
-            };
-            return self.tunnel_out(now, rx, &inbound, path, out);
-        }
-        let len = match copy_out(rx, ip_len, mtu, out) {
-            Ok(len) => len,
-            Err(v) => return v,
-        };
-        let frame = &mut out[..len];
-        rewrite::macs(frame, iface_mac, mac);
-        if forwarding == Forwarding::Nat && nat_icmp6(frame, icmp_at, Way::In, real).is_none() {
-            return Verdict::Drop(R::IcmpMalformed);
-        }
-        Verdict::Transmit { ifindex, len }
-    }
-
-    /// A NAT real server's (or its path's) error about a packet the director forwarded to
-    /// it: to the client, translated.
-    fn icmp6_out(
-        &mut self,
-        rx: RxFrame<'_>,
-        key: &FlowKey<Ipv6Addr>,
-        ip_len: usize,
-        icmp_at: usize,
-        out: &mut [u8],
-    ) -> Verdict {
-        use DropReason as R;
-        let conns = &self.conns.v6;
-        let Some(conn) = conns.find_reply(key).and_then(|id| conns.get(id)) else {
-            return Verdict::Drop(R::IcmpNoConnection);
-        };
-        if conn.forwarding() != Forwarding::Nat {
-            return Verdict::Drop(R::IcmpNoConnection);
-        }
-        let (sid, did, virt) = (conn.service(), conn.dest(), conn.virt());
-        let (client_mac, ifindex) = (conn.client_mac(), conn.in_ifindex());
-        self.count_bytes(sid, did, ip_len, false);
-        let Some(iface) = self.interface(ifindex) else {
-            return Verdict::Drop(R::NoInterface);
-        };
-        let (iface_mac, mtu) = (iface.mac, iface.mtu);
-        let len = match copy_out(rx, ip_len, mtu, out) {
-            Ok(len) => len,
-            Err(v) => return v,
-        };
-        let frame = &mut out[..len];
-        rewrite::macs(frame, iface_mac, client_mac);
-        if nat_icmp6(frame, icmp_at, Way::Out, virt).is_none() {
-            return Verdict::Drop(R::IcmpMalformed);
-        }
-        Verdict::Transmit { ifindex, len }
     }
 }
 
