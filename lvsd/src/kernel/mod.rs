@@ -480,16 +480,29 @@ impl Kernel {
 
     /// Removes `addr/prefix` from interface `ifindex` (fails with `EADDRNOTAVAIL` if absent).
     pub fn del_address(&self, ifindex: u32, addr: Ipv4Addr, prefix: u8) -> Result<(), KernelError> {
-        if prefix > 32 {
+        self.del_ip(ifindex, IpAddr::V4(addr), prefix)
+    }
+
+    /// Removes `addr/prefix` (either family) from interface `ifindex` (fails with
+    /// `EADDRNOTAVAIL` if absent).
+    pub fn del_ip(&self, ifindex: u32, addr: IpAddr, prefix: u8) -> Result<(), KernelError> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
             return Err(KernelError::Invalid {
                 what: format!("removing {addr}/{prefix}"),
-                reason: "prefix length must be at most 32".to_string(),
+                reason: format!("prefix length must be at most {max}"),
             });
         }
-        let msg = rtnetlink::AddressMessageBuilder::<Ipv4Addr>::new()
-            .index(ifindex)
-            .address(addr, prefix)
-            .build();
+        let msg = match addr {
+            IpAddr::V4(a) => rtnetlink::AddressMessageBuilder::<Ipv4Addr>::new()
+                .index(ifindex)
+                .address(a, prefix)
+                .build(),
+            IpAddr::V6(a) => rtnetlink::AddressMessageBuilder::<Ipv6Addr>::new()
+                .index(ifindex)
+                .address(a, prefix)
+                .build(),
+        };
         let h = self.handle.clone();
         self.run(
             || format!("removing {addr}/{prefix} from {}", self.name_of(ifindex)),
@@ -626,21 +639,7 @@ impl Kernel {
         addr: Ipv6Addr,
         prefix: u8,
     ) -> Result<(), KernelError> {
-        if prefix > 128 {
-            return Err(KernelError::Invalid {
-                what: format!("removing {addr}/{prefix}"),
-                reason: "prefix length must be at most 128".to_string(),
-            });
-        }
-        let msg = rtnetlink::AddressMessageBuilder::<Ipv6Addr>::new()
-            .index(ifindex)
-            .address(addr, prefix)
-            .build();
-        let h = self.handle.clone();
-        self.run(
-            || format!("removing {addr}/{prefix} from {}", self.name_of(ifindex)),
-            async move { h.address().del(msg).execute().await },
-        )
+        self.del_ip(ifindex, IpAddr::V6(addr), prefix)
     }
 
     /// The interface that holds the IPv6 address `addr`, if any.

@@ -56,7 +56,7 @@ use super::{
 use crate::config::{Config, VrrpInstance, VrrpSyncGroup};
 use crate::io::filter::{Filter, FilterSpec};
 use crate::io::{PacketSocket, VnetHdr, VrrpSocket, VrrpSocket6};
-use crate::kernel::{Kernel, KernelError, LinkInfo, LinkWatch};
+use crate::kernel::{Kernel, LinkInfo, LinkWatch};
 use crate::wire::vrrp::{TTL, Version};
 use crate::wire::{arp, icmpv6};
 
@@ -369,14 +369,6 @@ fn ipv6_instance(
             .collect();
     }
     Ok(c)
-}
-
-/// Removes an address [`Shell::add_vips`] added (either family).
-fn del_prefix(kernel: &Kernel, ifindex: u32, p: IpPrefix) -> Result<(), KernelError> {
-    match p.addr {
-        IpAddr::V4(a) => kernel.del_address(ifindex, a, p.len),
-        IpAddr::V6(a) => kernel.del_address6(ifindex, a, p.len),
-    }
 }
 
 fn is_link_local(a: Ipv6Addr) -> bool {
@@ -793,7 +785,7 @@ impl Shell {
         self.apply(&r, &mut out);
         drop(r);
         for (ifindex, p) in std::mem::take(&mut self.added) {
-            if let Err(e) = del_prefix(&self.kernel, ifindex, p) {
+            if let Err(e) = self.kernel.del_ip(ifindex, p.addr, p.len) {
                 warn!("vrrp: {e}");
             }
         }
@@ -928,7 +920,7 @@ impl Shell {
             if self.added.len() == before {
                 continue;
             }
-            match del_prefix(&self.kernel, ifindex, p) {
+            match self.kernel.del_ip(ifindex, p.addr, p.len) {
                 Ok(()) => info!("vrrp_instance {name}: removed {p} from {interface}"),
                 Err(e) if e.errno() == Some(libc::EADDRNOTAVAIL) => {}
                 Err(e) => warn!("vrrp_instance {name}: {e}"),
