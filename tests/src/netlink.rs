@@ -16,6 +16,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
@@ -324,18 +325,30 @@ pub(crate) async fn addresses6(handle: &Handle) -> Result<Vec<IfAddr6>> {
     Ok(out)
 }
 
-/// Install (or replace) the IPv6 default route via `gateway`.
-pub(crate) async fn replace_default_route6(handle: &Handle, gateway: Ipv6Addr) -> Result<()> {
-    let route = RouteMessageBuilder::<Ipv6Addr>::new()
-        .gateway(gateway)
-        .build();
+/// Adds `route`, replacing one to the same destination; `what` names it in the error.
+async fn install_route(
+    handle: &Handle,
+    route: RouteMessage,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
     handle
         .route()
         .add(route)
         .replace()
         .execute()
         .await
-        .with_ctx(|| format!("setting the IPv6 default route via {gateway}"))
+        .with_ctx(what)
+}
+
+/// Install (or replace) the IPv6 default route via `gateway`.
+pub(crate) async fn replace_default_route6(handle: &Handle, gateway: Ipv6Addr) -> Result<()> {
+    let route = RouteMessageBuilder::<Ipv6Addr>::new()
+        .gateway(gateway)
+        .build();
+    install_route(handle, route, || {
+        format!("setting the IPv6 default route via {gateway}")
+    })
+    .await
 }
 
 /// Install (or replace) a route to `dst/prefix` via `gateway` (IPv6).
@@ -349,13 +362,10 @@ pub(crate) async fn replace_route6(
         .destination_prefix(dst, prefix)
         .gateway(gateway)
         .build();
-    handle
-        .route()
-        .add(route)
-        .replace()
-        .execute()
-        .await
-        .with_ctx(|| format!("adding the route {dst}/{prefix} via {gateway}"))
+    install_route(handle, route, || {
+        format!("adding the route {dst}/{prefix} via {gateway}")
+    })
+    .await
 }
 
 /// Install (or replace) an on-link IPv6 route to `dst/prefix` out of `ifname`.
@@ -370,13 +380,10 @@ pub(crate) async fn replace_device_route6(
         .destination_prefix(dst, prefix)
         .output_interface(index)
         .build();
-    handle
-        .route()
-        .add(route)
-        .replace()
-        .execute()
-        .await
-        .with_ctx(|| format!("adding the route {dst}/{prefix} dev {ifname}"))
+    install_route(handle, route, || {
+        format!("adding the route {dst}/{prefix} dev {ifname}")
+    })
+    .await
 }
 
 /// Remove the IPv6 route to `dst/prefix` (main table).
@@ -397,13 +404,10 @@ pub(crate) async fn replace_default_route(handle: &Handle, gateway: Ipv4Addr) ->
     let route = RouteMessageBuilder::<Ipv4Addr>::new()
         .gateway(gateway)
         .build();
-    handle
-        .route()
-        .add(route)
-        .replace()
-        .execute()
-        .await
-        .with_ctx(|| format!("setting the default route via {gateway}"))
+    install_route(handle, route, || {
+        format!("setting the default route via {gateway}")
+    })
+    .await
 }
 
 /// Install (or replace) a route to `dst/prefix` via `gateway`.
@@ -417,13 +421,10 @@ pub(crate) async fn replace_route(
         .destination_prefix(dst, prefix)
         .gateway(gateway)
         .build();
-    handle
-        .route()
-        .add(route)
-        .replace()
-        .execute()
-        .await
-        .with_ctx(|| format!("adding the route {dst}/{prefix} via {gateway}"))
+    install_route(handle, route, || {
+        format!("adding the route {dst}/{prefix} via {gateway}")
+    })
+    .await
 }
 
 /// Install (or replace) an on-link route to `dst/prefix` out of `ifname` (no gateway: the
@@ -440,13 +441,10 @@ pub(crate) async fn replace_device_route(
         .output_interface(index)
         .scope(rtnetlink::packet_route::route::RouteScope::Link)
         .build();
-    handle
-        .route()
-        .add(route)
-        .replace()
-        .execute()
-        .await
-        .with_ctx(|| format!("adding the route {dst}/{prefix} dev {ifname}"))
+    install_route(handle, route, || {
+        format!("adding the route {dst}/{prefix} dev {ifname}")
+    })
+    .await
 }
 
 /// Remove the route to `dst/prefix` (main table). Absent routes are an error from the kernel.
